@@ -43,3 +43,15 @@ test('graph builder: a duplicate value name is refused', () => {
   g.input('x', 'float32', [1]);
   assert.throws(() => g.input('x', 'float32', [1]), /already defined/);
 });
+
+test('graph builder: anonymous constants get distinct names and run', async () => {
+  const g = new GraphBuilder('consts');
+  const x = g.input('x', 'float32', [2]);
+  const y = g.op('Mul', [g.op('Add', [x, g.constF(1)]), g.constF([2, 3])], {}, 'y');
+  g.output(y, 'float32', [2]);
+  const shape = g.constI64([2]);
+  assert.notEqual(shape, undefined);
+  const s = await ort.InferenceSession.create(g.toBytes());
+  const out = await s.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2]), [2]) });
+  assert.deepEqual(Array.from(out.y!.data as Float32Array), [4, 9]);
+});

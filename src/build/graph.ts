@@ -59,6 +59,13 @@ export class GraphBuilder {
     return n;
   }
 
+  /** A fresh name that is not yet reserved (the caller's definition reserves it). */
+  private unclaimed(prefix: string): string {
+    let n = `${prefix}_${this.counter++}`;
+    while (this.used.has(n)) n = `${prefix}_${this.counter++}`;
+    return n;
+  }
+
   private claim(name: string): string {
     if (this.used.has(name)) throw new Error(`graph ${this.name}: value name ${name} is already defined`);
     this.used.add(name);
@@ -88,13 +95,13 @@ export class GraphBuilder {
   /** An anonymous constant (scalar or small tensor), stored as an initializer. */
   constF(values: number | number[], dims?: number[]): string {
     const arr = typeof values === 'number' ? [values] : values;
-    return this.initializer(this.fresh('const'), Float32Array.from(arr), dims ?? (typeof values === 'number' ? [] : [arr.length]));
+    return this.initializer(this.unclaimed('const'), Float32Array.from(arr), dims ?? (typeof values === 'number' ? [] : [arr.length]));
   }
 
   constI64(values: number | number[], dims?: number[]): string {
     const arr = typeof values === 'number' ? [values] : values;
     return this.initializer(
-      this.fresh('const'),
+      this.unclaimed('const'),
       BigInt64Array.from(arr.map((v) => BigInt(v))),
       dims ?? (typeof values === 'number' ? [] : [arr.length]),
     );
