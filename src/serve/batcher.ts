@@ -1,0 +1,452 @@
+// Dynamic batching per variant. Inputs (not requests) are the unit: a client's list can be
+// split over several batches and is put back together in order. A batch is formed only when a
+// worker is free ("late binding"), so under load batches fill up by themselves; when idle, a
+// batch that is not full waits at most maxQueueDelayMs for company.
+//
+// Grouping: the oldest queued input always goes into its variant's next batch (no input
+// starves), and the rest of the batch is filled with inputs of the closest lengths, within a
+// padding bound, so a 5-token text is not padded to 500 tokens beside a long one.
+import { epochMs } from './clock.js';
+import type { Device } from './config.js';
+import { SlimError } from './errors.js';
+import type { BatchFact } from './observer.js';
+import { BatchExpiredError, type BatchOutput, type BatchTensors } from './worker-pool.js';
+
+export interface BatchLimits {
+  maxBatchSize: number;
+  /** Budget of padded tokens: longest length x batch size. A single input always runs. */
+  maxBatchTokens: number;
+  maxQueueDelayMs: number;
+  /** Most inputs waiting per variant. */
+  maxQueued: number;
+}
+
+/** What the batcher needs of the worker pool. */
+export interface BatchRunner {
+  /** Workers with nothing to do: any ready batch may go there. */
+  readonly idleCount: number;
+  /** Busy workers that can hold one more batch: only full batches go there. */
+  readonly pipelineSlots: number;
+  readonly size: number;
+  run(batch: BatchTensors): Promise<BatchOutput>;
+  onIdle: () => void;
+}
+
+/** A variant as the batcher sees it. */
+export interface BatchTarget {
+  key: string;
+  model: string;
+  variant: string;
+  device: Device;
+  numLabels: number;
+  padId: number;
+  padSide: 'left' | 'right';
+}
+
+export interface SubmitOptions {
+  /** epochMs() time after which the request fails with DEADLINE_EXCEEDED. */
+  deadline: number;
+  /** Aborts the request (client went away): its queued inputs leave the queue. */
+  signal?: AbortSignal;
+}
+
+export interface InferenceOutcome {
+  /** Per input, in the order given: numLabels probabilities. */
+  probabilities: Float32Array[];
+  /** Per input: enqueue to batch start, ms. */
+  queueMs: number[];
+  /** Per input: inference time of the batch that carried it, ms. */
+  inferenceMs: number[];
+}
+
+/**
+ * Two lengths may share a batch when the longer is at most twice the shorter, or only a few
+ * tokens longer: the padding waste stays under about half of the batch's compute.
+ */
+export function similarLength(shortest: number, longest: number): boolean {
+  return longest <= Math.max(2 * shortest, shortest + 8);
+}
+
+const QUEUED = 0;
+const RUNNING = 1;
+const DROPPED = 2;
+
+interface QueuedInput {
+  request: PendingRequest;
+  index: number;
+  ids: readonly number[];
+  length: number;
+  enqueuedAt: number;
+  state: typeof QUEUED | typeof RUNNING | typeof DROPPED;
+}
+
+interface PendingRequest {
+  queue: VariantQueue;
+  deadline: number;
+  items: QueuedInput[];
+  remaining: number;
+  outcome: InferenceOutcome;
+  settled: boolean;
+  resolve: (o: InferenceOutcome) => void;
+  reject: (e: SlimError) => void;
+  timer: NodeJS.Timeout | null;
+  detach: () => void;
+}
+
+/** An array used as a FIFO whose entries may die in place; dead entries are skipped lazily. */
+class LazyFifo {
+  private items: QueuedInput[] = [];
+  private head = 0;
+  live = 0;
+
+  push(item: QueuedInput): void {
+    this.items.push(item);
+    this.live++;
+  }
+
+  /** The oldest entry still queued. */
+  peek(): QueuedInput | undefined {
+    while (this.head < this.items.length && this.items[this.head]!.state !== QUEUED) this.head++;
+    this.compact();
+    return this.items[this.head];
+  }
+
+  /** Queued entries, oldest first, not removed (the caller changes their state). */
+  *oldest(): Generator<QueuedInput> {
+    this.peek(); // advances past dead entries at the front, so the array cannot grow without bound
+    for (let i = this.head; i < this.items.length; i++) if (this.items[i]!.state === QUEUED) yield this.items[i]!;
+  }
+
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    if (this.head === this.items.length && this.head > 0) {
+      this.items = [];
+      this.head = 0;
+    }
+  }
+}
+
+class VariantQueue {
+  readonly fifo = new LazyFifo();
+  /** Queued inputs by token length. */
+  readonly byLength = new Map<number, LazyFifo>();
+  count = 0;
+  tokenSum = 0;
+  /** Inputs in batches that are running now. */
+  running = 0;
+  /** Smoothed batch inference time, for Retry-After. */
+  avgBatchMs = 0;
+
+  constructor(readonly target: BatchTarget) {}
+
+  add(item: QueuedInput): void {
+    this.fifo.push(item);
+    let bucket = this.byLength.get(item.length);
+    if (!bucket) this.byLength.set(item.length, (bucket = new LazyFifo()));
+    bucket.push(item);
+    this.count++;
+    this.tokenSum += item.length;
+  }
+
+  /** Take an input out of the queued state (into a batch, or dropped). */
+  leave(item: QueuedInput, state: typeof RUNNING | typeof DROPPED): void {
+    item.state = state;
+    this.fifo.live--;
+    const bucket = this.byLength.get(item.length)!;
+    bucket.live--;
+    if (bucket.live === 0) this.byLength.delete(item.length);
+    this.count--;
+    this.tokenSum -= item.length;
+  }
+
+  /** Enough waiting for a full batch: no reason to wait for more. */
+  full(limits: BatchLimits): boolean {
+    return this.count >= limits.maxBatchSize || this.tokenSum >= limits.maxBatchTokens;
+  }
+
+  ready(now: number, limits: BatchLimits): boolean {
+    if (this.count === 0) return false;
+    return this.full(limits) || now - this.fifo.peek()!.enqueuedAt >= limits.maxQueueDelayMs;
+  }
+
+  /** The oldest input plus the closest-length inputs that fit the limits. */
+  form(limits: BatchLimits): QueuedInput[] {
+    const anchor = this.fifo.peek()!;
+    const batch: QueuedInput[] = [];
+    let shortest = anchor.length;
+    let longest = anchor.length;
+    const take = (item: QueuedInput): void => {
+      this.leave(item, RUNNING);
+      batch.push(item);
+    };
+    take(anchor);
+    // Lengths in order of distance from the anchor's; at equal distance the shorter first,
+    // since it does not raise the padded length.
+    const lengths = [...this.byLength.keys()].sort(
+      (a, b) => Math.abs(a - anchor.length) - Math.abs(b - anchor.length) || a - b,
+    );
+    for (const length of lengths) {
+      if (batch.length >= limits.maxBatchSize) break;
+      const lo = Math.min(shortest, length);
+      const hi = Math.max(longest, length);
+      if (!similarLength(lo, hi)) continue;
+      const bucket = this.byLength.get(length);
+      if (!bucket) continue;
+      for (const item of bucket.oldest()) {
+        if (batch.length >= limits.maxBatchSize || hi * (batch.length + 1) > limits.maxBatchTokens) break;
+        take(item);
+        shortest = lo;
+        longest = hi;
+      }
+    }
+    return batch;
+  }
+}
+
+export class Batcher {
+  private readonly queues = new Map<string, VariantQueue>();
+  private readonly pending = new Set<PendingRequest>();
+  private drainWaiters: (() => void)[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+
+  constructor(
+    private readonly runner: BatchRunner,
+    private readonly limits: BatchLimits,
+    private readonly onBatch: (fact: BatchFact) => void = () => {},
+    private readonly now: () => number = epochMs,
+  ) {
+    runner.onIdle = () => this.pump();
+  }
+
+  register(target: BatchTarget): void {
+    this.queues.set(target.key, new VariantQueue(target));
+  }
+
+  /** Inputs waiting (not running) for a variant. */
+  queueDepth(key: string): number {
+    return this.queues.get(key)?.count ?? 0;
+  }
+
+  /** Inputs of a variant in batches running now. */
+  runningInputs(key: string): number {
+    return this.queues.get(key)?.running ?? 0;
+  }
+
+  /** Requests accepted and not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves when every accepted request has been answered. */
+  drained(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /**
+   * Queue a request's token ids. Throws QUEUE_FULL (with Retry-After) when the variant's queue
+   * cannot take them all; the promise fails with DEADLINE_EXCEEDED or CLIENT_CLOSED.
+   */
+  submit(key: string, inputs: readonly (readonly number[])[], opts: SubmitOptions): Promise<InferenceOutcome> {
+    const queue = this.queues.get(key);
+    if (!queue) throw new Error(`batcher: unknown variant ${key}`);
+    if (queue.count + inputs.length > this.limits.maxQueued) {
+      throw new SlimError('QUEUE_FULL', `the queue of ${key} holds ${queue.count} inputs (maxQueued ${this.limits.maxQueued})`, {
+        'retry-after': String(this.retryAfterSeconds(queue)),
+      });
+    }
+    const now = this.now();
+    if (opts.deadline <= now) throw new SlimError('DEADLINE_EXCEEDED');
+    if (opts.signal?.aborted) throw new SlimError('CLIENT_CLOSED');
+    return new Promise<InferenceOutcome>((resolve, reject) => {
+      const n = inputs.length;
+      const request: PendingRequest = {
+        queue,
+        deadline: opts.deadline,
+        items: [],
+        remaining: n,
+        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
+        settled: false,
+        resolve,
+        reject,
+        timer: null,
+        detach: () => {},
+      };
+      inputs.forEach((ids, index) => {
+        const item: QueuedInput = { request, index, ids, length: Math.max(1, ids.length), enqueuedAt: now, state: QUEUED };
+        request.items.push(item);
+        queue.add(item);
+      });
+      request.timer = setTimeout(
+        () => this.fail(request, new SlimError('DEADLINE_EXCEEDED', `no answer within the request deadline (${key})`)),
+        opts.deadline - now,
+      );
+      if (opts.signal) {
+        const onAbort = (): void => this.fail(request, new SlimError('CLIENT_CLOSED'));
+        opts.signal.addEventListener('abort', onAbort, { once: true });
+        request.detach = () => opts.signal!.removeEventListener('abort', onAbort);
+      }
+      this.pending.add(request);
+      this.pump();
+    });
+  }
+
+  /** Fail every request not yet answered (the last step of a shutdown that ran out of time). */
+  abortAll(err: SlimError): void {
+    for (const req of [...this.pending]) this.fail(req, err);
+  }
+
+  /**
+   * Hand batches to workers: any ready batch to an idle worker; a full batch also to a busy
+   * worker's pipeline slot, so it starts the moment the running one ends.
+   */
+  private pump(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.timerAt = Infinity;
+    }
+    const now = this.now();
+    for (;;) {
+      const idle = this.runner.idleCount > 0;
+      if (!idle && this.runner.pipelineSlots === 0) return;
+      let best: VariantQueue | null = null;
+      let bestAt = Infinity;
+      let nextReadyAt = Infinity;
+      for (const q of this.queues.values()) {
+        if (q.count === 0) continue;
+        const oldest = q.fifo.peek()!.enqueuedAt;
+        if (idle ? q.ready(now, this.limits) : q.full(this.limits)) {
+          if (oldest < bestAt) {
+            best = q;
+            bestAt = oldest;
+          }
+        } else {
+          nextReadyAt = Math.min(nextReadyAt, oldest + this.limits.maxQueueDelayMs);
+        }
+      }
+      if (!best) {
+        if (idle && nextReadyAt < Infinity) this.wakeAt(nextReadyAt, now);
+        return;
+      }
+      this.dispatch(best, best.form(this.limits), now);
+    }
+  }
+
+  private wakeAt(at: number, now: number): void {
+    if (at >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.pump();
+    }, Math.max(0, Math.ceil(at - now)));
+  }
+
+  private dispatch(queue: VariantQueue, items: QueuedInput[], now: number): void {
+    const t = queue.target;
+    const rows = items.length;
+    let cols = 0;
+    let realTokens = 0;
+    let minLength = Infinity;
+    for (const it of items) {
+      cols = Math.max(cols, it.length);
+      minLength = Math.min(minLength, it.length);
+      realTokens += it.length;
+    }
+    const inputIds = new BigInt64Array(rows * cols);
+    const attentionMask = new BigInt64Array(rows * cols);
+    if (t.padId !== 0) inputIds.fill(BigInt(t.padId));
+    // Until the worker says when it started: the time to hand-off.
+    let queueMs = items.map((it) => now - it.enqueuedAt);
+    items.forEach((it, r) => {
+      const offset = r * cols + (t.padSide === 'left' ? cols - it.length : 0);
+      // An empty encoding (a tokenizer without special tokens, empty text) still needs one
+      // position: it runs as a single pad token with its mask set.
+      const ids = it.ids.length > 0 ? it.ids : [t.padId];
+      for (let i = 0; i < ids.length; i++) {
+        inputIds[offset + i] = BigInt(ids[i]!);
+        attentionMask[offset + i] = 1n;
+      }
+    });
+    const fact = (ok: boolean, out?: BatchOutput): BatchFact => ({
+      model: t.model,
+      variant: t.variant,
+      device: t.device,
+      workerIndex: out?.workerIndex ?? -1,
+      size: rows,
+      tokens: rows * cols,
+      realTokens,
+      paddedLength: cols,
+      minLength,
+      queueMs,
+      inferenceMs: out?.inferenceMs ?? 0,
+      ok,
+    });
+    const expiresAt = Math.max(...items.map((it) => it.request.deadline));
+    queue.running += rows;
+    this.runner.run({ key: t.key, rows, cols, inputIds, attentionMask, expiresAt }).then(
+      (out) => {
+        queue.running -= rows;
+        queueMs = items.map((it) => Math.max(0, out.startedAt - it.enqueuedAt));
+        queue.avgBatchMs = queue.avgBatchMs === 0 ? out.inferenceMs : 0.8 * queue.avgBatchMs + 0.2 * out.inferenceMs;
+        items.forEach((it, r) => {
+          const req = it.request;
+          if (req.settled) return;
+          req.outcome.probabilities[it.index] = out.probabilities.subarray(r * out.numLabels, (r + 1) * out.numLabels);
+          req.outcome.queueMs[it.index] = queueMs[r]!;
+          req.outcome.inferenceMs[it.index] = out.inferenceMs;
+          if (--req.remaining === 0) this.succeed(req);
+        });
+        this.onBatch(fact(true, out));
+      },
+      (err: Error) => {
+        queue.running -= rows;
+        if (err instanceof BatchExpiredError) {
+          // Nothing ran: every request in it had already been answered 504 (or is, now).
+          for (const it of items) this.fail(it.request, new SlimError('DEADLINE_EXCEEDED'));
+          return;
+        }
+        for (const it of items) this.fail(it.request, new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`));
+        this.onBatch(fact(false));
+      },
+    );
+  }
+
+  private succeed(req: PendingRequest): void {
+    this.finish(req);
+    req.resolve(req.outcome);
+  }
+
+  /** Fail a request: its inputs still queued leave the queue; running ones are ignored later. */
+  private fail(req: PendingRequest, err: SlimError): void {
+    if (req.settled) return;
+    for (const it of req.items) if (it.state === QUEUED) req.queue.leave(it, DROPPED);
+    this.finish(req);
+    req.reject(err);
+  }
+
+  private finish(req: PendingRequest): void {
+    req.settled = true;
+    if (req.timer) clearTimeout(req.timer);
+    req.detach();
+    this.pending.delete(req);
+    if (this.pending.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Seconds until the queue has likely drained enough to take a new request. */
+  private retryAfterSeconds(queue: VariantQueue): number {
+    const batches = Math.ceil(queue.count / this.limits.maxBatchSize);
+    const ms = (batches * (queue.avgBatchMs || 100)) / Math.max(1, this.runner.size);
+    return Math.max(1, Math.ceil(ms / 1000));
+  }
+}

@@ -1,0 +1,186 @@
+// The model repository as the server sees it: models/<model>/<variant>/{model.onnx,
+// tokenizer.json, manifest.json}. Scanning reads and validates every manifest up front so that a
+// broken repository stops the start with a message naming the file and field, instead of
+// failing on the first request.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head. */
+export const VARIANT_NAME = /^k([1-9]\d*)(-[a-z0-9][a-z0-9-]*)?$/;
+
+export interface Manifest {
+  model: string;
+  variant: string;
+  depth: number;
+  base: { id: string; arch: string; layers: number; source: string };
+  labels: string[];
+  head: string;
+  maxLength: number;
+  train: Record<string, unknown>;
+  eval: { split: string; examples: number; accuracy: number; macroF1: number };
+  params: number;
+  onnxSha256: string;
+  createdAt: string;
+  version: string;
+  [extra: string]: unknown;
+}
+
+export interface VariantEntry {
+  model: string;
+  variant: string;
+  depth: number;
+  dir: string;
+  onnxPath: string;
+  manifest: Manifest;
+}
+
+export interface ModelEntry {
+  name: string;
+  dir: string;
+  /** Sorted by depth, then name. */
+  variants: VariantEntry[];
+  /** models/<model>/routing.json when present (validated by the routing module). */
+  routing: unknown;
+}
+
+export class RepositoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RepositoryError';
+  }
+}
+
+type Check = (v: unknown) => boolean;
+const isString: Check = (v) => typeof v === 'string' && v.length > 0;
+const isNumber: Check = (v) => typeof v === 'number' && Number.isFinite(v);
+const isPositiveInt: Check = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+const isObject: Check = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** The fields the spec says every manifest has, with the shape each must have. */
+const MANIFEST_FIELDS: [string, Check, string][] = [
+  ['model', isString, 'a non-empty string'],
+  ['variant', isString, 'a non-empty string'],
+  ['depth', isPositiveInt, 'an integer >= 1'],
+  ['base', isObject, 'an object'],
+  ['base.id', isString, 'a non-empty string'],
+  ['base.arch', isString, 'a non-empty string'],
+  ['base.layers', isPositiveInt, 'an integer >= 1'],
+  ['base.source', isString, 'a non-empty string'],
+  ['labels', (v) => Array.isArray(v) && v.length >= 2 && v.every(isString) && new Set(v).size === v.length, 'at least two distinct non-empty strings'],
+  ['head', isString, 'a non-empty string'],
+  ['maxLength', isPositiveInt, 'an integer >= 1'],
+  ['train', isObject, 'an object'],
+  ['eval', isObject, 'an object'],
+  ['eval.split', isString, 'a non-empty string'],
+  ['eval.examples', (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0, 'an integer >= 0'],
+  ['eval.accuracy', isNumber, 'a number'],
+  ['eval.macroF1', isNumber, 'a number'],
+  ['params', isNumber, 'a number'],
+  ['onnxSha256', (v) => typeof v === 'string' && /^(sha256:)?[0-9a-f]{64}$/.test(v), '64 lowercase hex digits'],
+  ['createdAt', isString, 'a non-empty string'],
+  ['version', isString, 'a non-empty string'],
+];
+
+function field(obj: unknown, path: string): unknown {
+  let v: unknown = obj;
+  for (const p of path.split('.')) v = isObject(v) ? (v as Record<string, unknown>)[p] : undefined;
+  return v;
+}
+
+/** Validate one manifest against the spec and against the directory it lies in. */
+export function validateManifest(raw: unknown, where: { file: string; model: string; variant: string }): Manifest {
+  const problems: string[] = [];
+  if (!isObject(raw)) throw new RepositoryError(`${where.file}: expected a JSON object`);
+  for (const [path, check, expected] of MANIFEST_FIELDS) {
+    const v = field(raw, path);
+    if (!check(v)) problems.push(`"${path}" must be ${expected}, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  }
+  const m = raw as Manifest;
+  if (problems.length === 0) {
+    if (m.model !== where.model) problems.push(`"model" is ${JSON.stringify(m.model)} but the directory is ${where.model}`);
+    if (m.variant !== where.variant) problems.push(`"variant" is ${JSON.stringify(m.variant)} but the directory is ${where.variant}`);
+    const depth = Number(VARIANT_NAME.exec(where.variant)?.[1]);
+    if (m.depth !== depth) problems.push(`"depth" is ${m.depth} but the variant name ${where.variant} says ${depth}`);
+    if (m.depth > m.base.layers) problems.push(`"depth" ${m.depth} is more than base.layers ${m.base.layers}`);
+  }
+  if (problems.length > 0) throw new RepositoryError(`${where.file}: ${problems.join('; ')}`);
+  return m;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function subdirectories(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
+    .sort();
+}
+
+export interface ScanOptions {
+  /** Compare model.onnx against the manifest's onnxSha256 (default true). */
+  verifyChecksums?: boolean;
+  /** Told about directories that are skipped (temporary build output, stray folders). */
+  onSkip?: (path: string, why: string) => void;
+}
+
+/**
+ * Read every model and variant under `root`. Directories whose names are not variant names
+ * (for example a build's temporary directory before its rename) are skipped; a variant
+ * directory that is there must be complete and valid, or the scan fails.
+ */
+export async function scanRepository(root: string, opts: ScanOptions = {}): Promise<ModelEntry[]> {
+  const dir = resolve(root);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new RepositoryError(`model repository ${dir} is not a directory`);
+  const models: ModelEntry[] = [];
+  for (const name of subdirectories(dir)) {
+    const modelDir = join(dir, name);
+    const variants: VariantEntry[] = [];
+    for (const variant of subdirectories(modelDir)) {
+      const vdir = join(modelDir, variant);
+      if (!VARIANT_NAME.test(variant)) {
+        opts.onSkip?.(vdir, 'not a variant name (k<depth>[-suffix])');
+        continue;
+      }
+      for (const f of ['model.onnx', 'tokenizer.json', 'manifest.json']) {
+        if (!existsSync(join(vdir, f))) throw new RepositoryError(`${vdir}: ${f} is missing`);
+      }
+      const file = join(vdir, 'manifest.json');
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (err) {
+        throw new RepositoryError(`${file}: ${(err as Error).message}`);
+      }
+      const manifest = validateManifest(raw, { file, model: name, variant });
+      const onnxPath = join(vdir, 'model.onnx');
+      if (opts.verifyChecksums ?? true) {
+        const want = manifest.onnxSha256.replace(/^sha256:/, '');
+        const got = await sha256File(onnxPath);
+        if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
+      }
+      variants.push({ model: name, variant, depth: manifest.depth, dir: vdir, onnxPath, manifest });
+    }
+    if (variants.length === 0) {
+      opts.onSkip?.(modelDir, 'no variants');
+      continue;
+    }
+    variants.sort((a, b) => a.depth - b.depth || a.variant.localeCompare(b.variant));
+    const routingFile = join(modelDir, 'routing.json');
+    let routing: unknown = null;
+    if (existsSync(routingFile)) {
+      try {
+        routing = JSON.parse(readFileSync(routingFile, 'utf8'));
+      } catch (err) {
+        throw new RepositoryError(`${routingFile}: ${(err as Error).message}`);
+      }
+    }
+    models.push({ name, dir: modelDir, variants, routing });
+  }
+  if (models.length === 0) throw new RepositoryError(`model repository ${dir} holds no models (expected <model>/<variant>/manifest.json)`);
+  return models;
+}

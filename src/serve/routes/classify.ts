@@ -1,0 +1,55 @@
+// POST /classify: one text or a list, routed to a variant, batched, answered in input order.
+import type { FastifyInstance } from 'fastify';
+import type { ServeRuntime } from '../runtime.js';
+import { argmax } from '../runtime.js';
+import { errorResponses, ok } from './schemas.js';
+import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
+
+interface ClassifyBody {
+  inputs: string | string[];
+  model?: string;
+  variant?: string;
+  key?: string;
+  truncate?: boolean;
+}
+
+export function classifyRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+  app.post<{ Body: ClassifyBody }>(
+    '/classify',
+    {
+      config: { inference: true },
+      schema: {
+        tags: ['inference'],
+        summary: 'Classify one text or a list of texts',
+        description:
+          'Inputs are queued per variant and batched with other requests; a list may be split across batches and comes back in order. ' +
+          'Headers: x-request-id, x-slim-variant, x-slim-queue-ms, x-slim-inference-ms, x-slim-total-ms.',
+        body: { $ref: 'ClassifyRequest#' },
+        response: { 200: ok('ClassifyResponse', 'One result per input, in input order'), ...errorResponses([400, 404, 413, 422, 429, 503, 504]) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
+      request.notes.inputs = inputs.length;
+      const outcome = await runtime.classify(
+        { model: body.model, variant: body.variant, key: routingKey(request, body.key), inputs, truncate: body.truncate ?? true },
+        { requestId: request.id, deadline: deadlineOf(reply, runtime.config.requestTimeoutMs), signal: clientGone(reply) },
+      );
+      setInferenceHeaders(request, reply, outcome);
+      const labels = outcome.variant.labels;
+      return {
+        model: outcome.model.name,
+        variant: outcome.variant.name,
+        depth: outcome.variant.depth,
+        request_id: request.id,
+        results: outcome.probabilities.map((p) => {
+          const best = argmax(p);
+          // fromEntries defines properties, so a label such as "__proto__" stays a plain key.
+          const scores = Object.fromEntries(labels.map((label, i) => [label, p[i]!]));
+          return { label: labels[best]!, score: p[best]!, scores };
+        }),
+      };
+    },
+  );
+}

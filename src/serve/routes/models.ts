@@ -1,0 +1,71 @@
+// GET /models and GET /models/{model}: what is served, on which device, with the build's
+// evaluation figures and the live queue depth.
+import type { FastifyInstance } from 'fastify';
+import type { ServedModel, ServedVariant } from '../catalog.js';
+import type { ServeRuntime } from '../runtime.js';
+import { chooseVariant } from '../routing.js';
+import { errorResponses, ok } from './schemas.js';
+
+export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<string, unknown> {
+  const m = v.manifest;
+  return {
+    name: v.name,
+    depth: v.depth,
+    device: v.device,
+    requestedDevice: v.requestedDevice,
+    ...(v.fallbackReason !== undefined ? { fallbackReason: v.fallbackReason } : {}),
+    ready: runtime.ready,
+    queueDepth: runtime.queueDepth(v.model, v.name),
+    running: runtime.runningInputs(v.model, v.name),
+    labels: v.labels,
+    maxLength: v.maxLength,
+    head: m.head,
+    params: m.params,
+    base: m.base,
+    train: m.train,
+    eval: m.eval,
+    onnxSha256: m.onnxSha256,
+    createdAt: m.createdAt,
+    version: m.version,
+    loadMs: Math.round(v.loadMs),
+    warmupMs: Math.round(v.warmupMs),
+  };
+}
+
+export function modelInfo(runtime: ServeRuntime, model: ServedModel): Record<string, unknown> {
+  return {
+    name: model.name,
+    labels: model.variants[0]!.labels,
+    defaultVariant: chooseVariant(model, {}, () => 0).variant.name,
+    routing: model.routing ?? null,
+    variants: model.variants.map((v) => variantInfo(runtime, v)),
+  };
+}
+
+export function modelRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+  app.get(
+    '/models',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'Every served model and variant',
+        description: 'Empty until the repository is loaded; `ready` says whether every variant is loaded and warmed up.',
+        response: { 200: ok('ModelList', 'Served models') },
+      },
+    },
+    async () => ({ ready: runtime.ready, models: runtime.models.map((m) => modelInfo(runtime, m)) }),
+  );
+
+  app.get<{ Params: { model: string } }>(
+    '/models/:model',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'One model and its variants',
+        params: { type: 'object', required: ['model'], properties: { model: { type: 'string' } } },
+        response: { 200: ok('ModelInfo', 'The model'), ...errorResponses([404, 503]) },
+      },
+    },
+    async (request) => modelInfo(runtime, runtime.resolveModel(request.params.model)),
+  );
+}

@@ -1,0 +1,57 @@
+// Per-request facts the routes note down for the response hooks (timing headers, observers),
+// and the helpers inference routes share.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { epochMs } from '../clock.js';
+import type { ClassifyOutcome } from '../runtime.js';
+
+export interface RequestNotes {
+  model?: string;
+  variant?: string;
+  inputs?: number;
+  errorCode?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    notes: RequestNotes;
+  }
+  interface FastifyContextConfig {
+    /** Inference routes answer 503 until every variant is loaded, and while shutting down. */
+    inference?: boolean;
+    /** Open Inference Protocol routes answer errors as {"error": "<message>"}. */
+    v2?: boolean;
+  }
+}
+
+/** An AbortSignal that fires when the client goes away before the answer is written. */
+export function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableEnded) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** epochMs() time at which this request's deadline passes (counted from its arrival). */
+export function deadlineOf(reply: FastifyReply, requestTimeoutMs: number): number {
+  return epochMs() - reply.elapsedTime + requestTimeoutMs;
+}
+
+const ms = (v: number): string => v.toFixed(3);
+
+/** x-slim-* headers every answered inference carries. */
+export function setInferenceHeaders(request: FastifyRequest, reply: FastifyReply, outcome: ClassifyOutcome): void {
+  request.notes.model = outcome.model.name;
+  request.notes.variant = outcome.variant.name;
+  reply.header('x-slim-variant', outcome.variant.name);
+  reply.header('x-slim-queue-ms', ms(outcome.queueMs));
+  reply.header('x-slim-inference-ms', ms(outcome.inferenceMs));
+  reply.header('x-slim-total-ms', ms(reply.elapsedTime));
+}
+
+/** The sticky routing key: the body's, else the x-slim-key header. */
+export function routingKey(request: FastifyRequest, fromBody: string | undefined): string | undefined {
+  if (fromBody !== undefined) return fromBody;
+  const h = request.headers['x-slim-key'];
+  return typeof h === 'string' ? h : undefined;
+}

@@ -1,0 +1,241 @@
+// JSON schemas of the HTTP API. They drive request validation (ajv), response serialisation
+// (fast-json-stringify) and the OpenAPI document (@fastify/swagger): one source for all three.
+// Shared shapes are registered with an $id and referenced as "<Id>#".
+import { ERROR_CODES, ERRORS, errorBodySchema, v2ErrorBodySchema } from '../errors.js';
+
+export const classifyRequestSchema = {
+  $id: 'ClassifyRequest',
+  type: 'object',
+  additionalProperties: false,
+  required: ['inputs'],
+  properties: {
+    inputs: {
+      description: 'One text, or a list of texts (at most maxInputs).',
+      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }],
+    },
+    model: { type: 'string', minLength: 1, description: 'Model name; may be omitted when one model is served.' },
+    variant: { type: 'string', minLength: 1, description: 'Variant (k<depth>[-suffix]); routed when omitted.' },
+    key: { type: 'string', description: 'Client key for sticky routing (also the x-slim-key header).' },
+    truncate: { type: 'boolean', default: true, description: 'Cut texts longer than the variant\'s maxLength; false answers 422 instead.' },
+  },
+} as const;
+
+export const classifyResultSchema = {
+  $id: 'ClassifyResult',
+  type: 'object',
+  required: ['label', 'score', 'scores'],
+  properties: {
+    label: { type: 'string', description: 'The most probable label.' },
+    score: { type: 'number', description: 'Its probability.' },
+    scores: { type: 'object', additionalProperties: { type: 'number' }, description: 'Probability of every label.' },
+  },
+} as const;
+
+export const classifyResponseSchema = {
+  $id: 'ClassifyResponse',
+  type: 'object',
+  required: ['model', 'variant', 'depth', 'request_id', 'results'],
+  properties: {
+    model: { type: 'string' },
+    variant: { type: 'string' },
+    depth: { type: 'integer' },
+    request_id: { type: 'string' },
+    results: { type: 'array', items: { $ref: 'ClassifyResult#' }, description: 'One per input, in input order.' },
+  },
+} as const;
+
+export const variantInfoSchema = {
+  $id: 'VariantInfo',
+  type: 'object',
+  required: ['name', 'depth', 'device', 'requestedDevice', 'ready', 'queueDepth', 'running', 'labels', 'maxLength'],
+  properties: {
+    name: { type: 'string' },
+    depth: { type: 'integer' },
+    device: { type: 'string', description: 'Device the variant runs on (cpu when the requested one was unavailable).' },
+    requestedDevice: { type: 'string' },
+    fallbackReason: { type: 'string' },
+    ready: { type: 'boolean' },
+    queueDepth: { type: 'integer', description: 'Inputs waiting for a batch.' },
+    running: { type: 'integer', description: 'Inputs in batches running now.' },
+    labels: { type: 'array', items: { type: 'string' } },
+    maxLength: { type: 'integer' },
+    head: { type: 'string' },
+    params: { type: 'number' },
+    base: { type: 'object', additionalProperties: true },
+    train: { type: 'object', additionalProperties: true },
+    eval: { type: 'object', additionalProperties: true },
+    onnxSha256: { type: 'string' },
+    createdAt: { type: 'string' },
+    version: { type: 'string', description: 'Version of the build tool that made the variant.' },
+    loadMs: { type: 'number' },
+    warmupMs: { type: 'number' },
+  },
+} as const;
+
+export const modelInfoSchema = {
+  $id: 'ModelInfo',
+  type: 'object',
+  required: ['name', 'labels', 'variants', 'defaultVariant'],
+  properties: {
+    name: { type: 'string' },
+    labels: { type: 'array', items: { type: 'string' }, description: 'Labels of the shallowest variant.' },
+    defaultVariant: { type: 'string', description: 'Variant used when neither the request nor routing.json chooses.' },
+    routing: { type: 'object', additionalProperties: true, nullable: true, description: 'routing.json as loaded, or null.' },
+    variants: { type: 'array', items: { $ref: 'VariantInfo#' } },
+  },
+} as const;
+
+export const modelListSchema = {
+  $id: 'ModelList',
+  type: 'object',
+  required: ['ready', 'models'],
+  properties: {
+    ready: { type: 'boolean' },
+    models: { type: 'array', items: { $ref: 'ModelInfo#' } },
+  },
+} as const;
+
+export const healthSchema = {
+  $id: 'Health',
+  type: 'object',
+  required: ['status'],
+  properties: { status: { type: 'string', enum: ['live', 'ready'] } },
+} as const;
+
+// ---- Open Inference Protocol (KServe v2) subset -------------------------------------------
+
+const v2Parameters = { type: 'object', additionalProperties: true } as const;
+
+export const v2TensorDataSchema = {
+  type: 'array',
+  description: 'Row-major tensor contents (nested arrays are flattened).',
+  items: {},
+} as const;
+
+export const v2InferenceRequestSchema = {
+  $id: 'V2InferenceRequest',
+  type: 'object',
+  required: ['inputs'],
+  properties: {
+    id: { type: 'string' },
+    parameters: {
+      ...v2Parameters,
+      description: 'Optional: truncate (boolean, default true), key (string, sticky routing).',
+    },
+    inputs: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name', 'shape', 'datatype', 'data'],
+        properties: {
+          name: { type: 'string' },
+          shape: { type: 'array', items: { type: 'integer' } },
+          datatype: { type: 'string' },
+          parameters: v2Parameters,
+          data: v2TensorDataSchema,
+        },
+      },
+    },
+    outputs: {
+      type: 'array',
+      items: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, parameters: v2Parameters } },
+    },
+  },
+} as const;
+
+export const v2InferenceResponseSchema = {
+  $id: 'V2InferenceResponse',
+  type: 'object',
+  required: ['model_name', 'outputs'],
+  properties: {
+    model_name: { type: 'string' },
+    model_version: { type: 'string' },
+    id: { type: 'string' },
+    parameters: v2Parameters,
+    outputs: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'shape', 'datatype', 'data'],
+        properties: {
+          name: { type: 'string' },
+          shape: { type: 'array', items: { type: 'integer' } },
+          datatype: { type: 'string' },
+          parameters: v2Parameters,
+          data: { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'number' }] } },
+        },
+      },
+    },
+  },
+} as const;
+
+const v2TensorMetadata = {
+  type: 'object',
+  required: ['name', 'datatype', 'shape'],
+  properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } },
+} as const;
+
+export const v2ModelMetadataSchema = {
+  $id: 'V2ModelMetadata',
+  type: 'object',
+  required: ['name', 'platform'],
+  properties: {
+    name: { type: 'string' },
+    versions: { type: 'array', items: { type: 'string' } },
+    platform: { type: 'string' },
+    inputs: { type: 'array', items: v2TensorMetadata },
+    outputs: { type: 'array', items: v2TensorMetadata },
+    properties: { type: 'object', additionalProperties: { type: 'string' } },
+  },
+} as const;
+
+export const v2ServerMetadataSchema = {
+  $id: 'V2ServerMetadata',
+  type: 'object',
+  required: ['name', 'version', 'extensions'],
+  properties: { name: { type: 'string' }, version: { type: 'string' }, extensions: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+export const v2ReadySchema = {
+  $id: 'V2Ready',
+  type: 'object',
+  properties: { name: { type: 'string' }, live: { type: 'boolean' }, ready: { type: 'boolean' } },
+} as const;
+
+/** Every shared schema, registered once on the app (and listed in the OpenAPI components). */
+export const sharedSchemas = [
+  errorBodySchema,
+  v2ErrorBodySchema,
+  classifyRequestSchema,
+  classifyResultSchema,
+  classifyResponseSchema,
+  variantInfoSchema,
+  modelInfoSchema,
+  modelListSchema,
+  healthSchema,
+  v2InferenceRequestSchema,
+  v2InferenceResponseSchema,
+  v2ModelMetadataSchema,
+  v2ServerMetadataSchema,
+  v2ReadySchema,
+];
+
+export const errorRef = { $ref: 'ErrorBody#' } as const;
+export const v2ErrorRef = { $ref: 'V2ErrorBody#' } as const;
+
+/** Error responses of a route, by status, described by the catalogue codes with that status. */
+export function errorResponses(statuses: number[], ref: typeof errorRef | typeof v2ErrorRef = errorRef): Record<string, unknown> {
+  return Object.fromEntries(
+    statuses.map((status) => {
+      const codes = ERROR_CODES.filter((c) => ERRORS[c].status === status && c !== 'CLIENT_CLOSED');
+      const description = codes.map((c) => `${c}: ${ERRORS[c].summary}`).join('; ');
+      return [String(status), { description, ...ref }];
+    }),
+  );
+}
+
+/** A success response: a shared schema and what it means. */
+export function ok(id: string, description: string): Record<string, unknown> {
+  return { description, $ref: `${id}#` };
+}

@@ -1,0 +1,230 @@
+// The Open Inference Protocol (KServe v2) REST subset. A model's "version" is a variant name;
+// without one, requests are routed like /classify. One input `text` (BYTES, shape [N]); outputs
+// `label` (BYTES [N]) and `probabilities` (FP32 [N, labels]).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServedModel } from '../catalog.js';
+import { findVariant } from '../catalog.js';
+import { SlimError } from '../errors.js';
+import type { ServeRuntime } from '../runtime.js';
+import { argmax } from '../runtime.js';
+import { notReadyError } from './health.js';
+import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
+import { errorResponses, ok, v2ErrorRef } from './schemas.js';
+
+export const V2_INPUT = 'text';
+export const V2_OUTPUTS = ['label', 'probabilities'] as const;
+
+interface V2Params {
+  model: string;
+  version?: string;
+}
+
+interface V2Tensor {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: unknown[];
+  parameters?: Record<string, unknown>;
+}
+
+interface V2InferBody {
+  id?: string;
+  parameters?: Record<string, unknown>;
+  inputs: V2Tensor[];
+  outputs?: { name: string }[];
+}
+
+const modelParams = {
+  type: 'object',
+  required: ['model'],
+  properties: { model: { type: 'string' } },
+} as const;
+const versionParams = {
+  type: 'object',
+  required: ['model', 'version'],
+  properties: { model: { type: 'string' }, version: { type: 'string', description: 'Variant name, e.g. k1.' } },
+} as const;
+
+function flatten(data: unknown[]): unknown[] {
+  return data.some(Array.isArray) ? data.flat(Infinity) : data;
+}
+
+/** The texts of a request, checked against the one input this server takes. */
+function textsOf(body: V2InferBody): string[] {
+  const input = body.inputs.find((i) => i.name === V2_INPUT);
+  if (body.inputs.length !== 1 || !input) {
+    throw new SlimError('INVALID_REQUEST', `expected exactly one input named "${V2_INPUT}", got ${body.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`);
+  }
+  if (input.datatype !== 'BYTES') throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must have datatype BYTES, got ${input.datatype}`);
+  if (input.shape.length !== 1 || input.shape[0]! < 1) {
+    throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must have shape [N] with N >= 1, got [${input.shape.join(', ')}]`);
+  }
+  const data = flatten(input.data);
+  if (data.length !== input.shape[0]) {
+    throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" has shape [${input.shape[0]}] but ${data.length} elements`);
+  }
+  if (!data.every((d): d is string => typeof d === 'string')) throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must hold strings`);
+  return data;
+}
+
+function requestedOutputs(body: V2InferBody): Set<string> {
+  if (!body.outputs || body.outputs.length === 0) return new Set(V2_OUTPUTS);
+  for (const o of body.outputs) {
+    if (!(V2_OUTPUTS as readonly string[]).includes(o.name)) {
+      throw new SlimError('INVALID_REQUEST', `unknown output "${o.name}"; outputs are ${V2_OUTPUTS.join(', ')}`);
+    }
+  }
+  return new Set(body.outputs.map((o) => o.name));
+}
+
+function modelMetadata(model: ServedModel, version: string | undefined): Record<string, unknown> {
+  const variants = version === undefined ? model.variants : [findVariantOr404(model, version)];
+  const labels = variants[0]!.labels;
+  return {
+    name: model.name,
+    versions: variants.map((v) => v.name),
+    platform: 'onnxruntime_onnx',
+    inputs: [{ name: V2_INPUT, datatype: 'BYTES', shape: [-1] }],
+    outputs: [
+      { name: 'label', datatype: 'BYTES', shape: [-1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, labels.length] },
+    ],
+    properties: {
+      labels: labels.join(','),
+      depths: variants.map((v) => String(v.depth)).join(','),
+      devices: variants.map((v) => v.device).join(','),
+    },
+  };
+}
+
+function findVariantOr404(model: ServedModel, version: string) {
+  const v = findVariant(model, version);
+  if (!v) throw new SlimError('VARIANT_NOT_FOUND', `model ${model.name} has no version (variant) ${version}`);
+  return v;
+}
+
+export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVersion: string): void {
+  const v2 = { v2: true };
+
+  app.get(
+    '/v2',
+    {
+      config: v2,
+      schema: { tags: ['open inference protocol'], summary: 'Server metadata', response: { 200: ok('V2ServerMetadata', 'Server metadata') } },
+    },
+    async () => ({ name: 'slimserve', version: serverVersion, extensions: [] }),
+  );
+
+  app.get(
+    '/v2/health/live',
+    { config: v2, schema: { tags: ['open inference protocol'], summary: 'Server live', response: { 200: ok('V2Ready', 'Live') } } },
+    async () => ({ live: true }),
+  );
+
+  app.get(
+    '/v2/health/ready',
+    {
+      config: v2,
+      schema: { tags: ['open inference protocol'], summary: 'Server ready', response: { 200: ok('V2Ready', 'Ready'), ...errorResponses([503], v2ErrorRef) } },
+    },
+    async () => {
+      if (!runtime.ready) throw notReadyError(runtime);
+      return { ready: true };
+    },
+  );
+
+  const metadata = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
+    const model = runtime.resolveModel(request.params.model);
+    return modelMetadata(model, request.params.version);
+  };
+  for (const [url, params] of [['/v2/models/:model', modelParams], ['/v2/models/:model/versions/:version', versionParams]] as const) {
+    app.get<{ Params: V2Params }>(
+      url,
+      {
+        config: v2,
+        schema: {
+          tags: ['open inference protocol'],
+          summary: 'Model metadata',
+          params,
+          response: { 200: ok('V2ModelMetadata', 'Model metadata'), ...errorResponses([404], v2ErrorRef) },
+        },
+      },
+      metadata,
+    );
+  }
+
+  const ready = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
+    const model = runtime.resolveModel(request.params.model);
+    if (request.params.version !== undefined) findVariantOr404(model, request.params.version);
+    if (!runtime.ready) throw notReadyError(runtime);
+    return { name: model.name, ready: true };
+  };
+  for (const [url, params] of [['/v2/models/:model/ready', modelParams], ['/v2/models/:model/versions/:version/ready', versionParams]] as const) {
+    app.get<{ Params: V2Params }>(
+      url,
+      {
+        config: v2,
+        schema: {
+          tags: ['open inference protocol'],
+          summary: 'Model ready',
+          params,
+          response: { 200: ok('V2Ready', 'Ready'), ...errorResponses([404, 503], v2ErrorRef) },
+        },
+      },
+      ready,
+    );
+  }
+
+  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<Record<string, unknown>> => {
+    const body = request.body;
+    const texts = textsOf(body);
+    const outputs = requestedOutputs(body);
+    request.notes.inputs = texts.length;
+    const truncate = body.parameters?.truncate;
+    if (truncate !== undefined && typeof truncate !== 'boolean') throw new SlimError('INVALID_REQUEST', 'parameters.truncate must be a boolean');
+    const key = body.parameters?.key;
+    if (key !== undefined && typeof key !== 'string') throw new SlimError('INVALID_REQUEST', 'parameters.key must be a string');
+    // Resolve the model before routing so an unknown one is a 404 even with one model served.
+    runtime.resolveModel(request.params.model);
+    const outcome = await runtime.classify(
+      { model: request.params.model, variant: request.params.version, key: routingKey(request, key), inputs: texts, truncate: truncate ?? true },
+      { requestId: request.id, deadline: deadlineOf(reply, runtime.config.requestTimeoutMs), signal: clientGone(reply) },
+    );
+    setInferenceHeaders(request, reply, outcome);
+    const labels = outcome.variant.labels;
+    const n = outcome.probabilities.length;
+    const tensors: Record<string, unknown>[] = [];
+    if (outputs.has('label')) {
+      tensors.push({ name: 'label', datatype: 'BYTES', shape: [n], data: outcome.probabilities.map((p) => labels[argmax(p)]!) });
+    }
+    if (outputs.has('probabilities')) {
+      const flat: number[] = [];
+      for (const p of outcome.probabilities) for (const x of p) flat.push(x);
+      tensors.push({ name: 'probabilities', datatype: 'FP32', shape: [n, labels.length], data: flat, parameters: { labels: labels.join(',') } });
+    }
+    return {
+      model_name: outcome.model.name,
+      model_version: outcome.variant.name,
+      id: body.id ?? request.id,
+      parameters: { depth: outcome.variant.depth, request_id: request.id },
+      outputs: tensors,
+    };
+  };
+  for (const [url, params] of [['/v2/models/:model/infer', modelParams], ['/v2/models/:model/versions/:version/infer', versionParams]] as const) {
+    app.post<{ Params: V2Params; Body: V2InferBody }>(
+      url,
+      {
+        config: { ...v2, inference: true },
+        schema: {
+          tags: ['open inference protocol'],
+          summary: 'Inference',
+          description: `One input "${V2_INPUT}" (BYTES, shape [N]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key.`,
+          params,
+          body: { $ref: 'V2InferenceRequest#' },
+          response: { 200: ok('V2InferenceResponse', 'Inference response'), ...errorResponses([400, 404, 413, 422, 429, 503, 504], v2ErrorRef) },
+        },
+      },
+      infer,
+    );
+  }
+}

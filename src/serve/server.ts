@@ -1,0 +1,181 @@
+// The fastify app of `slim serve` and its lifecycle: build (routes, schemas, hooks, error
+// mapping), start (listen, then load and warm every variant, then ready), and a graceful stop
+// (readiness false first, stop accepting, answer everything accepted, then release workers).
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ServeConfig } from './config.js';
+import { errorBody, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import type { ServeObserver } from './observer.js';
+import { registerOpenApi } from './openapi.js';
+import { classifyRoutes } from './routes/classify.js';
+import { healthRoutes, notReadyError } from './routes/health.js';
+import { modelRoutes } from './routes/models.js';
+import { sharedSchemas } from './routes/schemas.js';
+import { v2Routes } from './routes/v2.js';
+import { ServeRuntime, type RuntimeOptions } from './runtime.js';
+
+export interface BuildOptions extends RuntimeOptions {
+  /** false: no logs; default: JSON lines at config.logLevel on stdout. */
+  logger?: boolean;
+  /** Where the JSON log lines go instead of stdout. */
+  logStream?: { write(line: string): void };
+  observers?: ServeObserver[];
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  runtime: ServeRuntime;
+  /** http://host:port actually bound. */
+  url: string;
+  /** Resolves when every variant is loaded and warmed up. */
+  ready: Promise<void>;
+  /** Graceful stop: see shutdown(). */
+  close(): Promise<void>;
+}
+
+/** A client-supplied x-request-id is kept when it is short and plain; otherwise a fresh UUID. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Version of the slimserve package, found by walking up from this module. */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'slimserve' && pkg.version) return pkg.version;
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+/** Build the app and its runtime; nothing listens and no model is loaded yet. */
+export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; runtime: ServeRuntime }> {
+  const app = Fastify({
+    logger:
+      opts.logger === false || config.logLevel === 'silent'
+        ? false
+        : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : {}) },
+    // Per-request log lines cost more than the inference of a small batch; failures are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimit,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // While closing, requests on open keep-alive connections get our own 503 SHUTTING_DOWN body.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+  const runtime = new ServeRuntime(config, app.log, opts);
+  for (const o of opts.observers ?? []) runtime.observers.add(o);
+  const version = packageVersion();
+
+  for (const schema of sharedSchemas) app.addSchema(schema);
+  // Bodies are JSON only: anything else is 415, not a string the schema then refuses.
+  app.removeContentTypeParser('text/plain');
+  app.decorateRequest('notes', null as never);
+
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    request.notes = {};
+    reply.header('x-request-id', request.id);
+    if (request.routeOptions.config.inference && !runtime.ready) throw notReadyError(runtime);
+  });
+
+  // While draining, every answer closes its connection: a kept-alive socket would otherwise hold
+  // the listener open (and the process alive) after the last accepted request is answered.
+  app.addHook('onSend', async (_request, reply) => {
+    if (runtime.state === 'draining' || runtime.state === 'stopped') reply.header('connection', 'close');
+  });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    const notes = request.notes ?? {};
+    runtime.observers.onRequest({
+      endpoint: request.routeOptions.url ?? 'unmatched',
+      method: request.method,
+      code: reply.statusCode,
+      ...(notes.errorCode !== undefined ? { errorCode: notes.errorCode } : {}),
+      durationMs: reply.elapsedTime,
+      ...(notes.model !== undefined ? { model: notes.model } : {}),
+      ...(notes.variant !== undefined ? { variant: notes.variant } : {}),
+      ...(notes.inputs !== undefined ? { inputs: notes.inputs } : {}),
+    });
+  });
+
+  const sendError = (err: SlimError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    if (request.notes) request.notes.errorCode = err.code;
+    if (err.statusCode >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
+      request.log.error({ err, requestId: request.id }, err.message);
+    }
+    const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
+    return reply
+      .code(err.statusCode)
+      .headers(err.headers)
+      .send(v2 ? v2ErrorBody(err) : errorBody(err));
+  };
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(toSlimError(error), request, reply));
+  app.setNotFoundHandler((request, reply) => {
+    sendError(new SlimError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
+  });
+
+  await registerOpenApi(app, version);
+  healthRoutes(app, runtime);
+  classifyRoutes(app, runtime);
+  modelRoutes(app, runtime);
+  v2Routes(app, runtime, version);
+  return { app, runtime };
+}
+
+/**
+ * Graceful stop: readiness goes false first, the listener closes (idle keep-alive connections
+ * too), every accepted request is answered, then the workers go. Requests still unanswered after
+ * shutdownTimeoutMs get SHUTTING_DOWN.
+ */
+export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Promise<void> {
+  runtime.beginDrain();
+  const timeoutMs = runtime.config.shutdownTimeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const closed = app.close();
+  // Sockets that were busy when the listener closed turn idle once answered; close them then.
+  const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
+  const drained = Promise.all([closed, runtime.drained()]);
+  const result = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
+  clearTimeout(timer);
+  clearInterval(sweeper);
+  if (result === 'timeout') app.log.warn({ inFlight: runtime.inFlight, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN');
+  await runtime.close();
+  if (result === 'timeout') await drained.catch(() => {});
+}
+
+/**
+ * Listen, then load and warm every variant in the background: liveness answers at once and
+ * readiness says "not yet" while models load. `ready` resolves once every variant is warm
+ * (it rejects, after closing the server, when loading fails).
+ */
+export async function startServer(config: ServeConfig, opts: BuildOptions = {}): Promise<RunningServer> {
+  const { app, runtime } = await buildApp(config, opts);
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+  app.log.info({ url }, 'listening; loading models');
+  const ready = runtime.load().catch(async (err: unknown) => {
+    await app.close();
+    await runtime.close();
+    throw err;
+  });
+  ready.catch(() => {}); // the caller handles it; never an unhandled rejection
+  let closing: Promise<void> | null = null;
+  return { app, runtime, url, ready, close: () => (closing ??= shutdown(app, runtime)) };
+}

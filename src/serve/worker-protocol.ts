@@ -1,0 +1,62 @@
+// Messages between the main thread (worker-pool.ts) and an inference worker (worker.ts).
+// Tensors travel as transferred ArrayBuffers, never copied or serialised element by element.
+import type { Device, GraphOptimizationLevel } from './config.js';
+
+/** One variant a worker opens a session for. */
+export interface SessionSpec {
+  /** "<model>/<variant>": the key batches name. */
+  key: string;
+  onnxPath: string;
+  device: Device;
+  numLabels: number;
+  /** Input shapes [rows, cols] run once after loading so first requests do not pay for allocation. */
+  warmupShapes: [number, number][];
+}
+
+/** workerData of every inference worker. */
+export interface WorkerInit {
+  workerIndex: number;
+  sessions: SessionSpec[];
+  intraOpThreads: number;
+  interOpThreads: number;
+  graphOptimization: GraphOptimizationLevel;
+  /** Test-only: sleep this long before every run, to make queues observable. */
+  testDelayMs: number;
+}
+
+export interface LoadedSession {
+  key: string;
+  requested: Device;
+  /** The device the session actually runs on (cpu after a fallback). */
+  device: Device;
+  /** Why the requested device was not used, when it was not. */
+  fallbackReason?: string;
+  loadMs: number;
+  warmupMs: number;
+}
+
+export interface RunRequest {
+  type: 'run';
+  jobId: number;
+  key: string;
+  rows: number;
+  cols: number;
+  inputIds: BigInt64Array;
+  attentionMask: BigInt64Array;
+  /** epochMs() after which no input of the batch is wanted: the worker skips it then. */
+  expiresAt: number;
+}
+
+/** Finish what was sent, release every session, exit. */
+export interface CloseRequest {
+  type: 'close';
+}
+
+export type MainToWorker = RunRequest | CloseRequest;
+
+export type WorkerToMain =
+  | { type: 'loaded'; sessions: LoadedSession[] }
+  | { type: 'load-failed'; message: string }
+  | { type: 'result'; jobId: number; probabilities: Float32Array; numLabels: number; inferenceMs: number; startedAt: number }
+  | { type: 'run-failed'; jobId: number; message: string }
+  | { type: 'run-expired'; jobId: number };

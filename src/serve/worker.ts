@@ -1,0 +1,154 @@
+// An inference worker thread. onnxruntime-node's session.run blocks the thread that calls it,
+// so it lives here, off the event loop that answers HTTP. Each worker opens one session per
+// variant, warms each up, and then runs one batch at a time as the pool sends them.
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { epochMs } from './clock.js';
+import type { Device } from './config.js';
+import type { LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+// ORT prints its own error line when an execution provider library is missing; the pool logs
+// one clear warning about the fallback instead, and real failures still throw.
+ort.env.logLevel = 'fatal';
+
+const sessions = new Map<string, { session: ort.InferenceSession; numLabels: number }>();
+/** Devices that failed in this worker already: do not probe them again for the next variant. */
+const unavailable = new Map<Device, string>();
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function post(msg: WorkerToMain, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer);
+}
+
+function sessionOptions(device: Device): ort.InferenceSession.SessionOptions {
+  return {
+    // Only the requested provider (plus cpu for ops it lacks). onnxruntime-node throws rather than
+    // falling back when a provider's libraries are missing; we catch that below.
+    executionProviders: device === 'cpu' ? ['cpu'] : [device, 'cpu'],
+    intraOpNumThreads: init.intraOpThreads,
+    interOpNumThreads: init.interOpThreads,
+    graphOptimizationLevel: init.graphOptimization,
+    executionMode: 'sequential',
+  };
+}
+
+function inputs(rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Record<string, ort.Tensor> {
+  return {
+    input_ids: new ort.Tensor('int64', ids, [rows, cols]),
+    attention_mask: new ort.Tensor('int64', mask, [rows, cols]),
+  };
+}
+
+/** Softmax per row in float64, so batching cannot change a probability beyond float32 rounding. */
+function softmaxRows(logits: Float32Array, rows: number, numLabels: number): Float32Array {
+  const out = new Float32Array(rows * numLabels);
+  for (let r = 0; r < rows; r++) {
+    const o = r * numLabels;
+    let max = -Infinity;
+    for (let c = 0; c < numLabels; c++) max = Math.max(max, logits[o + c]!);
+    let sum = 0;
+    const exps = new Float64Array(numLabels);
+    for (let c = 0; c < numLabels; c++) sum += exps[c] = Math.exp(logits[o + c]! - max);
+    for (let c = 0; c < numLabels; c++) out[o + c] = exps[c]! / sum;
+  }
+  return out;
+}
+
+async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<Float32Array> {
+  const entry = sessions.get(key);
+  if (!entry) throw new Error(`no session for ${key}`);
+  const out = await entry.session.run(inputs(rows, cols, ids, mask));
+  const logits = out.logits;
+  if (!logits || logits.type !== 'float32') throw new Error(`${key}: the model has no float32 "logits" output`);
+  const dims = logits.dims;
+  if (dims.length !== 2 || dims[0] !== rows || dims[1] !== entry.numLabels) {
+    throw new Error(`${key}: logits have shape [${dims.join(', ')}], expected [${rows}, ${entry.numLabels}] (one column per manifest label)`);
+  }
+  return softmaxRows(logits.data as Float32Array, rows, entry.numLabels);
+}
+
+async function openSession(spec: SessionSpec): Promise<LoadedSession> {
+  const started = performance.now();
+  let device = spec.device;
+  let fallbackReason = unavailable.get(device);
+  let session: ort.InferenceSession | undefined;
+  if (device !== 'cpu' && fallbackReason === undefined) {
+    try {
+      session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions(device));
+    } catch (err) {
+      fallbackReason = (err as Error).message.split('\n')[0]!.slice(0, 300);
+      unavailable.set(device, fallbackReason);
+    }
+  }
+  if (!session) {
+    device = 'cpu';
+    session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions('cpu'));
+  }
+  for (const name of ['input_ids', 'attention_mask']) {
+    if (!session.inputNames.includes(name)) throw new Error(`${spec.onnxPath}: no input named ${name} (inputs: ${session.inputNames.join(', ')})`);
+  }
+  if (!session.outputNames.includes('logits')) throw new Error(`${spec.onnxPath}: no output named logits (outputs: ${session.outputNames.join(', ')})`);
+  sessions.set(spec.key, { session, numLabels: spec.numLabels });
+  const loaded = performance.now();
+  for (const [rows, cols] of spec.warmupShapes) {
+    const ids = new BigInt64Array(rows * cols).fill(1n);
+    const mask = new BigInt64Array(rows * cols).fill(1n);
+    await runSession(spec.key, rows, cols, ids, mask);
+  }
+  return {
+    key: spec.key,
+    requested: spec.device,
+    device,
+    ...(device !== spec.device ? { fallbackReason: fallbackReason ?? 'unknown' } : {}),
+    loadMs: loaded - started,
+    warmupMs: performance.now() - loaded,
+  };
+}
+
+async function load(): Promise<void> {
+  try {
+    const loaded: LoadedSession[] = [];
+    for (const spec of init.sessions) loaded.push(await openSession(spec));
+    post({ type: 'loaded', sessions: loaded });
+  } catch (err) {
+    post({ type: 'load-failed', message: (err as Error).message });
+  }
+}
+
+async function run(msg: RunRequest): Promise<void> {
+  // A batch that waited behind another may have outlived every request in it.
+  if (epochMs() > msg.expiresAt) {
+    post({ type: 'run-expired', jobId: msg.jobId });
+    return;
+  }
+  try {
+    const startedAt = epochMs();
+    const started = performance.now();
+    // Test-only slowdown; blocks like a long session.run would, and counts as inference time.
+    if (init.testDelayMs > 0) Atomics.wait(sleeper, 0, 0, init.testDelayMs);
+    const probabilities = await runSession(msg.key, msg.rows, msg.cols, msg.inputIds, msg.attentionMask);
+    const inferenceMs = performance.now() - started;
+    const numLabels = sessions.get(msg.key)!.numLabels;
+    post({ type: 'result', jobId: msg.jobId, probabilities, numLabels, inferenceMs, startedAt }, [probabilities.buffer as ArrayBuffer]);
+  } catch (err) {
+    post({ type: 'run-failed', jobId: msg.jobId, message: (err as Error).message });
+  }
+}
+
+async function close(): Promise<void> {
+  for (const { session } of sessions.values()) await session.release();
+  sessions.clear();
+  port.close(); // nothing left to wait for: the thread ends
+}
+
+// Messages are handled strictly one after another. session.run defers its native call to a
+// setImmediate, so without this chain a second message could start (or a close release the
+// session) before the first run has even begun.
+let chain: Promise<void> = Promise.resolve();
+port.on('message', (msg: MainToWorker) => {
+  chain = chain.then(() => (msg.type === 'run' ? run(msg) : close()));
+});
+
+void load();

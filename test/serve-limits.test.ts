@@ -1,0 +1,144 @@
+// Back-pressure and lifecycle on a real server whose worker is slowed on purpose
+// (testWorkerDelayMs, the in-process form of SLIM_TEST_WORKER_DELAY_MS): 429 past maxQueued,
+// 504 past the deadline with the input dropped from the queue, a client that goes away leaves
+// the queue, and 503 before ready and while draining.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadConfig } from '../src/serve/config.js';
+import type { BatchFact } from '../src/serve/observer.js';
+import { buildApp, startServer, type RunningServer } from '../src/serve/server.js';
+import { createFixtureRepository } from './helpers/fixture-model.js';
+
+const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
+const servers: RunningServer[] = [];
+after(async () => {
+  for (const s of servers) await s.close();
+  repo.cleanup();
+});
+
+async function serve(overrides: Record<string, unknown>, delayMs: number): Promise<{ server: RunningServer; batches: BatchFact[] }> {
+  const batches: BatchFact[] = [];
+  const config = loadConfig({
+    env: {},
+    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'batching.maxQueueDelayMs': 0, ...overrides },
+  });
+  const server = await startServer(config, { logger: false, testWorkerDelayMs: delayMs, observers: [{ onBatch: (f) => batches.push(f) }] });
+  servers.push(server);
+  await server.ready;
+  return { server, batches };
+}
+
+async function classify(url: string, inputs: string[], signal?: AbortSignal): Promise<{ status: number; json: any; headers: Headers; ms: number }> {
+  const started = performance.now();
+  const res = await fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }), signal });
+  return { status: res.status, json: await res.json(), headers: res.headers, ms: performance.now() - started };
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+test('429 with Retry-After once a variant holds maxQueued inputs; the accepted ones are answered', async () => {
+  const { server } = await serve({ 'batching.maxBatchSize': 2, 'batching.maxQueued': 4, maxInputs: 4 }, 300);
+  // a: one batch runs, one waits in the worker's pipeline slot; b fills the queue.
+  const a = classify(server.url, ['a', 'b', 'c', 'd']);
+  await until('a handed to the worker', () => server.runtime.inFlight === 1 && server.runtime.queueDepth('tiny', 'k1') === 0);
+  const b = classify(server.url, ['e', 'f', 'g', 'h']);
+  await until('four inputs queued', () => server.runtime.queueDepth('tiny', 'k1') === 4);
+  const models = await (await fetch(`${server.url}/models/tiny`)).json();
+  assert.equal(models.variants[0].queueDepth, 4, 'GET /models shows the queue depth');
+  assert.equal(models.variants[0].running, 4);
+  const c = await classify(server.url, ['i']); // 4 + 1 > 4
+  assert.equal(c.status, 429);
+  assert.equal(c.json.error.code, 'QUEUE_FULL');
+  assert.match(c.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
+  assert.equal((await a).status, 200);
+  assert.equal((await b).status, 200);
+  assert.equal((await classify(server.url, ['j'])).status, 200, 'taken again once the queue drained');
+});
+
+test('504 when the deadline passes; a request that expires while queued never runs', async () => {
+  const { server, batches } = await serve({ 'batching.maxBatchSize': 1, requestTimeoutMs: 1000 }, 400);
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => classify(server.url, [`text ${i}`])));
+  const ok = answers.filter((r) => r.status === 200).length;
+  const late = answers.filter((r) => r.status === 504);
+  assert.equal(ok + late.length, 6, JSON.stringify(answers.map((r) => r.status)));
+  assert.ok(ok >= 1 && late.length >= 3, `ok ${ok}, 504 ${late.length}`);
+  for (const r of late) {
+    assert.equal(r.json.error.code, 'DEADLINE_EXCEEDED');
+    assert.ok(r.ms < 1000 + 350, `a 504 comes at the deadline, not after the queue drained (${r.ms.toFixed(0)} ms)`);
+  }
+  await sleep(500); // anything still running finishes
+  // One worker: at most one expired input was running at its deadline; queued ones were dropped
+  // and one waiting in the worker's pipeline slot was skipped.
+  assert.ok(batches.length <= ok + 1, `${batches.length} batches ran for ${ok} answers`);
+  assert.ok(batches.length < 6);
+  assert.equal(server.runtime.queueDepth('tiny', 'k1'), 0);
+  assert.equal(server.runtime.inFlight, 0);
+});
+
+test('a client that disconnects has its inputs removed from the queue', async () => {
+  const { server, batches } = await serve({ 'batching.maxBatchSize': 1 }, 300);
+  // One batch runs, one waits in the worker's pipeline slot; the rest stays in the queue.
+  const first = classify(server.url, ['busy']);
+  const second = classify(server.url, ['next']);
+  await until('the worker and its pipeline are busy', () => server.runtime.inFlight === 2 && server.runtime.queueDepth('tiny', 'k1') === 0);
+  const controller = new AbortController();
+  const gone = classify(server.url, ['x', 'y', 'z'], controller.signal).catch((e: Error) => e);
+  await until('three inputs queued', () => server.runtime.queueDepth('tiny', 'k1') === 3);
+  controller.abort();
+  assert.ok((await gone) instanceof Error);
+  await until('the queue emptied', () => server.runtime.queueDepth('tiny', 'k1') === 0, 2000);
+  assert.equal((await first).status, 200);
+  assert.equal((await second).status, 200);
+  await sleep(400);
+  assert.equal(batches.length, 2, 'only the first two requests ran');
+  assert.equal(server.runtime.inFlight, 0);
+});
+
+test('503 NOT_READY until every variant is loaded; liveness answers meanwhile', async () => {
+  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
+  const { app, runtime } = await buildApp(config, { logger: false });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const addr = app.server.address() as { port: number };
+    const url = `http://127.0.0.1:${addr.port}`;
+    const c = await classify(url, ['x']);
+    assert.equal(c.status, 503);
+    assert.equal(c.json.error.code, 'NOT_READY');
+    const ready = await fetch(`${url}/health/ready`);
+    assert.equal(ready.status, 503);
+    assert.equal((await ready.json()).error.code, 'NOT_READY');
+    assert.equal((await fetch(`${url}/v2/health/ready`)).status, 503);
+    const v2 = await fetch(`${url}/v2/models/tiny/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(v2.status, 503, 'readiness is checked before the body');
+    assert.equal((await fetch(`${url}/health/live`)).status, 200);
+    assert.deepEqual(await (await fetch(`${url}/models`)).json(), { ready: false, models: [] });
+    await runtime.load();
+    assert.equal((await fetch(`${url}/health/ready`)).status, 200);
+    assert.equal((await classify(url, ['x'])).status, 200);
+  } finally {
+    await app.close();
+    await runtime.close();
+  }
+});
+
+test('503 SHUTTING_DOWN once draining: readiness false first, accepted requests still answered', async () => {
+  const { server } = await serve({}, 300);
+  const accepted = classify(server.url, ['accepted before the drain']);
+  await until('accepted', () => server.runtime.inFlight === 1);
+  server.runtime.beginDrain();
+  const ready = await fetch(`${server.url}/health/ready`);
+  assert.equal(ready.status, 503);
+  assert.equal((await ready.json()).error.code, 'SHUTTING_DOWN');
+  const late = await classify(server.url, ['too late']);
+  assert.equal(late.status, 503);
+  assert.equal(late.json.error.code, 'SHUTTING_DOWN');
+  assert.equal((await fetch(`${server.url}/health/live`)).status, 200);
+  assert.equal((await accepted).status, 200);
+});

@@ -1,0 +1,185 @@
+// The Open Inference Protocol (KServe v2) subset, checked against the schemas of the protocol's
+// own OpenAPI file (../shared/specs/open_inference_rest.yaml), parsed as YAML and compiled with
+// ajv, on a real server with the fixture repository.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '../src/serve/config.js';
+import { startServer, type RunningServer } from '../src/serve/server.js';
+import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { SHARED } from './helpers/paths.js';
+
+const SPEC_FILE = resolve(SHARED, 'specs/open_inference_rest.yaml');
+
+let repo: FixtureRepository;
+let server: RunningServer;
+let url: string;
+let schema: (name: string) => ValidateFunction;
+
+async function get(path: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${url}${path}`);
+  return { status: res.status, json: await res.json() };
+}
+
+async function post(path: string, body: unknown): Promise<{ status: number; json: any; headers: Headers }> {
+  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, json: await res.json(), headers: res.headers };
+}
+
+function assertValid(name: string, value: unknown): void {
+  const validate = schema(name);
+  assert.ok(validate(value), `${name}: ${JSON.stringify(validate.errors)}\n${JSON.stringify(value)}`);
+}
+
+const textInput = (data: unknown[], shape = [data.length]) => ({ inputs: [{ name: 'text', datatype: 'BYTES', shape, data }] });
+
+before(async () => {
+  const doc = parseYaml(readFileSync(SPEC_FILE, 'utf8')) as { components: { schemas: Record<string, unknown> } };
+  // OpenAPI 3.0 schema objects carry title/x-examples; strict off so ajv ignores them. The whole
+  // document is registered under one id so that its "#/components/schemas/..." refs resolve.
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  ajv.addSchema({ $id: 'oip', components: doc.components }, 'oip');
+  const compiled = new Map<string, ValidateFunction>();
+  schema = (name) => {
+    assert.ok(doc.components.schemas[name], `the protocol file has no schema ${name}`);
+    if (!compiled.has(name)) compiled.set(name, ajv.compile({ $ref: `oip#/components/schemas/${name}` }));
+    return compiled.get(name)!;
+  };
+  repo = createFixtureRepository([{ name: 'tiny' }]);
+  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
+  server = await startServer(config, { logger: false });
+  await server.ready;
+  url = server.url;
+});
+
+after(async () => {
+  await server?.close();
+  repo?.cleanup();
+});
+
+describe('open inference protocol: metadata and health', () => {
+  test('the schemas come from the protocol file and can fail', () => {
+    assert.equal(schema('inference_response')({ outputs: [] }), false, 'model_name is required');
+    assert.equal(schema('metadata_model_response')({ name: 'x' }), false, 'platform is required');
+  });
+
+  test('GET /v2 and /v2/ answer server metadata', async () => {
+    for (const path of ['/v2', '/v2/']) {
+      const r = await get(path);
+      assert.equal(r.status, 200);
+      assertValid('metadata_server_response', r.json);
+      assert.equal(r.json.name, 'slimserve');
+    }
+  });
+
+  test('health live and ready answer 200', async () => {
+    assert.equal((await get('/v2/health/live')).status, 200);
+    assert.equal((await get('/v2/health/ready')).status, 200);
+  });
+
+  test('model metadata: versions are the variants; one BYTES input, label and probabilities out', async () => {
+    const all = await get('/v2/models/tiny');
+    assert.equal(all.status, 200);
+    assertValid('metadata_model_response', all.json);
+    assert.deepEqual(all.json.versions, ['k1', 'k2']);
+    assert.deepEqual(all.json.inputs, [{ name: 'text', datatype: 'BYTES', shape: [-1] }]);
+    assert.deepEqual(all.json.outputs, [
+      { name: 'label', datatype: 'BYTES', shape: [-1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, 3] },
+    ]);
+    const one = await get('/v2/models/tiny/versions/k2');
+    assert.equal(one.status, 200);
+    assertValid('metadata_model_response', one.json);
+    assert.deepEqual(one.json.versions, ['k2']);
+  });
+
+  test('model ready, with and without a version; unknown ones are 404 with the protocol error body', async () => {
+    assert.equal((await get('/v2/models/tiny/ready')).status, 200);
+    assert.equal((await get('/v2/models/tiny/versions/k1/ready')).status, 200);
+    for (const path of ['/v2/models/nope/ready', '/v2/models/tiny/versions/k7/ready', '/v2/models/nope', '/v2/models/tiny/versions/k7']) {
+      const r = await get(path);
+      assert.equal(r.status, 404, path);
+      assertValid('metadata_model_error_response', r.json);
+      assert.match(r.json.code, /^(MODEL|VARIANT)_NOT_FOUND$/);
+    }
+  });
+});
+
+describe('open inference protocol: infer', () => {
+  const texts = [fixtureText(3, 1), fixtureText(12, 2), fixtureText(25, 3, true)];
+
+  test('a versioned infer answers the protocol response, equal to /classify of that variant', async () => {
+    const body = { id: 'abc', ...textInput(texts) };
+    assertValid('inference_request', body);
+    const r = await post('/v2/models/tiny/versions/k2/infer', body);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assertValid('inference_response', r.json);
+    assert.equal(r.json.model_name, 'tiny');
+    assert.equal(r.json.model_version, 'k2');
+    assert.equal(r.json.id, 'abc');
+    assert.equal(r.headers.get('x-slim-variant'), 'k2');
+    const label = r.json.outputs.find((o: { name: string }) => o.name === 'label');
+    const probs = r.json.outputs.find((o: { name: string }) => o.name === 'probabilities');
+    assert.deepEqual([label.datatype, label.shape], ['BYTES', [3]]);
+    assert.deepEqual([probs.datatype, probs.shape], ['FP32', [3, 3]]);
+    assert.equal(probs.data.length, 9);
+
+    const c = await post('/classify', { inputs: texts, variant: 'k2' });
+    c.json.results.forEach((res: { label: string; scores: Record<string, number> }, i: number) => {
+      assert.equal(label.data[i], res.label);
+      Object.values(res.scores).forEach((p, j) => assert.ok(Math.abs(probs.data[i * 3 + j] - p) <= 1e-6));
+    });
+  });
+
+  test('without a version the request is routed like /classify (default: shallowest)', async () => {
+    const r = await post('/v2/models/tiny/infer', textInput(['good film']));
+    assert.equal(r.status, 200);
+    assertValid('inference_response', r.json);
+    assert.equal(r.json.model_version, 'k1');
+    assert.equal(typeof r.json.id, 'string');
+  });
+
+  test('requested outputs are the only ones returned; nested data is read row-major', async () => {
+    const r = await post('/v2/models/tiny/versions/k1/infer', { ...textInput([['good'], ['bad']], [2]), outputs: [{ name: 'label' }] });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assertValid('inference_response', r.json);
+    assert.deepEqual(r.json.outputs.map((o: { name: string }) => o.name), ['label']);
+  });
+
+  test('bad requests answer 400 with the protocol error body', async () => {
+    const cases: [string, unknown][] = [
+      ['wrong input name', { inputs: [{ name: 'input0', datatype: 'BYTES', shape: [1], data: ['x'] }] }],
+      ['wrong datatype', { inputs: [{ name: 'text', datatype: 'FP32', shape: [1], data: [1] }] }],
+      ['shape and data disagree', textInput(['a', 'b'], [3])],
+      ['two-dimensional shape', textInput(['a', 'b'], [1, 2])],
+      ['non-string data', textInput([1, 2])],
+      ['unknown output', { ...textInput(['a']), outputs: [{ name: 'logits' }] }],
+      ['schema: no inputs', { id: 'x' }],
+      ['schema: input without data', { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1] }] }],
+      ['bad truncate parameter', { ...textInput(['a']), parameters: { truncate: 'no' } }],
+    ];
+    for (const [what, body] of cases) {
+      const r = await post('/v2/models/tiny/versions/k1/infer', body);
+      assert.equal(r.status, 400, `${what}: ${JSON.stringify(r.json)}`);
+      assertValid('inference_error_response', r.json);
+      assert.equal(typeof r.json.error, 'string', what);
+      assert.equal(r.json.code, 'INVALID_REQUEST', what);
+    }
+  });
+
+  test('unknown model or version is 404; too long with truncate false is 422', async () => {
+    const m = await post('/v2/models/nope/infer', textInput(['a']));
+    assert.equal(m.status, 404);
+    assertValid('inference_error_response', m.json);
+    const v = await post('/v2/models/tiny/versions/k5/infer', textInput(['a']));
+    assert.equal(v.status, 404);
+    assert.equal(v.json.code, 'VARIANT_NOT_FOUND');
+    const long = await post('/v2/models/tiny/versions/k1/infer', { ...textInput([fixtureText(50, 9)]), parameters: { truncate: false } });
+    assert.equal(long.status, 422);
+    assertValid('inference_error_response', long.json);
+    assert.equal(long.json.code, 'TEXT_TOO_LONG');
+  });
+});
