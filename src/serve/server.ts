@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
 import { errorBody, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import { metricsRoutes, ServeMetrics } from './metrics.js';
 import type { ServeObserver } from './observer.js';
 import { registerOpenApi } from './openapi.js';
 import { classifyRoutes } from './routes/classify.js';
@@ -76,6 +77,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   });
   const runtime = new ServeRuntime(config, app.log, opts);
   for (const o of opts.observers ?? []) runtime.observers.add(o);
+  const metrics = new ServeMetrics(runtime);
+  runtime.observers.add(metrics.observer);
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);
@@ -130,6 +133,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   classifyRoutes(app, runtime);
   modelRoutes(app, runtime);
   v2Routes(app, runtime, version);
+  metricsRoutes(app, metrics);
   return { app, runtime };
 }
 

@@ -1,0 +1,245 @@
+// Prometheus metrics of `slim serve` (spec: "Metrics"). One Registry per server instance, fed
+// only by the runtime's observer facts (batches, answered requests) and read-at-scrape gauges
+// (queue depth, build accuracy, routing weights, variant info). Every label value is bounded:
+// endpoints are route patterns and a model or variant the runtime does not serve becomes
+// "_unknown" (absent: "_none"), so no client input ever becomes a series.
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BatchFact, RequestFact, ServeObserver } from './observer.js';
+import { validateRouting } from './routing.js';
+import type { ServeRuntime } from './runtime.js';
+
+export const UNKNOWN = '_unknown';
+export const NONE = '_none';
+
+/** 0.5 ms doubling up to ~33 s (17 buckets): inference and request latencies in seconds. */
+export const LATENCY_BUCKETS = Array.from({ length: 17 }, (_, i) => 0.0005 * 2 ** i);
+/** 1, 2, 4, ... 1024 inputs per batch. */
+export const BATCH_SIZE_BUCKETS = Array.from({ length: 11 }, (_, i) => 2 ** i);
+/** 8, 16, ... 131072 padded tokens per batch. */
+export const BATCH_TOKEN_BUCKETS = Array.from({ length: 15 }, (_, i) => 8 * 2 ** i);
+
+const MAX_ENDPOINT_LENGTH = 128;
+
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+export class ServeMetrics {
+  readonly registry = new Registry();
+  readonly requestDuration: Histogram<'model' | 'variant' | 'endpoint'>;
+  readonly queueDuration: Histogram<'model' | 'variant'>;
+  readonly inferenceDuration: Histogram<'model' | 'variant' | 'device'>;
+  readonly batchSize: Histogram<'model' | 'variant'>;
+  readonly batchTokens: Histogram<'model' | 'variant'>;
+  readonly requests: Counter<'model' | 'variant' | 'endpoint' | 'code'>;
+  readonly inputs: Counter<'model' | 'variant'>;
+  readonly feedback: Counter<'model' | 'variant' | 'outcome'>;
+  readonly accuracy: Gauge<'model' | 'variant' | 'source'>;
+  readonly shadow: Counter<'model' | 'variant' | 'agreement'>;
+  readonly cascadeEscalations: Counter<'model' | 'from' | 'to'>;
+  readonly queueDepth: Gauge<'model' | 'variant'>;
+  readonly routingWeight: Gauge<'model' | 'variant'>;
+  readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device'>;
+  /** Online accuracy per "<model>/<variant>", set by the feedback code (later). */
+  private readonly online = new Map<string, number>();
+  /** Subscribe this to runtime.observers. */
+  readonly observer: ServeObserver;
+
+  constructor(private readonly runtime: ServeRuntime) {
+    const registers = [this.registry];
+    const self = this;
+    this.requestDuration = new Histogram({
+      name: 'slim_request_duration_seconds',
+      help: 'Time from request arrival to the answer, per route pattern.',
+      labelNames: ['model', 'variant', 'endpoint'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.queueDuration = new Histogram({
+      name: 'slim_queue_duration_seconds',
+      help: 'Per input: time from enqueue to the start of its batch.',
+      labelNames: ['model', 'variant'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.inferenceDuration = new Histogram({
+      name: 'slim_inference_duration_seconds',
+      help: 'Per batch: session.run wall time inside the worker.',
+      labelNames: ['model', 'variant', 'device'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'slim_batch_size',
+      help: 'Inputs per batch run.',
+      labelNames: ['model', 'variant'],
+      buckets: BATCH_SIZE_BUCKETS,
+      registers,
+    });
+    this.batchTokens = new Histogram({
+      name: 'slim_batch_tokens',
+      help: 'Padded tokens (padded length x inputs) per batch run.',
+      labelNames: ['model', 'variant'],
+      buckets: BATCH_TOKEN_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'slim_requests_total',
+      help: 'Answered HTTP requests by route pattern and status code.',
+      labelNames: ['model', 'variant', 'endpoint', 'code'],
+      registers,
+    });
+    this.inputs = new Counter({
+      name: 'slim_inputs_total',
+      help: 'Inputs classified (in batches that succeeded).',
+      labelNames: ['model', 'variant'],
+      registers,
+    });
+    this.feedback = new Counter({
+      name: 'slim_feedback_total',
+      help: 'Feedback received on answers, by outcome (correct|incorrect).',
+      labelNames: ['model', 'variant', 'outcome'],
+      registers,
+    });
+    this.accuracy = new Gauge({
+      name: 'slim_variant_accuracy',
+      help: 'Accuracy of a variant: source="build" from its manifest eval, source="online" from feedback.',
+      labelNames: ['model', 'variant', 'source'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of self.runtime.models) {
+          for (const v of m.variants) {
+            this.set({ model: m.name, variant: v.name, source: 'build' }, v.manifest.eval.accuracy);
+            const online = self.online.get(v.key);
+            if (online !== undefined) this.set({ model: m.name, variant: v.name, source: 'online' }, online);
+          }
+        }
+      },
+    });
+    this.shadow = new Counter({
+      name: 'slim_shadow_total',
+      help: 'Shadow comparisons of a variant against the answering one, by agreement.',
+      labelNames: ['model', 'variant', 'agreement'],
+      registers,
+    });
+    this.cascadeEscalations = new Counter({
+      name: 'slim_cascade_escalations_total',
+      help: 'Inputs a cascade passed on from a shallower variant to a deeper one.',
+      labelNames: ['model', 'from', 'to'],
+      registers,
+    });
+    this.queueDepth = new Gauge({
+      name: 'slim_queue_depth',
+      help: 'Inputs waiting (not yet in a running batch) per variant, at scrape time.',
+      labelNames: ['model', 'variant'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of self.runtime.models) {
+          for (const v of m.variants) this.set({ model: m.name, variant: v.name }, self.runtime.queueDepth(m.name, v.name));
+        }
+      },
+    });
+    this.routingWeight = new Gauge({
+      name: 'slim_routing_weight',
+      help: 'Share (0..1) of requests without an explicit variant that routing sends to a variant.',
+      labelNames: ['model', 'variant'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of self.runtime.models) {
+          for (const [variant, share] of routingShares(m.name, m.routing, m.variants.map((v) => v.name))) {
+            this.set({ model: m.name, variant }, share);
+          }
+        }
+      },
+    });
+    this.variantInfo = new Gauge({
+      name: 'slim_variant_info',
+      help: 'Always 1: what a served variant is (depth, base model id, device it runs on).',
+      labelNames: ['model', 'variant', 'depth', 'base', 'device'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of self.runtime.models) {
+          for (const v of m.variants) {
+            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device }, 1);
+          }
+        }
+      },
+    });
+    // A coarse event-loop monitor: the default 10 ms sampling measurably adds event-loop delay under load.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
+    // Gauges named *_total break the exposition rules (promtool check metrics); their per-type
+    // siblings nodejs_active_{handles,requests,resources}{type} stay, and sum() gives the totals.
+    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
+
+    this.observer = {
+      onBatch: (fact) => this.onBatch(fact),
+      onRequest: (fact) => this.onRequest(fact),
+    };
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text of every metric of this server. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Online accuracy of a variant (0..1), for the feedback code. */
+  setOnlineAccuracy(model: string, variant: string, accuracy: number): void {
+    const { model: m, variant: v } = this.labels(model, variant);
+    if (m === UNKNOWN || v === UNKNOWN) return;
+    this.online.set(`${m}/${v}`, accuracy);
+  }
+
+  /** Bounded model and variant label values: only what the runtime serves. */
+  labels(model: string | undefined, variant: string | undefined): { model: string; variant: string } {
+    if (model === undefined) return { model: NONE, variant: variant === undefined ? NONE : UNKNOWN };
+    const served = this.runtime.models.find((m) => m.name === model);
+    if (!served) return { model: UNKNOWN, variant: variant === undefined ? NONE : UNKNOWN };
+    if (variant === undefined) return { model, variant: NONE };
+    return { model, variant: served.variants.some((v) => v.name === variant) ? variant : UNKNOWN };
+  }
+
+  private onBatch(fact: BatchFact): void {
+    const labels = this.labels(fact.model, fact.variant);
+    for (const q of fact.queueMs) this.queueDuration.observe(labels, q / 1000);
+    this.inferenceDuration.observe({ ...labels, device: fact.device }, fact.inferenceMs / 1000);
+    this.batchSize.observe(labels, fact.size);
+    this.batchTokens.observe(labels, fact.tokens);
+    if (fact.ok) this.inputs.inc(labels, fact.size);
+  }
+
+  private onRequest(fact: RequestFact): void {
+    const labels = this.labels(fact.model, fact.variant);
+    const endpoint = fact.endpoint.length <= MAX_ENDPOINT_LENGTH ? fact.endpoint : UNKNOWN;
+    this.requestDuration.observe({ ...labels, endpoint }, fact.durationMs / 1000);
+    this.requests.inc({ ...labels, endpoint, code: String(fact.code) });
+  }
+}
+
+/** Normalised routing weights; without routing.json the shallowest variant takes everything. */
+export function routingShares(model: string, routing: unknown, variants: string[]): [string, number][] {
+  let weights: Record<string, number> | null = null;
+  try {
+    const parsed = validateRouting(model, routing, variants);
+    if (parsed) weights = Object.fromEntries(Object.entries(parsed.variants).map(([n, s]) => [n, s.weight]));
+  } catch {
+    weights = null; // the runtime refused to load such a routing; never fail a scrape over it
+  }
+  if (!weights) return variants.map((v, i) => [v, i === 0 ? 1 : 0]);
+  const total = Object.values(weights).reduce((a, b) => a + b, 0);
+  return variants.map((v) => [v, total > 0 ? (weights![v] ?? 0) / total : 0]);
+}
+
+/** GET /metrics: the Prometheus text exposition format; answers while loading and draining. */
+export function metricsRoutes(app: FastifyInstance, metrics: ServeMetrics): void {
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    const body = await metrics.text();
+    return reply.header('content-type', metrics.contentType).send(body);
+  });
+}
