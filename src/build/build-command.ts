@@ -16,8 +16,8 @@ export const BUILD_VERSION = '0.1.0';
 
 export const BUILD_DEFAULTS = {
   train: 'full',
-  epochs: 2,
-  maxLength: 32,
+  epochs: 3,
+  maxLength: 64,
   batch: 32,
   seed: 42,
   lrBody: 1e-4,
