@@ -221,7 +221,10 @@ export function addLayerNorm(g: GraphBuilder, p: ParamRefs, x: string, prefix: s
 }
 
 /** One pre-norm block: y = attn(LN(x)) + residual(x); out = y + FFN(LN(y)). */
-export function addUseLiteBlock(g: GraphBuilder, config: UseLiteConfig, p: ParamRefs, index: number, x: string, attnBias: string): string {
+/** Applied to each sub-layer output before its residual add (training-time dropout); identity when absent. */
+export type SublayerHook = (g: GraphBuilder, x: string) => string;
+
+export function addUseLiteBlock(g: GraphBuilder, config: UseLiteConfig, p: ParamRefs, index: number, x: string, attnBias: string, drop?: SublayerHook): string {
   const b = config.blocks[index];
   if (!b) throw new Error(`use-lite graph: no block ${index}`);
   const name = (part: string) => paramName.block(index, part);
@@ -238,10 +241,11 @@ export function addUseLiteBlock(g: GraphBuilder, config: UseLiteConfig, p: Param
     constI64(g, [0, 0, b.attentionWidth]),
   ]);
   const attnOut = addLinear(g, p, context, name('attn.out'));
+  const dropped = (t: string) => (drop ? drop(g, t) : t);
   const residual = b.residualProjection ? addLinear(g, p, x, name('residual')) : x;
-  const y = g.op('Add', [attnOut, residual]);
+  const y = g.op('Add', [dropped(attnOut), residual]);
   const f = addLinear(g, p, g.op('Relu', [addLinear(g, p, addLayerNorm(g, p, y, name('ffn_norm'), config.layerNormEps), name('ffn.up'))]), name('ffn.down'));
-  return g.op('Add', [f, y]);
+  return g.op('Add', [dropped(f), y]);
 }
 
 /** Masked mean over tokens (count clamped to >= 1, as the original), then tanh(x @ W + b): [batch, 512]. */
@@ -268,12 +272,12 @@ export interface UseLiteForward {
 }
 
 /** The whole encoder for the first `depth` blocks, from dense ids and mask. */
-export function addUseLiteForward(g: GraphBuilder, config: UseLiteConfig, p: ParamRefs, depth: number, inputIds: string, attentionMask: string): UseLiteForward {
+export function addUseLiteForward(g: GraphBuilder, config: UseLiteConfig, p: ParamRefs, depth: number, inputIds: string, attentionMask: string, drop?: SublayerHook): UseLiteForward {
   checkDepth(config, depth);
   const { hidden: h0, maskF, attnBias } = addUseLiteEmbeddings(g, config, p, inputIds, attentionMask);
   const hidden: string[] = [];
   let h = h0;
-  for (let i = 0; i < depth; i++) hidden.push((h = addUseLiteBlock(g, config, p, i, h, attnBias)));
+  for (let i = 0; i < depth; i++) hidden.push((h = addUseLiteBlock(g, config, p, i, h, attnBias, drop)));
   const features = addUseLitePooledFeatures(g, p, h, maskF);
   return { hidden, features, embedding: addL2Normalize(g, features, config.l2Eps) };
 }

@@ -64,6 +64,8 @@ export interface TrainOptions {
   patience?: number;
   /** full/top: also train the 8002 x 256 token embedding. */
   trainEmbeddings?: boolean;
+  /** full/top: dropout ratio on sub-layer outputs and the pooled features (default 0.1). */
+  dropout?: number;
   threads?: number;
   /** Progress output (default process.stderr); null for none. */
   progress?: ProgressStream | null;
@@ -98,6 +100,8 @@ export interface ClassifierGraphOptions {
   seq?: Dim;
   /** Add labels input, loss and gradients of `inputs`. */
   training?: boolean;
+  /** Training only: dropout on each sub-layer output and on the features before the head. */
+  dropout?: { ratio: number; seed: number };
 }
 
 /**
@@ -133,8 +137,18 @@ export function buildClassifierGraph(
   const width = ckpt.config.outputWidth;
   const hw = headParam(HEAD_WEIGHT, [width, numLabels]);
   const hb = headParam(HEAD_BIAS, [numLabels]);
-  const fwd = addUseLiteForward(g, ckpt.config, p, depth, ids, mask);
-  const raw = g.op('Add', [g.op('MatMul', [fwd.features, hw]), hb]);
+  // ONNX Dropout in training mode, one seed per node: the masks differ per step and per node
+  // yet a run with the same seed repeats exactly. Inference graphs have no Dropout at all.
+  let drop: ((g: GraphBuilder, x: string) => string) | undefined;
+  if (opts.training && opts.dropout && opts.dropout.ratio > 0) {
+    const ratio = g.initializer('dropout.ratio', new Float32Array([opts.dropout.ratio]), []);
+    const on = g.initializer('dropout.training', new Uint8Array([1]), [], 'bool');
+    let n = 0;
+    const seed = opts.dropout.seed;
+    drop = (gb, x) => gb.op('Dropout', [x, ratio, on], { seed: seed + n++ });
+  }
+  const fwd = addUseLiteForward(g, ckpt.config, p, depth, ids, mask, drop);
+  const raw = g.op('Add', [g.op('MatMul', [drop ? drop(g, fwd.features) : fwd.features, hw]), hb]);
   g.output(g.identity(raw, LOGITS), 'float32', [batch, numLabels]);
   if (!opts.training) return { graph: pruneToOutputs(g, [LOGITS], g.name), grads: new Map() };
   const labels = g.input('labels', 'int64', [batch]);
@@ -177,7 +191,7 @@ function bucketIndex(len: number, buckets: readonly number[]): number {
   return i < 0 ? buckets.length - 1 : i;
 }
 
-interface PlannedBatch {
+export interface PlannedBatch {
   seq: number;
   rows: number[];
 }
@@ -187,7 +201,7 @@ interface PlannedBatch {
  * exactly `batchSize`; a bucket's remainder moves up to the next bucket, and the top bucket's
  * remainder is topped up with random training examples. Batch order is shuffled too.
  */
-function planEpoch(lengths: readonly number[], buckets: readonly number[], batchSize: number, rng: Rng): PlannedBatch[] {
+export function planEpoch(lengths: readonly number[], buckets: readonly number[], batchSize: number, rng: Rng): PlannedBatch[] {
   const order = shuffleInPlace(lengths.map((_, i) => i), rng);
   const perBucket: number[][] = buckets.map(() => []);
   for (const i of order) perBucket[bucketIndex(lengths[i]!, buckets)]!.push(i);
@@ -206,7 +220,7 @@ function planEpoch(lengths: readonly number[], buckets: readonly number[], batch
   return shuffleInPlace(batches, rng);
 }
 
-function batchTensors(examples: readonly EncodedExample[], rows: readonly number[], seq: number, padId: number): { ids: ort.Tensor; mask: ort.Tensor } {
+export function batchTensors(examples: readonly EncodedExample[], rows: readonly number[], seq: number, padId: number): { ids: ort.Tensor; mask: ort.Tensor } {
   const ids = new BigInt64Array(rows.length * seq).fill(BigInt(padId));
   const mask = new BigInt64Array(rows.length * seq);
   rows.forEach((r, b) => {
@@ -220,7 +234,7 @@ function batchTensors(examples: readonly EncodedExample[], rows: readonly number
 }
 
 /** Fixed-order inference batches (sorted by length, padded to the bucket). */
-function inferenceBatches(examples: readonly EncodedExample[], buckets: readonly number[], size = 64): PlannedBatch[] {
+export function inferenceBatches(examples: readonly EncodedExample[], buckets: readonly number[], size = 64): PlannedBatch[] {
   const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length || a - b);
   const out: PlannedBatch[] = [];
   for (let k = 0; k < order.length; k += size) {
@@ -345,7 +359,7 @@ export async function trainClassifier(
     const sessionFor = async (seq: number) => {
       let s = sessions.get(seq);
       if (!s) {
-        const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable, batch: batchSize, seq, training: true });
+        const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable, batch: batchSize, seq, training: true, dropout: { ratio: opts.dropout ?? 0.1, seed: opts.seed * 1000 + seq } });
         s = await GradientSession.create(graph.toBytes(), { params: [...trainable], loss: 'loss', grads, intraOpNumThreads: threads });
         sessions.set(seq, s);
         release.push(() => s!.release());
