@@ -225,7 +225,7 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
       params,
       fileBytes: (await stat(join(dir, 'model.onnx'))).size,
       latencyMs: { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) },
-      train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1) },
+      train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
     });
     const report = buildReport({
       model,

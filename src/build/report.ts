@@ -18,7 +18,7 @@ export interface DepthResult {
   fileBytes: number;
   /** Median milliseconds per run (not per example). */
   latencyMs: { batch1: number; batch32: number };
-  train: { stepsPerSecond: number; examplesPerSecond: number };
+  train: { stepsPerSecond: number; examplesPerSecond: number; seconds?: number; epochsRun?: number; bestEpoch?: number };
 }
 
 export interface DepthReport {
