@@ -24,6 +24,8 @@ export interface BuildOptions extends RuntimeOptions {
   /** Where the JSON log lines go instead of stdout. */
   logStream?: { write(line: string): void };
   observers?: ServeObserver[];
+  /** false: no Prometheus collection and no /metrics (only to measure what metrics cost). */
+  metrics?: boolean;
 }
 
 export interface RunningServer {
@@ -77,8 +79,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   });
   const runtime = new ServeRuntime(config, app.log, opts);
   for (const o of opts.observers ?? []) runtime.observers.add(o);
-  const metrics = new ServeMetrics(runtime);
-  runtime.observers.add(metrics.observer);
+  const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
+  if (metrics) runtime.observers.add(metrics.observer);
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);
@@ -133,7 +135,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   classifyRoutes(app, runtime);
   modelRoutes(app, runtime);
   v2Routes(app, runtime, version);
-  metricsRoutes(app, metrics);
+  if (metrics) metricsRoutes(app, metrics);
   return { app, runtime };
 }
 
