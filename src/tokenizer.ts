@@ -78,7 +78,64 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   } catch (err) {
     throw new Error(`${join(absDir, 'tokenizer.json')}: transformers.js cannot build a tokenizer from it (${(err as Error).message})`);
   }
+  if (config[UNIGRAM_TIE_BREAK_KEY] === 'last') preferLastOnTies(tokenizer, join(absDir, 'tokenizer.json'));
   return new HfTextTokenizer(absDir, tokenizer, config);
+}
+
+/**
+ * tokenizer_config.json key of ours: "last" makes the Unigram Viterbi keep the last of equally
+ * scored candidates (SentencePiece-style `>=`, the shortest last piece) where transformers.js
+ * keeps the first. The USE-lite reference tokenizer breaks exact ties that way, and no
+ * tokenizer.json setting can express it (see src/build/tokenizers/use-lite.ts, quirk b).
+ */
+export const UNIGRAM_TIE_BREAK_KEY = 'slim_unigram_tie_break';
+
+interface LatticeNode { pos: number; length: number; score: number; tokenId: number; prev: LatticeNode | null; total: number }
+interface UnigramModel {
+  populate_nodes(lattice: { chars: string[]; insert(pos: number, length: number, score: number, tokenId: number): void }): void;
+  vocab: string[];
+  tokenize(text: string): string[];
+}
+
+function preferLastOnTies(tokenizer: PreTrainedTokenizer, path: string): void {
+  const model = (tokenizer as unknown as { _tokenizer?: { model?: Partial<UnigramModel> } })._tokenizer?.model;
+  if (!model || typeof model.populate_nodes !== 'function' || typeof model.tokenize !== 'function') {
+    throw new Error(`${path}: ${UNIGRAM_TIE_BREAK_KEY} needs a Unigram model that this transformers.js exposes`);
+  }
+  const unigram = model as UnigramModel;
+  // The same lattice transformers.js builds (its populate_nodes fills it), with the other tie rule.
+  unigram.tokenize = (text: string): string[] => {
+    const chars = Array.from(text);
+    const startsAt: LatticeNode[][] = Array.from({ length: chars.length + 1 }, () => []);
+    const endsAt: LatticeNode[][] = Array.from({ length: chars.length + 1 }, () => []);
+    const bos: LatticeNode = { pos: 0, length: 0, score: 0, tokenId: -1, prev: null, total: 0 };
+    endsAt[0]!.push(bos);
+    unigram.populate_nodes({
+      chars,
+      insert(pos, length, score, tokenId) {
+        const node: LatticeNode = { pos, length, score, tokenId, prev: null, total: 0 };
+        startsAt[pos]!.push(node);
+        endsAt[pos + length]!.push(node);
+      },
+    });
+    for (let pos = 0; pos < chars.length; pos++) {
+      for (const node of startsAt[pos]!) {
+        let best: LatticeNode | null = null;
+        for (const prev of endsAt[pos]!) {
+          // Candidates ending here come in start order; `>=` lets the later start win a tie.
+          if (best === null || prev.total >= best.total) best = prev;
+        }
+        if (best === null) return [];
+        node.prev = best;
+        node.total = best.total + node.score;
+      }
+    }
+    let last: LatticeNode | null = null;
+    for (const node of endsAt[chars.length]!) if (last === null || node.total >= last.total) last = node;
+    const pieces: string[] = [];
+    for (let n = last; n && n !== bos; n = n.prev) pieces.push(chars.slice(n.pos, n.pos + n.length).join(''));
+    return pieces.reverse();
+  };
 }
 
 async function readJsonObject(path: string, required: boolean): Promise<Record<string, unknown> | null> {

@@ -79,11 +79,12 @@ function isExactTie(ref: number[], got: number[]): boolean {
   return text(ref) === text(got) && referenceScore(ref) === referenceScore(got);
 }
 
-function compare(texts: string[]): { equal: number; ties: string[]; wrong: string[] } {
+/** `stock`: transformers.js' AutoTokenizer as it is; otherwise our runtime loader (ties fixed). */
+function compare(texts: string[], stock = false): { equal: number; ties: string[]; wrong: string[] } {
   const result = { equal: 0, ties: [] as string[], wrong: [] as string[] };
   for (const t of texts) {
     const want = reference.encode(t);
-    const got = hf.encode(t, { add_special_tokens: false });
+    const got = stock ? hf.encode(t, { add_special_tokens: false }) : runtime.encode(t);
     if (want.length === got.length && want.every((id, i) => id === got[i])) result.equal++;
     else if (isExactTie(want, got)) result.ties.push(t);
     else result.wrong.push(`${JSON.stringify(t).slice(0, 120)}\n  reference ${want.join(',')}\n  tokenizer.json ${got.join(',')}`);
@@ -105,22 +106,29 @@ test('use-lite tokenizer.json: handcrafted edge cases give exactly the reference
   assert.equal(hf.encode('😀😀', { add_special_tokens: false }).filter((id) => id === 0).length, 1, 'consecutive unknowns merge into one id 0');
 });
 
-test('use-lite tokenizer.json: 1,800 dataset sentences give the reference ids (exact ties aside)', (t) => {
+test('use-lite tokenizer: 1,800 dataset sentences give exactly the reference ids (runtime loader)', (t) => {
   const texts = sampleSentences(100);
   assert.ok(texts.length >= 1000, `only ${texts.length} sentences sampled from ${SHARED_DATA}`);
   const r = compare(texts);
-  t.diagnostic(`${texts.length} sentences: ${r.equal} identical, ${r.ties.length} exact-score ties broken the other way, ${r.wrong.length} wrong`);
-  assert.deepEqual(r.wrong, [], 'every difference must be an exact tie');
-  assert.ok(r.ties.length <= texts.length * 0.005, `${r.ties.length} ties is more than the 0.1% measured on the full data`);
+  t.diagnostic(`${texts.length} sentences: ${r.equal} identical, ${r.ties.length} exact ties, ${r.wrong.length} wrong`);
+  assert.deepEqual(r.wrong, []);
+  assert.deepEqual(r.ties, []);
+  assert.equal(r.equal, texts.length);
+  // Stock AutoTokenizer on the same tokenizer.json differs only on exact ties (quirk b).
+  const stock = compare(texts, true);
+  t.diagnostic(`stock AutoTokenizer: ${stock.equal} identical, ${stock.ties.length} exact-score ties broken the other way, ${stock.wrong.length} wrong`);
+  assert.deepEqual(stock.wrong, [], 'every difference of the stock tokenizer must be an exact tie');
+  assert.ok(stock.ties.length > 0 && stock.ties.length <= texts.length * 0.005, `${stock.ties.length} ties under stock AutoTokenizer`);
 });
 
-test('use-lite tokenizer.json: the one known difference is transformers.js breaking exact ties the other way', () => {
+test('use-lite tokenizer.json: stock transformers.js breaks exact ties the other way; the runtime loader as the reference', () => {
   // The reference keeps the shorter last piece on a tie (`>=`), transformers.js the longer (`>`).
   for (const text of ['Mmmm', 'sooooo', 'Ffffffffff', 'Y?WHERE U AT DOGBREATH? ITS JUST SOUNDING LIKE JAN C THATS AL!!!!!!!!!']) {
     const want = reference.encode(text);
     const got = hf.encode(text, { add_special_tokens: false });
     assert.ok(isExactTie(want, got), `${text}: ${want} vs ${got} is no tie`);
     assert.deepEqual([...got].sort(), [...want].sort(), `${text}: the same pieces in another order`);
+    assert.deepEqual(runtime.encode(text), want, `${text}: runtime loader`);
   }
 });
 
@@ -129,6 +137,7 @@ test('use-lite tokenizer.json: every sentence of ../shared/data (set SLIM_TOKENI
   const r = compare(texts);
   t.diagnostic(`${texts.length} sentences: ${r.equal} identical, ${r.ties.length} exact ties, ${r.wrong.length} wrong`);
   assert.deepEqual(r.wrong, []);
+  assert.deepEqual(r.ties, []);
 });
 
 test('use-lite tokenizer files: config records max length 128 and the pad token; runtime loader agrees with AutoTokenizer', () => {
@@ -237,21 +246,4 @@ test('runtime tokenizer: a missing or broken tokenizer.json is an error naming t
   await assert.rejects(loadTokenizer(broken), (err: Error) => err.message.includes(join(broken, 'tokenizer.json')) && /not valid JSON/.test(err.message));
   writeFileSync(join(broken, 'tokenizer.json'), '{"model": {"type": "NoSuchModel"}}');
   await assert.rejects(loadTokenizer(broken), (err: Error) => err.message.includes(join(broken, 'tokenizer.json')));
-});
-
-test('runtime tokenizer: encoding throughput (short ~10 words, medium ~60 words)', (t) => {
-  const words = sampleSentences(200).join(' ').split(/\s+/).filter((w) => w.length > 0);
-  for (const [name, n] of [['short', 10], ['medium', 60]] as const) {
-    const texts = Array.from({ length: 1500 }, (_, i) => words.slice((i * 13) % (words.length - n), (i * 13) % (words.length - n) + n).join(' '));
-    texts.slice(0, 100).forEach((x) => runtime.encode(x)); // warm-up
-    const start = performance.now();
-    let tokens = 0;
-    for (const x of texts) tokens += runtime.countTokens(x);
-    const seconds = (performance.now() - start) / 1000;
-    const batchStart = performance.now();
-    for (let i = 0; i < texts.length; i += 32) runtime.encodeBatch(texts.slice(i, i + 32), { maxLength: 128 });
-    const batchSeconds = (performance.now() - batchStart) / 1000;
-    t.diagnostic(`${name}: ${Math.round(texts.length / seconds)} texts/s encode, ${Math.round(texts.length / batchSeconds)} texts/s encodeBatch(32), ${(tokens / texts.length).toFixed(1)} tokens/text`);
-    assert.ok(texts.length / seconds > 200, `${name}: ${texts.length / seconds} texts/s`);
-  }
 });

@@ -23,8 +23,11 @@
 //      bit-identical totals; they arise where a run of one character splits into pieces of the same
 //      multiset in another order ("hmmm" = "m"+"mm" vs "mm"+"m"). No tokenizer.json setting can
 //      change this: any per-piece score change leaves permutations tied. Measured: 69 of 67,006
-//      texts of ../shared/data (0.10%) differ, every one of them an exact tie.
+//      texts of ../shared/data (0.10%) differ under stock transformers.js, every one an exact
+//      tie. tokenizer_config.json therefore sets slim_unigram_tie_break: "last", and our runtime
+//      loader (src/tokenizer.ts) runs the same lattice with `>=`: then every text matches.
 import { createHash } from 'node:crypto';
+import { UNIGRAM_TIE_BREAK_KEY } from '../../tokenizer.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -201,6 +204,8 @@ export function useLiteTokenizerFiles(vocab: UseLiteVocab, path = '(vocab)', voc
     clean_up_tokenization_spaces: false,
     add_bos_token: false,
     add_eos_token: false,
+    // Quirk b: the runtime loader (src/tokenizer.ts) breaks exact ties as the reference does.
+    [UNIGRAM_TIE_BREAK_KEY]: 'last',
     slim: {
       tokenizer: 'use-lite',
       reference: '@tensorflow-models/universal-sentence-encoder Tokenizer',
