@@ -9,6 +9,7 @@ import { DatasetError, datasetSha256, prepareTrainingData } from './datasets.js'
 import { removeStaleTemporaries, variantName, writeVariant, type ManifestDraft } from './model-writer.js';
 import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report.js';
 import { writeUseLiteTokenizer } from './tokenizers/use-lite.js';
+import { isLlmBase, LlmBuildError, parseVerbalizer, runLlmBuild } from './build-llm.js';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
 import { exportClassifier, formatTrainMode, modeSuffix, parseTrainMode, trainClassifier, type EncodedExample, type TrainMode } from './training/trainer.js';
 
@@ -35,8 +36,12 @@ export interface BuildOptions {
   data: string;
   depths: number[];
   mode: TrainMode;
-  head: 'pool';
+  /** pool: builtin:use-lite; last / label-words: gpt2, opt, llama, bert checkpoints (build-llm.ts). */
+  head: 'pool' | 'last' | 'label-words';
   labels?: string[];
+  /** label-words: label=word pairs and the prompt around {text}. */
+  verbalizer?: Record<string, string>;
+  template?: string;
   epochs: number;
   lr: number;
   batch: number;
@@ -80,6 +85,8 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
         out: { type: 'string' },
         threads: { type: 'string' },
         'train-embeddings': { type: 'boolean' },
+        template: { type: 'string' },
+        verbalizer: { type: 'string' },
         quiet: { type: 'boolean' },
       },
     }));
@@ -88,13 +95,14 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
   }
   const str = (k: string) => values[k] as string | undefined;
   const base = str('base') ?? USE_LITE_ID;
-  if (base !== USE_LITE_ID) throw new UsageError(`--base ${base} is not supported by this build (only ${USE_LITE_ID})`);
+  const llm = base !== USE_LITE_ID;
+  if (llm && !isLlmBase(base)) throw new UsageError(`--base ${base}: not ${USE_LITE_ID}, a Hugging Face checkpoint directory (config.json + model.safetensors[.index.json]) or a llama2.c .bin file`);
   const data = str('data');
   if (!data) throw new UsageError('--data <FILE|builtin:spam> is required');
   const out = str('out');
   if (!out) throw new UsageError('--out models/<model> is required');
   const depthsText = str('depths') ?? '1,2';
-  const depths = depthsText.split(',').map((d) => intFlag('depths', d.trim(), 0, 1, 2));
+  const depths = depthsText.split(',').map((d) => intFlag('depths', d.trim(), 0, 1, llm ? 10_000 : 2));
   if (new Set(depths).size !== depths.length) throw new UsageError(`--depths has a repeated depth (${depthsText})`);
   let mode: TrainMode;
   try {
@@ -102,8 +110,19 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const head = str('head') ?? 'pool';
-  if (head !== 'pool') throw new UsageError(`--head ${head} is not available for ${USE_LITE_ID} (an encoder: use --head pool)`);
+  const head = str('head') ?? (llm ? 'label-words' : 'pool');
+  if (!llm && head !== 'pool') throw new UsageError(`--head ${head} is not available for ${USE_LITE_ID} (an encoder: use --head pool)`);
+  if (!llm && str('template') !== undefined) throw new UsageError(`--template needs a decoder base (gpt2, opt, llama) and --head label-words or last, not ${USE_LITE_ID}`);
+  if (llm && head !== 'last' && head !== 'label-words') throw new UsageError(`--head ${head} is not available for ${base} (use last or label-words)`);
+  let verbalizer: Record<string, string> | undefined;
+  if (str('verbalizer') !== undefined) {
+    if (head !== 'label-words') throw new UsageError('--verbalizer needs --head label-words');
+    try {
+      verbalizer = parseVerbalizer(str('verbalizer')!);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   const labels = str('labels')?.split(',').map((l) => l.trim());
   if (labels && (labels.length < 2 || labels.some((l) => l === '') || new Set(labels).size !== labels.length)) {
     throw new UsageError('--labels must list at least two distinct non-empty labels, comma-separated');
@@ -124,8 +143,10 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
     data,
     depths,
     mode,
-    head: 'pool',
+    head: head as BuildOptions['head'],
     labels,
+    verbalizer,
+    template: str('template'),
     epochs: intFlag('epochs', str('epochs'), BUILD_DEFAULTS.epochs, 1, 1000),
     lr,
     batch: intFlag('batch', str('batch'), BUILD_DEFAULTS.batch, 1, 4096),
@@ -152,6 +173,10 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
   const log = (m: string) => {
     if (!o.quiet) process.stderr.write(`${m}\n`);
   };
+  if (o.base !== USE_LITE_ID) {
+    if (o.head === 'pool') throw new UsageError(`--head pool is not available for ${o.base} (use last or label-words)`);
+    return runLlmBuild({ ...o, head: o.head, version: BUILD_VERSION });
+  }
   const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels });
   const ckpt = loadUseLiteCheckpoint();
   const tokDir = await mkdtemp(join(tmpdir(), 'slim-tok-'));
@@ -267,7 +292,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    if (err instanceof DatasetError || err instanceof UsageError) {
+    if (err instanceof DatasetError || err instanceof UsageError || err instanceof LlmBuildError) {
       console.error(`slim build: ${err.message.split('\n')[0]}`);
       return 2;
     }

@@ -1,0 +1,167 @@
+// Random checkpoints in Hugging Face layout (config.json + safetensors, optionally sharded), for
+// tests, memory measurements and load tests that need a model of a real architecture's shape
+// without downloading one. Tensors are generated and written one at a time, so writing a
+// multi-GB checkpoint needs memory for one tensor.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mulberry32, randomNormal } from '../random.js';
+import { writeSafetensors } from './safetensors.js';
+
+export type RandomArch = 'gpt2' | 'opt' | 'llama' | 'bert';
+
+export interface RandomCheckpointOptions {
+  arch: RandomArch;
+  layers: number;
+  hidden: number;
+  heads: number;
+  /** llama: num_key_value_heads (GQA); default heads. */
+  kvHeads?: number;
+  ffn?: number;
+  vocab: number;
+  maxPositions?: number;
+  dtype?: 'F32' | 'F16' | 'BF16';
+  seed?: number;
+  /** Standard deviation of weights (norm weights are 1 + std * noise, biases std * noise). */
+  std?: number;
+  /** Split into this many shards with a model.safetensors.index.json. */
+  shards?: number;
+  /** llama: untied lm_head (default true); opt: always tied. */
+  untiedHead?: boolean;
+  /** Extra config.json fields (e.g. do_layer_norm_before: false). */
+  extraConfig?: Record<string, unknown>;
+  /** 'normal' (default): seeded Gaussian; 'fast': a cheap hash pattern of the same scale, for multi-GB files. */
+  fill?: 'normal' | 'fast';
+}
+
+export interface WrittenCheckpoint {
+  dir: string;
+  config: Record<string, unknown>;
+  tensors: { name: string; dims: number[] }[];
+  bytes: number;
+}
+
+/** HF tensor names and shapes of a checkpoint of this shape. */
+export function hfTensorPlan(o: RandomCheckpointOptions): { config: Record<string, unknown>; tensors: { name: string; dims: number[] }[] } {
+  const W = o.hidden, H = o.heads, L = o.layers, V = o.vocab;
+  const P = o.maxPositions ?? 128;
+  const t: { name: string; dims: number[] }[] = [];
+  const add = (name: string, ...dims: number[]) => t.push({ name, dims });
+  if (o.arch === 'gpt2') {
+    const F = o.ffn ?? 4 * W;
+    const config = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], n_embd: W, n_head: H, n_layer: L, n_positions: P, n_inner: F, vocab_size: V, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new', bos_token_id: V - 1, eos_token_id: V - 1, ...o.extraConfig };
+    add('transformer.wte.weight', V, W);
+    add('transformer.wpe.weight', P, W);
+    for (let i = 0; i < L; i++) {
+      const h = `transformer.h.${i}`;
+      add(`${h}.ln_1.weight`, W); add(`${h}.ln_1.bias`, W);
+      add(`${h}.attn.c_attn.weight`, W, 3 * W); add(`${h}.attn.c_attn.bias`, 3 * W);
+      add(`${h}.attn.c_proj.weight`, W, W); add(`${h}.attn.c_proj.bias`, W);
+      add(`${h}.ln_2.weight`, W); add(`${h}.ln_2.bias`, W);
+      add(`${h}.mlp.c_fc.weight`, W, F); add(`${h}.mlp.c_fc.bias`, F);
+      add(`${h}.mlp.c_proj.weight`, F, W); add(`${h}.mlp.c_proj.bias`, W);
+    }
+    add('transformer.ln_f.weight', W); add('transformer.ln_f.bias', W);
+    return { config, tensors: t };
+  }
+  if (o.arch === 'opt') {
+    const F = o.ffn ?? 4 * W;
+    const config = { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: W, word_embed_proj_dim: W, num_attention_heads: H, num_hidden_layers: L, ffn_dim: F, max_position_embeddings: P, vocab_size: V, do_layer_norm_before: true, activation_function: 'relu', pad_token_id: 1, bos_token_id: 2, eos_token_id: 2, ...o.extraConfig };
+    const d = 'model.decoder';
+    add(`${d}.embed_tokens.weight`, V, W);
+    add(`${d}.embed_positions.weight`, P + 2, W);
+    for (let i = 0; i < L; i++) {
+      const l = `${d}.layers.${i}`;
+      for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { add(`${l}.self_attn.${p}.weight`, W, W); add(`${l}.self_attn.${p}.bias`, W); }
+      add(`${l}.self_attn_layer_norm.weight`, W); add(`${l}.self_attn_layer_norm.bias`, W);
+      add(`${l}.fc1.weight`, F, W); add(`${l}.fc1.bias`, F);
+      add(`${l}.fc2.weight`, W, F); add(`${l}.fc2.bias`, W);
+      add(`${l}.final_layer_norm.weight`, W); add(`${l}.final_layer_norm.bias`, W);
+    }
+    if ((config as Record<string, unknown>).do_layer_norm_before !== false) { add(`${d}.final_layer_norm.weight`, W); add(`${d}.final_layer_norm.bias`, W); }
+    return { config, tensors: t };
+  }
+  if (o.arch === 'llama') {
+    const F = o.ffn ?? Math.round((8 * W) / 3);
+    const KV = o.kvHeads ?? H, hd = W / H;
+    const untied = o.untiedHead ?? true;
+    const config = { model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: W, num_attention_heads: H, num_key_value_heads: KV, num_hidden_layers: L, intermediate_size: F, max_position_embeddings: P, vocab_size: V, rms_norm_eps: 1e-5, rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: !untied, bos_token_id: 1, eos_token_id: 2, ...o.extraConfig };
+    add('model.embed_tokens.weight', V, W);
+    for (let i = 0; i < L; i++) {
+      const l = `model.layers.${i}`;
+      add(`${l}.input_layernorm.weight`, W);
+      add(`${l}.self_attn.q_proj.weight`, H * hd, W);
+      add(`${l}.self_attn.k_proj.weight`, KV * hd, W);
+      add(`${l}.self_attn.v_proj.weight`, KV * hd, W);
+      add(`${l}.self_attn.o_proj.weight`, W, H * hd);
+      add(`${l}.post_attention_layernorm.weight`, W);
+      add(`${l}.mlp.gate_proj.weight`, F, W);
+      add(`${l}.mlp.up_proj.weight`, F, W);
+      add(`${l}.mlp.down_proj.weight`, W, F);
+    }
+    add('model.norm.weight', W);
+    if (untied) add('lm_head.weight', V, W);
+    return { config, tensors: t };
+  }
+  const F = o.ffn ?? 4 * W;
+  const config = { model_type: 'bert', architectures: ['BertModel'], hidden_size: W, num_attention_heads: H, num_hidden_layers: L, intermediate_size: F, max_position_embeddings: P, vocab_size: V, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: 'gelu', pad_token_id: 0, ...o.extraConfig };
+  add('bert.embeddings.word_embeddings.weight', V, W);
+  add('bert.embeddings.position_embeddings.weight', P, W);
+  add('bert.embeddings.token_type_embeddings.weight', 2, W);
+  add('bert.embeddings.LayerNorm.weight', W); add('bert.embeddings.LayerNorm.bias', W);
+  for (let i = 0; i < L; i++) {
+    const l = `bert.encoder.layer.${i}`;
+    for (const p of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense']) { add(`${l}.${p}.weight`, W, W); add(`${l}.${p}.bias`, W); }
+    add(`${l}.attention.output.LayerNorm.weight`, W); add(`${l}.attention.output.LayerNorm.bias`, W);
+    add(`${l}.intermediate.dense.weight`, F, W); add(`${l}.intermediate.dense.bias`, F);
+    add(`${l}.output.dense.weight`, W, F); add(`${l}.output.dense.bias`, W);
+    add(`${l}.output.LayerNorm.weight`, W); add(`${l}.output.LayerNorm.bias`, W);
+  }
+  return { config, tensors: t };
+}
+
+function isNormWeight(name: string): boolean {
+  return /(ln_\d|ln_f|layer_norm|layernorm|LayerNorm|norm)\.weight$/.test(name);
+}
+
+/** Write a random checkpoint into `dir` (created). Values depend only on (seed, tensor name order). */
+export function writeRandomHfCheckpoint(dir: string, o: RandomCheckpointOptions): WrittenCheckpoint {
+  mkdirSync(dir, { recursive: true });
+  const { config, tensors } = hfTensorPlan(o);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const std = o.std ?? 0.1;
+  const seeds = new Map(tensors.map((t, i) => [t.name, (o.seed ?? 1) * 1000003 + i]));
+  const produce = (name: string) => {
+    const dims = tensors.find((t) => t.name === name)!.dims;
+    const n = dims.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n);
+    const norm = isNormWeight(name);
+    if (o.fill === 'fast') {
+      const s0 = seeds.get(name)!;
+      for (let i = 0; i < n; i++) out[i] = (norm ? 1 : 0) + std * 3.4 * ((Math.imul(i ^ s0, 2654435761) >>> 0) / 4294967296 - 0.5);
+      return out;
+    }
+    const rng = mulberry32(seeds.get(name)!);
+    for (let i = 0; i < n; i++) out[i] = (norm ? 1 : 0) + std * randomNormal(rng);
+    return out;
+  };
+  const dtype = o.dtype ?? 'F32';
+  const width = dtype === 'F32' ? 4 : 2;
+  let bytes = 0;
+  const shards = Math.max(1, o.shards ?? 1);
+  if (shards === 1) {
+    writeSafetensors(join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype })), produce);
+  } else {
+    const per = Math.ceil(tensors.length / shards);
+    const weightMap: Record<string, string> = {};
+    for (let s = 0; s < shards; s++) {
+      const part = tensors.slice(s * per, (s + 1) * per);
+      const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+      writeSafetensors(join(dir, file), part.map((t) => ({ ...t, dtype })), produce);
+      for (const t of part) weightMap[t.name] = file;
+    }
+    for (const t of tensors) bytes += t.dims.reduce((a, b) => a * b, 1) * width;
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2));
+  }
+  bytes = tensors.reduce((s, t) => s + t.dims.reduce((a, b) => a * b, 1) * width, 0);
+  return { dir, config, tensors, bytes };
+}
