@@ -1,93 +1,60 @@
 // Batching on vs off, side by side in one run: the same model repository, the same threads,
 // the same short texts, 32 concurrent closed-loop clients (autocannon) against a real server
-// on loopback. Prints a table and writes loadtest/results/<date>-batching.{json,md}.
+// on loopback (a child process: see lib/server-child.ts). A third run, batching on with
+// Prometheus collection off, shows what metrics cost. Prints a table and writes
+// loadtest/results/<date>-batching.{json,md}. The full comparison set is run.ts.
 //
 //   npm run build && node dist/loadtest/bench-batching.js [--models models] [--model spam]
-//        [--variant k1] [--seconds 15] [--connections 32]
-import autocannon from 'autocannon';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+//        [--variant k1] [--seconds 15] [--connections 32] [--threads 2] [--quick]
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer } from '../src/serve/server.js';
-import { generateTexts } from './texts.js';
+import { measureTokenization } from './lib/ceiling.js';
+import { measure, type Row } from './lib/measure.js';
+import { commandLine, machine, mdTable, n, today, writeResult } from './lib/report.js';
+import { ServerProcess } from './lib/server-process.js';
+import { classifyBodies, loadTextSets } from './lib/text-sources.js';
 
 const { values: args } = parseArgs({
   options: {
     models: { type: 'string', default: 'models' },
     model: { type: 'string', default: 'spam' },
     variant: { type: 'string', default: 'k1' },
-    seconds: { type: 'string', default: '15' },
+    seconds: { type: 'string' },
     connections: { type: 'string', default: '32' },
     threads: { type: 'string', default: '2' },
+    data: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
   },
 });
+const quick = args.quick!;
+const seconds = Number(args.seconds ?? (quick ? 2 : 15));
+const warmupSeconds = quick ? 1 : 3;
+const connections = Number(args.connections);
+const threads = Number(args.threads);
+const models = resolve(args.models!);
+const variantDir = join(models, args.model!, args.variant!);
+const maxLength = (JSON.parse(readFileSync(join(variantDir, 'manifest.json'), 'utf8')) as { maxLength: number }).maxLength;
+const texts = (await loadTextSets(args.data))[0]!;
+const tokenizeUsPerText = (await measureTokenization(variantDir, maxLength, texts.texts, quick ? 0.2 : 1)).usPerText;
 
-interface ScenarioResult {
-  scenario: string;
-  maxBatchSize: number;
-  requestsPerSec: number;
-  inputsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-  non2xx: number;
-  meanBatchSize: number;
-  eventLoopP99Ms: number;
-}
-
-async function runScenario(scenario: string, maxBatchSize: number, metrics = true): Promise<ScenarioResult> {
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      port: 0,
-      host: '127.0.0.1',
-      logLevel: 'silent',
-      models: args.models,
-      workers: 1,
-      threads: { intraOp: Number(args.threads), interOp: 1 },
-      batching: { maxBatchSize, maxBatchTokens: 65536, maxQueueDelayMs: 2, maxQueued: 4096 },
-    },
-  });
-  let batches = 0;
-  let batchInputs = 0;
-  const server = await startServer(config, {
-    logger: false,
-    metrics,
-    observers: [{ onBatch: (b: { size: number }) => { batches++; batchInputs += b.size; } }],
-  });
-  await server.ready;
-  const texts = generateTexts('short', 256, 7);
-  const bodies = texts.map((t) => JSON.stringify({ inputs: t, model: args.model, variant: args.variant }));
-  const request = (i: number) => ({ method: 'POST' as const, path: '/classify', headers: { 'content-type': 'application/json' }, body: bodies[i % bodies.length]! });
-  // Warm up, then measure.
-  await autocannon({ url: server.url, connections: Number(args.connections), duration: 3, requests: [request(0)] });
-  batches = 0;
-  batchInputs = 0;
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
-  let n = 0;
-  const result = await autocannon({
-    url: server.url,
-    connections: Number(args.connections),
-    duration: Number(args.seconds),
-    requests: [{ method: 'POST', path: '/classify', headers: { 'content-type': 'application/json' }, setupRequest: (req) => ({ ...req, body: bodies[n++ % bodies.length]! }) }],
-  });
-  loop.disable();
-  await server.close();
-  return {
-    scenario,
-    maxBatchSize,
-    requestsPerSec: result.requests.average,
-    inputsPerSec: result.requests.average, // one input per request
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-    meanBatchSize: batches ? batchInputs / batches : 0,
-    eventLoopP99Ms: loop.percentile(99) / 1e6,
-  };
+async function runScenario(label: string, maxBatchSize: number, metrics = true): Promise<Row> {
+  const server = await ServerProcess.start({ kind: 'slim', models, workers: 1, intraOp: threads, interOp: 1, maxBatchSize, maxBatchTokens: 65536, maxQueueDelayMs: 2, maxQueued: 4096, metrics });
+  try {
+    return await measure(server, {
+      label,
+      texts: texts.name,
+      bodies: classifyBodies(texts.texts, { model: args.model, variant: args.variant }),
+      seconds,
+      warmupSeconds,
+      load: { connections },
+      tokenizeUsPerText,
+      ...(metrics ? { metrics: { model: args.model!, variant: args.variant! } } : {}),
+    });
+  } finally {
+    await server.close();
+  }
 }
 
 const on = await runScenario('batching on', 32);
@@ -96,17 +63,21 @@ const off = await runScenario('batching off', 1);
 const bare = await runScenario('batching on, metrics off', 32, false);
 const rows = [on, off, bare];
 const table = [
-  `| scenario | maxBatchSize | inputs/s | p50 ms | p99 ms | mean batch | event-loop p99 ms | errors | non-2xx |`,
-  `|---|---|---|---|---|---|---|---|---|`,
-  ...rows.map((r) => `| ${r.scenario} | ${r.maxBatchSize} | ${r.inputsPerSec.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.meanBatchSize.toFixed(1)} | ${r.eventLoopP99Ms.toFixed(1)} | ${r.errors} | ${r.non2xx} |`),
+  mdTable(
+    ['scenario', 'maxBatchSize', 'inputs/s', 'p50 ms', 'p99 ms', 'mean batch', 'event-loop p99 ms', 'errors', 'non-2xx'],
+    rows.map((r, i) => [r.label, i === 1 ? 1 : 32, n(r.run.inputsPerSec), n(r.run.latency.p50Ms), n(r.run.latency.p99Ms), n(r.meanBatchSize), n(r.server.eventLoopDelayMs.p99), r.run.errors, r.run.non2xx]),
+  ),
   '',
-  `throughput ratio (on / off): ${(on.inputsPerSec / off.inputsPerSec).toFixed(2)}x; p99 on ${on.p99Ms} ms vs off ${off.p99Ms} ms`,
-  `metrics cost: p50 ${on.p50Ms} ms with vs ${bare.p50Ms} ms without (${(((on.p50Ms - bare.p50Ms) / bare.p50Ms) * 100).toFixed(1)}%); inputs/s ${on.inputsPerSec.toFixed(0)} vs ${bare.inputsPerSec.toFixed(0)}`,
+  `throughput ratio (on / off): ${(on.run.inputsPerSec / off.run.inputsPerSec).toFixed(2)}x; p99 on ${n(on.run.latency.p99Ms)} ms vs off ${n(off.run.latency.p99Ms)} ms`,
+  `metrics cost: p50 ${n(on.run.latency.p50Ms)} ms with vs ${n(bare.run.latency.p50Ms)} ms without (${(((on.run.latency.p50Ms - bare.run.latency.p50Ms) / bare.run.latency.p50Ms) * 100).toFixed(1)}%); inputs/s ${n(on.run.inputsPerSec)} vs ${n(bare.run.inputsPerSec)}`,
 ].join('\n');
 console.log(table);
-const date = new Date().toISOString().slice(0, 10);
-const dir = join('loadtest', 'results');
-mkdirSync(dir, { recursive: true });
-const meta = { date, command: `node dist/loadtest/bench-batching.js ${process.argv.slice(2).join(' ')}`.trim(), model: args.model, variant: args.variant, connections: Number(args.connections), seconds: Number(args.seconds), threads: Number(args.threads), texts: 'short (~10 words, generated)' };
-writeFileSync(join(dir, `${date}-batching.json`), JSON.stringify({ ...meta, results: rows }, null, 2) + '\n');
-writeFileSync(join(dir, `${date}-batching.md`), `# Batching on vs off (${date})\n\n\`${meta.command}\`: ${meta.connections} closed-loop clients, ${meta.seconds} s each, model ${meta.model}/${meta.variant}, ${meta.threads} intra-op threads, 1 worker, short texts.\n\n${table}\n`);
+const date = today();
+const command = commandLine('dist/loadtest/bench-batching.js');
+const meta = { date, command, machine: machine(), model: args.model, variant: args.variant, connections, seconds, threads, texts: texts.description };
+writeResult(
+  args.out ?? (quick ? join('.tmp', 'loadtest-results') : join('loadtest', 'results')),
+  `${date}${quick ? '-quick' : ''}-batching`,
+  { ...meta, results: rows },
+  `# Batching on vs off (${date})\n\n\`${command}\`: ${connections} closed-loop clients, ${seconds} s each, model ${args.model}/${args.variant}, ${threads} intra-op threads, 1 worker, ${texts.description} texts.\n\n${table}\n`,
+);
