@@ -54,8 +54,18 @@ const SAMPLES: Record<string, [unknown, string]> = {
   maxInputs: [5, '5'],
   bodyLimit: [4096, '4096'],
   adminToken: ['s3cret-token', 's3cret-token'],
+  feedbackSecret: ['feedback-secret', 'feedback-secret'],
+  'feedback.ttlMs': [60000, '60000'],
+  'feedback.capacity': [500, '500'],
+  'feedback.window': [200, '200'],
+  routingReloadMs: [250, '250'],
+  modelReloadMs: [3000, '3000'],
   logLevel: ['debug', 'debug'],
   shutdownTimeoutMs: [2500, '2500'],
+  batchTimeoutMs: [4321, '4321'],
+  'rateLimit.max': [50, '50'],
+  'rateLimit.windowMs': [1500, '1500'],
+  'rateLimit.routes': [{ '/classify': 10, 'PUT /routing/:model': 0 }, '/classify=10,PUT /routing/:model=0'],
 };
 
 function fileObject(key: string, value: unknown): Record<string, unknown> {

@@ -10,7 +10,7 @@ import { epochMs } from './clock.js';
 import type { Device } from './config.js';
 import { SlimError } from './errors.js';
 import type { BatchFact } from './observer.js';
-import { BatchExpiredError, type BatchOutput, type BatchTensors } from './worker-pool.js';
+import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTensors } from './worker-pool.js';
 
 export interface BatchLimits {
   maxBatchSize: number;
@@ -226,6 +226,14 @@ export class Batcher {
     this.queues.set(target.key, new VariantQueue(target));
   }
 
+  /** Hot reload: forget a variant whose queue has drained (false while inputs wait or run). */
+  unregister(key: string): boolean {
+    const queue = this.queues.get(key);
+    if (queue && (queue.count > 0 || queue.running > 0)) return false;
+    this.queues.delete(key);
+    return true;
+  }
+
   /** Inputs waiting (not running) for a variant. */
   queueDepth(key: string): number {
     return this.queues.get(key)?.count ?? 0;
@@ -251,14 +259,24 @@ export class Batcher {
    * Queue a request's token ids. Throws QUEUE_FULL (with Retry-After) when the variant's queue
    * cannot take them all; the promise fails with DEADLINE_EXCEEDED or CLIENT_CLOSED.
    */
-  submit(key: string, inputs: readonly (readonly number[])[], opts: SubmitOptions): Promise<InferenceOutcome> {
+  /**
+   * Throws QUEUE_FULL (with Retry-After) when `count` more inputs would not fit the variant's
+   * queue. Callers check before tokenizing, so that shedding under overload stays cheap.
+   */
+  checkCapacity(key: string, count: number): void {
     const queue = this.queues.get(key);
     if (!queue) throw new Error(`batcher: unknown variant ${key}`);
-    if (queue.count + inputs.length > this.limits.maxQueued) {
+    if (queue.count + count > this.limits.maxQueued) {
       throw new SlimError('QUEUE_FULL', `the queue of ${key} holds ${queue.count} inputs (maxQueued ${this.limits.maxQueued})`, {
         'retry-after': String(this.retryAfterSeconds(queue)),
       });
     }
+  }
+
+  submit(key: string, inputs: readonly (readonly number[])[], opts: SubmitOptions): Promise<InferenceOutcome> {
+    const queue = this.queues.get(key);
+    if (!queue) throw new Error(`batcher: unknown variant ${key}`);
+    this.checkCapacity(key, inputs.length);
     const now = this.now();
     if (opts.deadline <= now) throw new SlimError('DEADLINE_EXCEEDED');
     if (opts.signal?.aborted) throw new SlimError('CLIENT_CLOSED');
@@ -412,7 +430,12 @@ export class Batcher {
           for (const it of items) this.fail(it.request, new SlimError('DEADLINE_EXCEEDED'));
           return;
         }
-        for (const it of items) this.fail(it.request, new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`));
+        // A crashed or hung worker is not the model's fault: 503, the client may retry at once.
+        const failure =
+          err instanceof WorkerFailedError
+            ? new SlimError('WORKER_FAILED', `the inference worker running this batch of ${t.key} failed; it is being replaced`, { 'retry-after': '1' })
+            : new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`);
+        for (const it of items) this.fail(it.request, failure);
         this.onBatch(fact(false));
       },
     );

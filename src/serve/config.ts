@@ -30,8 +30,23 @@ export interface ServeConfig {
   maxInputs: number;
   bodyLimit: number;
   adminToken: string | null;
+  /** HMAC key that signs /classify request ids so feedback works on any replica (null: ids kept in memory). */
+  feedbackSecret: string | null;
+  /** How long an answered request takes feedback, how many are kept in memory, and the online-accuracy window. */
+  feedback: { ttlMs: number; capacity: number; window: number };
+  /** How often models/<model>/routing.json is re-read (0: never). */
+  routingReloadMs: number;
+  /** How often the model repository is polled for new, rebuilt or removed variants (0: only POST /admin/reload). */
+  modelReloadMs: number;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  /** A batch unanswered this long after it started means its worker hangs: replaced, 503. */
+  batchTimeoutMs: number;
+  /**
+   * Per-client (IP) request limits per time window, by @fastify/rate-limit. max 0: off.
+   * routes: per-route overrides, "<url>" or "<METHOD> <url>" as registered -> max (0: exempt).
+   */
+  rateLimit: { max: number; windowMs: number; routes: Record<string, number> };
 }
 
 /** A value that could not be read: the message says what was expected. */
@@ -79,6 +94,29 @@ function token(raw: unknown): string | null {
   return s;
 }
 
+/** `{"/classify": 100}` in the file; `/classify=100,PUT /routing/:model=5` as a flag or variable. */
+function routeLimits(raw: unknown): Record<string, number> {
+  const count = integer(0);
+  let entries: [string, unknown][];
+  if (typeof raw === 'string') {
+    entries = raw.split(',').filter((s) => s.trim() !== '').map((pair) => {
+      const eq = pair.lastIndexOf('=');
+      if (eq <= 0) throw new BadValue('expected route=max pairs separated by commas');
+      return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
+    });
+  } else if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    entries = Object.entries(raw);
+  } else {
+    throw new BadValue('expected an object of route -> max requests per window');
+  }
+  const out: Record<string, number> = {};
+  for (const [route, max] of entries) {
+    if (!/^([A-Z]+ )?\/\S*$/.test(route)) throw new BadValue(`route "${route}" is not "/path" or "METHOD /path"`);
+    out[route] = count(max) as number;
+  }
+  return out;
+}
+
 /** `{"spam": "cuda"}` in the file; `spam=cuda,news=cpu` as a flag or variable. */
 function deviceMap(raw: unknown): Record<string, Device> {
   const parseDevice = oneOf(DEVICES);
@@ -117,7 +155,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxInputs', flag: '--max-inputs', env: 'SLIM_MAX_INPUTS', parse: integer(1), defaultText: '64', description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)' },
   { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
   { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
+  { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
+  { key: 'feedback.ttlMs', flag: '--feedback-ttl-ms', env: 'SLIM_FEEDBACK_TTL_MS', parse: integer(1), defaultText: '3600000', description: 'feedback is accepted this long after the answer (then 404)' },
+  { key: 'feedback.capacity', flag: '--feedback-capacity', env: 'SLIM_FEEDBACK_CAPACITY', parse: integer(1), defaultText: '100000', description: 'answered requests kept in memory for feedback (oldest evicted)' },
+  { key: 'feedback.window', flag: '--feedback-window', env: 'SLIM_FEEDBACK_WINDOW', parse: integer(1), defaultText: '1000', description: 'online accuracy: the last N feedback outcomes per variant' },
+  { key: 'routingReloadMs', flag: '--routing-reload-ms', env: 'SLIM_ROUTING_RELOAD_MS', parse: integer(0), defaultText: '1000', description: 'how often models/<model>/routing.json is re-read; a changed valid file replaces the table (0: never)' },
+  { key: 'modelReloadMs', flag: '--model-reload-ms', env: 'SLIM_MODEL_RELOAD_MS', parse: integer(0), defaultText: '0 (off)', description: 'how often the model repository is polled for new, rebuilt or removed variants (hot reload); 0: only POST /admin/reload' },
   { key: 'logLevel', flag: '--log-level', env: 'SLIM_LOG_LEVEL', parse: oneOf(LOG_LEVELS), defaultText: 'info', description: 'log level (JSON lines on stdout)' },
+  { key: 'batchTimeoutMs', flag: '--batch-timeout-ms', env: 'SLIM_BATCH_TIMEOUT_MS', parse: integer(1), defaultText: '30000', description: 'a batch unanswered this long means its worker hangs: the worker is replaced and the batch answered 503' },
+  { key: 'rateLimit.max', flag: '--rate-limit-max', env: 'SLIM_RATE_LIMIT_MAX', parse: integer(0), defaultText: '0 (off)', description: 'requests per client IP per window on every route except health; past it 429 (0: no limit)' },
+  { key: 'rateLimit.windowMs', flag: '--rate-limit-window-ms', env: 'SLIM_RATE_LIMIT_WINDOW_MS', parse: integer(1), defaultText: '60000', description: 'the rate-limit window' },
+  { key: 'rateLimit.routes', flag: '--rate-limit-routes', env: 'SLIM_RATE_LIMIT_ROUTES', parse: routeLimits, defaultText: '{}', description: 'per-route limits: {"/classify":100,"PUT /routing/:model":5} or /classify=100,...; 0 exempts a route' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout-ms', env: 'SLIM_SHUTDOWN_TIMEOUT_MS', parse: integer(0), defaultText: 'requestTimeoutMs + 5000', description: 'on SIGTERM, longest wait for accepted requests before exiting anyway' },
 ];
 
@@ -147,8 +195,14 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     maxInputs: 64,
     bodyLimit: 1_048_576,
     adminToken: null,
+    feedbackSecret: null,
+    feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000 },
+    routingReloadMs: 1000,
+    modelReloadMs: 0,
     logLevel: 'info',
     shutdownTimeoutMs: -1, // resolved from requestTimeoutMs below unless set
+    batchTimeoutMs: 30_000,
+    rateLimit: { max: 0, windowMs: 60_000, routes: {} },
   };
 }
 

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchFact, RequestFact, ServeObserver } from './observer.js';
-import { validateRouting } from './routing.js';
+import { parseRoutingTable, shares } from './routing/table.js';
 import type { ServeRuntime } from './runtime.js';
 
 export const UNKNOWN = '_unknown';
@@ -39,6 +39,7 @@ export class ServeMetrics {
   readonly queueDepth: Gauge<'model' | 'variant'>;
   readonly routingWeight: Gauge<'model' | 'variant'>;
   readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device'>;
+  readonly reloads: Counter<'result'>;
   /** Online accuracy per "<model>/<variant>", set by the feedback code (later). */
   private readonly online = new Map<string, number>();
   /** Subscribe this to runtime.observers. */
@@ -99,6 +100,11 @@ export class ServeMetrics {
       help: 'Feedback received on answers, by outcome (correct|incorrect).',
       labelNames: ['model', 'variant', 'outcome'],
       registers,
+      // Read from the routing module's counters (they only grow) at scrape time.
+      collect() {
+        this.reset();
+        for (const c of self.runtime.routing.counters().feedback) this.inc({ model: c.model, variant: c.variant, outcome: c.outcome }, c.value);
+      },
     });
     this.accuracy = new Gauge({
       name: 'slim_variant_accuracy',
@@ -114,6 +120,7 @@ export class ServeMetrics {
             if (online !== undefined) this.set({ model: m.name, variant: v.name, source: 'online' }, online);
           }
         }
+        for (const o of self.runtime.routing.counters().online) this.set({ model: o.model, variant: o.variant, source: 'online' }, o.value);
       },
     });
     this.shadow = new Counter({
@@ -121,12 +128,20 @@ export class ServeMetrics {
       help: 'Shadow comparisons of a variant against the answering one, by agreement.',
       labelNames: ['model', 'variant', 'agreement'],
       registers,
+      collect() {
+        this.reset();
+        for (const c of self.runtime.routing.counters().shadow) this.inc({ model: c.model, variant: c.variant, agreement: c.agreement }, c.value);
+      },
     });
     this.cascadeEscalations = new Counter({
       name: 'slim_cascade_escalations_total',
       help: 'Inputs a cascade passed on from a shallower variant to a deeper one.',
       labelNames: ['model', 'from', 'to'],
       registers,
+      collect() {
+        this.reset();
+        for (const c of self.runtime.routing.counters().escalations) this.inc({ model: c.model, from: c.from, to: c.to }, c.value);
+      },
     });
     this.queueDepth = new Gauge({
       name: 'slim_queue_depth',
@@ -148,7 +163,7 @@ export class ServeMetrics {
       collect() {
         this.reset();
         for (const m of self.runtime.models) {
-          for (const [variant, share] of routingShares(m.name, m.routing, m.variants.map((v) => v.name))) {
+          for (const [variant, share] of self.runtime.routing.shares(m)) {
             this.set({ model: m.name, variant }, share);
           }
         }
@@ -166,6 +181,17 @@ export class ServeMetrics {
             this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device }, 1);
           }
         }
+      },
+    });
+    this.reloads = new Counter({
+      name: 'slim_reload_total',
+      help: 'Variant changes by hot reload: result="added|updated|removed" applied, "failed" refused (the old variant kept serving).',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = self.runtime.reloadState?.counts;
+        for (const result of ['added', 'updated', 'removed', 'failed'] as const) this.inc({ result }, counts?.[result] ?? 0);
       },
     });
     // A coarse event-loop monitor: the default 10 ms sampling measurably adds event-loop delay under load.
@@ -224,16 +250,13 @@ export class ServeMetrics {
 
 /** Normalised routing weights; without routing.json the shallowest variant takes everything. */
 export function routingShares(model: string, routing: unknown, variants: string[]): [string, number][] {
-  let weights: Record<string, number> | null = null;
   try {
-    const parsed = validateRouting(model, routing, variants);
-    if (parsed) weights = Object.fromEntries(Object.entries(parsed.variants).map(([n, s]) => [n, s.weight]));
+    const table = parseRoutingTable(model, routing, variants.map((name) => ({ name, labels: [] })));
+    if (table) return shares(table, variants);
   } catch {
-    weights = null; // the runtime refused to load such a routing; never fail a scrape over it
+    // the runtime refused to load such a routing; never fail a scrape over it
   }
-  if (!weights) return variants.map((v, i) => [v, i === 0 ? 1 : 0]);
-  const total = Object.values(weights).reduce((a, b) => a + b, 0);
-  return variants.map((v) => [v, total > 0 ? (weights![v] ?? 0) / total : 0]);
+  return variants.map((v, i) => [v, i === 0 ? 1 : 0]);
 }
 
 /** GET /metrics: the Prometheus text exposition format; answers while loading and draining. */

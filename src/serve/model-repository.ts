@@ -114,7 +114,8 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function subdirectories(dir: string): string[] {
+/** Subdirectories of `dir`, sorted, without hidden ones (a build's temporary output starts with a dot). */
+export function subdirectories(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
     .map((d) => d.name)
@@ -126,6 +127,65 @@ export interface ScanOptions {
   verifyChecksums?: boolean;
   /** Told about directories that are skipped (temporary build output, stray folders). */
   onSkip?: (path: string, why: string) => void;
+}
+
+/** The files of a variant directory, all required. */
+export const VARIANT_FILES = ['model.onnx', 'tokenizer.json', 'manifest.json'] as const;
+
+/**
+ * Read and check one variant directory models/<model>/<variant>: every file there, the manifest
+ * valid and matching the directory, model.onnx matching its onnxSha256. Throws a
+ * RepositoryError naming the file. The start and hot reload both use it.
+ */
+export async function readVariant(modelDir: string, model: string, variant: string, opts: ScanOptions = {}): Promise<VariantEntry> {
+  const vdir = join(modelDir, variant);
+  for (const f of VARIANT_FILES) {
+    if (!existsSync(join(vdir, f))) throw new RepositoryError(`${vdir}: ${f} is missing`);
+  }
+  const file = join(vdir, 'manifest.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new RepositoryError(`${file}: ${(err as Error).message}`);
+  }
+  const manifest = validateManifest(raw, { file, model, variant });
+  const onnxPath = join(vdir, 'model.onnx');
+  if (opts.verifyChecksums ?? true) {
+    const want = manifest.onnxSha256.replace(/^sha256:/, '');
+    const got = await sha256File(onnxPath);
+    if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
+  }
+  return { model, variant, depth: manifest.depth, dir: vdir, onnxPath, manifest };
+}
+
+/**
+ * What hot reload compares to see a new or rebuilt variant without reading it: size, mtime and
+ * inode of each of its files (a build replaces the directory by rename, which changes the
+ * inodes even when sizes and times happen to match). null when a file is missing.
+ */
+export function variantFingerprint(vdir: string): string | null {
+  const parts: string[] = [];
+  for (const f of VARIANT_FILES) {
+    try {
+      const st = statSync(join(vdir, f));
+      parts.push(`${st.ino}:${st.size}:${st.mtimeMs}`);
+    } catch {
+      return null;
+    }
+  }
+  return parts.join('|');
+}
+
+/** models/<model>/routing.json as JSON, or null when absent. */
+export function readRoutingFile(modelDir: string): unknown {
+  const routingFile = join(modelDir, 'routing.json');
+  if (!existsSync(routingFile)) return null;
+  try {
+    return JSON.parse(readFileSync(routingFile, 'utf8'));
+  } catch (err) {
+    throw new RepositoryError(`${routingFile}: ${(err as Error).message}`);
+  }
 }
 
 /**
@@ -141,45 +201,18 @@ export async function scanRepository(root: string, opts: ScanOptions = {}): Prom
     const modelDir = join(dir, name);
     const variants: VariantEntry[] = [];
     for (const variant of subdirectories(modelDir)) {
-      const vdir = join(modelDir, variant);
       if (!VARIANT_NAME.test(variant)) {
-        opts.onSkip?.(vdir, 'not a variant name (k<depth>[-suffix])');
+        opts.onSkip?.(join(modelDir, variant), 'not a variant name (k<depth>[-suffix])');
         continue;
       }
-      for (const f of ['model.onnx', 'tokenizer.json', 'manifest.json']) {
-        if (!existsSync(join(vdir, f))) throw new RepositoryError(`${vdir}: ${f} is missing`);
-      }
-      const file = join(vdir, 'manifest.json');
-      let raw: unknown;
-      try {
-        raw = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (err) {
-        throw new RepositoryError(`${file}: ${(err as Error).message}`);
-      }
-      const manifest = validateManifest(raw, { file, model: name, variant });
-      const onnxPath = join(vdir, 'model.onnx');
-      if (opts.verifyChecksums ?? true) {
-        const want = manifest.onnxSha256.replace(/^sha256:/, '');
-        const got = await sha256File(onnxPath);
-        if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
-      }
-      variants.push({ model: name, variant, depth: manifest.depth, dir: vdir, onnxPath, manifest });
+      variants.push(await readVariant(modelDir, name, variant, opts));
     }
     if (variants.length === 0) {
       opts.onSkip?.(modelDir, 'no variants');
       continue;
     }
     variants.sort((a, b) => a.depth - b.depth || a.variant.localeCompare(b.variant));
-    const routingFile = join(modelDir, 'routing.json');
-    let routing: unknown = null;
-    if (existsSync(routingFile)) {
-      try {
-        routing = JSON.parse(readFileSync(routingFile, 'utf8'));
-      } catch (err) {
-        throw new RepositoryError(`${routingFile}: ${(err as Error).message}`);
-      }
-    }
-    models.push({ name, dir: modelDir, variants, routing });
+    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir) });
   }
   if (models.length === 0) throw new RepositoryError(`model repository ${dir} holds no models (expected <model>/<variant>/manifest.json)`);
   return models;

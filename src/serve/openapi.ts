@@ -25,6 +25,7 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'models', description: 'What is served' },
         { name: 'health', description: 'Liveness and readiness probes' },
         { name: 'open inference protocol', description: 'KServe v2 REST subset; version = variant name' },
+        { name: 'admin', description: 'Operator endpoints (Authorization: Bearer <adminToken>)' },
       ],
     },
     // Name components after the schemas' $id instead of def-0, def-1, ...

@@ -8,10 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
 import { errorBody, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import { clientErrorHandler } from './http-client-error.js';
+import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
 import type { ServeObserver } from './observer.js';
 import { registerOpenApi } from './openapi.js';
 import { classifyRoutes } from './routes/classify.js';
+import { feedbackRoutes } from './routes/feedback.js';
+import { routingRoutes } from './routes/routing.js';
+import { reloadRoutes } from './routes/reload.js';
 import { healthRoutes, notReadyError } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { sharedSchemas } from './routes/schemas.js';
@@ -66,6 +71,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     // Per-request log lines cost more than the inference of a small batch; failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
+    clientErrorHandler,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -84,6 +91,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);
+  // Before any route: the plugin hooks each route as it is added. Off unless configured.
+  await registerRateLimit(app, config.rateLimit);
   // Bodies are JSON only: anything else is 415, not a string the schema then refuses.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('notes', null as never);
@@ -135,6 +144,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   classifyRoutes(app, runtime);
   modelRoutes(app, runtime);
   v2Routes(app, runtime, version);
+  routingRoutes(app, runtime);
+  reloadRoutes(app, runtime);
+  feedbackRoutes(app, runtime);
   if (metrics) metricsRoutes(app, metrics);
   return { app, runtime };
 }

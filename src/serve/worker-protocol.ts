@@ -22,6 +22,8 @@ export interface WorkerInit {
   graphOptimization: GraphOptimizationLevel;
   /** Test-only: sleep this long before every run, to make queues observable. */
   testDelayMs: number;
+  /** 0 for the workers started with the server, +1 for each replacement of a dead one. */
+  generation: number;
 }
 
 export interface LoadedSession {
@@ -52,11 +54,26 @@ export interface CloseRequest {
   type: 'close';
 }
 
-export type MainToWorker = RunRequest | CloseRequest;
+/** Hot reload: open and warm up more sessions while serving; answered with sessions-loaded or -failed. */
+export interface AddSessionsRequest {
+  type: 'add-sessions';
+  requestId: number;
+  sessions: SessionSpec[];
+}
+
+/** Hot reload: release sessions whose variant was removed or replaced (after its queue drained). */
+export interface DropSessionsRequest {
+  type: 'drop-sessions';
+  keys: string[];
+}
+
+export type MainToWorker = RunRequest | CloseRequest | AddSessionsRequest | DropSessionsRequest;
 
 export type WorkerToMain =
   | { type: 'loaded'; sessions: LoadedSession[] }
   | { type: 'load-failed'; message: string }
   | { type: 'result'; jobId: number; probabilities: Float32Array; numLabels: number; inferenceMs: number; startedAt: number }
   | { type: 'run-failed'; jobId: number; message: string }
-  | { type: 'run-expired'; jobId: number };
+  | { type: 'run-expired'; jobId: number }
+  | { type: 'sessions-loaded'; requestId: number; sessions: LoadedSession[] }
+  | { type: 'sessions-failed'; requestId: number; message: string };

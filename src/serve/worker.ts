@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
-import type { LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
+import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -17,6 +17,42 @@ const sessions = new Map<string, { session: ort.InferenceSession; numLabels: num
 /** Devices that failed in this worker already: do not probe them again for the next variant. */
 const unavailable = new Map<Device, string>();
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * TEST ONLY: SLIM_FAULT_INJECT=<crash|throw|hang>:<variant>:<n> makes this worker fail on its
+ * n-th batch (1-based) of <variant> (a variant name such as k1, or model/variant): `crash` exits
+ * the thread, `throw` raises an uncaught exception, `hang` never answers. Only worker 0 as
+ * started with the server (generation 0) fails, so its replacement and the other workers serve
+ * and a test knows which worker dies. Read nowhere else. Unset, it costs one test per batch.
+ */
+interface Fault {
+  kind: 'crash' | 'throw' | 'hang';
+  variant: string;
+  nth: number;
+}
+function parseFault(raw: string | undefined): Fault | null {
+  if (!raw || init.generation !== 0 || init.workerIndex !== 0) return null;
+  const m = /^(crash|throw|hang):([^:]+):([1-9]\d*)$/.exec(raw.trim());
+  if (!m) throw new Error(`SLIM_FAULT_INJECT: expected <crash|throw|hang>:<variant>:<n>, got ${JSON.stringify(raw)}`);
+  return { kind: m[1] as Fault['kind'], variant: m[2]!, nth: Number(m[3]) };
+}
+const fault = parseFault(process.env.SLIM_FAULT_INJECT);
+const faultRuns = new Map<string, number>();
+
+/** True when the batch must not be answered (the thread is about to die). */
+function injectFault(key: string): boolean {
+  if (!fault || (key !== fault.variant && !key.endsWith(`/${fault.variant}`))) return false;
+  const n = (faultRuns.get(key) ?? 0) + 1;
+  faultRuns.set(key, n);
+  if (n !== fault.nth) return false;
+  if (fault.kind === 'crash') process.exit(70); // in a worker: ends this thread only
+  if (fault.kind === 'hang') for (;;) Atomics.wait(sleeper, 0, 0, 60_000); // never answers
+  // Uncaught (outside run's try/catch): the thread's 'error' event, then its exit.
+  queueMicrotask(() => {
+    throw new Error(`injected fault: ${key} batch ${n}`);
+  });
+  return true;
+}
 
 function post(msg: WorkerToMain, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
@@ -84,7 +120,13 @@ async function openSession(spec: SessionSpec): Promise<LoadedSession> {
   }
   if (!session) {
     device = 'cpu';
-    session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions('cpu'));
+    try {
+      session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions('cpu'));
+    } catch (err) {
+      // onnxruntime's message (a truncated or corrupt file) does not always say which file.
+      const why = (err as Error).message;
+      throw new Error(why.includes(spec.onnxPath) ? why : `${spec.onnxPath}: onnxruntime cannot load the model: ${why}`);
+    }
   }
   for (const name of ['input_ids', 'attention_mask']) {
     if (!session.inputNames.includes(name)) throw new Error(`${spec.onnxPath}: no input named ${name} (inputs: ${session.inputNames.join(', ')})`);
@@ -128,12 +170,35 @@ async function run(msg: RunRequest): Promise<void> {
     const started = performance.now();
     // Test-only slowdown; blocks like a long session.run would, and counts as inference time.
     if (init.testDelayMs > 0) Atomics.wait(sleeper, 0, 0, init.testDelayMs);
+    if (fault && injectFault(msg.key)) return;
     const probabilities = await runSession(msg.key, msg.rows, msg.cols, msg.inputIds, msg.attentionMask);
     const inferenceMs = performance.now() - started;
     const numLabels = sessions.get(msg.key)!.numLabels;
     post({ type: 'result', jobId: msg.jobId, probabilities, numLabels, inferenceMs, startedAt }, [probabilities.buffer as ArrayBuffer]);
   } catch (err) {
     post({ type: 'run-failed', jobId: msg.jobId, message: (err as Error).message });
+  }
+}
+
+/** Hot reload: open and warm more sessions; on any failure none of them stays open. */
+async function addSessions(msg: AddSessionsRequest): Promise<void> {
+  try {
+    const loaded: LoadedSession[] = [];
+    for (const spec of msg.sessions) loaded.push(await openSession(spec));
+    post({ type: 'sessions-loaded', requestId: msg.requestId, sessions: loaded });
+  } catch (err) {
+    await dropSessions(msg.sessions.map((s) => s.key));
+    post({ type: 'sessions-failed', requestId: msg.requestId, message: (err as Error).message });
+  }
+}
+
+/** Release sessions (unknown keys are ignored: a replacement worker may never have had them). */
+async function dropSessions(keys: string[]): Promise<void> {
+  for (const key of keys) {
+    const entry = sessions.get(key);
+    if (!entry) continue;
+    sessions.delete(key);
+    await entry.session.release().catch(() => {});
   }
 }
 
@@ -148,7 +213,18 @@ async function close(): Promise<void> {
 // session) before the first run has even begun.
 let chain: Promise<void> = Promise.resolve();
 port.on('message', (msg: MainToWorker) => {
-  chain = chain.then(() => (msg.type === 'run' ? run(msg) : close()));
+  chain = chain.then(() => {
+    switch (msg.type) {
+      case 'run':
+        return run(msg);
+      case 'add-sessions':
+        return addSessions(msg);
+      case 'drop-sessions':
+        return dropSessions(msg.keys);
+      default:
+        return close();
+    }
+  });
 });
 
 void load();

@@ -42,12 +42,14 @@ export function classifyRoutes(app: FastifyInstance, runtime: ServeRuntime): voi
         model: outcome.model.name,
         variant: outcome.variant.name,
         depth: outcome.variant.depth,
-        request_id: request.id,
-        results: outcome.probabilities.map((p) => {
+        request_id: outcome.requestId,
+        routing: outcome.routing,
+        results: outcome.probabilities.map((p, n) => {
           const best = argmax(p);
           // fromEntries defines properties, so a label such as "__proto__" stays a plain key.
           const scores = Object.fromEntries(labels.map((label, i) => [label, p[i]!]));
-          return { label: labels[best]!, score: p[best]!, scores };
+          const decidedBy = outcome.decidedBy[n]!;
+          return { label: labels[best]!, score: p[best]!, scores, variant: decidedBy.name, depth: decidedBy.depth };
         }),
       };
     },

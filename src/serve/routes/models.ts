@@ -3,11 +3,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServedModel, ServedVariant } from '../catalog.js';
 import type { ServeRuntime } from '../runtime.js';
-import { chooseVariant } from '../routing.js';
+import { reloadStatus } from './reload.js';
 import { errorResponses, ok } from './schemas.js';
 
 export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<string, unknown> {
   const m = v.manifest;
+  const reloadError = runtime.reloadState?.failureOf(v.model, v.name);
   return {
     name: v.name,
     depth: v.depth,
@@ -29,14 +30,21 @@ export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<str
     version: m.version,
     loadMs: Math.round(v.loadMs),
     warmupMs: Math.round(v.warmupMs),
+    ...(reloadError !== undefined ? { lastReloadError: reloadError } : {}),
   };
+}
+
+/** The variant a request without variant or key goes to first (random draw 0; a cascade's first stage). */
+function defaultVariant(runtime: ServeRuntime, model: ServedModel): string {
+  const plan = runtime.routing.plan(model, {}, () => 0);
+  return plan.reason === 'cascade' ? plan.order[0]! : plan.variant;
 }
 
 export function modelInfo(runtime: ServeRuntime, model: ServedModel): Record<string, unknown> {
   return {
     name: model.name,
     labels: model.variants[0]!.labels,
-    defaultVariant: chooseVariant(model, {}, () => 0).variant.name,
+    defaultVariant: defaultVariant(runtime, model),
     routing: model.routing ?? null,
     variants: model.variants.map((v) => variantInfo(runtime, v)),
   };
@@ -53,7 +61,10 @@ export function modelRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
         response: { 200: ok('ModelList', 'Served models') },
       },
     },
-    async () => ({ ready: runtime.ready, models: runtime.models.map((m) => modelInfo(runtime, m)) }),
+    async () => {
+      const reload = reloadStatus(runtime);
+      return { ready: runtime.ready, models: runtime.models.map((m) => modelInfo(runtime, m)), ...(reload ? { reload } : {}) };
+    },
   );
 
   app.get<{ Params: { model: string } }>(

@@ -2,6 +2,8 @@
 // (fast-json-stringify) and the OpenAPI document (@fastify/swagger): one source for all three.
 // Shared shapes are registered with an $id and referenced as "<Id>#".
 import { ERROR_CODES, ERRORS, errorBodySchema, v2ErrorBodySchema } from '../errors.js';
+import { routingSchemas } from './routing-schemas.js';
+import { reloadSchemas } from './reload-schemas.js';
 
 export const classifyRequestSchema = {
   $id: 'ClassifyRequest',
@@ -28,6 +30,8 @@ export const classifyResultSchema = {
     label: { type: 'string', description: 'The most probable label.' },
     score: { type: 'number', description: 'Its probability.' },
     scores: { type: 'object', additionalProperties: { type: 'number' }, description: 'Probability of every label.' },
+    variant: { type: 'string', description: 'The variant that decided this input (in a cascade, the depth where it stopped).' },
+    depth: { type: 'integer', description: 'Its depth.' },
   },
 } as const;
 
@@ -37,9 +41,13 @@ export const classifyResponseSchema = {
   required: ['model', 'variant', 'depth', 'request_id', 'results'],
   properties: {
     model: { type: 'string' },
-    variant: { type: 'string' },
+    variant: { type: 'string', description: 'The variant that answered (in a cascade, the deepest one any input needed).' },
     depth: { type: 'integer' },
-    request_id: { type: 'string' },
+    request_id: {
+      type: 'string',
+      description: 'Id for POST /feedback: the x-request-id, or with feedbackSecret a signed id carrying model, variant and predicted labels.',
+    },
+    routing: { type: 'string', enum: ['explicit', 'cascade', 'sticky', 'weighted', 'default'], description: 'How the variant was chosen.' },
     results: { type: 'array', items: { $ref: 'ClassifyResult#' }, description: 'One per input, in input order.' },
   },
 } as const;
@@ -69,6 +77,7 @@ export const variantInfoSchema = {
     version: { type: 'string', description: 'Version of the build tool that made the variant.' },
     loadMs: { type: 'number' },
     warmupMs: { type: 'number' },
+    lastReloadError: { $ref: 'ReloadFailure#', description: 'Hot reload found this variant\'s directory changed and could not load it: the version shown keeps serving.' },
   },
 } as const;
 
@@ -92,6 +101,7 @@ export const modelListSchema = {
   properties: {
     ready: { type: 'boolean' },
     models: { type: 'array', items: { $ref: 'ModelInfo#' } },
+    reload: { $ref: 'ReloadStatus#' },
   },
 } as const;
 
@@ -219,6 +229,8 @@ export const sharedSchemas = [
   v2ModelMetadataSchema,
   v2ServerMetadataSchema,
   v2ReadySchema,
+  ...routingSchemas,
+  ...reloadSchemas,
 ];
 
 export const errorRef = { $ref: 'ErrorBody#' } as const;

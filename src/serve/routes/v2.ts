@@ -45,8 +45,27 @@ const versionParams = {
   properties: { model: { type: 'string' }, version: { type: 'string', description: 'Variant name, e.g. k1.' } },
 } as const;
 
+/** Nesting past this is refused: the input's shape is [N], and Array.prototype.flat recursed
+ * into a 100,000-deep body until the stack overflowed (answered 500). */
+const MAX_DATA_NESTING = 32;
+
+/** Row-major contents of (possibly nested) tensor data, without recursion. */
 function flatten(data: unknown[]): unknown[] {
-  return data.some(Array.isArray) ? data.flat(Infinity) : data;
+  if (!data.some(Array.isArray)) return data;
+  const out: unknown[] = [];
+  const stack: { items: unknown[]; at: number }[] = [{ items: data, at: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.at >= top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const v = top.items[top.at++];
+    if (!Array.isArray(v)) out.push(v);
+    else if (stack.length >= MAX_DATA_NESTING) throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}": data nested deeper than ${MAX_DATA_NESTING} levels`);
+    else stack.push({ items: v, at: 0 });
+  }
+  return out;
 }
 
 /** The texts of a request, checked against the one input this server takes. */
@@ -206,7 +225,8 @@ export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVers
       model_name: outcome.model.name,
       model_version: outcome.variant.name,
       id: body.id ?? request.id,
-      parameters: { depth: outcome.variant.depth, request_id: request.id },
+      // request_id: what POST /feedback takes (signed when feedbackSecret is set).
+      parameters: { depth: outcome.variant.depth, request_id: outcome.requestId },
       outputs: tensors,
     };
   };

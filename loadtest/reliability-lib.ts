@@ -1,0 +1,218 @@
+// Shared by loadtest/overload.ts and loadtest/soak.ts: the server under test as its own process
+// (so its RSS is its own), an HTTP load generator with open- and closed-loop modes whose
+// latencies count from the scheduled send time (no coordinated omission), and summaries.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+export interface ServerUnderTest {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** `node dist/src/serve/main.js --port <free> ...flags`, resolved once /health/ready is 200. */
+export async function startServerProcess(flags: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerUnderTest> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [MAIN, '--port', String(port), '--log-level', 'warn', ...flags], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  const end = Date.now() + 300_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode}`);
+    if (Date.now() > end) {
+      await stop();
+      throw new Error('the server was not ready within 300 s');
+    }
+    try {
+      if ((await fetch(`${url}/health/ready`)).status === 200) return { child, url, stop };
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(200);
+  }
+}
+
+/** Resident memory of a process, from /proc (Linux). */
+export function rssMB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export interface Sample {
+  /** ms since the phase started: scheduled send (open loop) or send (closed loop). */
+  at: number;
+  /** ms the generator was late sending it: large values mean the client, not the server, limited the rate. */
+  lag: number;
+  /** ms since the phase started. */
+  done: number;
+  /** HTTP status; 0: transport error; -1: no answer within hungMs. */
+  status: number;
+  /** Catalogue code of a 5xx answer. */
+  code?: string;
+}
+
+export class LoadClient {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+  private i = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly bodies: string[],
+    /** A request unanswered this long counts as hung. */
+    private readonly hungMs: number,
+  ) {}
+
+  private send(scheduled: number, t0: number, out: (s: Sample) => void): Promise<void> {
+    const sentAt = performance.now();
+    const body = this.bodies[this.i++ % this.bodies.length]!;
+    return new Promise((resolveSend) => {
+      let settled = false;
+      const finish = (status: number, code?: string): void => {
+        if (settled) return;
+        settled = true;
+        out({ at: scheduled - t0, lag: sentAt - scheduled, done: performance.now() - t0, status, ...(code ? { code } : {}) });
+        resolveSend();
+      };
+      const req = request(`${this.url}/classify`, { method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 500) {
+          res.resume();
+          res.on('end', () => finish(status));
+        } else {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => {
+            let code: string | undefined;
+            try {
+              code = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+            } catch {
+              code = 'not-json';
+            }
+            finish(status, code);
+          });
+        }
+        res.on('error', () => finish(0));
+      });
+      req.setTimeout(this.hungMs, () => {
+        finish(-1);
+        req.destroy();
+      });
+      req.on('error', () => finish(0));
+      req.end(body);
+    });
+  }
+
+  /** Open loop: `rate` requests/s on a fixed schedule for `ms`, whatever the answers do. */
+  async openLoop(rate: number, ms: number, out: (s: Sample) => void): Promise<void> {
+    const t0 = performance.now();
+    let outstanding = 0;
+    let allSent = false;
+    let done: () => void = () => {};
+    const finished = new Promise<void>((r) => (done = r));
+    let sent = 0;
+    while (performance.now() - t0 < ms) {
+      const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+      for (; sent < due; sent++) {
+        outstanding++;
+        void this.send(t0 + (sent / rate) * 1000, t0, out).then(() => {
+          if (--outstanding === 0 && allSent) done();
+        });
+      }
+      await sleep(1);
+    }
+    allSent = true;
+    if (outstanding === 0) done();
+    await finished;
+  }
+
+  /** Closed loop: `n` clients, each sends its next request when the previous is answered. */
+  async closedLoop(n: number, ms: number, out: (s: Sample) => void): Promise<void> {
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        while (performance.now() - t0 < ms) await this.send(performance.now(), t0, out);
+      }),
+    );
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export function summarize(samples: Sample[], ms: number) {
+  const count = (pred: (s: Sample) => boolean): number => samples.filter(pred).length;
+  const ok = samples.filter((s) => s.status === 200).map((s) => s.done - s.at).sort((a, b) => a - b);
+  const lags = samples.map((s) => s.lag).sort((a, b) => a - b);
+  const byStatus: Record<string, number> = {};
+  for (const s of samples) {
+    const key = s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
+    byStatus[key] = (byStatus[key] ?? 0) + 1;
+  }
+  return {
+    requests: samples.length,
+    byStatus,
+    share429: count((s) => s.status === 429) / Math.max(1, samples.length),
+    admittedPerSec: ok.length / (ms / 1000),
+    admittedLatencyMs: { p50: percentile(ok, 50), p99: percentile(ok, 99), max: ok.at(-1) ?? NaN },
+    hung: count((s) => s.status === -1),
+    serverErrors: count((s) => s.status >= 500),
+    clientLagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99) },
+  };
+}
+
+/**
+ * Sample values of a Prometheus text exposition (the first series of each name), from ONE scrape:
+ * prom-client resets its event-loop histogram on every scrape.
+ */
+export async function scrapeMetrics(url: string, names: string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  let text = '';
+  try {
+    text = await (await fetch(`${url}/metrics`)).text();
+  } catch {
+    /* NaN below */
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+|NaN)$`, 'm').exec(text);
+    out[name] = m ? Number(m[1]) : NaN;
+  }
+  return out;
+}
+
+export const fmt = (v: number | null | undefined, d = 0): string => (v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));

@@ -1,0 +1,34 @@
+// Per-client, per-route request limits (@fastify/rate-limit), off unless configured. Each route
+// counts separately per client IP, so a burst on /classify does not lock a client out of
+// /models. Health endpoints are exempt unless named: an orchestrator's probes must not be shed.
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ServeConfig } from './config.js';
+import { SlimError } from './errors.js';
+
+/** The limit of the route a request matched: "METHOD /url" first, then "/url", then rateLimit.max. */
+export function routeLimit(config: ServeConfig['rateLimit'], method: string, url: string | undefined): number {
+  if (url === undefined) return 0;
+  const byRoute = config.routes[`${method} ${url}`] ?? config.routes[url];
+  if (byRoute !== undefined) return byRoute;
+  if (url.startsWith('/health/') || url.startsWith('/v2/health/')) return 0;
+  return config.max;
+}
+
+/** Register before the routes: the plugin hooks every route added after it. */
+export async function registerRateLimit(app: FastifyInstance, config: ServeConfig['rateLimit']): Promise<void> {
+  const anyLimit = config.max > 0 || Object.values(config.routes).some((n) => n > 0);
+  if (!anyLimit) return;
+  const limitOf = (req: FastifyRequest): number => routeLimit(config, req.method, req.routeOptions.url);
+  await app.register(rateLimit, {
+    global: true,
+    timeWindow: config.windowMs,
+    max: (req) => limitOf(req),
+    allowList: (req) => limitOf(req) === 0,
+    keyGenerator: (req) => `${req.method} ${req.routeOptions.url ?? ''} ${req.ip}`,
+    errorResponseBuilder: (req, ctx) =>
+      new SlimError('RATE_LIMITED', `more than ${ctx.max} requests to ${req.method} ${req.routeOptions.url ?? ''} within ${config.windowMs} ms; retry in ${ctx.after}`, {
+        'retry-after': String(Math.max(1, Math.ceil(ctx.ttl / 1000))),
+      }),
+  });
+}

@@ -1,0 +1,40 @@
+// POST /feedback {request_id, label | labels}: the true label of an answered /classify request,
+// joined with the prediction behind its request_id; counts toward the online accuracy of the
+// variant that decided each input. 202: accepted (and counted unless it was a repeat).
+import type { FastifyInstance } from 'fastify';
+import { SlimError } from '../errors.js';
+import type { ServeRuntime } from '../runtime.js';
+import { errorResponses, ok } from './schemas.js';
+
+interface FeedbackBody {
+  request_id: string;
+  label?: string;
+  labels?: (string | null)[];
+}
+
+export function feedbackRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+  app.post<{ Body: FeedbackBody }>(
+    '/feedback',
+    {
+      schema: {
+        tags: ['routing'],
+        summary: 'Report the true label of an answered request',
+        description:
+          'request_id is the one a /classify answer carried. "label" for a one-input request; "labels" (one per input, null to skip) for a list. ' +
+          'Each input counts once toward the online accuracy of the variant that decided it; a repeat is accepted and not counted again. ' +
+          'With feedbackSecret set the id is signed and self-describing, so any replica takes it; without, only the replica that answered, within feedback.ttlMs.',
+        body: { $ref: 'FeedbackRequest#' },
+        response: { 202: ok('FeedbackResponse', 'Accepted'), ...errorResponses([400, 404, 422]) },
+      },
+    },
+    async (request, reply) => {
+      const { request_id: id, label, labels } = request.body;
+      if ((label === undefined) === (labels === undefined)) throw new SlimError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
+      const result = runtime.routing.recordFeedback(id, labels ?? [label!]);
+      request.notes.model = result.model;
+      const variants = new Set(result.results.map((r) => r.variant));
+      if (variants.size === 1) request.notes.variant = [...variants][0]!;
+      return reply.code(202).send(result);
+    },
+  );
+}

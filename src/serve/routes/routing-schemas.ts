@@ -1,0 +1,162 @@
+// JSON schemas of the routing and feedback endpoints (registered with the shared schemas, so
+// they appear as OpenAPI components). The routing table is validated by src/serve/routing/
+// table.ts, not by these schemas, so file reloads and PUT give the same messages.
+
+const interval = {
+  type: 'object',
+  required: ['low', 'high'],
+  properties: { low: { type: 'number' }, high: { type: 'number' } },
+} as const;
+
+export const routingTableSchema = {
+  $id: 'RoutingTable',
+  type: 'object',
+  description:
+    'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
+    'Refused with 400 INVALID_ROUTING: an unknown variant, a negative weight, weights adding up to 0, shadow.fraction outside [0, 1], ' +
+    'a cascade naming a missing variant (or one twice, or variants with different labels), cascade.threshold outside (0, 1].',
+  additionalProperties: false,
+  properties: {
+    variants: {
+      type: 'object',
+      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the shallowest variant.',
+      additionalProperties: { type: 'object', required: ['weight'], properties: { weight: { type: 'number', minimum: 0 } } },
+    },
+    sticky: { type: 'boolean', default: true, description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).' },
+    shadow: {
+      type: 'object',
+      required: ['variant', 'fraction'],
+      description: 'After the answer, this fraction of requests also runs on the shadow variant; only agreement is counted.',
+      properties: { variant: { type: 'string' }, fraction: { type: 'number', minimum: 0, maximum: 1 } },
+    },
+    cascade: {
+      type: 'object',
+      required: ['order', 'threshold'],
+      description: 'Every input runs on order[0]; inputs whose top probability is under threshold go to the next variant; the last one decides.',
+      properties: { order: { type: 'array', minItems: 2, items: { type: 'string' } }, threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 } },
+    },
+  },
+} as const;
+
+const accuracyEstimate = {
+  type: 'object',
+  required: ['n', 'correct', 'accuracy', 'ci95'],
+  description: 'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval.',
+  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval },
+} as const;
+
+export const routingStatusSchema = {
+  $id: 'RoutingStatus',
+  type: 'object',
+  required: ['model', 'source', 'version', 'updatedAt', 'routing', 'effective', 'variants', 'differences', 'shadow', 'cascade', 'feedback'],
+  properties: {
+    model: { type: 'string' },
+    source: { type: 'string', enum: ['default', 'file', 'api'], description: 'Where the live table came from: none (default), routing.json, or PUT.' },
+    version: { type: 'integer', description: 'Incremented on every replacement.' },
+    updatedAt: { type: 'string' },
+    persisted: { type: 'boolean', description: 'PUT only: whether routing.json was rewritten (false on a read-only model directory: this replica only).' },
+    persistError: { type: 'string' },
+    lastReloadError: { type: 'string', description: 'Why the last changed routing.json was refused (the previous table stays).' },
+    routing: { type: 'object', nullable: true, additionalProperties: true, description: 'The live table, or null without one.' },
+    effective: { type: 'object', additionalProperties: true, description: 'The table in force (the default one without routing).' },
+    variants: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'depth', 'weight', 'share', 'requests', 'served', 'feedback', 'buildAccuracy', 'online'],
+        properties: {
+          name: { type: 'string' },
+          depth: { type: 'integer' },
+          weight: { type: 'number' },
+          share: { type: 'number' },
+          requests: { type: 'integer', description: 'Requests answered with this as the top-level variant.' },
+          served: { type: 'integer', description: 'Inputs this variant decided.' },
+          feedback: { type: 'object', properties: { correct: { type: 'integer' }, incorrect: { type: 'integer' }, total: { type: 'integer' } } },
+          buildAccuracy: { type: 'number' },
+          online: accuracyEstimate,
+        },
+      },
+    },
+    differences: {
+      type: 'array',
+      description: 'Online accuracy of a minus b for every pair with feedback, with the Newcombe 95% interval; significant: the interval excludes 0.',
+      items: {
+        type: 'object',
+        properties: { a: { type: 'string' }, b: { type: 'string' }, difference: { type: 'number' }, ci95: interval, significant: { type: 'boolean' } },
+      },
+    },
+    shadow: {
+      type: 'object',
+      properties: {
+        variant: { type: 'string' },
+        fraction: { type: 'number' },
+        agreement: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              served: { type: 'string' },
+              shadow: { type: 'string' },
+              agree: { type: 'integer' },
+              disagree: { type: 'integer' },
+              dropped: { type: 'integer' },
+              rate: { type: 'number', nullable: true },
+            },
+          },
+        },
+      },
+    },
+    cascade: {
+      type: 'object',
+      properties: {
+        order: { type: 'array', items: { type: 'string' } },
+        threshold: { type: 'number' },
+        escalations: { type: 'array', items: { type: 'object', properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } } },
+      },
+    },
+    feedback: {
+      type: 'object',
+      properties: { signedIds: { type: 'boolean' }, windowSize: { type: 'integer' }, ttlMs: { type: 'integer' } },
+    },
+  },
+} as const;
+
+export const feedbackRequestSchema = {
+  $id: 'FeedbackRequest',
+  type: 'object',
+  additionalProperties: false,
+  required: ['request_id'],
+  description: 'The true label of an answered /classify request: "label" for a one-input request, or "labels" with one entry per input (null skips one).',
+  properties: {
+    request_id: { type: 'string', minLength: 1, maxLength: 65536 },
+    label: { type: 'string' },
+    labels: { type: 'array', minItems: 1, items: { type: 'string', nullable: true } },
+  },
+} as const;
+
+export const feedbackResponseSchema = {
+  $id: 'FeedbackResponse',
+  type: 'object',
+  required: ['model', 'counted', 'duplicates', 'results'],
+  properties: {
+    model: { type: 'string' },
+    counted: { type: 'integer', description: 'Inputs counted now.' },
+    duplicates: { type: 'integer', description: 'Inputs that already had feedback (not counted again).' },
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          index: { type: 'integer' },
+          variant: { type: 'string' },
+          predicted: { type: 'string' },
+          label: { type: 'string' },
+          correct: { type: 'boolean' },
+          counted: { type: 'boolean' },
+        },
+      },
+    },
+  },
+} as const;
+
+export const routingSchemas = [routingTableSchema, routingStatusSchema, feedbackRequestSchema, feedbackResponseSchema];

@@ -1,0 +1,76 @@
+// Which variant a request goes to when it names none: a pure function of the routing table and
+// (for sticky routing) the request's key, so every replica, and every restart, sends a key to
+// the same variant without sharing any state.
+//
+// Sticky keys use weighted rendezvous hashing: each variant scores -ln(u)/w, with u a uniform
+// number in (0, 1) drawn from SHA-256(key, variant), and the lowest score wins. P(variant i wins)
+// = w_i / sum(w). When weights change, a key moves only to a variant whose weight grew relative
+// to its current one (90/10 -> 80/20 moves about 1/9 of k1's keys, i.e. 10% of all keys, to k2,
+// and none back), which plain "hash mod 100 against cumulative weights" would not guarantee
+// once the variant order or count changes.
+import { createHash } from 'node:crypto';
+import type { RoutingTable } from './table.js';
+
+const TWO_53 = 2 ** 53;
+
+/** A uniform number in (0, 1) from SHA-256 of the key and the variant name. */
+export function keyUniform(key: string, variant: string): number {
+  const h = createHash('sha256').update(variant).update('\u0000').update(key).digest();
+  // 53 bits: the most a double holds exactly; +0.5 keeps it off 0 and 1.
+  const hi = h.readUInt32BE(0) >>> 11; // 21 bits
+  const lo = h.readUInt32BE(4); // 32 bits
+  return (hi * 2 ** 32 + lo + 0.5) / TWO_53;
+}
+
+/** The variant a key maps to under these weights (ties: the first listed). */
+export function rendezvous(key: string, weights: readonly (readonly [string, number])[]): string {
+  let best: string | undefined;
+  let bestScore = Infinity;
+  for (const [name, w] of weights) {
+    if (!(w > 0)) continue;
+    const score = -Math.log(keyUniform(key, name)) / w;
+    if (score < bestScore) {
+      bestScore = score;
+      best = name;
+    }
+  }
+  if (best === undefined) throw new Error('rendezvous: no variant has a positive weight');
+  return best;
+}
+
+/** A variant drawn in proportion to the weights. */
+export function weightedRandom(weights: readonly (readonly [string, number])[], random: () => number): string {
+  const positive = weights.filter(([, w]) => w > 0);
+  const total = positive.reduce((a, [, w]) => a + w, 0);
+  let r = random() * total;
+  for (const [name, w] of positive) {
+    r -= w;
+    if (r < 0) return name;
+  }
+  return positive.at(-1)![0];
+}
+
+export type RoutingReason = 'explicit' | 'cascade' | 'sticky' | 'weighted' | 'default';
+
+export type Plan = { reason: 'explicit' | 'sticky' | 'weighted' | 'default'; variant: string } | { reason: 'cascade'; order: readonly string[]; threshold: number };
+
+/**
+ * The decision for a request (spec order): explicit variant > cascade > sticky hash of the key
+ * > weighted random. `table` null: the model has no routing, the shallowest variant answers.
+ */
+export function plan(table: RoutingTable | null, defaultVariant: string, request: { variant?: string; key?: string }, random: () => number = Math.random): Plan {
+  if (request.variant !== undefined) return { reason: 'explicit', variant: request.variant };
+  if (!table) return { reason: 'default', variant: defaultVariant };
+  if (table.cascade) return { reason: 'cascade', order: table.cascade.order, threshold: table.cascade.threshold };
+  const weights = Object.entries(table.variants).map(([n, s]) => [n, s.weight] as const);
+  if (table.sticky && request.key !== undefined) return { reason: 'sticky', variant: rendezvous(request.key, weights) };
+  return { reason: 'weighted', variant: weightedRandom(weights, random) };
+}
+
+/** What a request says about routing. */
+export interface RoutingRequest {
+  /** Explicit variant from the body (or the /v2 version in the URL). */
+  variant?: string;
+  /** Client key for sticky routing (body "key" or x-slim-key header). */
+  key?: string;
+}
