@@ -10,6 +10,7 @@ import { buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTe
 import { addGradients } from '../src/build/training/autodiff.js';
 import { softmaxCrossEntropy } from '../src/build/training/losses.js';
 import { mulberry32, randomNormal } from '../src/build/random.js';
+import { centralDifference } from './helpers/finite-differences.js';
 
 const base = {
   positionOffset: 0, postNorm: false, gated: false, ropeTheta: 10000, causal: true, finalNorm: true, embedNorm: false, tokenTypes: false, tiedEmbeddings: true,
@@ -58,13 +59,7 @@ for (const c of CONFIGS) {
       assert.equal(grad.length, v.length);
       for (let t = 0; t < 3; t++) {
         const i = Math.floor(pick() * v.length);
-        const orig = v[i]!;
-        v[i] = orig + eps;
-        const up = await lossAt();
-        v[i] = orig - eps;
-        const down = await lossAt();
-        v[i] = orig;
-        const fd = (up - down) / (2 * eps);
+        const fd = await centralDifference(v, i, eps, lossAt);
         assert.ok(Math.abs(grad[i]! - fd) <= 3e-3 * (1 + Math.abs(fd)), `${c.arch}: d loss / d ${name}[${i}] = ${grad[i]}, finite differences ${fd}`);
         checked++;
         if (Math.abs(fd) > 1e-4) nonzero++;

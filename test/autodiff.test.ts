@@ -18,18 +18,10 @@ import {
   attentionKeyMask, constant, declareParams, encoderBlock, encoderBlockShapes, gelu, ints, linear,
   maskedMeanPool, type FloatType,
 } from '../src/build/training/ops.js';
+import { mulberry32 } from '../src/build/random.js';
+import { centralDifference } from './helpers/finite-differences.js';
 
 // ---------- helpers ----------
-
-function rngFrom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const count = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
 const SESSION_OPTS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, logSeverityLevel: 3 };
@@ -41,7 +33,7 @@ function floatArray(type: FloatType, values: ArrayLike<number>): Float32Array | 
 /** loss = sum(y * R) for a fixed random R: a non-uniform upstream gradient for the rule under test. */
 function projectToScalar(g: GraphBuilder, type: FloatType, y: string, seed = 7): string {
   const shape = new ShapeInference(g).get(y).shape as number[];
-  const rnd = rngFrom(seed);
+  const rnd = mulberry32(seed);
   const r = Array.from({ length: count(shape) }, () => rnd() * 2 - 1);
   return g.op('ReduceSum', [g.op('Mul', [y, constant(g, type, r, shape)])], { keepdims: 0 });
 }
@@ -70,7 +62,7 @@ async function checkGradients(name: string, c: GradCase): Promise<GradCheck> {
   const loss = c.build(g, names);
   const result = addGradients(g, { loss, params: Object.keys(c.params) });
   const session = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
-  const rnd = rngFrom(c.seed ?? 1);
+  const rnd = mulberry32(c.seed ?? 1);
   const values: Record<string, Float32Array | Float64Array> = {};
   for (const [p, spec] of Object.entries(c.params)) {
     values[p] = floatArray(c.type, Array.from({ length: count(spec.dims) }, () => (spec.init ? spec.init(rnd) : rnd() * 2 - 1)));
@@ -92,14 +84,7 @@ async function checkGradients(name: string, c: GradCase): Promise<GradCheck> {
     const n = grad.length;
     const picks = n <= (c.samples ?? 12) ? [...Array(n).keys()] : Array.from({ length: c.samples ?? 12 }, () => Math.floor(rnd() * n));
     for (const i of picks) {
-      const v = values[p]!;
-      const orig = v[i]!;
-      v[i] = orig + eps;
-      const up = await lossAt();
-      v[i] = orig - eps;
-      const down = await lossAt();
-      v[i] = orig;
-      const fd = (up - down) / (2 * eps);
+      const fd = await centralDifference(values[p]!, i, eps, lossAt);
       const err = Math.abs(grad[i]! - fd);
       assert.ok(err <= atol + rtol * Math.abs(fd), `${name}: d loss / d ${p}[${i}] = ${grad[i]} but finite differences give ${fd}`);
       maxAbsErr = Math.max(maxAbsErr, err);
@@ -424,7 +409,7 @@ function buildClassifier(
 
 function blockFeeds(type: FloatType, hidden?: boolean) {
   const { batch, seq, width } = BLOCK;
-  const rnd = rngFrom(99);
+  const rnd = mulberry32(99);
   const feeds: Record<string, ort.Tensor> = {
     attention_mask: new ort.Tensor('int64', BigInt64Array.from([1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, 0n, 0n]), [batch, seq]),
     labels: new ort.Tensor('int64', BigInt64Array.from([2n, 0n]), [batch]),
@@ -456,7 +441,7 @@ test('autodiff: a pre-LN transformer block with padding mask, pooling, tanh and 
   const built = buildClassifier(g, 'float64', { layerNorm: 'decomposed', activation: 'relu' });
   const r2 = addGradients(g, { loss: built.loss, params: [built.x] });
   const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
-  const rnd = rngFrom(5);
+  const rnd = mulberry32(5);
   const feeds = blockFeeds('float64');
   for (const [name, spec] of Object.entries(specs)) feeds[name] = new ort.Tensor('float64', Float64Array.from({ length: count(spec.dims) }, () => rnd() - 0.5), spec.dims);
   const gx = (await s.run(feeds))[r2.grads.get(built.x)!]!.data as Float64Array;
@@ -467,7 +452,7 @@ test('autodiff: a pre-LN transformer block with padding mask, pooling, tanh and 
 
 test('autodiff: the float32 block (fused LayerNormalization, exact GELU) agrees with float64 gradients', async (t) => {
   const specs = blockParamSpecs();
-  const rnd = rngFrom(11);
+  const rnd = mulberry32(11);
   const values = new Map(Object.entries(specs).map(([n, s]) => [n, Array.from({ length: count(s.dims) }, () => (s.init ? s.init(rnd) : rnd() - 0.5))]));
   const run = async (type: FloatType, layerNorm: 'decomposed' | 'fused', activation: 'gelu' | 'gelu-tanh') => {
     const g = new GraphBuilder(`block-${type}`);
@@ -502,7 +487,7 @@ test('autodiff: the float32 block (fused LayerNormalization, exact GELU) agrees 
 
 test('autodiff: with symbolic batch and sequence axes the block gives the static graph\'s gradients, at two sizes', async () => {
   const specs = blockParamSpecs();
-  const rnd = rngFrom(17);
+  const rnd = mulberry32(17);
   const values = new Map(Object.entries(specs).map(([n, s]) => [n, Float64Array.from({ length: count(s.dims) }, () => (s.init ? s.init(rnd) : rnd() - 0.5))]));
   const gradsOf = async (batch: Dim, seq: Dim, feeds: Record<string, ort.Tensor>) => {
     const g = new GraphBuilder('block-dims');
@@ -536,7 +521,7 @@ test('autodiff: with symbolic batch and sequence axes the block gives the static
 // ---------- optimizer ----------
 
 test('optimizer: AdamW matches a plain loop of the AdamW formula, with clipping, warmup/decay and no decay on biases', () => {
-  const rnd = rngFrom(21);
+  const rnd = mulberry32(21);
   const shapes: Record<string, number> = { 'l0.w1': 50, 'l0.b1': 7, 'l0.ln1Scale': 5 };
   const params = new Map(Object.entries(shapes).map(([n, k]) => [n, Float32Array.from({ length: k }, () => rnd() - 0.5)]));
   const ref = new Map([...params].map(([n, v]) => [n, { p: Float64Array.from(v), m: new Float64Array(v.length), v: new Float64Array(v.length) }]));
@@ -594,7 +579,7 @@ async function classifierSession(type: 'float32', width: number, heads: number, 
   const params = [...Object.values(w), ...Object.values(head)] as string[];
   const res = addGradients(g, { loss, params });
   const forward = pruneToOutputs(g, ['loss', 'logits']);
-  const rnd = rngFrom(3);
+  const rnd = mulberry32(3);
   const values = new Map<string, ParamTensor>();
   for (const p of params) {
     const dims = g.inputs.find((v) => v.name === p)!.shape as number[];
@@ -603,7 +588,7 @@ async function classifierSession(type: 'float32', width: number, heads: number, 
     values.set(p, { data: Float32Array.from({ length: count(dims) }, init), dims });
   }
   const session = await GradientSession.create(g.toBytes(), { params, loss, grads: res.grads, intraOpNumThreads: 2, forwardModel: forward.toBytes() });
-  const rndData = rngFrom(4);
+  const rndData = mulberry32(4);
   const feeds = {
     hidden: new ort.Tensor('float32', Float32Array.from({ length: batch * seq * width }, () => rndData() * 2 - 1), [batch, seq, width]),
     attention_mask: new ort.Tensor('int64', BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < seq - (i / seq) % 3 ? 1n : 0n)), [batch, seq]),

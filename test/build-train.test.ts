@@ -2,41 +2,16 @@
 // manifest), the depth report, determinism under a fixed seed, `slim eval`, clean errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { buildCommand } from '../src/build/build-command.js';
 import { evalCommand } from '../src/build/eval-command.js';
-import { SHARED_DATA } from './helpers/paths.js';
+import { capture, dataSlices } from './helpers/build-run.js';
 
 let dir = '';
 let trainFile = '';
 let valFile = '';
-
-async function slice(src: string, dest: string, n: number): Promise<void> {
-  const lines = (await readFile(src, 'utf8')).split('\n').filter((l) => l.trim() !== '');
-  await writeFile(dest, `${lines.slice(0, n).join('\n')}\n`);
-}
-
-async function capture<T>(fn: () => Promise<T>, withStdout = false): Promise<{ value: T; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const origWrite = process.stdout.write.bind(process.stdout);
-  const origErrWrite = process.stderr.write.bind(process.stderr);
-  const origError = console.error;
-  // Only when asked: the test runner reports through stdout.
-  if (withStdout) process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
-  console.error = (...args: unknown[]) => void (stderr += `${args.map(String).join(' ')}\n`);
-  try {
-    return { value: await fn(), stdout, stderr };
-  } finally {
-    process.stdout.write = origWrite;
-    process.stderr.write = origErrWrite;
-    console.error = origError;
-  }
-}
 
 async function logitsOf(onnxFile: string): Promise<{ inputs: readonly string[]; outputs: readonly string[]; dims: readonly number[]; data: Float32Array }> {
   const session = await ort.InferenceSession.create(onnxFile);
@@ -53,11 +28,7 @@ async function logitsOf(onnxFile: string): Promise<{ inputs: readonly string[]; 
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'slim-build-train-'));
-  trainFile = join(dir, 'train.jsonl');
-  valFile = join(dir, 'val.jsonl');
-  await slice(join(SHARED_DATA, 'sms_spam', 'train.jsonl'), trainFile, 400);
-  await slice(join(SHARED_DATA, 'sms_spam', 'test.jsonl'), valFile, 200);
+  ({ dir, trainFile, valFile } = await dataSlices('slim-build-train-', 'sms_spam', { split: 'train', lines: 400 }, { split: 'test', lines: 200 }));
 });
 
 after(async () => {

@@ -5,12 +5,12 @@
 // the way the server feeds them. Plus the label-word errors users hit first.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCommand } from '../src/build/build-command.js';
 import { evaluateVariant } from '../src/build/eval-command.js';
-import { SHARED_DATA, SHARED_MODELS } from './helpers/paths.js';
+import { SHARED_MODELS } from './helpers/paths.js';
+import { capture, dataSlices } from './helpers/build-run.js';
 import { writeRandomHfCheckpoint } from '../src/build/checkpoints/random-hf.js';
 import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/build/tokenizers/llama2c.js';
 
@@ -18,32 +18,12 @@ const BASE = join(SHARED_MODELS, 'stories260K', 'stories260K.bin');
 let work = '';
 let trainFile = '', valFile = '';
 
-async function slice(from: string, to: string, n: number, skip = 0): Promise<void> {
-  const lines = (await readFile(from, 'utf8')).split('\n').filter((l) => l.trim() !== '');
-  await writeFile(to, lines.slice(skip, skip + n).join('\n') + '\n');
-}
-
 before(async () => {
-  work = await mkdtemp(join(tmpdir(), 'slim-llm-build-'));
-  trainFile = join(work, 'train.jsonl');
-  valFile = join(work, 'dev.jsonl');
-  await slice(join(SHARED_DATA, 'sst2', 'train.jsonl'), trainFile, 192);
-  await slice(join(SHARED_DATA, 'sst2', 'dev.jsonl'), valFile, 96);
+  ({ dir: work, trainFile, valFile } = await dataSlices('slim-llm-build-', 'sst2', { split: 'train', lines: 192 }, { split: 'dev', lines: 96 }));
 });
 after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
-
-async function captureStderr(fn: () => Promise<number>): Promise<{ code: number; stderr: string }> {
-  const orig = console.error;
-  let stderr = '';
-  console.error = (...a: unknown[]) => void (stderr += a.join(' ') + '\n');
-  try {
-    return { code: await fn(), stderr };
-  } finally {
-    console.error = orig;
-  }
-}
 
 test('slim build --base stories260K.bin --head label-words, depths 1,2,5 on SST-2: variants, report, served accuracy = training accuracy', async () => {
   const out = join(work, 'models', 'stories-sst2');
@@ -74,15 +54,15 @@ test('slim build --base stories260K.bin --head label-words, depths 1,2,5 on SST-
 
 test('label words that are several tokens are refused, naming the word and its tokens; unknown flags combos are usage errors', async () => {
   const out = join(work, 'models', 'bad');
-  const r = await captureStderr(() => buildCommand(['--base', BASE, '--data', trainFile, '--depths', '1', '--verbalizer', 'negative=terrible,positive=happy', '--quiet', '--out', out]));
-  assert.equal(r.code, 2);
+  const r = await capture(() => buildCommand(['--base', BASE, '--data', trainFile, '--depths', '1', '--verbalizer', 'negative=terrible,positive=happy', '--quiet', '--out', out]));
+  assert.equal(r.value, 2);
   assert.match(r.stderr, /label word "terrible" is 5 tokens/);
   assert.match(r.stderr, /"\u2581t"=259/);
-  const r2 = await captureStderr(() => buildCommand(['--base', BASE, '--data', trainFile, '--depths', '9', '--quiet', '--out', out]));
-  assert.equal(r2.code, 2);
+  const r2 = await capture(() => buildCommand(['--base', BASE, '--data', trainFile, '--depths', '9', '--quiet', '--out', out]));
+  assert.equal(r2.value, 2);
   assert.match(r2.stderr, /has 5 layers/);
-  const r3 = await captureStderr(() => buildCommand(['--base', join(work, 'nowhere'), '--data', trainFile, '--out', out]));
-  assert.equal(r3.code, 2);
+  const r3 = await capture(() => buildCommand(['--base', join(work, 'nowhere'), '--data', trainFile, '--out', out]));
+  assert.equal(r3.value, 2);
   assert.match(r3.stderr, /Hugging Face checkpoint directory/);
 });
 

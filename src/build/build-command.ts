@@ -11,7 +11,8 @@ import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult }
 import { writeUseLiteTokenizer } from './tokenizers/use-lite.js';
 import { isLlmBase, LlmBuildError, parseVerbalizer, runLlmBuild } from './build-llm.js';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
-import { exportClassifier, formatTrainMode, modeSuffix, parseTrainMode, trainClassifier, type EncodedExample, type TrainMode } from './training/trainer.js';
+import { exportClassifier, trainClassifier } from './training/trainer.js';
+import { formatTrainMode, modeSuffix, parseTrainMode, type EncodedExample, type TrainMode } from './training/loop.js';
 
 export const BUILD_VERSION = '0.1.0';
 
@@ -39,7 +40,7 @@ export interface BuildOptions {
   /** pool: builtin:use-lite; last / label-words: gpt2, opt, llama, bert checkpoints (build-llm.ts). */
   head: 'pool' | 'last' | 'label-words';
   labels?: string[];
-  /** label-words: label=word pairs and the prompt around {text}. */
+  /** label-words: label -> word (default: each label is its own word), and the prompt around {text}. */
   verbalizer?: Record<string, string>;
   template?: string;
   epochs: number;

@@ -17,7 +17,8 @@ import { Llama2cTokenizer, readLlama2cTokenizer } from './tokenizers/llama2c.js'
 import { HEAD_BIAS, HEAD_WEIGHT, loadParams, type FloatTensorValue, type PromptTemplateIds, type TransformerCheckpoint } from './architectures/transformer.js';
 import { buildExportGraph } from './export-transformer.js';
 import { trainTransformerClassifier } from './training/transformer-trainer.js';
-import { formatTrainMode, modeSuffix, type EncodedExample, type TrainMode } from './training/trainer.js';
+import { formatTrainMode, modeSuffix, type EncodedExample } from './training/loop.js';
+import type { BuildOptions } from './build-command.js';
 import { mulberry32, randomNormal } from './random.js';
 
 export const DEFAULT_TEMPLATE = 'Review: {text}\nSentiment:';
@@ -27,29 +28,8 @@ export class LlmBuildError extends Error {
   override readonly name = 'LlmBuildError';
 }
 
-export interface LlmBuildOptions {
-  base: string;
-  data: string;
-  depths: number[];
-  mode: TrainMode;
-  head: 'last' | 'label-words';
-  labels?: string[];
-  /** label -> word (label-words head); default: each label is its own word. */
-  verbalizer?: Record<string, string>;
-  template?: string;
-  epochs: number;
-  lr: number;
-  batch: number;
-  maxLength: number;
-  seed: number;
-  val?: string;
-  valSplit?: number;
-  out: string;
-  threads: number;
-  trainEmbeddings: boolean;
-  quiet: boolean;
-  version: string;
-}
+/** The parsed `slim build` flags (build-command.ts) with an LLM head, and the build tool's version. */
+export type LlmBuildOptions = Omit<BuildOptions, 'head'> & { head: 'last' | 'label-words'; version: string };
 
 /** "neg=terrible,pos=great" -> {neg: "terrible", pos: "great"}. */
 export function parseVerbalizer(text: string): Record<string, string> {

@@ -1,49 +1,17 @@
-// The model repository's variant directories: the manifest type, its validator (the server
-// reads manifests through `readManifest` too), and the atomic writer that makes a variant
-// directory complete or absent, never half-written.
+// The model repository's variant directories: the manifest validator (the server reads
+// manifests through `readManifest` too), and the atomic writer that makes a variant directory
+// complete or absent, never half-written. The layout and manifest type are ../manifest.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { jsonErrorOffset } from './datasets.js';
+import { HEAD_KINDS, MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
 
-export const MANIFEST_FILE = 'manifest.json';
-export const ONNX_FILE = 'model.onnx';
-export const TOKENIZER_FILE = 'tokenizer.json';
-export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
-
-/** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head, k2-top1. */
-export const VARIANT_NAME = /^k([1-9][0-9]*)(?:-([a-z0-9][a-z0-9-]*))?$/;
+export { HEAD_KINDS, MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest };
 
 /** Temporary and set-aside directories start with a dot, so listings of variants skip them. */
 const TEMP_PREFIX = '.tmp-';
 const OLD_PREFIX = '.old-';
-
-export type HeadKind = 'pool' | 'last' | 'label-words';
-export const HEAD_KINDS: readonly HeadKind[] = ['pool', 'last', 'label-words'];
-
-export interface Manifest {
-  model: string;
-  variant: string;
-  depth: number;
-  base: { id: string; arch: string; layers: number; source: string };
-  /** Output order of the logits. */
-  labels: string[];
-  head: HeadKind;
-  /** head "label-words": the prompt, with {text} where the input goes (the server formats inputs with it). */
-  template?: string;
-  /** head "label-words": the word read for each label, in `labels` order. */
-  labelWords?: string[];
-  maxLength: number;
-  train: { mode: string; epochs: number; lr: number; seed: number; examples: number; dataSha256: string; seconds: number };
-  eval: { split: string; examples: number; accuracy: number; macroF1: number };
-  /** Parameters in the exported graph. */
-  params: number;
-  onnxSha256: string;
-  /** ISO 8601 time of the build. */
-  createdAt: string;
-  /** Version of the build tool that wrote the variant. */
-  version: string;
-}
 
 /** A manifest that cannot be used; the message names the file and every bad field. */
 export class ManifestError extends Error {

@@ -5,26 +5,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE, VARIANT_NAME, type ServedManifest } from '../manifest.js';
 
-/** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head. */
-export const VARIANT_NAME = /^k([1-9]\d*)(-[a-z0-9][a-z0-9-]*)?$/;
-
-export interface Manifest {
-  model: string;
-  variant: string;
-  depth: number;
-  base: { id: string; arch: string; layers: number; source: string };
-  labels: string[];
-  head: string;
-  maxLength: number;
-  train: Record<string, unknown>;
-  eval: { split: string; examples: number; accuracy: number; macroF1: number };
-  params: number;
-  onnxSha256: string;
-  createdAt: string;
-  version: string;
-  [extra: string]: unknown;
-}
+// The variant-name pattern and manifest shape are shared with the build (../manifest.ts).
+export { VARIANT_NAME };
+export type Manifest = ServedManifest;
 
 export interface VariantEntry {
   model: string;
@@ -130,7 +115,7 @@ export interface ScanOptions {
 }
 
 /** The files of a variant directory, all required. */
-export const VARIANT_FILES = ['model.onnx', 'tokenizer.json', 'manifest.json'] as const;
+export const VARIANT_FILES = [ONNX_FILE, TOKENIZER_FILE, MANIFEST_FILE] as const;
 
 /**
  * Read and check one variant directory models/<model>/<variant>: every file there, the manifest
@@ -142,7 +127,7 @@ export async function readVariant(modelDir: string, model: string, variant: stri
   for (const f of VARIANT_FILES) {
     if (!existsSync(join(vdir, f))) throw new RepositoryError(`${vdir}: ${f} is missing`);
   }
-  const file = join(vdir, 'manifest.json');
+  const file = join(vdir, MANIFEST_FILE);
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
@@ -150,7 +135,7 @@ export async function readVariant(modelDir: string, model: string, variant: stri
     throw new RepositoryError(`${file}: ${(err as Error).message}`);
   }
   const manifest = validateManifest(raw, { file, model, variant });
-  const onnxPath = join(vdir, 'model.onnx');
+  const onnxPath = join(vdir, ONNX_FILE);
   if (opts.verifyChecksums ?? true) {
     const want = manifest.onnxSha256.replace(/^sha256:/, '');
     const got = await sha256File(onnxPath);

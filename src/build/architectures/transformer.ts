@@ -18,6 +18,8 @@
 // index sum(mask) - 1. Only ops with backward rules in training/vjp-rules.ts are used: RMSNorm,
 // RoPE and SwiGLU are decomposed into Mul/ReduceMean/Sqrt/Div/Slice/Concat/Neg/Sigmoid.
 import { GraphBuilder, type Dim } from '../graph.js';
+import { graphConstants } from './graph-constants.js';
+import type { ParamSpec } from './param-spec.js';
 
 export type Arch = 'gpt2' | 'opt' | 'llama' | 'bert';
 
@@ -86,15 +88,6 @@ export function num(hf: Record<string, unknown>, key: string, fallback?: number)
   if (typeof v === 'number') return v;
   if (fallback !== undefined) return fallback;
   throw new Error(`config.json: ${key} is missing or not a number`);
-}
-
-export type ParamKind = 'embedding' | 'matrix' | 'bias' | 'norm';
-
-export interface ParamSpec {
-  name: string;
-  dims: number[];
-  kind: ParamKind;
-  block: number | null;
 }
 
 export interface FloatTensorValue {
@@ -178,19 +171,7 @@ export function loadParams(ckpt: TransformerCheckpoint, depth: number): Map<stri
 // ---------------------------------------------------------------------------------------------
 // Graph pieces
 
-const graphConstants = new WeakMap<GraphBuilder, Map<string, string>>();
-
-function constant(g: GraphBuilder, data: Float32Array | BigInt64Array, dims: number[]): string {
-  let known = graphConstants.get(g);
-  if (!known) graphConstants.set(g, (known = new Map()));
-  const key = `${data instanceof Float32Array ? 'f32' : 'i64'}[${dims}]:${Array.from(data as ArrayLike<number | bigint>).join(',')}`;
-  let name = known.get(key);
-  if (!name) {
-    name = g.initializer(`tf.const_${known.size}`, data, dims);
-    known.set(key, name);
-  }
-  return name;
-}
+const constant = graphConstants('tf.');
 export const cf = (g: GraphBuilder, v: number) => constant(g, Float32Array.of(v), []);
 export const ci = (g: GraphBuilder, v: number[]) => constant(g, BigInt64Array.from(v.map(BigInt)), [v.length]);
 

@@ -11,18 +11,9 @@
 // `attention_mask` int64 [batch, seq] is 1 for tokens, 0 for padding. Padded positions compute
 // values that are never read: they are masked out of attention keys and of the pooling.
 import { GraphBuilder } from '../graph.js';
+import { graphConstants } from './graph-constants.js';
+import type { ParamKind, ParamSpec } from './param-spec.js';
 import type { UseLiteCheckpoint, UseLiteConfig, WeightTensor } from '../checkpoints/use-lite.js';
-
-/** How a trainer should treat a parameter (e.g. no weight decay on biases and norms). */
-export type ParamKind = 'embedding' | 'matrix' | 'bias' | 'norm';
-
-export interface ParamSpec {
-  name: string;
-  dims: number[];
-  kind: ParamKind;
-  /** Transformer block index (0-based), or null for embeddings and the pooler. */
-  block: number | null;
-}
 
 /** Parameter name -> graph value name (an initializer, or a graph input when training). */
 export type ParamRefs = Readonly<Record<string, string>>;
@@ -148,21 +139,8 @@ export function addUseLiteParameters(g: GraphBuilder, ckpt: UseLiteCheckpoint, d
   return refs;
 }
 
-// Small constants, shared per graph by value. (GraphBuilder.constF/constI64 claim their fresh
-// name twice and throw "already defined"; these helpers name constants themselves.)
-const graphConstants = new WeakMap<GraphBuilder, Map<string, string>>();
-
-function constant(g: GraphBuilder, data: Float32Array | BigInt64Array, dims: number[]): string {
-  let known = graphConstants.get(g);
-  if (!known) graphConstants.set(g, (known = new Map()));
-  const key = `${data instanceof Float32Array ? 'f32' : 'i64'}[${dims}]:${Array.from(data as ArrayLike<number | bigint>).join(',')}`;
-  let name = known.get(key);
-  if (!name) {
-    name = g.initializer(`use_lite.const_${known.size}`, data, dims);
-    known.set(key, name);
-  }
-  return name;
-}
+// Small constants, shared per graph by value (graph-constants.ts).
+const constant = graphConstants('use_lite.');
 
 /** A float32 constant: a scalar, or a 1-D tensor. */
 export function constF(g: GraphBuilder, values: number | number[]): string {

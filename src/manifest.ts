@@ -1,0 +1,49 @@
+// A variant directory on disk, as the build writes it (build/model-writer.ts) and the server
+// reads it (serve/model-repository.ts): the file names, the variant-name pattern and the manifest
+// shape (docs/spec.md), defined once so the two sides cannot drift apart.
+
+export const MANIFEST_FILE = 'manifest.json';
+export const ONNX_FILE = 'model.onnx';
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+
+/** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head, k2-top1. */
+export const VARIANT_NAME = /^k([1-9][0-9]*)(?:-([a-z0-9][a-z0-9-]*))?$/;
+
+export type HeadKind = 'pool' | 'last' | 'label-words';
+export const HEAD_KINDS: readonly HeadKind[] = ['pool', 'last', 'label-words'];
+
+export interface Manifest {
+  model: string;
+  variant: string;
+  depth: number;
+  base: { id: string; arch: string; layers: number; source: string };
+  /** Output order of the logits. */
+  labels: string[];
+  head: HeadKind;
+  /** head "label-words": the prompt, with {text} where the input goes (the server formats inputs with it). */
+  template?: string;
+  /** head "label-words": the word read for each label, in `labels` order. */
+  labelWords?: string[];
+  maxLength: number;
+  train: { mode: string; epochs: number; lr: number; seed: number; examples: number; dataSha256: string; seconds: number };
+  eval: { split: string; examples: number; accuracy: number; macroF1: number };
+  /** Parameters in the exported graph. */
+  params: number;
+  onnxSha256: string;
+  /** ISO 8601 time of the build. */
+  createdAt: string;
+  /** Version of the build tool that wrote the variant. */
+  version: string;
+}
+
+/**
+ * A manifest as the server checks it (serve/model-repository.ts validateManifest): the same
+ * fields, but `head` and `train` are not interpreted there (any string, any object), and fields
+ * it does not know, `template` and `labelWords` among them, pass through unchecked.
+ */
+export type ServedManifest = Omit<Manifest, 'head' | 'train' | 'template' | 'labelWords'> & {
+  head: string;
+  train: Record<string, unknown>;
+  [extra: string]: unknown;
+};
