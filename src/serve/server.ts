@@ -126,7 +126,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   const sendError = (err: SlimError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (request.notes) request.notes.errorCode = err.code;
     if (err.statusCode >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
-      request.log.error({ err, requestId: request.id }, err.message);
+      request.log.error({ err, requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
     const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
     return reply
