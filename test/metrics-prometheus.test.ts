@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +14,7 @@ import { loadConfig } from '../src/serve/config.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { REPO_ROOT } from './helpers/paths.js';
+import { freePort, prometheusQueries, type Sample } from './helpers/prometheus.js';
 
 const ALERTS = resolve(REPO_ROOT, 'deploy/prometheus/alerts.yml');
 const DASHBOARD = resolve(REPO_ROOT, 'deploy/grafana/slimserve.json');
@@ -39,23 +39,6 @@ const skip =
     ? `${missing.join(' and ')} not on PATH: install them with "apt-get install -y --no-install-recommends prometheus" (in CI this test fails instead)`
     : false;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
-
-interface Sample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
 /** Sends these counts, in two phases a few scrapes apart (rate() needs an increase to see). */
 const SENT = { k1: 14, k2: 9 } as const;
 
@@ -67,25 +50,7 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
   let promLog = '';
   let promUrl = '';
 
-  async function query(q: string): Promise<Sample[]> {
-    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
-    const body = (await res.json()) as { status: string; error?: string; data: { resultType: string; result: Sample[] } };
-    assert.equal(body.status, 'success', `query ${q}: ${body.error}`);
-    assert.equal(body.data.resultType, 'vector');
-    return body.data.result;
-  }
-
-  /** Poll a query until `ok` holds (or fail after timeoutMs with what it last saw). */
-  async function waitFor(q: string, ok: (r: Sample[]) => boolean, timeoutMs = 15_000): Promise<Sample[]> {
-    const until = Date.now() + timeoutMs;
-    let last: Sample[] = [];
-    while (Date.now() < until) {
-      last = await query(q);
-      if (ok(last)) return last;
-      await sleep(250);
-    }
-    assert.fail(`timed out waiting on ${q}; last result ${JSON.stringify(last)}\nprometheus log:\n${promLog.slice(-2000)}`);
-  }
+  const { query, waitFor } = prometheusQueries(() => promUrl, () => promLog, 15_000);
 
   const byVariant = (r: Sample[]): Record<string, number> => Object.fromEntries(r.map((s) => [s.metric.variant ?? '', Number(s.value[1])]));
 

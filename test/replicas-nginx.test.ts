@@ -18,12 +18,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { freePort, prometheusQueries, type Sample } from './helpers/prometheus.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const SECRET = 'replicas-test-secret-0123456789abcdef';
@@ -51,18 +51,6 @@ const skip =
     ? `${missing.join(' and ')} not found: apt-get install -y --no-install-recommends nginx-light prometheus (in CI this test fails instead)`
     : false;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
-
 interface Replica {
   name: string;
   port: number;
@@ -77,11 +65,6 @@ interface Answer {
   /** Which replica answered, as nginx reports it ($upstream_addr; "a, b" after a retry). */
   upstream: string;
   body: Record<string, unknown>;
-}
-
-interface Sample {
-  metric: Record<string, string>;
-  value: [number, string];
 }
 
 /** Run `fn` over `items` with at most `limit` at a time. */
@@ -141,23 +124,7 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
 
   const classify = (base: string, key: string, i: number): Promise<Answer> => post(base, '/classify', { inputs: fixtureText(4 + (i % 6), 900 + i), key });
 
-  async function query(q: string): Promise<Sample[]> {
-    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
-    const body = (await res.json()) as { status: string; error?: string; data: { result: Sample[] } };
-    assert.equal(body.status, 'success', `query ${q}: ${body.error}`);
-    return body.data.result;
-  }
-
-  async function waitFor(q: string, ok: (r: Sample[]) => boolean, timeoutMs = 20_000): Promise<Sample[]> {
-    const until = Date.now() + timeoutMs;
-    let last: Sample[] = [];
-    while (Date.now() < until) {
-      last = await query(q);
-      if (ok(last)) return last;
-      await sleep(250);
-    }
-    assert.fail(`timed out waiting on ${q}; last result ${JSON.stringify(last)}\nprometheus log:\n${promLog.slice(-2000)}`);
-  }
+  const { query, waitFor } = prometheusQueries(() => promUrl, () => promLog, 20_000);
 
   async function startReplica(name: string): Promise<Replica> {
     const port = await freePort();
