@@ -385,48 +385,38 @@ export class ServeRuntime {
     // Held before the first await: hot reload releases a replaced session only when nothing holds it.
     const release = this.hold([variant]);
     try {
-      return await this.runHeld(batcher, variant, texts, truncate, opts);
+      batcher.checkCapacity(variant.key, texts.length); // shed before tokenizing: a 429 must stay cheap under overload
+      const ids: number[][] = [];
+      let truncated = 0;
+      let sliceStart = performance.now();
+      for (let i = 0; i < texts.length; i++) {
+        const encoded = encodeBounded(variant.tokenizer, texts[i]!, variant.maxLength);
+        if (encoded.tooLong) {
+          if (!truncate) {
+            const count = encoded.count !== undefined ? `${encoded.count}` : `more than ${variant.maxLength}`;
+            throw new SlimError(
+              'TEXT_TOO_LONG',
+              `inputs[${i}] has ${count} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`,
+            );
+          }
+          truncated++;
+        }
+        ids.push(encoded.ids);
+        if (performance.now() - sliceStart > TOKENIZE_SLICE_MS) {
+          await yieldToEventLoop();
+          sliceStart = performance.now();
+        }
+      }
+      const outcome = await batcher.submit(variant.key, ids, { deadline: opts.deadline, signal: opts.signal });
+      return {
+        probabilities: outcome.probabilities,
+        queueMs: Math.max(...outcome.queueMs),
+        inferenceMs: Math.max(...outcome.inferenceMs),
+        truncated,
+      };
     } finally {
       release();
     }
-  }
-
-  private async runHeld(
-    batcher: Batcher,
-    variant: ServedVariant,
-    texts: string[],
-    truncate: boolean,
-    opts: ClassifyOptions,
-  ): Promise<{ probabilities: Float32Array[]; queueMs: number; inferenceMs: number; truncated: number }> {
-    batcher.checkCapacity(variant.key, texts.length); // shed before tokenizing: a 429 must stay cheap under overload
-    const ids: number[][] = [];
-    let truncated = 0;
-    let sliceStart = performance.now();
-    for (let i = 0; i < texts.length; i++) {
-      const encoded = encodeBounded(variant.tokenizer, texts[i]!, variant.maxLength);
-      if (encoded.tooLong) {
-        if (!truncate) {
-          const count = encoded.count !== undefined ? `${encoded.count}` : `more than ${variant.maxLength}`;
-          throw new SlimError(
-            'TEXT_TOO_LONG',
-            `inputs[${i}] has ${count} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`,
-          );
-        }
-        truncated++;
-      }
-      ids.push(encoded.ids);
-      if (performance.now() - sliceStart > TOKENIZE_SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStart = performance.now();
-      }
-    }
-    const outcome = await batcher.submit(variant.key, ids, { deadline: opts.deadline, signal: opts.signal });
-    return {
-      probabilities: outcome.probabilities,
-      queueMs: Math.max(...outcome.queueMs),
-      inferenceMs: Math.max(...outcome.inferenceMs),
-      truncated,
-    };
   }
 
   /** Inputs waiting (not yet running) for a variant. */
