@@ -1,36 +1,15 @@
-// The server's thin view of a variant's tokenizer: text in, token ids out. It is kept this small
-// on purpose so that the project-wide src/tokenizer.ts can replace the implementation without
-// touching the batcher or the routes.
-import { AutoTokenizer, env } from '@huggingface/transformers';
-import { resolve } from 'node:path';
+// The server's view of a variant's tokenizer: text in, token ids out, with the bounds that keep
+// a hostile text from costing the event loop more than the model could ever read. The tokenizer
+// itself is src/tokenizer.ts, the one training and evaluation use: the server must produce the
+// very ids the model was trained on (tie-breaking rule included), so it never loads one another way.
+import { loadTokenizer, type TextTokenizer as ProjectTokenizer } from '../tokenizer.js';
 
-export interface TextTokenizer {
-  /** Id written into padded positions (masked out by attention_mask either way). */
-  readonly padId: number;
-  /** Which end padding goes on, as the tokenizer was trained. */
-  readonly padSide: 'left' | 'right';
-  /** Token ids of one text, special tokens included, not truncated. */
-  encode(text: string): number[];
-}
-
-let configured = false;
+/** What the server needs of a tokenizer. */
+export type TextTokenizer = Pick<ProjectTokenizer, 'padId' | 'padSide' | 'encode'>;
 
 /** Load tokenizer.json (+ tokenizer_config.json) from a variant directory, never from the network. */
-export async function loadTextTokenizer(dir: string): Promise<TextTokenizer> {
-  if (!configured) {
-    env.allowRemoteModels = false;
-    env.allowLocalModels = true;
-    configured = true;
-  }
-  // An absolute path is not a valid hub id, so transformers.js reads it as a plain directory.
-  const tokenizer = await AutoTokenizer.from_pretrained(resolve(dir));
-  const padId = typeof tokenizer.pad_token_id === 'number' ? tokenizer.pad_token_id : 0;
-  const padSide = tokenizer.padding_side === 'left' ? 'left' : 'right';
-  return {
-    padId,
-    padSide,
-    encode: (text) => tokenizer.encode(text),
-  };
+export function loadTextTokenizer(dir: string): Promise<TextTokenizer> {
+  return loadTokenizer(dir);
 }
 
 /**
