@@ -1,7 +1,7 @@
 // Dynamic batching per variant. Inputs (not requests) are the unit: a client's list can be
 // split over several batches and is put back together in order. A batch is formed only when a
-// worker is free ("late binding"), so under load batches fill up by themselves; when idle, a
-// batch that is not full waits at most maxQueueDelayMs for company.
+// worker can take it (idle, or one batch may wait behind its running one), so under load batches
+// fill up by themselves; a batch that is not full waits at most maxQueueDelayMs for company.
 //
 // Grouping: the oldest queued input always goes into its variant's next batch (no input
 // starves), and the rest of the batch is filled with inputs of the closest lengths, within a
@@ -25,7 +25,7 @@ export interface BatchLimits {
 export interface BatchRunner {
   /** Workers with nothing to do: any ready batch may go there. */
   readonly idleCount: number;
-  /** Busy workers that can hold one more batch: only full batches go there. */
+  /** Busy workers that can hold one more batch (it starts when the running one ends). */
   readonly pipelineSlots: number;
   readonly size: number;
   run(batch: BatchTensors): Promise<BatchOutput>;
@@ -319,8 +319,13 @@ export class Batcher {
   }
 
   /**
-   * Hand batches to workers: any ready batch to an idle worker; a full batch also to a busy
-   * worker's pipeline slot, so it starts the moment the running one ends.
+   * Hand ready batches (full, or their oldest input has waited maxQueueDelayMs) to workers: to an
+   * idle one first, else into a busy one's pipeline slot, so that the batch starts the moment the
+   * running one ends instead of after a round trip through this thread (postMessage, the event
+   * loop, forming the batch, postMessage back): on a loaded server that round trip left the
+   * worker idle about a tenth of the time. Waiting for the running batch to end would let the
+   * next one grow, but on CPU an input costs about the same in a batch of 4 as in one of 32
+   * (loadtest/results/*-ceiling.md), so a busy worker is worth more than a bigger batch.
    */
   private pump(): void {
     if (this.timer) {
@@ -338,7 +343,7 @@ export class Batcher {
       for (const q of this.queues.values()) {
         if (q.count === 0) continue;
         const oldest = q.fifo.peek()!.enqueuedAt;
-        if (idle ? q.ready(now, this.limits) : q.full(this.limits)) {
+        if (q.ready(now, this.limits)) {
           if (oldest < bestAt) {
             best = q;
             bestAt = oldest;
@@ -348,7 +353,7 @@ export class Batcher {
         }
       }
       if (!best) {
-        if (idle && nextReadyAt < Infinity) this.wakeAt(nextReadyAt, now);
+        if (nextReadyAt < Infinity) this.wakeAt(nextReadyAt, now);
         return;
       }
       this.dispatch(best, best.form(this.limits), now);
