@@ -3,8 +3,8 @@
 // lengths are batched apart, and every error status happens where the spec says.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { loadConfig } from '../src/serve/config.js';
 import { similarLength } from '../src/serve/batcher.js';
 import type { BatchFact } from '../src/serve/observer.js';
@@ -198,6 +198,27 @@ describe('classify: batching', () => {
       assert.equal(m.defaultVariant, 'k2');
     } finally {
       routed.cleanup();
+    }
+  });
+
+  test("without routing.json the build report's recommended variant answers; an unknown recommendation falls back to the shallowest", async () => {
+    const repo = createFixtureRepository([{ name: 'advised', variants: ['k1', 'k2', 'k4'] }, { name: 'misadvised' }]);
+    try {
+      writeFileSync(join(repo.dir, 'advised', 'report.json'), JSON.stringify({ recommended: { variant: 'k2', depth: 2, mode: 'full', rule: 'test' } }));
+      writeFileSync(join(repo.dir, 'misadvised', 'report.json'), JSON.stringify({ recommended: { variant: 'k9', depth: 9, mode: 'full', rule: 'test' } }));
+      const { server } = await serve({}, repo.dir);
+      const advised = await post(`${server.url}/classify`, { inputs: 'good', model: 'advised' });
+      assert.equal(advised.status, 200);
+      assert.equal(advised.json.variant, 'k2');
+      assert.equal((await (await fetch(`${server.url}/models/advised`)).json()).defaultVariant, 'k2');
+      const routing = await (await fetch(`${server.url}/routing/advised`)).json();
+      assert.deepEqual(routing.variants.map((v: { name: string; share: number }) => [v.name, v.share]), [['k1', 0], ['k2', 1], ['k4', 0]]);
+      const misadvised = await post(`${server.url}/classify`, { inputs: 'good', model: 'misadvised' });
+      assert.equal(misadvised.json.variant, 'k1');
+      // An explicit variant still wins over the recommendation.
+      assert.equal((await post(`${server.url}/classify`, { inputs: 'good', model: 'advised', variant: 'k4' })).json.variant, 'k4');
+    } finally {
+      repo.cleanup();
     }
   });
 });

@@ -33,6 +33,16 @@ export interface ServedModel {
   variants: ServedVariant[];
   /** models/<model>/routing.json as read (null when absent). */
   routing: unknown;
+  /**
+   * The variant that answers when neither the request nor the routing chooses: the one the
+   * build report (report.json "recommended") names when it is served, else the shallowest.
+   */
+  defaultVariant: string;
+}
+
+/** ServedModel.defaultVariant from the report's recommendation and the variants served. */
+export function pickDefaultVariant(variants: readonly { name: string }[], recommended: string | null): string {
+  return recommended !== null && variants.some((v) => v.name === recommended) ? recommended : variants[0]!.name;
 }
 
 export function findVariant(model: ServedModel, name: string): ServedVariant | undefined {

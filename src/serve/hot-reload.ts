@@ -10,9 +10,9 @@
 // released once every request holding them is answered (the drain).
 import { existsSync } from 'node:fs';
 import { join, sep } from 'node:path';
-import type { ServedModel, ServedVariant } from './catalog.js';
+import { pickDefaultVariant, type ServedModel, type ServedVariant } from './catalog.js';
 import type { ServeConfig } from './config.js';
-import { readRoutingFile, readVariant, subdirectories, VARIANT_NAME, variantFingerprint, type VariantEntry } from './model-repository.js';
+import { readRecommendedVariant, readRoutingFile, readVariant, subdirectories, VARIANT_NAME, variantFingerprint, type VariantEntry } from './model-repository.js';
 import type { RebindPlan, RoutingService } from './routing/service.js';
 import type { LoadedSession, SessionSpec } from './worker-protocol.js';
 
@@ -244,7 +244,9 @@ export class ModelReloader {
             rebinds.push({ model: old!, plan: null });
             break;
           }
-          const model: ServedModel = { name, dir: old?.dir ?? join(this.host.config.models, name), variants, routing: old?.routing ?? null };
+          const dir = old?.dir ?? join(this.host.config.models, name);
+          // A rebuilt model may come with a new report: its recommendation is read again.
+          const model: ServedModel = { name, dir, variants, routing: old?.routing ?? null, defaultVariant: pickDefaultVariant(variants, readRecommendedVariant(dir)) };
           let fileRaw: unknown;
           try {
             fileRaw = readRoutingFile(model.dir);

@@ -248,17 +248,6 @@ export class ServeMetrics {
   }
 }
 
-/** Normalised routing weights; without routing.json the shallowest variant takes everything. */
-export function routingShares(model: string, routing: unknown, variants: string[]): [string, number][] {
-  try {
-    const table = parseRoutingTable(model, routing, variants.map((name) => ({ name, labels: [] })));
-    if (table) return shares(table, variants);
-  } catch {
-    // the runtime refused to load such a routing; never fail a scrape over it
-  }
-  return variants.map((v, i) => [v, i === 0 ? 1 : 0]);
-}
-
 /** GET /metrics: the Prometheus text exposition format; answers while loading and draining. */
 export function metricsRoutes(app: FastifyInstance, metrics: ServeMetrics): void {
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

@@ -27,6 +27,8 @@ export interface ModelEntry {
   variants: VariantEntry[];
   /** models/<model>/routing.json when present (validated by the routing module). */
   routing: unknown;
+  /** The variant models/<model>/report.json recommends, when it names one. */
+  recommended: string | null;
 }
 
 export class RepositoryError extends Error {
@@ -174,6 +176,21 @@ export function readRoutingFile(modelDir: string): unknown {
 }
 
 /**
+ * The variant models/<model>/report.json recommends (its "recommended.variant"), or null. The
+ * report is advice written by the build, not part of the serving contract: a missing or
+ * unreadable one only means the shallowest variant is the default.
+ */
+export function readRecommendedVariant(modelDir: string): string | null {
+  try {
+    const report = JSON.parse(readFileSync(join(modelDir, 'report.json'), 'utf8')) as { recommended?: { variant?: unknown } | null };
+    const variant = report?.recommended?.variant;
+    return typeof variant === 'string' ? variant : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Read every model and variant under `root`. Directories whose names are not variant names
  * (for example a build's temporary directory before its rename) are skipped; a variant
  * directory that is there must be complete and valid, or the scan fails.
@@ -197,7 +214,7 @@ export async function scanRepository(root: string, opts: ScanOptions = {}): Prom
       continue;
     }
     variants.sort((a, b) => a.depth - b.depth || a.variant.localeCompare(b.variant));
-    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir) });
+    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir), recommended: readRecommendedVariant(modelDir) });
   }
   if (models.length === 0) throw new RepositoryError(`model repository ${dir} holds no models (expected <model>/<variant>/manifest.json)`);
   return models;

@@ -9,7 +9,7 @@ import { SlimError } from './errors.js';
 import { scanRepository, type VariantEntry } from './model-repository.js';
 import { ModelReloader, type ReloadReport } from './hot-reload.js';
 import { ObserverSet } from './observer.js';
-import { findVariant } from './catalog.js';
+import { findVariant, pickDefaultVariant } from './catalog.js';
 import { epochMs } from './clock.js';
 import { escalations, runCascade } from './routing/cascade.js';
 import { RoutingService } from './routing/service.js';
@@ -114,9 +114,10 @@ export class ServeRuntime {
       }
       const models: ServedModel[] = [];
       for (const entry of entries) {
-        RoutingService.check(entry.name, entry.routing, entry.variants.map((v) => ({ name: v.variant, labels: v.manifest.labels })));
+        const defaultVariant = pickDefaultVariant(entry.variants.map((v) => ({ name: v.variant })), entry.recommended);
+        RoutingService.check(entry.name, entry.routing, entry.variants.map((v) => ({ name: v.variant, labels: v.manifest.labels })), defaultVariant);
         const variants = await Promise.all(entry.variants.map((v) => this.servedVariant(v, `${entry.name}/${v.variant}`)));
-        models.push({ name: entry.name, dir: entry.dir, variants, routing: entry.routing });
+        models.push({ name: entry.name, dir: entry.dir, variants, routing: entry.routing, defaultVariant });
       }
       const sessions: SessionSpec[] = models.flatMap((m) => m.variants.map((v) => this.sessionSpec(v)));
       const pool = await WorkerPool.start({

@@ -19,7 +19,7 @@ export const routingTableSchema = {
   properties: {
     variants: {
       type: 'object',
-      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the shallowest variant.',
+      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the default variant (GET /models/{model} defaultVariant).',
       additionalProperties: { type: 'object', required: ['weight'], properties: { weight: { type: 'number', minimum: 0 } } },
     },
     sticky: { type: 'boolean', default: true, description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).' },

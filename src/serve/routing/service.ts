@@ -42,7 +42,7 @@ interface VariantStats {
 
 interface ModelRouting {
   model: ServedModel;
-  /** null: no routing.json (everything to the shallowest variant). */
+  /** null: no routing.json (everything to the model's default variant). */
   table: RoutingTable | null;
   source: 'default' | 'file' | 'api';
   version: number;
@@ -75,14 +75,14 @@ export class RoutingService {
   }
 
   /** Check every model's routing.json as scanned; throws (the start fails) on a bad one. */
-  static check(model: string, raw: unknown, variants: { name: string; labels: readonly string[] }[]): void {
-    parseRoutingTable(model, raw, variants);
+  static check(model: string, raw: unknown, variants: { name: string; labels: readonly string[] }[], defaultVariant: string): void {
+    parseRoutingTable(model, raw, variants, defaultVariant);
   }
 
   /** Take the loaded models (their routing.json already read by the repository scan); start watching. */
   attach(models: ServedModel[]): void {
     for (const model of models) {
-      const table = parseRoutingTable(model.name, model.routing, model.variants);
+      const table = parseRoutingTable(model.name, model.routing, model.variants, model.defaultVariant);
       this.models.set(model.name, {
         model,
         table,
@@ -124,14 +124,14 @@ export class RoutingService {
   /** The routing decision of a request (explicit > cascade > sticky > weighted). */
   plan(model: ServedModel, request: { variant?: string; key?: string }, random: () => number = Math.random): Plan {
     const e = this.models.get(model.name);
-    return plan(e ? e.table : null, model.variants[0]!.name, request, random);
+    return plan(e ? e.table : null, model.defaultVariant, request, random);
   }
 
   /** Normalised weights per variant of the live table. */
   shares(model: ServedModel): [string, number][] {
     const e = this.models.get(model.name);
     const names = model.variants.map((v) => v.name);
-    return shares(e?.table ?? defaultTable(model.variants), names);
+    return shares(e?.table ?? defaultTable(model.defaultVariant), names);
   }
 
   /** Swap in a new table (already parsed). */
@@ -154,7 +154,7 @@ export class RoutingService {
     const e = this.entry(model);
     let table: RoutingTable | null;
     try {
-      table = parseRoutingTable(model, raw, e.model.variants);
+      table = parseRoutingTable(model, raw, e.model.variants, e.model.defaultVariant);
     } catch (err) {
       if (err instanceof RoutingTableError) throw new SlimError('INVALID_ROUTING', err.message);
       throw err;
@@ -192,13 +192,13 @@ export class RoutingService {
    */
   prepareRebind(model: ServedModel, fileRaw: unknown): RebindPlan {
     const e = this.models.get(model.name);
-    if (!e) return { table: parseRoutingTable(model.name, fileRaw, model.variants), fileText: fileRaw === null || fileRaw === undefined ? null : JSON.stringify(fileRaw), fromFile: true };
+    if (!e) return { table: parseRoutingTable(model.name, fileRaw, model.variants, model.defaultVariant), fileText: fileRaw === null || fileRaw === undefined ? null : JSON.stringify(fileRaw), fromFile: true };
     try {
-      return { table: parseRoutingTable(model.name, e.table ? tableToJson(e.table) : null, model.variants), fileText: e.fileText, fromFile: false };
+      return { table: parseRoutingTable(model.name, e.table ? tableToJson(e.table) : null, model.variants, model.defaultVariant), fileText: e.fileText, fromFile: false };
     } catch (err) {
       const text = fileRaw === null || fileRaw === undefined ? null : JSON.stringify(fileRaw);
       if (text === e.fileText || e.writing) throw err;
-      return { table: parseRoutingTable(model.name, fileRaw, model.variants), fileText: text, fromFile: true };
+      return { table: parseRoutingTable(model.name, fileRaw, model.variants, model.defaultVariant), fileText: text, fromFile: true };
     }
   }
 
@@ -282,7 +282,7 @@ export class RoutingService {
       return;
     }
     try {
-      const table = parseRoutingTable(e.model.name, parsed, e.model.variants);
+      const table = parseRoutingTable(e.model.name, parsed, e.model.variants, e.model.defaultVariant);
       e.fileText = normalised;
       e.lastReloadError = null;
       this.swap(e, table, table ? 'file' : 'default');
@@ -410,7 +410,7 @@ export class RoutingService {
   status(model: string): RoutingStatus {
     const e = this.entry(model);
     const names = e.model.variants.map((v) => v.name);
-    const table = e.table ?? defaultTable(e.model.variants);
+    const table = e.table ?? defaultTable(e.model.defaultVariant);
     const shareOf = new Map(shares(table, names));
     const estimates = new Map<string, AccuracyEstimate>();
     const variants = e.model.variants.map((v) => {

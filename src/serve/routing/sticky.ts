@@ -56,7 +56,7 @@ export type Plan = { reason: 'explicit' | 'sticky' | 'weighted' | 'default'; var
 
 /**
  * The decision for a request (spec order): explicit variant > cascade > sticky hash of the key
- * > weighted random. `table` null: the model has no routing, the shallowest variant answers.
+ * > weighted random. `table` null: the model has no routing, its default variant answers.
  */
 export function plan(table: RoutingTable | null, defaultVariant: string, request: { variant?: string; key?: string }, random: () => number = Math.random): Plan {
   if (request.variant !== undefined) return { reason: 'explicit', variant: request.variant };

@@ -35,9 +35,12 @@ function noOtherKeys(obj: Record<string, unknown>, allowed: string[], where: str
   }
 }
 
-/** The table used when a model has no routing.json: everything to the shallowest variant. */
-export function defaultTable(variants: readonly RoutableVariant[]): RoutingTable {
-  return Object.freeze({ variants: Object.freeze({ [variants[0]!.name]: { weight: 1 } }), sticky: true, shadow: null, cascade: null });
+/**
+ * The table used when a model has no routing.json: everything to its default variant (the one
+ * its build report recommends, else the shallowest: ServedModel.defaultVariant).
+ */
+export function defaultTable(defaultVariant: string): RoutingTable {
+  return Object.freeze({ variants: Object.freeze({ [defaultVariant]: { weight: 1 } }), sticky: true, shadow: null, cascade: null });
 }
 
 /**
@@ -45,9 +48,10 @@ export function defaultTable(variants: readonly RoutableVariant[]): RoutingTable
  * RoutingTableError naming the problem: an unknown variant, a negative or non-numeric weight,
  * weights adding up to 0, a shadow fraction outside [0, 1], a cascade naming a missing variant,
  * repeating one, mixing label sets, or a threshold outside (0, 1]. `null` and `undefined` mean
- * "no table": the default applies.
+ * "no table": the default applies. A table without "variants" sends everything to
+ * `defaultVariant`.
  */
-export function parseRoutingTable(model: string, raw: unknown, variants: readonly RoutableVariant[]): RoutingTable | null {
+export function parseRoutingTable(model: string, raw: unknown, variants: readonly RoutableVariant[], defaultVariant: string = variants[0]!.name): RoutingTable | null {
   if (raw === null || raw === undefined) return null;
   const where = `routing of ${model}`;
   const names = variants.map((v) => v.name);
@@ -59,7 +63,7 @@ export function parseRoutingTable(model: string, raw: unknown, variants: readonl
 
   let weights: Record<string, { weight: number }>;
   if (raw.variants === undefined) {
-    weights = { ...defaultTable(variants).variants };
+    weights = { ...defaultTable(defaultVariant).variants };
   } else {
     if (!isObject(raw.variants)) throw new RoutingTableError(`${where}: "variants" must be an object of variant -> {"weight": number}`);
     weights = {};
