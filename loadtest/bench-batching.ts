@@ -1,7 +1,10 @@
 // Batching on vs off, side by side in one run: the same model repository, the same threads,
 // the same short texts, 32 concurrent closed-loop clients (autocannon) against a real server
 // on loopback (a child process: see lib/server-child.ts). A third run, batching on with
-// Prometheus collection off, shows what metrics cost. Prints a table and writes
+// Prometheus collection off, shows what metrics cost. Before them, the model's own batching
+// headroom on this machine: onnxruntime session.run at batch 1 against its best batch size, no
+// HTTP (no server can gain more from batching than that, except what it saves per request
+// around inference). Prints a table and writes
 // loadtest/results/<date>-batching.{json,md}. The full comparison set is run.ts.
 //
 //   npm run build && node dist/loadtest/bench-batching.js [--models models] [--model spam]
@@ -9,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { measureTokenization } from './lib/ceiling.js';
+import { measureCeiling, measureTokenization } from './lib/ceiling.js';
 import { measure, type Row } from './lib/measure.js';
 import { commandLine, machine, mdTable, n, today, writeResult } from './lib/report.js';
 import { ServerProcess } from './lib/server-process.js';
@@ -57,6 +60,11 @@ async function runScenario(label: string, maxBatchSize: number, metrics = true):
   }
 }
 
+// The same session options and threads as the server's worker; 2 s per batch size.
+const ceiling = await measureCeiling({ variantDir, maxLength, texts: texts.texts, batchSizes: [1, 2, 4, 8, 16, 32], secondsPerSize: quick ? 0.3 : 2, threads: { intraOp: threads, interOp: 1 } });
+const single = ceiling.points[0]!;
+const headroom = ceiling.best.inferenceInputsPerSec / single.inferenceInputsPerSec;
+
 const on = await runScenario('batching on', 32);
 const off = await runScenario('batching off', 1);
 // The same batching-on server without Prometheus collection: what metrics cost (issue: <= 5% of p50).
@@ -69,6 +77,9 @@ const table = [
   ),
   '',
   `throughput ratio (on / off): ${(on.run.inputsPerSec / off.run.inputsPerSec).toFixed(2)}x; p99 on ${n(on.run.latency.p99Ms)} ms vs off ${n(off.run.latency.p99Ms)} ms`,
+  `the model's batching headroom (session.run, no server): batch 1 ${n(single.inferenceInputsPerSec)} inputs/s, best batch ${ceiling.best.batchSize} ${n(ceiling.best.inferenceInputsPerSec)} inputs/s: ${headroom.toFixed(2)}x `
+    + `(${ceiling.points.map((p) => `b${p.batchSize} ${n(p.inferenceInputsPerSec)}`).join(', ')})`,
+  `server with batching on / best session.run: ${(on.run.inputsPerSec / ceiling.best.inferenceInputsPerSec).toFixed(2)}; batching off / session.run at batch 1: ${(off.run.inputsPerSec / single.inferenceInputsPerSec).toFixed(2)}`,
   `metrics cost: p50 ${n(on.run.latency.p50Ms)} ms with vs ${n(bare.run.latency.p50Ms)} ms without (${(((on.run.latency.p50Ms - bare.run.latency.p50Ms) / bare.run.latency.p50Ms) * 100).toFixed(1)}%); inputs/s ${n(on.run.inputsPerSec)} vs ${n(bare.run.inputsPerSec)}`,
 ].join('\n');
 console.log(table);
@@ -78,6 +89,6 @@ const meta = { date, command, machine: machine(), model: args.model, variant: ar
 writeResult(
   args.out ?? (quick ? join('.tmp', 'loadtest-results') : join('loadtest', 'results')),
   `${date}${quick ? '-quick' : ''}-batching`,
-  { ...meta, results: rows },
+  { ...meta, ceiling, results: rows },
   `# Batching on vs off (${date})\n\n\`${command}\`: ${connections} closed-loop clients, ${seconds} s each, model ${args.model}/${args.variant}, ${threads} intra-op threads, 1 worker, ${texts.description} texts.\n\n${table}\n`,
 );

@@ -97,7 +97,11 @@ try {
   const floodDone = client.openLoop(rate, seconds * 1000, (s) => flood.push(s));
   await sleep(seconds * 1000);
   phaseAt.recovery = performance.now() - tStart;
-  await Promise.all([floodDone, client.closedLoop(best.connections, recoverySeconds * 1000, (s) => recovery.push(s))]);
+  // Recovery is measured by a client of its own (its own sockets), as a newcomer sees the server:
+  // not behind the flood's unanswered requests, which still drain through the flood's sockets.
+  const newcomer = new LoadClient(url, bodies, HUNG_MS, best.connections);
+  await Promise.all([floodDone, newcomer.closedLoop(best.connections, recoverySeconds * 1000, (s) => recovery.push(s))]);
+  newcomer.close();
   const floodSummary = summarize(flood, seconds * 1000);
 
   // 3. Recovery: 500 ms windows of answered closed-loop requests.

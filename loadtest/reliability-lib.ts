@@ -1,25 +1,15 @@
 // Shared by loadtest/overload.ts and loadtest/soak.ts: the server under test as its own process
-// (so its RSS is its own), an HTTP load generator with open- and closed-loop modes whose
-// latencies count from the scheduled send time (no coordinated omission), and summaries.
+// (so its RSS is its own), an HTTP load generator (lib/raw-http.ts: cheap enough to flood a
+// server on the same 2 cores) with open- and closed-loop modes whose latencies count from the
+// scheduled send time (no coordinated omission), and summaries.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './lib/free-port.js';
+import { RawHttpClient } from './lib/raw-http.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
 
 export interface ServerUnderTest {
   child: ChildProcess;
@@ -86,55 +76,33 @@ export interface Sample {
 }
 
 export class LoadClient {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+  private readonly http: RawHttpClient;
+  private readonly requests: Buffer[];
   private i = 0;
 
   constructor(
-    private readonly url: string,
-    private readonly bodies: string[],
-    /** A request unanswered this long counts as hung. */
+    url: string,
+    bodies: string[],
+    /** A request unanswered this long (waiting for a socket included) counts as hung. */
     private readonly hungMs: number,
-  ) {}
+    maxSockets = 4096,
+  ) {
+    this.http = new RawHttpClient(url, maxSockets);
+    this.requests = bodies.map((b) => this.http.postBytes('/classify', b));
+  }
 
-  private send(scheduled: number, t0: number, out: (s: Sample) => void): Promise<void> {
+  private async send(scheduled: number, t0: number, out: (s: Sample) => void): Promise<void> {
     const sentAt = performance.now();
-    const body = this.bodies[this.i++ % this.bodies.length]!;
-    return new Promise((resolveSend) => {
-      let settled = false;
-      const finish = (status: number, code?: string): void => {
-        if (settled) return;
-        settled = true;
-        out({ at: scheduled - t0, lag: sentAt - scheduled, done: performance.now() - t0, status, ...(code ? { code } : {}) });
-        resolveSend();
-      };
-      const req = request(`${this.url}/classify`, { method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        const status = res.statusCode ?? 0;
-        if (status < 500) {
-          res.resume();
-          res.on('end', () => finish(status));
-        } else {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => {
-            let code: string | undefined;
-            try {
-              code = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
-            } catch {
-              code = 'not-json';
-            }
-            finish(status, code);
-          });
-        }
-        res.on('error', () => finish(0));
-      });
-      req.setTimeout(this.hungMs, () => {
-        finish(-1);
-        req.destroy();
-      });
-      req.on('error', () => finish(0));
-      req.end(body);
-    });
+    const answer = await this.http.send(this.requests[this.i++ % this.requests.length]!, this.hungMs);
+    let code: string | undefined;
+    if (answer.body !== undefined) {
+      try {
+        code = (JSON.parse(answer.body) as { error?: { code?: string } }).error?.code;
+      } catch {
+        code = 'not-json';
+      }
+    }
+    out({ at: scheduled - t0, lag: sentAt - scheduled, done: performance.now() - t0, status: answer.status, ...(code ? { code } : {}) });
   }
 
   /** Open loop: `rate` requests/s on a fixed schedule for `ms`, whatever the answers do. */
@@ -171,7 +139,7 @@ export class LoadClient {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.http.close();
   }
 }
 

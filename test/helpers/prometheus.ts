@@ -1,21 +1,9 @@
 // What the integration tests that run a real Prometheus share: a free loopback port to give a
 // process, and instant queries against Prometheus' HTTP API, polled until a condition holds.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** A TCP port free on 127.0.0.1 right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
+export { freePort } from '../../loadtest/lib/free-port.js';
 
 /** One element of an instant-vector result. */
 export interface Sample {
