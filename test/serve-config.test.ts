@@ -53,6 +53,7 @@ const SAMPLES: Record<string, [unknown, string]> = {
   requestTimeoutMs: [1234, '1234'],
   maxInputs: [5, '5'],
   bodyLimit: [4096, '4096'],
+  maxConnections: [64, '64'],
   adminToken: ['s3cret-token', 's3cret-token'],
   feedbackSecret: ['feedback-secret', 'feedback-secret'],
   'feedback.ttlMs': [60000, '60000'],

@@ -1,9 +1,11 @@
 // Back-pressure and lifecycle on a real server whose worker is slowed on purpose
 // (testWorkerDelayMs, the in-process form of SLIM_TEST_WORKER_DELAY_MS): 429 past maxQueued,
 // 504 past the deadline with the input dropped from the queue, a client that goes away leaves
-// the queue, and 503 before ready and while draining.
+// the queue, 503 before ready and while draining, and the connection cap (maxConnections).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/serve/config.js';
 import type { BatchFact } from '../src/serve/observer.js';
@@ -141,4 +143,65 @@ test('503 SHUTTING_DOWN once draining: readiness false first, accepted requests 
   assert.equal(late.json.error.code, 'SHUTTING_DOWN');
   assert.equal((await fetch(`${server.url}/health/live`)).status, 200);
   assert.equal((await accepted).status, 200);
+});
+
+/** Send one HTTP/1.1 request on a raw socket and read until `done(text)` says the answer is complete or the socket closes. */
+function exchange(socket: Socket, request: string, done: (text: string) => boolean): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    let text = '';
+    const finish = (closed: boolean): void => {
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      resolve({ text, closed });
+    };
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1');
+      if (done(text)) finish(false);
+    };
+    const onClose = (): void => finish(true);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(request);
+  });
+}
+
+test('past maxConnections a new connection gets 429 TOO_MANY_CONNECTIONS and is closed; the held ones keep working; the refusals are counted', async () => {
+  const { server } = await serve({ maxConnections: 2 }, 0);
+  const { port } = new URL(server.url);
+  const body = JSON.stringify({ inputs: 'hello' });
+  const request = `POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+  const complete = (t: string): boolean => {
+    const head = t.indexOf('\r\n\r\n');
+    const m = /content-length: (\d+)/i.exec(t);
+    return head >= 0 && m !== null && t.length >= head + 4 + Number(m[1]);
+  };
+  const open = async (): Promise<Socket> => {
+    const s = connect(Number(port), '127.0.0.1');
+    await once(s, 'connect');
+    return s;
+  };
+  const held = [await open(), await open()];
+  for (const s of held) {
+    const r = await exchange(s, request, complete);
+    assert.match(r.text, /^HTTP\/1\.1 200 /, 'a connection within the cap is served');
+  }
+  const third = await open();
+  const refused = await exchange(third, request, () => false);
+  assert.equal(refused.closed, true, 'the refused connection is closed by the server');
+  assert.match(refused.text, /^HTTP\/1\.1 429 /);
+  assert.match(refused.text, /\r\nretry-after: 1\r\n/i);
+  const json = JSON.parse(refused.text.slice(refused.text.indexOf('\r\n\r\n') + 4));
+  assert.equal(json.error.code, 'TOO_MANY_CONNECTIONS');
+  // The held connections still answer (keep-alive), and a freed slot takes a new connection.
+  assert.match((await exchange(held[0]!, request, complete)).text, /^HTTP\/1\.1 200 /);
+  held[1]!.destroy();
+  await sleep(100); // the server sees the close
+  const next = await open();
+  assert.match((await exchange(next, request, complete)).text, /^HTTP\/1\.1 200 /, 'a freed slot serves again');
+  // /metrics needs a connection too: free one first.
+  next.destroy();
+  held[0]!.destroy();
+  await sleep(100);
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /^slim_connections_refused_total 1$/m);
 });

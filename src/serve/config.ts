@@ -29,6 +29,8 @@ export interface ServeConfig {
   requestTimeoutMs: number;
   maxInputs: number;
   bodyLimit: number;
+  /** Most open client connections; past it a new connection gets 429 TOO_MANY_CONNECTIONS and is closed (0: no limit). */
+  maxConnections: number;
   adminToken: string | null;
   /** HMAC key that signs /classify request ids so feedback works on any replica (null: ids kept in memory). */
   feedbackSecret: string | null;
@@ -153,6 +155,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'batching.maxQueued', flag: '--max-queued', env: 'SLIM_MAX_QUEUED', parse: integer(1), defaultText: '1024', description: 'most inputs waiting per variant; past it requests get 429' },
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'SLIM_REQUEST_TIMEOUT_MS', parse: integer(1), defaultText: '10000', description: 'deadline of a request from arrival; past it 504' },
   { key: 'maxInputs', flag: '--max-inputs', env: 'SLIM_MAX_INPUTS', parse: integer(1), defaultText: '64', description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)' },
+  { key: 'maxConnections', flag: '--max-connections', env: 'SLIM_MAX_CONNECTIONS', parse: integer(0), defaultText: '1024', description: 'most open client connections; a connection past it gets 429 and is closed before any request is read (0: no limit)' },
   { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
   { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
   { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
@@ -194,6 +197,7 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     requestTimeoutMs: 10_000,
     maxInputs: 64,
     bodyLimit: 1_048_576,
+    maxConnections: 1024,
     adminToken: null,
     feedbackSecret: null,
     feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000 },

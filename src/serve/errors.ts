@@ -22,6 +22,7 @@ export const ERRORS = {
   UNKNOWN_LABEL: { status: 422, summary: 'the feedback label is not a label of the model' },
   TEXT_TOO_LONG: { status: 422, summary: 'an input has more tokens than the variant\'s maxLength and truncate is false' },
   QUEUE_FULL: { status: 429, summary: 'the variant\'s queue is full; retry after Retry-After seconds' },
+  TOO_MANY_CONNECTIONS: { status: 429, summary: 'the server holds maxConnections connections; this one is closed unread; retry after Retry-After seconds' },
   RATE_LIMITED: { status: 429, summary: 'too many requests from this client on this route (rateLimit); retry after Retry-After seconds' },
   HEADERS_TOO_LARGE: { status: 431, summary: 'the request headers are larger than the server accepts' },
   CLIENT_CLOSED: { status: 499, summary: 'the client closed the connection before the answer (never sent, only counted)' },

@@ -40,6 +40,7 @@ export class ServeMetrics {
   readonly routingWeight: Gauge<'model' | 'variant'>;
   readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device'>;
   readonly reloads: Counter<'result'>;
+  readonly connectionsRefused: Counter;
   /** Online accuracy per "<model>/<variant>", set by the feedback code (later). */
   private readonly online = new Map<string, number>();
   /** Subscribe this to runtime.observers. */
@@ -193,6 +194,11 @@ export class ServeMetrics {
         const counts = self.runtime.reloadState?.counts;
         for (const result of ['added', 'updated', 'removed', 'failed'] as const) this.inc({ result }, counts?.[result] ?? 0);
       },
+    });
+    this.connectionsRefused = new Counter({
+      name: 'slim_connections_refused_total',
+      help: 'Connections answered 429 TOO_MANY_CONNECTIONS and closed unread because the server held maxConnections.',
+      registers,
     });
     // A coarse event-loop monitor: the default 10 ms sampling measurably adds event-loop delay under load.
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });

@@ -22,6 +22,7 @@ import { modelRoutes } from './routes/models.js';
 import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
 import { ServeRuntime, type RuntimeOptions } from './runtime.js';
+import { limitConnections } from './connection-limit.js';
 
 export interface BuildOptions extends RuntimeOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
@@ -88,6 +89,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   for (const o of opts.observers ?? []) runtime.observers.add(o);
   const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
   if (metrics) runtime.observers.add(metrics.observer);
+  limitConnections(app.server, config.maxConnections, () => metrics?.connectionsRefused.inc());
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);

@@ -1,0 +1,52 @@
+// The connection cap (config maxConnections). Under a flood the HTTP server would otherwise take
+// every connection it is offered: their requests wait unread in kernel buffers while the event
+// loop is busy answering 429 to others, and each is read seconds later (or never, within the
+// client's patience). Past the cap a new connection gets a canned 429 TOO_MANY_CONNECTIONS,
+// written before any byte of it is parsed, and is closed: the cheapest refusal there is, and
+// requests inside the server stay bounded by the cap, so their latency and the recovery after
+// the flood stay bounded too.
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import { errorBody, SlimError } from './errors.js';
+
+/** How long a refused connection may keep sending (its request is read and dropped) before it is cut. */
+const LINGER_MS = 2000;
+
+function cannedRefusal(max: number): Buffer {
+  const err = new SlimError('TOO_MANY_CONNECTIONS', `the server holds its maximum of ${max} connections; retry on a new connection`, { 'retry-after': '1' });
+  const body = Buffer.from(JSON.stringify(errorBody(err)));
+  const head =
+    `HTTP/1.1 ${err.statusCode} Too Many Requests\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `retry-after: 1\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+}
+
+/**
+ * Cap the open connections of an HTTP server at `max` (0: no cap). `onRefused` is called for
+ * each connection turned away (the metrics count them).
+ */
+export function limitConnections(server: Server, max: number, onRefused: () => void = () => {}): void {
+  if (max <= 0) return;
+  const refusal = cannedRefusal(max);
+  let open = 0;
+  // net.Server hands every accepted socket to emit('connection'); the HTTP server's parser is
+  // attached by its own 'connection' listener, so a socket that never reaches it is never parsed.
+  const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean;
+  server.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+    if (event !== 'connection') return emit(event, ...args);
+    const socket = args[0] as Socket;
+    if (open >= max) {
+      onRefused();
+      socket.on('error', () => {});
+      // Read and drop what the client sends, so that closing does not reset the connection
+      // (a reset can discard the 429 before the client reads it).
+      socket.resume();
+      socket.setTimeout(LINGER_MS, () => socket.destroy());
+      socket.end(refusal);
+      return true;
+    }
+    open++;
+    socket.once('close', () => open--);
+    return emit(event, ...args);
+  }) as Server['emit'];
+}
