@@ -7,8 +7,9 @@
 //   2. flood: open-loop at --factor x R (default 3x) for --seconds (default 60): requests are
 //      sent on a fixed schedule whatever the answers do, and each latency is counted from its
 //      scheduled time (no coordinated omission);
-//   3. recovery: closed-loop again at once; the recovery time is from the end of the flood to
-//      the first 500 ms window whose answered rate is >= 90% of R.
+//   3. recovery: the flood's clients leave (sockets closed, unanswered requests counted as
+//      abandoned) and a new closed-loop client starts at once; the recovery time is from the end
+//      of the flood to the first 500 ms window whose answered rate is >= 90% of R.
 // The server is a child process (`node dist/src/serve/main.js`), so its RSS is its own
 // (/proc/<pid>/status, sampled every 250 ms). Writes <out>/<date>-overload.{json,md}.
 //
@@ -94,13 +95,12 @@ try {
   const flood: Sample[] = [];
   const recovery: Sample[] = [];
   phaseAt.flood = performance.now() - tStart;
-  const floodDone = client.openLoop(rate, seconds * 1000, (s) => flood.push(s));
-  await sleep(seconds * 1000);
+  // When the flood stops, its clients leave (their sockets close, unanswered requests abandoned).
+  await client.openLoop(rate, seconds * 1000, (s) => flood.push(s), { abandonAtEnd: true });
   phaseAt.recovery = performance.now() - tStart;
-  // Recovery is measured by a client of its own (its own sockets), as a newcomer sees the server:
-  // not behind the flood's unanswered requests, which still drain through the flood's sockets.
+  // Recovery is measured by a client of its own, as a newcomer sees the server.
   const newcomer = new LoadClient(url, bodies, HUNG_MS, best.connections);
-  await Promise.all([floodDone, newcomer.closedLoop(best.connections, recoverySeconds * 1000, (s) => recovery.push(s))]);
+  await newcomer.closedLoop(best.connections, recoverySeconds * 1000, (s) => recovery.push(s));
   newcomer.close();
   const floodSummary = summarize(flood, seconds * 1000);
 
@@ -130,8 +130,8 @@ try {
     `| probe (closed loop, ${probeSeconds} s each) | ${probes.map((p) => `${p.connections} conn: ${n(p.ratePerSec)} req/s, p99 ${n(p.p99Ms)} ms`).join('; ')}; max sustainable ${n(maxRate)} req/s |`,
     `| flood (open loop, ${factor}x = ${n(rate)} req/s, ${seconds} s) | ${floodSummary.requests} requests: ${Object.entries(floodSummary.byStatus).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
     `| 429 share | ${n(floodSummary.share429 * 100, 1)} % |`,
-    `| admitted (200) | ${n(floodSummary.admittedPerSec)} req/s over the flood, p50 ${n(floodSummary.admittedLatencyMs.p50)} ms, p99 ${n(floodSummary.admittedLatencyMs.p99)} ms, max ${n(floodSummary.admittedLatencyMs.max)} ms (from the scheduled send) |`,
-    `| hung (no answer in ${HUNG_MS} ms) | ${floodSummary.hung} |`,
+    `| admitted (200) | ${n(floodSummary.admittedPerSec)} req/s over the flood; from the scheduled send p50 ${n(floodSummary.admittedLatencyMs.p50)} ms, p99 ${n(floodSummary.admittedLatencyMs.p99)} ms, max ${n(floodSummary.admittedLatencyMs.max)} ms; from the write to a socket p50 ${n(floodSummary.admittedFromWriteMs.p50)} ms, p99 ${n(floodSummary.admittedFromWriteMs.p99)} ms, max ${n(floodSummary.admittedFromWriteMs.max)} ms |`,
+    `| hung (no answer in ${HUNG_MS} ms) | ${floodSummary.hung}, of which ${floodSummary.hungUnsent} never got a socket (queued in the generator) |`,
     `| load generator lateness | p50 ${n(floodSummary.clientLagMs.p50, 1)} ms, p99 ${n(floodSummary.clientLagMs.p99, 1)} ms (large: the client, not the server, limited the rate) |`,
     `| server RSS | ${n(result.rssMB.beforeFlood)} MB before, max ${n(result.rssMB.maxDuringFlood)} MB during, ${n(result.rssMB.afterRecovery)} MB after |`,
     `| recovery to >= 90% of max | ${recoveryMs === null ? `not within ${recoverySeconds} s` : `${recoveryMs} ms`} (per-500-ms rates: ${windows.slice(0, 12).map((w) => n(w)).join(', ')}) |`,

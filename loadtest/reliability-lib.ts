@@ -69,7 +69,9 @@ export interface Sample {
   lag: number;
   /** ms since the phase started. */
   done: number;
-  /** HTTP status; 0: transport error; -1: no answer within hungMs. */
+  /** ms since the phase started when it was written to a socket (NaN: it never got one). */
+  sent: number;
+  /** HTTP status; 0: transport error; -1: no answer within hungMs; -2: unanswered when its open loop ended and left (abandonAtEnd). */
   status: number;
   /** Catalogue code of a 5xx answer. */
   code?: string;
@@ -79,6 +81,7 @@ export class LoadClient {
   private readonly http: RawHttpClient;
   private readonly requests: Buffer[];
   private i = 0;
+  private abandoning = false;
 
   constructor(
     url: string,
@@ -102,11 +105,18 @@ export class LoadClient {
         code = 'not-json';
       }
     }
-    out({ at: scheduled - t0, lag: sentAt - scheduled, done: performance.now() - t0, status: answer.status, ...(code ? { code } : {}) });
+    const sent = answer.writtenAt === undefined ? NaN : answer.writtenAt - t0;
+    const status = answer.status === 0 && this.abandoning ? -2 : answer.status;
+    out({ at: scheduled - t0, lag: sentAt - scheduled, done: performance.now() - t0, sent, status, ...(code ? { code } : {}) });
   }
 
-  /** Open loop: `rate` requests/s on a fixed schedule for `ms`, whatever the answers do. */
-  async openLoop(rate: number, ms: number, out: (s: Sample) => void): Promise<void> {
+  /**
+   * Open loop: `rate` requests/s on a fixed schedule for `ms`, whatever the answers do. With
+   * abandonAtEnd the clients leave when the schedule ends, as a flood's clients do: every socket
+   * is closed and what is still unanswered counts as abandoned (-2), so what follows measures
+   * the server, not a backlog the generator still holds open.
+   */
+  async openLoop(rate: number, ms: number, out: (s: Sample) => void, opts: { abandonAtEnd?: boolean } = {}): Promise<void> {
     const t0 = performance.now();
     let outstanding = 0;
     let allSent = false;
@@ -125,6 +135,10 @@ export class LoadClient {
     }
     allSent = true;
     if (outstanding === 0) done();
+    if (opts.abandonAtEnd && outstanding > 0) {
+      this.abandoning = true;
+      this.http.close();
+    }
     await finished;
   }
 
@@ -146,10 +160,13 @@ export class LoadClient {
 export function summarize(samples: Sample[], ms: number) {
   const count = (pred: (s: Sample) => boolean): number => samples.filter(pred).length;
   const ok = samples.filter((s) => s.status === 200).map((s) => s.done - s.at).sort((a, b) => a - b);
+  // From the moment the request was on the wire: what the server (and the kernel's buffers in front
+  // of it) made it wait, without the time it queued in the generator for a free socket.
+  const okSent = samples.filter((s) => s.status === 200).map((s) => s.done - s.sent).sort((a, b) => a - b);
   const lags = samples.map((s) => s.lag).sort((a, b) => a - b);
   const byStatus: Record<string, number> = {};
   for (const s of samples) {
-    const key = s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
+    const key = s.status === -2 ? 'abandoned' : s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
     byStatus[key] = (byStatus[key] ?? 0) + 1;
   }
   return {
@@ -158,7 +175,10 @@ export function summarize(samples: Sample[], ms: number) {
     share429: count((s) => s.status === 429) / Math.max(1, samples.length),
     admittedPerSec: ok.length / (ms / 1000),
     admittedLatencyMs: { p50: percentile(ok, 50), p99: percentile(ok, 99), max: ok.at(-1) ?? NaN },
+    admittedFromWriteMs: { p50: percentile(okSent, 50), p99: percentile(okSent, 99), max: okSent.at(-1) ?? NaN },
     hung: count((s) => s.status === -1),
+    /** Hung without ever getting a socket: they queued in the generator, not in the server. */
+    hungUnsent: count((s) => s.status === -1 && Number.isNaN(s.sent)),
     serverErrors: count((s) => s.status >= 500),
     clientLagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99) },
   };

@@ -19,11 +19,14 @@ export interface RawAnswer {
   head?: string;
   /** The body, for answers >= 500 only. */
   body?: string;
+  /** performance.now() when the request was written to a socket (absent: it never got one). */
+  writtenAt?: number;
 }
 
 interface Pending {
   bytes: Buffer;
   startedAt: number;
+  writtenAt?: number;
   timeoutMs: number;
   done: (a: RawAnswer) => void;
 }
@@ -38,6 +41,8 @@ interface Conn {
   bodyStart: number;
   bodyLength: number;
   chunked: boolean;
+  /** The answer said `connection: close`: the socket is not reused. */
+  closing: boolean;
 }
 
 const HEAD_END = Buffer.from('\r\n\r\n');
@@ -83,10 +88,11 @@ export class RawHttpClient {
     });
   }
 
+  /** Close every socket and give up every request not answered yet (status 0). */
   close(): void {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const c of this.all) c.socket.destroy();
+    for (const c of [...this.all]) this.drop(c, { status: 0 });
     for (let i = this.waitingHead; i < this.waiting.length; i++) this.waiting[i]!.done({ status: 0 });
     this.waiting.length = 0;
     this.waitingHead = 0;
@@ -94,7 +100,7 @@ export class RawHttpClient {
 
   private open(): Conn {
     const socket = connect({ host: this.host, port: this.port, noDelay: true });
-    const conn: Conn = { socket, buffer: Buffer.alloc(0), current: null, status: 0, head: '', bodyStart: -1, bodyLength: 0, chunked: false };
+    const conn: Conn = { socket, buffer: Buffer.alloc(0), current: null, status: 0, head: '', bodyStart: -1, bodyLength: 0, chunked: false, closing: false };
     this.all.add(conn);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     const gone = (): void => this.drop(conn, { status: 0 });
@@ -108,6 +114,7 @@ export class RawHttpClient {
     conn.buffer = Buffer.alloc(0);
     conn.status = 0;
     conn.bodyStart = -1;
+    p.writtenAt = performance.now();
     conn.socket.write(p.bytes);
   }
 
@@ -123,6 +130,7 @@ export class RawHttpClient {
       conn.status = Number(head.slice(9, 12));
       const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
       conn.chunked = !length && /\r\ntransfer-encoding:\s*chunked/i.test(head);
+      conn.closing = /\r\nconnection:\s*close/i.test(head);
       conn.bodyLength = length ? Number(length[1]) : 0;
       conn.bodyStart = end + HEAD_END.length;
     }
@@ -136,11 +144,13 @@ export class RawHttpClient {
       complete = buf.length >= bodyEnd;
     }
     if (!complete) return;
-    const answer: RawAnswer = { status: conn.status, head: conn.head };
+    const answer: RawAnswer = { status: conn.status, head: conn.head, writtenAt: p.writtenAt! };
     if (conn.status >= 500) answer.body = buf.toString('utf8', conn.bodyStart, bodyEnd);
     conn.current = null;
     conn.buffer = Buffer.alloc(0);
-    this.release(conn);
+    // A socket the server closes after this answer takes no next request; a new one does.
+    if (conn.closing) this.drop(conn, { status: 0 });
+    else this.release(conn);
     p.done(answer);
   }
 
@@ -166,7 +176,7 @@ export class RawHttpClient {
     conn.socket.destroy();
     const p = conn.current;
     conn.current = null;
-    if (p) p.done(answer);
+    if (p) p.done({ ...answer, ...(p.writtenAt !== undefined ? { writtenAt: p.writtenAt } : {}) });
     // A waiting request gets a fresh socket in place of the lost one.
     if (!this.closed && this.waitingHead < this.waiting.length) this.start(this.open(), this.waiting[this.waitingHead++]!);
   }
