@@ -165,7 +165,7 @@ function exchange(socket: Socket, request: string, done: (text: string) => boole
   });
 }
 
-test('past maxConnections a new connection gets 429 TOO_MANY_CONNECTIONS and is closed; the held ones keep working; the refusals are counted', async () => {
+test('past maxConnections a new connection gets 429 TOO_MANY_CONNECTIONS (a liveness probe 200) and is closed; the held ones keep working; the refusals are counted', async () => {
   const { server } = await serve({ maxConnections: 2 }, 0);
   const { port } = new URL(server.url);
   const body = JSON.stringify({ inputs: 'hello' });
@@ -192,6 +192,12 @@ test('past maxConnections a new connection gets 429 TOO_MANY_CONNECTIONS and is 
   assert.match(refused.text, /\r\nretry-after: 1\r\n/i);
   const json = JSON.parse(refused.text.slice(refused.text.indexOf('\r\n\r\n') + 4));
   assert.equal(json.error.code, 'TOO_MANY_CONNECTIONS');
+  // A liveness probe past the cap is answered: a busy server must not be restarted for it.
+  const probe = await open();
+  const live = await exchange(probe, 'GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n', () => false);
+  assert.equal(live.closed, true);
+  assert.match(live.text, /^HTTP\/1\.1 200 /);
+  assert.deepEqual(JSON.parse(live.text.slice(live.text.indexOf('\r\n\r\n') + 4)), { status: 'live' });
   // The held connections still answer (keep-alive), and a freed slot takes a new connection.
   assert.match((await exchange(held[0]!, request, complete)).text, /^HTTP\/1\.1 200 /);
   held[1]!.destroy();
