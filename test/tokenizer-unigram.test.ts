@@ -5,7 +5,7 @@
 // exactly this tokenizer (ties broken as USE-lite's reference breaks them), not transformers.js' own.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -14,7 +14,7 @@ import { Tokenizer as ReferenceTokenizer } from '@tensorflow-models/universal-se
 import { defaultUseLiteVocabPath, writeUseLiteTokenizer } from '../src/build/tokenizers/use-lite.js';
 import { loadTextTokenizer } from '../src/serve/tokenize.js';
 import { UNIGRAM_TIE_BREAK_KEY, loadTokenizer } from '../src/tokenizer.js';
-import { SHARED_DATA } from './helpers/paths.js';
+import { sampleSentences } from './helpers/dataset-sample.js';
 
 const work = mkdtempSync(join(tmpdir(), 'slim-unigram-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -24,20 +24,6 @@ function stockTokenizer(dir: string): PreTrainedTokenizer {
   const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as object;
   const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as object;
   return new PreTrainedTokenizer(json, config);
-}
-
-function datasetTexts(perFile: number): string[] {
-  const texts: string[] = [];
-  for (const dataset of readdirSync(SHARED_DATA).sort()) {
-    for (const split of ['train', 'dev', 'test']) {
-      const file = join(SHARED_DATA, dataset, `${split}.jsonl`);
-      if (!existsSync(file)) continue;
-      const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
-      const step = Math.max(1, Math.floor(lines.length / perFile));
-      for (let i = 0; i < lines.length && i / step < perFile; i += step) texts.push((JSON.parse(lines[i]!) as { text: string }).text);
-    }
-  }
-  return texts;
 }
 
 test('USE-lite vocabulary, "first" rule: identical ids to transformers.js on dataset texts and random Unicode', async () => {
@@ -51,7 +37,7 @@ test('USE-lite vocabulary, "first" rule: identical ids to transformers.js on dat
   writeFileSync(configPath, JSON.stringify(config));
   const stock = stockTokenizer(dir);
   const fast = await loadTokenizer(dir);
-  const texts = datasetTexts(150);
+  const texts = sampleSentences(150);
   assert.ok(texts.length > 2000, `dataset sample: ${texts.length}`);
   let differ = 0;
   let example = '';
@@ -174,7 +160,7 @@ test("the server's tokenizer is the build's: USE-lite ties broken as the referen
   const stock = stockTokenizer(dir); // transformers.js' rule, which the server must not use
   const reference = new ReferenceTokenizer(JSON.parse(readFileSync(defaultUseLiteVocabPath(), 'utf8')) as Array<[string, number]>);
   // USE-lite's ids: the reference's piece ids (its encode has no special tokens; ours adds none either).
-  const texts = datasetTexts(600);
+  const texts = sampleSentences(600);
   let ties = 0;
   for (const t of texts) {
     const expected = reference.encode(t);

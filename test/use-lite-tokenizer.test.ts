@@ -3,7 +3,7 @@
 // shared runtime tokenizer (src/tokenizer.ts): padding, masks, truncation, errors.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
@@ -12,6 +12,7 @@ import {
   USE_LITE_MAX_LENGTH, USE_LITE_PAD_ID, defaultUseLiteVocabPath, writeUseLiteTokenizer,
 } from '../src/build/tokenizers/use-lite.js';
 import { TextTooLongError, loadTokenizer, padEncodings, type TextTokenizer } from '../src/tokenizer.js';
+import { sampleSentences } from './helpers/dataset-sample.js';
 import { SHARED_DATA } from './helpers/paths.js';
 
 const work = mkdtempSync(join(tmpdir(), 'slim-use-lite-tokenizer-'));
@@ -33,21 +34,6 @@ before(async () => {
   runtime = await loadTokenizer(tokDir);
 });
 after(() => rmSync(work, { recursive: true, force: true }));
-
-/** `perFile` lines evenly spaced through every {train,dev,test}.jsonl of every dataset. */
-function sampleSentences(perFile: number): string[] {
-  const texts: string[] = [];
-  for (const dataset of readdirSync(SHARED_DATA).sort()) {
-    for (const split of ['train', 'dev', 'test']) {
-      const file = join(SHARED_DATA, dataset, `${split}.jsonl`);
-      if (!existsSync(file)) continue;
-      const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
-      const step = Math.max(1, Math.floor(lines.length / perFile));
-      for (let i = 0; i < lines.length && i / step < perFile; i += step) texts.push((JSON.parse(lines[i]!) as { text: string }).text);
-    }
-  }
-  return texts;
-}
 
 const HANDCRAFTED: string[] = [
   '', ' ', '   ', '\t', '\n', 'a  b   c', '  two leading spaces', 'trailing spaces   ', 'x', 'the', '.', '?!',
