@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { evaluateVariant } from '../src/build/eval-command.js';
+import { evaluateVariant } from '../src/pipeline/eval-command.js';
 
 const { values: args } = parseArgs({
   options: {

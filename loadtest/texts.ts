@@ -1,6 +1,6 @@
 // Deterministic benchmark texts, so the shipped scripts need no dataset: short (~10 words),
 // medium (~60) and long (~250, past the 128-token limit of USE-lite, so truncated).
-import { mulberry32 } from '../src/build/random.js';
+import { mulberry32 } from '../src/pipeline/random.js';
 
 const WORDS = (
   'the a to of and in is it you that was for on are with as i his they be at one have this from or had by ' +

@@ -22,9 +22,9 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'build':
-      return (await import('./build/build-command.js')).buildCommand(rest);
+      return (await import('./pipeline/build-command.js')).buildCommand(rest);
     case 'eval':
-      return (await import('./build/eval-command.js')).evalCommand(rest);
+      return (await import('./pipeline/eval-command.js')).evalCommand(rest);
     case 'serve':
       return (await import('./serve/command.js')).serveCommand(rest);
     case 'openapi':
@@ -48,7 +48,7 @@ async function start(serveArgs: string[]): Promise<number> {
   const missing = ['k1', 'k2'].filter((v) => !existsSync(join(DEFAULT_MODEL_DIR, v, 'manifest.json')));
   if (missing.length > 0) {
     console.error(`slim start: ${DEFAULT_MODEL_DIR}/{${missing.join(',')}} missing: building the default model (a few minutes on 2 cores)`);
-    const code = await (await import('./build/build-command.js')).buildCommand(DEFAULT_BUILD_ARGS);
+    const code = await (await import('./pipeline/build-command.js')).buildCommand(DEFAULT_BUILD_ARGS);
     if (code !== 0) return code;
   }
   return (await import('./serve/command.js')).serveCommand(['--models', 'models', ...serveArgs]);

@@ -89,7 +89,7 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
  * tokenizer_config.json key of ours: "last" makes the Unigram Viterbi keep the last of equally
  * scored candidates (SentencePiece-style `>=`, the shortest last piece) where transformers.js
  * keeps the first. The USE-lite reference tokenizer breaks exact ties that way, and no
- * tokenizer.json setting can express it (see src/build/tokenizers/use-lite.ts, quirk b).
+ * tokenizer.json setting can express it (see src/pipeline/tokenizers/use-lite.ts, quirk b).
  */
 export const UNIGRAM_TIE_BREAK_KEY = 'slim_unigram_tie_break';
 

@@ -6,10 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTensorValue, type TransformerConfig } from '../src/build/architectures/transformer.js';
-import { addGradients } from '../src/build/training/autodiff.js';
-import { softmaxCrossEntropy } from '../src/build/training/losses.js';
-import { mulberry32, randomNormal } from '../src/build/random.js';
+import { buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTensorValue, type TransformerConfig } from '../src/pipeline/architectures/transformer.js';
+import { addGradients } from '../src/pipeline/training/autodiff.js';
+import { softmaxCrossEntropy } from '../src/pipeline/training/losses.js';
+import { mulberry32, randomNormal } from '../src/pipeline/random.js';
 import { centralDifference } from './helpers/finite-differences.js';
 
 const base = {

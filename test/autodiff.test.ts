@@ -6,19 +6,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, type Dim } from '../src/build/graph.js';
-import { DataType } from '../src/build/onnx-proto.js';
-import { addGradients, promoteToInputs } from '../src/build/training/autodiff.js';
-import { softmaxCrossEntropy } from '../src/build/training/losses.js';
-import { AdamW, isNoDecayParam, linearWarmupDecay } from '../src/build/training/optimizer.js';
-import { GradientSession, type ParamTensor } from '../src/build/training/session.js';
-import { pruneToOutputs } from '../src/build/training/prune.js';
-import { ShapeInference } from '../src/build/training/shapes.js';
+import { GraphBuilder, type Dim } from '../src/pipeline/graph.js';
+import { DataType } from '../src/pipeline/onnx-proto.js';
+import { addGradients, promoteToInputs } from '../src/pipeline/training/autodiff.js';
+import { softmaxCrossEntropy } from '../src/pipeline/training/losses.js';
+import { AdamW, isNoDecayParam, linearWarmupDecay } from '../src/pipeline/training/optimizer.js';
+import { GradientSession, type ParamTensor } from '../src/pipeline/training/session.js';
+import { pruneToOutputs } from '../src/pipeline/training/prune.js';
+import { ShapeInference } from '../src/pipeline/training/shapes.js';
 import {
   attentionKeyMask, constant, declareParams, encoderBlock, encoderBlockShapes, gelu, ints, linear,
   maskedMeanPool, type FloatType,
-} from '../src/build/training/ops.js';
-import { mulberry32 } from '../src/build/random.js';
+} from '../src/pipeline/training/ops.js';
+import { mulberry32 } from '../src/pipeline/random.js';
 import { centralDifference } from './helpers/finite-differences.js';
 
 // ---------- helpers ----------

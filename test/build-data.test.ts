@@ -20,16 +20,16 @@ import {
   prepareTrainingData,
   splitDataset,
   type Example,
-} from '../src/build/datasets.js';
-import { mulberry32, shuffleInPlace } from '../src/build/random.js';
-import { accuracy, confusionMatrix, evaluate, macroF1 } from '../src/build/evaluation.js';
+} from '../src/pipeline/datasets.js';
+import { mulberry32, shuffleInPlace } from '../src/pipeline/random.js';
+import { accuracy, confusionMatrix, evaluate, macroF1 } from '../src/pipeline/evaluation.js';
 import {
   ManifestError,
   readManifest,
   removeStaleTemporaries,
   writeVariant,
   type ManifestDraft,
-} from '../src/build/model-writer.js';
+} from '../src/pipeline/model-writer.js';
 import {
   buildReport,
   makeBatch,
@@ -38,9 +38,9 @@ import {
   renderReportSvg,
   writeReport,
   type DepthResult,
-} from '../src/build/report.js';
-import { ProgressReporter, formatDuration } from '../src/build/progress.js';
-import { GraphBuilder } from '../src/build/graph.js';
+} from '../src/pipeline/report.js';
+import { ProgressReporter, formatDuration } from '../src/pipeline/progress.js';
+import { GraphBuilder } from '../src/pipeline/graph.js';
 
 let dir: string;
 before(async () => {

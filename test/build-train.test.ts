@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { buildCommand } from '../src/build/build-command.js';
-import { evalCommand } from '../src/build/eval-command.js';
+import { buildCommand } from '../src/pipeline/build-command.js';
+import { evalCommand } from '../src/pipeline/eval-command.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 
 let dir = '';

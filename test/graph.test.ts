@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../src/build/graph.js';
-import { onnx, tensorToFloat32 } from '../src/build/onnx-proto.js';
+import { GraphBuilder } from '../src/pipeline/graph.js';
+import { onnx, tensorToFloat32 } from '../src/pipeline/onnx-proto.js';
 
 test('graph builder: a dynamic-batch MatMul+Add graph runs in onnxruntime and matches a plain loop', async () => {
   const g = new GraphBuilder('affine');

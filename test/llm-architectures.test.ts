@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeRandomHfCheckpoint, type RandomCheckpointOptions } from '../src/build/checkpoints/random-hf.js';
-import { HfCheckpoint } from '../src/build/checkpoints/hf.js';
-import { SafetensorsStore, floatToBf16, floatToHalf, halfToFloat, writeSafetensors } from '../src/build/checkpoints/safetensors.js';
-import { exportTransformer, exportRandomGpt2Classifier } from '../src/build/export-transformer.js';
-import { mulberry32 } from '../src/build/random.js';
+import { writeRandomHfCheckpoint, type RandomCheckpointOptions } from '../src/pipeline/checkpoints/random-hf.js';
+import { HfCheckpoint } from '../src/pipeline/checkpoints/hf.js';
+import { SafetensorsStore, floatToBf16, floatToHalf, halfToFloat, writeSafetensors } from '../src/pipeline/checkpoints/safetensors.js';
+import { exportTransformer, exportRandomGpt2Classifier } from '../src/pipeline/export-transformer.js';
+import { mulberry32 } from '../src/pipeline/random.js';
 
 const work = mkdtempSync(join(tmpdir(), 'slim-llm-arch-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -7,12 +7,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildCommand } from '../src/build/build-command.js';
-import { evaluateVariant } from '../src/build/eval-command.js';
+import { buildCommand } from '../src/pipeline/build-command.js';
+import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { SHARED_MODELS } from './helpers/paths.js';
 import { capture, dataSlices } from './helpers/build-run.js';
-import { writeRandomHfCheckpoint } from '../src/build/checkpoints/random-hf.js';
-import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/build/tokenizers/llama2c.js';
+import { writeRandomHfCheckpoint } from '../src/pipeline/checkpoints/random-hf.js';
+import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/pipeline/tokenizers/llama2c.js';
 
 const BASE = join(SHARED_MODELS, 'stories260K', 'stories260K.bin');
 let work = '';

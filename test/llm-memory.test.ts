@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeRandomHfCheckpoint } from '../src/build/checkpoints/random-hf.js';
+import { writeRandomHfCheckpoint } from '../src/pipeline/checkpoints/random-hf.js';
 
 const work = mkdtempSync(join(tmpdir(), 'slim-llm-mem-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -18,8 +18,8 @@ test('building k=1 from a 1.2 GB, 24-layer checkpoint keeps peak RSS under 25% o
   const written = writeRandomHfCheckpoint(dir, { arch: 'llama', layers: 24, hidden: 1024, heads: 16, kvHeads: 4, ffn: 3072, vocab: 2000, maxPositions: 256, fill: 'fast', shards: 4 });
   const onDisk = written.bytes;
   assert.ok(onDisk >= 1e9, `checkpoint is ${onDisk} bytes`);
-  const exportModule = new URL('../src/build/export-transformer.js', import.meta.url).href;
-  const hfModule = new URL('../src/build/checkpoints/hf.js', import.meta.url).href;
+  const exportModule = new URL('../src/pipeline/export-transformer.js', import.meta.url).href;
+  const hfModule = new URL('../src/pipeline/checkpoints/hf.js', import.meta.url).href;
   const script = join(work, 'child.mjs');
   const outFile = join(work, 'k1.onnx');
   writeFileSync(script, `

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { evalCommand, evaluateCascade } from '../src/build/eval-command.js';
+import { evalCommand, evaluateCascade } from '../src/pipeline/eval-command.js';
 import { loadConfig } from '../src/serve/config.js';
 import { rendezvous } from '../src/serve/routing/sticky.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';

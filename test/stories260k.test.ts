@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { Llama2cCheckpoint } from '../src/build/checkpoints/llama2c.js';
-import { exportTransformer } from '../src/build/export-transformer.js';
-import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/build/tokenizers/llama2c.js';
+import { Llama2cCheckpoint } from '../src/pipeline/checkpoints/llama2c.js';
+import { exportTransformer } from '../src/pipeline/export-transformer.js';
+import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/pipeline/tokenizers/llama2c.js';
 import { SHARED_MODELS } from './helpers/paths.js';
 
 const DIR = join(SHARED_MODELS, 'stories260K');

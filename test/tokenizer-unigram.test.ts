@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { PreTrainedTokenizer } from '@huggingface/transformers';
 import { Tokenizer as ReferenceTokenizer } from '@tensorflow-models/universal-sentence-encoder';
-import { defaultUseLiteVocabPath, writeUseLiteTokenizer } from '../src/build/tokenizers/use-lite.js';
+import { defaultUseLiteVocabPath, writeUseLiteTokenizer } from '../src/pipeline/tokenizers/use-lite.js';
 import { loadTextTokenizer } from '../src/serve/tokenize.js';
 import { UNIGRAM_TIE_BREAK_KEY, loadTokenizer } from '../src/tokenizer.js';
 import { sampleSentences } from './helpers/dataset-sample.js';

@@ -9,9 +9,9 @@ import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as tf from '@tensorflow/tfjs';
 import { Tokenizer } from '@tensorflow-models/universal-sentence-encoder';
-import { loadUseLiteCheckpoint, resolveUseLiteDir, type UseLiteCheckpoint } from '../src/build/checkpoints/use-lite.js';
-import { buildUseLiteEncoderGraph, useLiteParamSpecs, useLiteParamValues } from '../src/build/architectures/use-lite.js';
-import { exportUseLiteEncoder, type ExportEncoderResult } from '../src/build/export-encoder.js';
+import { loadUseLiteCheckpoint, resolveUseLiteDir, type UseLiteCheckpoint } from '../src/pipeline/checkpoints/use-lite.js';
+import { buildUseLiteEncoderGraph, useLiteParamSpecs, useLiteParamValues } from '../src/pipeline/architectures/use-lite.js';
+import { exportUseLiteEncoder, type ExportEncoderResult } from '../src/pipeline/export-encoder.js';
 import { SHARED_DATA } from './helpers/paths.js';
 
 const PKG_DIR = resolveUseLiteDir();

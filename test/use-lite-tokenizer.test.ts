@@ -10,7 +10,7 @@ import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/trans
 import { Tokenizer as ReferenceTokenizer } from '@tensorflow-models/universal-sentence-encoder';
 import {
   USE_LITE_MAX_LENGTH, USE_LITE_PAD_ID, defaultUseLiteVocabPath, writeUseLiteTokenizer,
-} from '../src/build/tokenizers/use-lite.js';
+} from '../src/pipeline/tokenizers/use-lite.js';
 import { TextTooLongError, loadTokenizer, padEncodings, type TextTokenizer } from '../src/tokenizer.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
 import { SHARED_DATA } from './helpers/paths.js';
@@ -57,7 +57,7 @@ function referenceScore(ids: number[]): number {
 
 /**
  * Where the ids differ, is it only the tie-breaking of two equally scored segmentations of the
- * same text (see src/build/tokenizers/use-lite.ts, quirk b)? Same pieces end to end, bit-equal
+ * same text (see src/pipeline/tokenizers/use-lite.ts, quirk b)? Same pieces end to end, bit-equal
  * score under the reference's own arithmetic.
  */
 function isExactTie(ref: number[], got: number[]): boolean {

@@ -1,6 +1,6 @@
 // Depth at realistic width: a GPT-2-small-shaped classifier (768 wide, 12 heads, 3072 MLP,
 // 50257-token vocabulary) with random weights, cut to k layers by the project's own exporter
-// (src/build/export-transformer.ts, exportRandomGpt2Classifier). Each depth is timed two ways:
+// (src/pipeline/export-transformer.ts, exportRandomGpt2Classifier). Each depth is timed two ways:
 //   - session.run in a tight loop (no HTTP; the same session options and threads as the ceiling);
 //   - optionally through our server (the caller's `serve`), from a throw-away model repository
 //     whose variant borrows the default model's tokenizer: its ids are all below 50257, so they
@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { exportRandomGpt2Classifier } from '../../src/build/export-transformer.js';
+import { exportRandomGpt2Classifier } from '../../src/pipeline/export-transformer.js';
 import { createSession, timeLoop, type SessionThreads } from './ceiling.js';
 
 export interface Gpt2DepthPoint<S = unknown> {
@@ -95,7 +95,7 @@ export async function measureGpt2Depths<S>(o: {
           seqLength: o.seqLength,
           msPerBatch: t.msPerRun,
           inputsPerSec: (o.batchSize * 1000) / t.msPerRun,
-          builder: `exportRandomGpt2Classifier (src/build/export-transformer.ts), vocab ${vocab}`,
+          builder: `exportRandomGpt2Classifier (src/pipeline/export-transformer.ts), vocab ${vocab}`,
         };
       } finally {
         await session.release();

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GraphBuilder } from '../../src/build/graph.js';
+import { GraphBuilder } from '../../src/pipeline/graph.js';
 
 export const FIXTURE_WORDS = [
   'the', 'a', 'movie', 'film', 'plot', 'actor', 'scene', 'story', 'music', 'ending',
