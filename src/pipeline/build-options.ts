@@ -1,6 +1,6 @@
-// The flags of `slim build`: one table (name, value, default, help) that the parser, the
-// validation below and `slim build --help` all read, and the validated BuildOptions the
-// pipeline (pipeline.ts) runs on. Base-specific checks (a depth above the model's layers, a head
+// The flags of `slim build`: one table (name, value, default, help) that the parser and
+// `slim build --help` (command-line.ts) and the validation below all read, and the validated
+// BuildOptions the pipeline (pipeline.ts) runs on. Base-specific checks (a depth above the model's layers, a head
 // the architecture has not got) happen when the base is opened (bases/open.ts).
 import { basename, resolve } from 'node:path';
 import { locateBase, type BaseLocation } from './bases/locate.js';
@@ -8,6 +8,7 @@ import { BaseError } from './bases/base.js';
 import { splitTemplate } from './bases/prompt.js';
 import { parseTrainMode, type TrainMode } from './training/loop.js';
 import type { HeadKind } from '../manifest.js';
+import type { FlagSpec, FlagValues } from '../command-line.js';
 
 export const BUILD_VERSION = '0.1.0';
 
@@ -57,15 +58,6 @@ export interface BuildOptions {
   quiet: boolean;
 }
 
-export interface FlagSpec {
-  name: string;
-  /** Placeholder of the value; absent for a boolean switch. */
-  value?: string;
-  /** Shown as the default in --help. */
-  default?: string;
-  help: string;
-}
-
 /** Every `slim build` flag, in the order --help lists them. */
 export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'base', value: 'BASE', default: BUILD_DEFAULTS.base, help: 'the pretrained model to slim (see "Bases" below)' },
@@ -109,7 +101,7 @@ export function parseVerbalizer(text: string): Record<string, string> {
 }
 
 /** The parsed flag values (strings, or true for a switch) -> BuildOptions; UsageError on a bad value. */
-export function validateBuildFlags(values: Readonly<Record<string, string | boolean | undefined>>): BuildOptions {
+export function validateBuildFlags(values: FlagValues): BuildOptions {
   const str = (k: string) => values[k] as string | undefined;
   const base = str('base') ?? BUILD_DEFAULTS.base;
   let location: BaseLocation;

@@ -1,7 +1,6 @@
 // `slim eval --model models/<model>/<variant> --data FILE`: run the exported ONNX (onnxruntime-node)
 // with the variant's own tokenizer over a labelled dataset and print the metrics as JSON.
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DatasetError, checkLabelsKnown, loadDataset } from './datasets.js';
 import { evaluate, type EvalReport } from './evaluation.js';
@@ -9,6 +8,7 @@ import { ManifestError, ONNX_FILE, readManifest } from './model-writer.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { runCascade, type CascadeStage } from '../serve/routing/cascade.js';
 import { readdirSync, statSync } from 'node:fs';
+import { runCommand, type CommandSpec, type FlagValues } from '../command-line.js';
 
 export async function evaluateVariant(variantDir: string, data: string, options: { threads?: number; batch?: number } = {}): Promise<EvalReport> {
   const examples = await loadDataset(data);
@@ -141,24 +141,30 @@ export async function evaluateCascade(
   return { data, examples: examples.length, cost: 'layers run per input: the sum of the depths of the variants an input ran on', variants, cascades };
 }
 
+/** The flags of `slim eval`, for its parser and --help. */
+export const EVAL_COMMAND: CommandSpec = {
+  name: 'eval',
+  summary: 'evaluate an exported variant (or a confidence cascade of variants) on a labelled file: JSON report on stdout (accuracy, macroF1, confusion)',
+  flags: [
+    { name: 'model', value: 'DIR', help: 'the variant directory, models/<model>/<variant>; with --cascade, the model directory models/<model> (required)' },
+    { name: 'data', value: 'FILE', help: 'labelled examples: .jsonl ({"text","label"}), .csv/.tsv or builtin:spam (required)' },
+    { name: 'threads', value: 'N', default: '2', help: 'onnxruntime intra-op threads' },
+    { name: 'cascade', value: 'K1,K2,..', help: 'evaluate a confidence cascade over these variants of --model: every input runs on the first, the unsure ones go on to the next' },
+    { name: 'threshold', value: 'X[,Y,..]', default: '0.9', help: 'with --cascade: top probability under which an input goes on to the next variant; several, comma-separated, are each evaluated (a sweep)' },
+  ],
+  examples: ['slim eval --model models/spam/k1 --data ../shared/data/sms_spam/test.jsonl', 'slim eval --model models/spam --cascade k1,k2 --threshold 0.9 --data test.jsonl'],
+  run: (values) => runEval(values),
+};
+
 /** `slim eval ...`: prints the JSON report on stdout; 2 on usage, dataset or manifest errors. */
-export async function evalCommand(argv: string[]): Promise<number> {
-  let model: string | undefined, data: string | undefined, threads: string | undefined, cascade: string | undefined, threshold: string | undefined;
-  try {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: { model: { type: 'string' }, data: { type: 'string' }, threads: { type: 'string' }, cascade: { type: 'string' }, threshold: { type: 'string' } },
-    });
-    ({ model, data, threads, cascade, threshold } = values);
-  } catch (err) {
-    console.error(`slim eval: ${(err as Error).message.split('\n')[0]}`);
-    return 2;
-  }
+export function evalCommand(argv: string[]): Promise<number> {
+  return runCommand(EVAL_COMMAND, argv);
+}
+
+async function runEval(values: FlagValues): Promise<number> {
+  const [model, data, threads, cascade, threshold] = (['model', 'data', 'threads', 'cascade', 'threshold'] as const).map((k) => values[k] as string | undefined);
   if (!model || !data) {
-    console.error('slim eval: usage: slim eval --model models/<model>/<variant> --data FILE');
-    console.error('           slim eval --model models/<model> --cascade k1,k2 [--threshold 0.9[,0.8,...]] --data FILE');
+    console.error('slim eval: --model and --data are required (see slim eval --help)');
     return 2;
   }
   if (threads !== undefined && !/^[1-9][0-9]*$/.test(threads)) {

