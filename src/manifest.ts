@@ -4,11 +4,20 @@
 
 export const MANIFEST_FILE = 'manifest.json';
 export const ONNX_FILE = 'model.onnx';
+/** model.onnx's external data (the weights of a variant past protobuf's 2 GB), beside it. */
+export const ONNX_DATA_FILE = 'model.onnx.data';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 
 /** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head, k2-top1. */
 export const VARIANT_NAME = /^k([1-9][0-9]*)(?:-([a-z0-9][a-z0-9-]*))?$/;
+
+export interface ExternalDataFile {
+  /** File name in the variant directory (as model.onnx's tensors name their location). */
+  file: string;
+  bytes: number;
+  sha256: string;
+}
 
 export type HeadKind = 'pool' | 'last' | 'label-words';
 export const HEAD_KINDS: readonly HeadKind[] = ['pool', 'last', 'label-words'];
@@ -31,6 +40,8 @@ export interface Manifest {
   /** Parameters in the exported graph. */
   params: number;
   onnxSha256: string;
+  /** The files holding model.onnx's external data, when its weights are kept outside it (large variants). */
+  externalData?: ExternalDataFile[];
   /** ISO 8601 time of the build. */
   createdAt: string;
   /** Version of the build tool that wrote the variant. */

@@ -8,6 +8,7 @@ import { BaseError } from './bases/base.js';
 import { splitTemplate } from './bases/prompt.js';
 import { parseTrainMode, type TrainMode } from './training/loop.js';
 import type { HeadKind } from '../manifest.js';
+import { EXTERNAL_DATA_THRESHOLD } from './onnx-external.js';
 import type { FlagSpec, FlagValues } from '../command-line.js';
 
 export const BUILD_VERSION = '0.1.0';
@@ -55,6 +56,8 @@ export interface BuildOptions {
   out: string;
   threads: number;
   trainEmbeddings: boolean;
+  /** Initializer bytes past which a variant's weights go to model.onnx.data (ONNX external data). */
+  externalDataThreshold: number;
   quiet: boolean;
 }
 
@@ -77,6 +80,7 @@ export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'val', value: 'FILE', help: 'validation file (default: hold out --val-split of --data)' },
   { name: 'val-split', value: 'X', default: '0.1', help: 'fraction of --data held out for validation when --val is absent' },
   { name: 'threads', value: 'N', default: String(BUILD_DEFAULTS.threads), help: 'onnxruntime threads for training and latency measurement' },
+  { name: 'external-data-threshold', value: 'BYTES', default: String(EXTERNAL_DATA_THRESHOLD), help: 'weights past this many bytes are written to model.onnx.data beside model.onnx (ONNX external data; protobuf files stop at 2 GB)' },
   { name: 'train-embeddings', help: 'with --train full: also train the token embedding' },
   { name: 'quiet', help: 'no progress output' },
 ];
@@ -178,6 +182,7 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     out,
     threads: intFlag('threads', str('threads'), BUILD_DEFAULTS.threads, 1, 256),
     trainEmbeddings: values['train-embeddings'] === true,
+    externalDataThreshold: intFlag('external-data-threshold', str('external-data-threshold'), EXTERNAL_DATA_THRESHOLD, 0, EXTERNAL_DATA_THRESHOLD),
     quiet: values.quiet === true,
   };
 }

@@ -11,6 +11,7 @@ import {
   type FloatTensorValue, type GraphOutput, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
 } from './architectures/transformer.js';
 import { mulberry32, randomNormal } from './random.js';
+import { EXTERNAL_DATA_THRESHOLD, moveToExternalData } from './onnx-external.js';
 
 export type ExportHead =
   | { kind: 'hidden' }
@@ -75,7 +76,7 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
     docString: `slimserve export of ${ckpt.id} (${c.arch}), first ${o.depth} of ${c.layers} layers, head ${o.head.kind}`,
     metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(o.depth), 'slim.layers': String(c.layers), 'slim.head': o.head.kind, ...o.metadata },
   });
-  const written = writeModel(model, o.outFile, o.externalDataThreshold ?? 1.9e9);
+  const written = writeModel(model, o.outFile, o.externalDataThreshold ?? EXTERNAL_DATA_THRESHOLD);
   return { ...written, params, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -86,31 +87,18 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
  */
 export function writeModel(model: ModelProto, file: string, threshold: number): { file: string; dataFile?: string; bytes: number } {
   mkdirSync(dirname(file), { recursive: true });
-  const inits = model.graph!.initializer ?? [];
-  const total = inits.reduce((s, t) => s + (t.rawData?.length ?? 0), 0);
+  const chunks = moveToExternalData(model, basename(`${file}.data`), threshold);
   let dataFile: string | undefined;
   let dataBytes = 0;
-  if (total > threshold) {
+  if (chunks) {
     dataFile = `${file}.data`;
     const tmpData = `${dataFile}.tmp-${process.pid}`;
     const fd = openSync(tmpData, 'w');
     try {
-      for (const t of inits) {
-        const raw = t.rawData;
-        if (!raw || raw.length < 1024) continue;
-        // Align each tensor to 64 bytes (mmap-friendly, as onnx's own converter does not require but ORT likes).
-        const pad = (64 - (dataBytes % 64)) % 64;
-        if (pad) writeSync(fd, new Uint8Array(pad)), (dataBytes += pad);
+      for (const c of chunks) {
         let done = 0;
-        while (done < raw.length) done += writeSync(fd, raw, done, Math.min(raw.length - done, 1 << 30));
-        t.externalData = [
-          { key: 'location', value: basename(dataFile) },
-          { key: 'offset', value: String(dataBytes) },
-          { key: 'length', value: String(raw.length) },
-        ];
-        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-        t.rawData = new Uint8Array(0);
-        dataBytes += raw.length;
+        while (done < c.length) done += writeSync(fd, c, done, Math.min(c.length - done, 1 << 30));
+        dataBytes += c.length;
       }
     } finally {
       closeSync(fd);

@@ -7,7 +7,8 @@ import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { onnx, type ModelProto } from './onnx-proto.js';
 import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets.js';
-import { removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
+import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
+import { moveToExternalData } from './onnx-external.js';
 import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report.js';
 import { formatTrainMode, modeSuffix, type EncodedExample, type TrainResult } from './training/loop.js';
 import { openBase } from './bases/open.js';
@@ -45,7 +46,8 @@ export interface DepthState {
   /** The variant's directory name, k<depth>[-mode]. */
   readonly variant: string;
   trained?: TrainResult;
-  exported?: { model: ModelProto; onnx: Uint8Array; params: number };
+  /** model.onnx's bytes, and its external data when the weights are past --external-data-threshold. */
+  exported?: { model: ModelProto; onnx: Uint8Array; onnxData?: Uint8Array[]; params: number };
   written?: { dir: string; manifest: Manifest };
   latencyMs?: { batch1: number; batch32: number };
 }
@@ -75,7 +77,8 @@ const exportOnnx: DepthStep = {
   name: 'export',
   async run(ctx, d) {
     const { model, params } = ctx.base.exportModel(d.depth, need(d.trained, 'export', 'trained weights'));
-    d.exported = { model, onnx: onnx.ModelProto.encode(model).finish(), params };
+    const onnxData = moveToExternalData(model, ONNX_DATA_FILE, ctx.options.externalDataThreshold);
+    d.exported = { model, onnx: onnx.ModelProto.encode(model).finish(), onnxData, params };
   },
 };
 
@@ -98,7 +101,7 @@ const write: DepthStep = {
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
-    d.written = await writeVariant(ctx.modelDir, draft, { onnx: exp.onnx, tokenizer: ctx.base.tokenizerFiles.tokenizer, tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig });
+    d.written = await writeVariant(ctx.modelDir, draft, { onnx: exp.onnx, onnxData: exp.onnxData, tokenizer: ctx.base.tokenizerFiles.tokenizer, tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig });
   },
 };
 
@@ -106,9 +109,10 @@ const measure: DepthStep = {
   name: 'measure',
   async run(ctx, d) {
     const o = ctx.options, res = need(d.trained, 'measure', 'trained weights'), exp = need(d.exported, 'measure', 'exported model');
-    const dir = need(d.written, 'measure', 'written variant').dir;
+    const { dir, manifest } = need(d.written, 'measure', 'written variant');
     const seqs = ctx.latencySequences, pad = ctx.base.padId;
-    const [b1, b32] = await measureLatency(exp.onnx, [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS });
+    // From the written file, as the server loads it (external data is found beside it).
+    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS });
     d.latencyMs = { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) };
     ctx.results.push({
       variant: d.variant,
@@ -117,7 +121,7 @@ const measure: DepthStep = {
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
       params: exp.params,
-      fileBytes: (await stat(join(dir, 'model.onnx'))).size,
+      fileBytes: (await stat(join(dir, ONNX_FILE))).size + (manifest.externalData ?? []).reduce((n, e) => n + e.bytes, 0),
       latencyMs: d.latencyMs,
       train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
     });

@@ -143,6 +143,17 @@ export async function readVariant(modelDir: string, model: string, variant: stri
     const got = await sha256File(onnxPath);
     if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
   }
+  // Weights past 2 GB live beside model.onnx (ONNX external data); the manifest lists and hashes them.
+  const external = Array.isArray(manifest.externalData) ? (manifest.externalData as { file?: unknown; sha256?: unknown }[]) : [];
+  for (const e of external) {
+    if (typeof e.file !== 'string' || /[/\\]/.test(e.file) || typeof e.sha256 !== 'string') throw new RepositoryError(`${file}: externalData entries must be {file, bytes, sha256}`);
+    const path = join(vdir, e.file);
+    if (!existsSync(path)) throw new RepositoryError(`${vdir}: ${e.file} (external data of ${ONNX_FILE}) is missing`);
+    if (opts.verifyChecksums ?? true) {
+      const got = await sha256File(path);
+      if (got !== e.sha256) throw new RepositoryError(`${path}: sha256 ${got} differs from the manifest's externalData sha256 ${e.sha256}`);
+    }
+  }
   return { model, variant, depth: manifest.depth, dir: vdir, onnxPath, manifest };
 }
 
