@@ -14,6 +14,7 @@ import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
 import { HfCheckpoint, isHfCheckpointDir } from './checkpoints/hf.js';
 import { Llama2cCheckpoint } from './checkpoints/llama2c.js';
 import { Llama2cTokenizer, readLlama2cTokenizer } from './tokenizers/llama2c.js';
+import { choosePadToken } from './tokenizers/hf-special.js';
 import { HEAD_BIAS, HEAD_WEIGHT, loadParams, type FloatTensorValue, type PromptTemplateIds, type TransformerCheckpoint } from './architectures/transformer.js';
 import { buildExportGraph } from './export-transformer.js';
 import { trainTransformerClassifier } from './training/transformer-trainer.js';
@@ -85,6 +86,9 @@ export function openLlmBase(base: string, maxLength: number): OpenedBase {
   const tokenizerConfig = existsSync(cfgPath) ? (JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>) : {};
   for (const k of Object.keys(tokenizerConfig)) if (k.startsWith('auto_map') || k === 'chat_template') delete tokenizerConfig[k];
   Object.assign(tokenizerConfig, { padding_side: 'right', model_max_length: maxLength, add_bos_token: false, add_eos_token: false });
+  // No pad token (Llama, Mistral, GPT-2): choose one and write it into the variant's tokenizer_config.json.
+  const pad = choosePadToken(tokenizerJson, tokenizerConfig);
+  if (pad && tokenizerConfig.pad_token !== pad.token) tokenizerConfig.pad_token = pad.token;
   return { ckpt, tokenizerJson, tokenizerConfig, source: ckpt.source };
 }
 
@@ -104,7 +108,7 @@ export function templateIds(
 ): PromptTemplateIds {
   const c = ckpt.config;
   const special = new Set([c.bosId, c.eosId, encoderMarks?.cls, encoderMarks?.sep].filter((x): x is number => x !== undefined));
-  const bos = encoderMarks ? [encoderMarks.cls] : c.arch === 'llama' || c.arch === 'opt' ? [c.bosId!] : [];
+  const bos = encoderMarks ? [encoderMarks.cls] : (c.prependBos ?? (c.arch === 'llama' || c.arch === 'opt')) && c.bosId !== undefined ? [c.bosId] : [];
   const eos = encoderMarks ? [encoderMarks.sep] : [];
   if (template === undefined) return { prefix: bos, suffix: eos, padId: tokenizer.padId };
   const at = template.indexOf('{text}');
@@ -159,7 +163,7 @@ export async function runLlmBuild(o: LlmBuildOptions): Promise<{ modelDir: strin
   const { ckpt } = opened;
   const c = ckpt.config;
   for (const d of o.depths) if (d > c.layers) throw new LlmBuildError(`--depths ${d}: ${o.base} has ${c.layers} layers`);
-  if (o.head === 'label-words' && c.arch === 'bert') throw new LlmBuildError('--head label-words needs a decoder LM head (gpt2, opt, llama); use --head last for bert');
+  if (o.head === 'label-words' && !c.causal) throw new LlmBuildError(`--head label-words needs a decoder LM head; use --head last for ${c.arch}`);
   const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels ?? (o.verbalizer ? Object.keys(o.verbalizer) : undefined) });
   const tokenizerText = JSON.stringify(opened.tokenizerJson);
   const tokenizerConfigText = JSON.stringify(opened.tokenizerConfig, null, 2);
@@ -174,9 +178,9 @@ export async function runLlmBuild(o: LlmBuildOptions): Promise<{ modelDir: strin
   }
   const templateText = o.head === 'label-words' ? o.template ?? DEFAULT_TEMPLATE : o.template;
   let marks: { cls: number; sep: number } | undefined;
-  if (c.arch === 'bert') {
+  if (!c.causal) {
     const idOf = tokenId(opened.tokenizerJson);
-    const cls = idOf('[CLS]'), sep = idOf('[SEP]');
+    const cls = idOf(c.encoderMarks?.cls ?? '[CLS]'), sep = idOf(c.encoderMarks?.sep ?? '[SEP]');
     if (cls !== undefined && sep !== undefined) marks = { cls, sep };
   }
   const template = templateIds(tokenizer, ckpt, templateText, tokenString(opened.tokenizerJson), marks);
