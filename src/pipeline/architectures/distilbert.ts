@@ -57,6 +57,5 @@ export const distilbert: HfArchitecture = {
     return lin[part!] ? { name: `${l}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
   },
   lmHead: () => undefined,
-  noLmHead: true,
   defaultPooling: () => 'cls',
 };

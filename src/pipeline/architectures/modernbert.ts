@@ -83,6 +83,5 @@ export const modernbert: HfArchitecture = {
     return map[part!];
   },
   lmHead: () => undefined,
-  noLmHead: true,
   defaultPooling: (_c, hf): Pooling => (hf.classifier_pooling === 'mean' ? 'mean' : 'cls'),
 };

@@ -51,6 +51,5 @@ export const roberta: HfArchitecture = {
   },
   source: (_c, name) => bertLikeSource(name),
   lmHead: () => undefined,
-  noLmHead: true,
   defaultPooling: () => 'cls',
 };

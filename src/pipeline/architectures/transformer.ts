@@ -130,8 +130,6 @@ export interface HfArchitecture {
   lmHead(c: TransformerConfig): string | undefined;
   /** Pooling this family's users expect (decoders: last token; encoders: CLS, or mean). Default 'last'. */
   defaultPooling?(c: TransformerConfig, hf: Record<string, unknown>): Pooling;
-  /** No LM head this graph can read (encoders): label-word heads are refused. */
-  noLmHead?: boolean;
 }
 
 /** config.json value helpers. */
@@ -326,10 +324,11 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling?:
   }
 }
 
-export function ropeTables(c: TransformerConfig, length: number, theta = c.ropeTheta, scaling = c.ropeScaling): { cos: Float32Array; sin: Float32Array } {
+/** RoPE cos/sin [length, headDim]; `scaling` null for none (a local table: not the config's global scaling). */
+export function ropeTables(c: TransformerConfig, length: number, theta = c.ropeTheta, scaling: RopeScaling | null = c.ropeScaling ?? null): { cos: Float32Array; sin: Float32Array } {
   // HF LlamaRotaryEmbedding: inv_freq[j] = theta^(-2j/d), emb = cat(freqs, freqs); cos/sin in fp32.
   const d = c.headDim, half = d / 2;
-  const inv = ropeInverseFrequencies(d, theta, scaling);
+  const inv = ropeInverseFrequencies(d, theta, scaling ?? undefined);
   const scale = scaling?.type === 'longrope' ? scaling.attentionFactor : 1;
   const cos = new Float32Array(length * d), sin = new Float32Array(length * d);
   for (let pos = 0; pos < length; pos++) {
@@ -375,7 +374,7 @@ export function addParameters(g: GraphBuilder, c: TransformerConfig, values: Rea
     refs[TABLES.cos] = g.initializer(TABLES.cos, cos, [L, c.headDim]);
     refs[TABLES.sin] = g.initializer(TABLES.sin, sin, [L, c.headDim]);
     if (c.localRopeTheta !== undefined && c.localLayers?.some(Boolean)) {
-      const local = ropeTables(c, L, c.localRopeTheta, undefined);
+      const local = ropeTables(c, L, c.localRopeTheta, null);
       refs[TABLES.localCos] = g.initializer(TABLES.localCos, local.cos, [L, c.headDim]);
       refs[TABLES.localSin] = g.initializer(TABLES.localSin, local.sin, [L, c.headDim]);
     }
