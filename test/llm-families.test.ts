@@ -30,6 +30,8 @@ interface Case {
   pooling: 'last' | 'cls' | 'mean';
   /** The LM head tensor label words read, for families that have one. */
   lmHead?: string;
+  /** Multimodal checkpoints: the text config the reference reads (HF defaults filled in) and where its tensors live. */
+  ref?: { config: (written: Record<string, any>) => Record<string, any>; tensor: (name: string) => string };
 }
 
 const llama3Scaling = { factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, rope_type: 'llama3' };
@@ -44,6 +46,14 @@ const CASES: Case[] = [
   { label: 'phi3 longrope (Phi-3.5) fp32', opts: { arch: 'phi3', layers: 2, hidden: 32, heads: 4, ffn: 48, vocab: 61, maxPositions: 128, seed: 28, extraConfig: { original_max_position_embeddings: 32, rope_scaling: { type: 'longrope', short_factor: [1, 1.2, 1.7, 3.1], long_factor: [2, 4, 8, 16] } } }, pooling: 'last', lmHead: 'lm_head.weight' },
   { label: 'gemma2 softcaps, alternating window 4, fp32', opts: { arch: 'gemma2', layers: 3, hidden: 32, heads: 4, kvHeads: 2, headDim: 16, ffn: 48, vocab: 61, maxPositions: 64, seed: 29, extraConfig: { sliding_window: 4, query_pre_attn_scalar: 24, attn_logit_softcapping: 5, final_logit_softcapping: 3 } }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
   { label: 'gemma3_text q/k norm, local rope, global linear rope_scaling, pattern 2 window 4, bf16 sharded', opts: { arch: 'gemma3_text', layers: 3, hidden: 32, heads: 4, kvHeads: 1, headDim: 16, ffn: 48, vocab: 61, maxPositions: 64, seed: 30, dtype: 'BF16', shards: 3, extraConfig: { sliding_window: 4, sliding_window_pattern: 2, rope_scaling: { rope_type: 'linear', factor: 8 } } }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
+  {
+    label: 'gemma3 multimodal (gemma-3-4b layout: sparse text_config, language_model.model.*), pattern 6, bf16 sharded',
+    opts: { arch: 'gemma3', layers: 7, hidden: 32, heads: 4, kvHeads: 2, headDim: 8, ffn: 48, vocab: 61, maxPositions: 64, seed: 35, dtype: 'BF16', shards: 2, extraConfig: { sliding_window: 4 } },
+    pooling: 'last',
+    lmHead: 'model.embed_tokens.weight',
+    // Gemma3TextConfig defaults for what gemma-3-4b's text_config leaves out.
+    ref: { config: (w) => ({ rms_norm_eps: 1e-6, rope_theta: 1e6, rope_local_base_freq: 10000, sliding_window_pattern: 6, ...w.text_config }), tensor: (n) => (n.startsWith('model.') ? `language_model.${n}` : n) },
+  },
   { label: 'roberta fp32', opts: { arch: 'roberta', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 31 }, pooling: 'cls' },
   { label: 'xlm-roberta bf16 sharded', opts: { arch: 'xlm-roberta', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 32, dtype: 'BF16', shards: 2 }, pooling: 'cls' },
   { label: 'distilbert fp16', opts: { arch: 'distilbert', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 33, dtype: 'F16' }, pooling: 'cls' },
@@ -75,14 +85,14 @@ for (const c of CASES) {
   test(`${c.label}: hidden states at depths 1, 2, full, the default (${c.pooling}) pooled head${c.lmHead ? ' and label words' : ''} equal the reference on a right-padded batch`, async () => {
     const dir = join(work, c.label.replace(/[^a-z0-9]+/gi, '-'));
     const written = writeRandomHfCheckpoint(dir, c.opts);
-    const cfg = written.config as Record<string, any>;
+    const cfg = c.ref ? c.ref.config(written.config) : (written.config as Record<string, any>);
     const ckpt = new HfCheckpoint(dir);
     assert.equal(ckpt.config.pooling ?? 'last', c.pooling, 'default pooling of the family');
     const store = SafetensorsStore.open(dir);
     const cache = new Map<string, Float64Array>();
     const get: Get = (n) => {
       let v = cache.get(n);
-      if (!v) cache.set(n, (v = Float64Array.from(store.read(n).data)));
+      if (!v) cache.set(n, (v = Float64Array.from(store.read(c.ref ? c.ref.tensor(n) : n).data)));
       return v;
     };
     const W = c.opts.hidden;

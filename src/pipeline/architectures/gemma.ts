@@ -108,3 +108,33 @@ export const gemma3: HfArchitecture = {
   lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
   defaultPooling: () => 'last',
 };
+
+/**
+ * Gemma3TextConfig's defaults: the text_config of the multimodal checkpoints (gemma-3-4b and up)
+ * lists only what differs from them (gemma-3-4b: hidden_size, intermediate_size,
+ * num_hidden_layers, rope_scaling, sliding_window).
+ */
+const GEMMA3_TEXT_DEFAULTS: Record<string, unknown> = {
+  vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
+  num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', max_position_embeddings: 131072,
+  rms_norm_eps: 1e-6, rope_theta: 1_000_000, query_pre_attn_scalar: 256, sliding_window: 4096,
+  final_logit_softcapping: null, attn_logit_softcapping: null, rope_scaling: null, rope_local_base_freq: 10000,
+  sliding_window_pattern: 6, bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, tie_word_embeddings: true,
+};
+
+/** Gemma 3 multimodal checkpoints (model_type "gemma3", 4b and up): the language model only; the vision tower is never read. */
+export const gemma3Multimodal: HfArchitecture = {
+  modelTypes: ['gemma3'],
+  // transformers 4.50 saved language_model.model.*; 4.52 and later save model.language_model.*.
+  prefixes: ['language_model.model.', 'model.language_model.'],
+  probe: 'embed_tokens.weight',
+  config(hf) {
+    const text = (hf.text_config ?? {}) as Record<string, unknown>;
+    const top: Record<string, unknown> = {};
+    for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) if (hf[k] !== undefined && text[k] === undefined) top[k] = hf[k];
+    return gemmaConfig({ ...GEMMA3_TEXT_DEFAULTS, ...top, ...text }, 'gemma3');
+  },
+  source: (_c, name) => gemmaSource(name),
+  lmHead: () => undefined,
+  defaultPooling: () => 'last',
+};

@@ -13,13 +13,13 @@ import { llama } from '../architectures/llama.js';
 import { bert } from '../architectures/bert.js';
 import { qwen2 } from '../architectures/qwen2.js';
 import { qwen3 } from '../architectures/qwen3.js';
-import { gemma2, gemma3 } from '../architectures/gemma.js';
+import { gemma2, gemma3, gemma3Multimodal } from '../architectures/gemma.js';
 import { phi3 } from '../architectures/phi3.js';
 import { roberta } from '../architectures/roberta.js';
 import { distilbert } from '../architectures/distilbert.js';
 import { modernbert } from '../architectures/modernbert.js';
 
-export const HF_ARCHITECTURES: readonly HfArchitecture[] = [gpt2, opt, llama, bert, qwen2, qwen3, gemma2, gemma3, phi3, roberta, distilbert, modernbert];
+export const HF_ARCHITECTURES: readonly HfArchitecture[] = [gpt2, opt, llama, bert, qwen2, qwen3, gemma2, gemma3, gemma3Multimodal, phi3, roberta, distilbert, modernbert];
 
 export function isHfCheckpointDir(dir: string): boolean {
   return existsSync(join(dir, 'config.json')) && (existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json')));

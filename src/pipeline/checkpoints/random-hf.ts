@@ -8,7 +8,7 @@ import { mulberry32, randomNormal } from '../random.js';
 import { writeSafetensors } from './safetensors.js';
 
 export type RandomArch = 'gpt2' | 'opt' | 'llama' | 'bert'
-  | 'qwen2' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3_text' | 'phi3' | 'roberta' | 'xlm-roberta' | 'distilbert' | 'modernbert';
+  | 'qwen2' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3_text' | 'gemma3' | 'phi3' | 'roberta' | 'xlm-roberta' | 'distilbert' | 'modernbert';
 
 export interface RandomCheckpointOptions {
   arch: RandomArch;
@@ -105,7 +105,7 @@ export function hfTensorPlan(o: RandomCheckpointOptions): { config: Record<strin
     if (untied) add('lm_head.weight', V, W);
     return { config, tensors: t };
   }
-  const newer = newerFamilyPlan(o, add);
+  const newer = newerFamilyPlan(o, add, t);
   if (newer) return { config: newer, tensors: t };
   const F = o.ffn ?? 4 * W;
   const config = { model_type: 'bert', architectures: ['BertModel'], hidden_size: W, num_attention_heads: H, num_hidden_layers: L, intermediate_size: F, max_position_embeddings: P, vocab_size: V, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: 'gelu', pad_token_id: 0, ...o.extraConfig };
@@ -128,7 +128,7 @@ export function hfTensorPlan(o: RandomCheckpointOptions): { config: Record<strin
  * The families added for issue 15, each with the config.json keys of a released checkpoint
  * (named beside each) at the given small dimensions, and its HF tensor names and layouts.
  */
-function newerFamilyPlan(o: RandomCheckpointOptions, add: (name: string, ...dims: number[]) => void): Record<string, unknown> | undefined {
+function newerFamilyPlan(o: RandomCheckpointOptions, add: (name: string, ...dims: number[]) => void, t: { name: string; dims: number[] }[]): Record<string, unknown> | undefined {
   const W = o.hidden, H = o.heads, L = o.layers, V = o.vocab, P = o.maxPositions ?? 128;
   const KV = o.kvHeads ?? H, hd = o.headDim ?? W / H;
   const llamaLayers = (opts: { qkvBias?: boolean; qkNorm?: boolean; sandwich?: boolean; fused?: boolean }, F: number) => {
@@ -199,6 +199,18 @@ function newerFamilyPlan(o: RandomCheckpointOptions, add: (name: string, ...dims
       const config = { architectures: ['Gemma3ForCausalLM'], attention_bias: false, attention_dropout: 0, attn_logit_softcapping: null, bos_token_id: 2, cache_implementation: 'hybrid', eos_token_id: 1, final_logit_softcapping: null, head_dim: hd, hidden_activation: 'gelu_pytorch_tanh', hidden_size: W, initializer_range: 0.02, intermediate_size: F, max_position_embeddings: P, model_type: 'gemma3_text', num_attention_heads: H, num_hidden_layers: L, num_key_value_heads: KV, pad_token_id: 0, query_pre_attn_scalar: hd, rms_norm_eps: 1e-6, rope_local_base_freq: 10000, rope_scaling: null, rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: 'bfloat16', use_cache: true, vocab_size: V, ...o.extraConfig };
       add('model.embed_tokens.weight', V, W);
       llamaLayers({ sandwich: true, qkNorm: true }, F);
+      return config;
+    }
+    case 'gemma3': { // google/gemma-3-4b-it: a sparse text_config, the language model under language_model.model.
+      const text = { hidden_size: W, intermediate_size: F, model_type: 'gemma3_text', num_hidden_layers: L, num_attention_heads: H, num_key_value_heads: KV, head_dim: hd, query_pre_attn_scalar: hd, vocab_size: V, max_position_embeddings: P, rope_scaling: { factor: 8.0, rope_type: 'linear' }, sliding_window: 1024, ...o.extraConfig };
+      const config = { architectures: ['Gemma3ForConditionalGeneration'], boi_token_index: 255999, eoi_token_index: 256000, eos_token_id: [1, 106], image_token_index: 262144, initializer_range: 0.02, mm_tokens_per_image: 256, model_type: 'gemma3', text_config: text, torch_dtype: 'bfloat16', vision_config: { hidden_size: 8, image_size: 16, intermediate_size: 16, model_type: 'siglip_vision_model', num_attention_heads: 2, num_hidden_layers: 1, patch_size: 8, vision_use_head: false } };
+      const before = t.length;
+      add('model.embed_tokens.weight', V, W);
+      llamaLayers({ sandwich: true, qkNorm: true }, F);
+      for (const x of t.slice(before)) x.name = `language_model.${x.name}`;
+      add('multi_modal_projector.mm_input_projection_weight', 8, W);
+      add('multi_modal_projector.mm_soft_emb_norm.weight', 8);
+      add('vision_tower.vision_model.embeddings.patch_embedding.weight', 8, 3, 8, 8);
       return config;
     }
     case 'roberta':
