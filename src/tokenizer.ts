@@ -237,7 +237,11 @@ class HfTextTokenizer implements TextTokenizer {
     // transformers.js falls back from pad_token to eos_token (GPT-2 and Llama have no pad);
     // with neither, 0 is as good as any id since the mask hides padding.
     this.padId = Number.isInteger(tokenizer.pad_token_id) ? tokenizer.pad_token_id : 0;
-    this.padSide = tokenizer.padding_side === 'left' ? 'left' : 'right';
+    // tokenizer_config.json's padding_side first: transformers.js' LlamaTokenizer sets "left" in a
+    // class field, which runs after the constructor has read the config and so overrides it
+    // (a variant of a Llama/Mistral checkpoint saying "right" would otherwise be served left-padded).
+    const side = typeof config.padding_side === 'string' ? config.padding_side : tokenizer.padding_side;
+    this.padSide = side === 'left' ? 'left' : 'right';
     const max = config.model_max_length;
     // Hugging Face writes 1e30 ("VERY_LARGE_INTEGER") when a tokenizer has no limit.
     this.modelMaxLength = typeof max === 'number' && Number.isInteger(max) && max > 0 && max < 1e9 ? max : null;

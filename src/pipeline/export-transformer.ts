@@ -8,7 +8,7 @@ import { onnx, type ModelProto } from './onnx-proto.js';
 import type { GraphBuilder } from './graph.js';
 import {
   buildTransformerGraph, checkDepth, countParams, loadParams, paramSpecs,
-  type FloatTensorValue, type GraphOutput, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
+  type FloatTensorValue, type GraphOutput, type Pooling, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
 } from './architectures/transformer.js';
 import { mulberry32, randomNormal } from './random.js';
 import { EXTERNAL_DATA_THRESHOLD, moveToExternalData } from './onnx-external.js';
@@ -32,6 +32,8 @@ export interface ExportTransformerOptions {
   metadata?: Record<string, string>;
   /** Prompt template applied in the graph (label-words heads). */
   template?: PromptTemplateIds;
+  /** Which vector a classifier head reads (default: the checkpoint family's, see HfArchitecture.defaultPooling). */
+  pooling?: Pooling;
 }
 
 export interface ExportTransformerResult {
@@ -64,7 +66,7 @@ export function graphOutputFor(ckpt: TransformerCheckpoint, head: ExportHead): G
 export function buildExportGraph(ckpt: TransformerCheckpoint, o: Omit<ExportTransformerOptions, 'outFile'>): { graph: GraphBuilder; params: number } {
   checkDepth(ckpt.config, o.depth);
   const body = loadParams(ckpt, o.depth);
-  const { graph } = buildTransformerGraph(ckpt.config, body, { depth: o.depth, output: graphOutputFor(ckpt, o.head), tableLength: o.tableLength, overrides: o.overrides, template: o.template });
+  const { graph } = buildTransformerGraph(ckpt.config, body, { depth: o.depth, output: graphOutputFor(ckpt, o.head), tableLength: o.tableLength, overrides: o.overrides, template: o.template, pooling: o.pooling });
   return { graph, params: countParams(body) };
 }
 

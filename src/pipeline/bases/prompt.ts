@@ -11,6 +11,7 @@ import { Llama2cTokenizer, readLlama2cTokenizer } from '../tokenizers/llama2c.js
 import type { PromptTemplateIds, TransformerCheckpoint } from '../architectures/transformer.js';
 import { loadTokenizer, type TextTokenizer } from '../../tokenizer.js';
 import { BaseError } from './base.js';
+import { choosePadToken } from '../tokenizers/hf-special.js';
 
 export interface VariantTokenizer {
   /** tokenizer.json and tokenizer_config.json of the variants (no special tokens added: the template carries BOS). */
@@ -37,6 +38,9 @@ export function hfVariantTokenizer(ckpt: HfCheckpoint, maxLength: number): Varia
   const tokenizerConfig = existsSync(cfgPath) ? (JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>) : {};
   for (const k of Object.keys(tokenizerConfig)) if (k.startsWith('auto_map') || k === 'chat_template') delete tokenizerConfig[k];
   Object.assign(tokenizerConfig, { padding_side: 'right', model_max_length: maxLength, add_bos_token: false, add_eos_token: false });
+  // No pad token (Llama, Mistral, GPT-2): choose one and write it into the variant's tokenizer_config.json.
+  const pad = choosePadToken(tokenizerJson, tokenizerConfig);
+  if (pad && tokenizerConfig.pad_token !== pad.token) tokenizerConfig.pad_token = pad.token;
   return { tokenizerJson, tokenizerConfig };
 }
 
@@ -80,7 +84,7 @@ export function templateIds(
 ): PromptTemplateIds {
   const c = ckpt.config;
   const special = new Set([c.bosId, c.eosId, encoderMarks?.cls, encoderMarks?.sep].filter((x): x is number => x !== undefined));
-  const bos = encoderMarks ? [encoderMarks.cls] : c.arch === 'llama' || c.arch === 'opt' ? [c.bosId!] : [];
+  const bos = encoderMarks ? [encoderMarks.cls] : (c.prependBos ?? (c.arch === 'llama' || c.arch === 'opt')) && c.bosId !== undefined ? [c.bosId] : [];
   const eos = encoderMarks ? [encoderMarks.sep] : [];
   if (template === undefined) return { prefix: bos, suffix: eos, padId: tokenizer.padId };
   const parts = splitTemplate(template);

@@ -70,7 +70,7 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
   checkTensors(ckpt, Math.max(...o.depths));
   // label-words needs an LM head: decoders have one, encoders (bert) read a fresh linear head.
   const head = o.head ?? (c.causal ? 'label-words' : 'last');
-  if (head === 'label-words' && !c.causal) throw new BaseError(`--head label-words needs a decoder LM head (gpt2, opt, llama); ${c.arch} is an encoder: use --head last`);
+  if (head === 'label-words' && !c.causal) throw new BaseError(`--head label-words needs a decoder LM head; ${c.arch} is an encoder: use --head last`);
   if (head === 'pool') throw new BaseError(`--head pool is not available for ${o.base} (use last or label-words)`);
   if (o.verbalizer && head !== 'label-words') throw new BaseError('--verbalizer needs --head label-words');
 
@@ -79,9 +79,9 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
   const tokenizer = await tokenizerFromFiles(tokenizerText, tokenizerConfigText);
   const templateText = head === 'label-words' ? o.template ?? BUILD_DEFAULTS.template : o.template;
   let marks: { cls: number; sep: number } | undefined;
-  if (c.arch === 'bert') {
+  if (!c.causal) {
     const idOf = tokenId(tok.tokenizerJson);
-    const cls = idOf('[CLS]'), sep = idOf('[SEP]');
+    const cls = idOf(c.encoderMarks?.cls ?? '[CLS]'), sep = idOf(c.encoderMarks?.sep ?? '[SEP]');
     if (cls !== undefined && sep !== undefined) marks = { cls, sep };
   }
   const template = templateIds(tokenizer, ckpt, templateText, tokenString(tok.tokenizerJson), marks);
