@@ -8,6 +8,7 @@ import { BaseError } from './bases/base.js';
 import { splitTemplate } from './bases/prompt.js';
 import { parseTrainMode, type TrainMode } from './training/loop.js';
 import type { HeadKind } from '../manifest.js';
+import type { Pooling } from './architectures/transformer.js';
 import { EXTERNAL_DATA_THRESHOLD } from './onnx-external.js';
 import type { FlagSpec, FlagValues } from '../command-line.js';
 
@@ -43,6 +44,8 @@ export interface BuildOptions {
   /** Undefined: the base's default (pool for builtin:use-lite, label-words for decoders with an LM head, last otherwise). */
   head?: HeadKind;
   labels?: string[];
+  /** head last: which vector the head reads (undefined: the family's default, e.g. cls for bert/roberta, mean for modernbert, last for decoders). */
+  pooling?: Pooling;
   /** label-words: label -> word (default: each label is its own word), and the prompt around {text}. */
   verbalizer?: Record<string, string>;
   template?: string;
@@ -69,6 +72,7 @@ export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'depths', value: 'K,K,..', default: BUILD_DEFAULTS.depths, help: 'depths (first-k layers) to build, comma-separated, each 1..layers of the base' },
   { name: 'train', value: 'MODE', default: BUILD_DEFAULTS.train, help: 'what trains: head (frozen body), top:N (top N kept layers + head), full' },
   { name: 'head', value: 'KIND', help: 'pool (builtin:use-lite), last (a linear layer on the last real token), label-words (LM-head rows of one word per label after --template); default: pool, label-words for decoders, last for encoders' },
+  { name: 'pooling', value: 'KIND', help: 'with --head last on a transformer base: last (last real token), cls (first token) or mean (masked mean); default: the family\'s (last for decoders, cls for bert/roberta/xlm-roberta/distilbert, mean for modernbert)' },
   { name: 'labels', value: 'A,B,..', help: 'label set and output order (default: the labels found in --data, sorted)' },
   { name: 'verbalizer', value: 'L=W,..', help: 'label-words: the word read for each label (default: the label itself)' },
   { name: 'template', value: 'TEXT', default: JSON.stringify(BUILD_DEFAULTS.template), help: 'prompt around the input, with {text} once (label-words default; optional with --head last)' },
@@ -142,6 +146,10 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     const parts = splitTemplate(template);
     if (typeof parts === 'string') throw new UsageError(parts);
   }
+  const poolingText = str('pooling');
+  if (poolingText !== undefined && poolingText !== 'last' && poolingText !== 'cls' && poolingText !== 'mean') throw new UsageError(`--pooling must be last, cls or mean (got ${JSON.stringify(poolingText)})`);
+  if (poolingText !== undefined && useLite) throw new UsageError(`--pooling needs a transformer base; ${base} pools with its own encoder`);
+  const pooling = poolingText as Pooling | undefined;
   let verbalizer: Record<string, string> | undefined;
   if (str('verbalizer') !== undefined) {
     if (useLite || head === 'last') throw new UsageError('--verbalizer needs --head label-words');
@@ -169,6 +177,7 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     depths,
     mode,
     head,
+    pooling,
     labels,
     verbalizer,
     template,

@@ -39,6 +39,8 @@ export const bert: HfArchitecture = {
   },
   source: (_c, name) => bertLikeSource(name),
   lmHead: () => undefined,
+  // BertForSequenceClassification reads [CLS] (the first token); --pooling overrides.
+  defaultPooling: () => 'cls',
 };
 
 /** BERT's tensor names (also RoBERTa's and XLM-R's), under the prefix the checkpoint uses. */

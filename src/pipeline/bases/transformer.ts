@@ -65,13 +65,15 @@ export async function openTransformerBase(o: BuildOptions, labels: readonly stri
 }
 
 async function prepare(o: BuildOptions, labels: readonly string[], ckpt: TransformerCheckpoint, tok: VariantTokenizer): Promise<BuildBase> {
-  const c = ckpt.config;
+  // --pooling overrides the family's default (HfArchitecture.defaultPooling); training and export read c.
+  const c = o.pooling ? { ...ckpt.config, pooling: o.pooling } : ckpt.config;
   for (const d of o.depths) if (d > c.layers) throw new BaseError(`--depths ${d}: ${o.base} has ${c.layers} layers (use 1..${c.layers})`);
   checkTensors(ckpt, Math.max(...o.depths));
   // label-words needs an LM head: decoders have one, encoders (bert) read a fresh linear head.
   const head = o.head ?? (c.causal ? 'label-words' : 'last');
   if (head === 'label-words' && !c.causal) throw new BaseError(`--head label-words needs a decoder LM head; ${c.arch} is an encoder: use --head last`);
   if (head === 'pool') throw new BaseError(`--head pool is not available for ${o.base} (use last or label-words)`);
+  if (o.pooling && head === 'label-words') throw new BaseError('--pooling needs --head last (label-words reads the LM head at the last token)');
   if (o.verbalizer && head !== 'label-words') throw new BaseError('--verbalizer needs --head label-words');
 
   const tokenizerText = JSON.stringify(tok.tokenizerJson);
@@ -107,7 +109,7 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
   return {
     info: { id: ckpt.id, arch: c.arch, layers: c.layers, source: checkpointSource(ckpt) },
     head,
-    description: `${ckpt.id} (${c.arch}, ${c.layers} layers, width ${c.hidden}); head ${head}${words ? ` (words ${words.join(', ')} = ids ${wordIds!.join(', ')})` : ''}`,
+    description: `${ckpt.id} (${c.arch}, ${c.layers} layers, width ${c.hidden}); head ${head}${head === 'label-words' ? '' : `, pooling ${c.pooling ?? 'last'}`}${words ? ` (words ${words.join(', ')} = ids ${wordIds!.join(', ')})` : ''}`,
     tokenizerFiles: { tokenizer: tokenizerText, tokenizerConfig: tokenizerConfigText },
     padId: tokenizer.padId,
     manifestFields: head === 'label-words' ? { template: templateText!, labelWords: words! } : {},
@@ -131,7 +133,7 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
       const { graph } = buildTransformerGraph(c, values, { depth, output: graphOutputFor(ckpt, { kind: 'last', weight, bias }), tableLength: seqLimit, overrides, template });
       const model = graph.toModel({
         docString: `slimserve classifier on ${ckpt.id} (${c.arch}), first ${depth} of ${c.layers} layers, head ${head}, labels ${labels.join(',')}`,
-        metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(depth), 'slim.labels': JSON.stringify(labels), 'slim.template': templateText ?? '' },
+        metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(depth), 'slim.labels': JSON.stringify(labels), 'slim.template': templateText ?? '', 'slim.pooling': head === 'label-words' ? 'last' : c.pooling ?? 'last' },
       });
       return { model, params: countParams(values) + weight.data.length + bias.data.length };
     },
