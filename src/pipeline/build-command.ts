@@ -12,6 +12,7 @@ import { writeUseLiteTokenizer } from './tokenizers/use-lite.js';
 import { isLlmBase, LlmBuildError, parseVerbalizer, runLlmBuild } from './build-llm.js';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
 import { exportClassifier, trainClassifier } from './training/trainer.js';
+import { buildPrecisionSiblings, parsePrecisions, type Precision } from './precision/variants.js';
 import { formatTrainMode, modeSuffix, parseTrainMode, type EncodedExample, type TrainMode } from './training/loop.js';
 
 export const BUILD_VERSION = '0.1.0';
@@ -53,7 +54,22 @@ export interface BuildOptions {
   out: string;
   threads: number;
   trainEmbeddings: boolean;
+  /** fp32 plus the int8 / fp16 siblings written beside each depth (default fp32,int8; use-lite only). */
+  precisions: Precision[];
   quiet: boolean;
+}
+
+/** `--precision fp32,int8[,fp16]`: the list, or a UsageError. LLM bases get fp32 only for now. */
+function precisionFlag(text: string | undefined, llm: boolean): Precision[] {
+  if (llm) {
+    if (text !== undefined && text.trim() !== 'fp32') throw new UsageError('--precision int8/fp16 is available for builtin:use-lite builds only (use --precision fp32)');
+    return ['fp32'];
+  }
+  try {
+    return parsePrecisions(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function intFlag(name: string, v: string | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -88,6 +104,7 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
         'train-embeddings': { type: 'boolean' },
         template: { type: 'string' },
         verbalizer: { type: 'string' },
+        precision: { type: 'string' },
         quiet: { type: 'boolean' },
       },
     }));
@@ -158,6 +175,7 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
     out,
     threads: intFlag('threads', str('threads'), BUILD_DEFAULTS.threads, 1, 256),
     trainEmbeddings: values['train-embeddings'] === true,
+    precisions: precisionFlag(str('precision'), llm),
     quiet: values.quiet === true,
   };
 }
@@ -234,25 +252,36 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
       train: { mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: train.length, dataSha256, seconds: round(res.seconds, 2) },
       eval: { split: data.evalSplit, examples: val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
       params,
+      precision: 'fp32',
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
     const { dir } = await writeVariant(modelDir, draft, { onnx: bytes, tokenizer: tokenizerText, tokenizerConfig: tokenizerConfigText });
-    const [b1, b32] = await measureLatency(bytes, [makeBatch(sequences, 1, latencySeq, tokenizer.padId), makeBatch(sequences, 32, latencySeq, tokenizer.padId)], {
-      threads: o.threads,
-      runs: latencyRuns,
-    });
-    results.push({
+    const latencyBatches = [makeBatch(sequences, 1, latencySeq, tokenizer.padId), makeBatch(sequences, 32, latencySeq, tokenizer.padId)];
+    const [b1, b32] = await measureLatency(bytes, latencyBatches, { threads: o.threads, runs: latencyRuns });
+    const fp32Result: DepthResult = {
       variant,
       depth,
       mode,
+      precision: 'fp32',
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
       params,
       fileBytes: (await stat(join(dir, 'model.onnx'))).size,
       latencyMs: { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) },
       train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
+    };
+    results.push(fp32Result);
+    log(`slim build: ${variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
+    // int8 / fp16 siblings of this depth (k2-int8, k2-fp16), measured like the float32 one.
+    const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples: val, padId: tokenizer.padId, threads: o.threads }, async (onnx) => {
+      const [s1, s32] = await measureLatency(onnx, latencyBatches, { threads: o.threads, runs: latencyRuns });
+      return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
     });
+    for (const s of siblings) {
+      results.push({ ...fp32Result, variant: s.variant, precision: s.precision, accuracy: s.accuracy, macroF1: s.macroF1, fileBytes: s.fileBytes, latencyMs: s.latencyMs });
+      log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}`);
+    }
     const report = buildReport({
       model,
       base: { id: USE_LITE_ID, arch: 'use-lite', layers: ckpt.config.blocks.length },
@@ -264,7 +293,6 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
     });
     await writeReport(modelDir, report);
     recommended = report.recommended?.variant ?? null;
-    log(`slim build: ${variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
   }
   return { modelDir, results, recommended, seconds: (performance.now() - t0) / 1000 };
 }
