@@ -9,7 +9,7 @@ export const ONNX_DATA_FILE = 'model.onnx.data';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 
-/** k<depth>, optionally with a training-mode suffix: k1, k12, k2-head, k2-top1. */
+/** k<depth>, optionally with training-mode and precision suffixes: k1, k12, k2-head, k2-top1, k2-int8, k1-head-fp16. */
 export const VARIANT_NAME = /^k([1-9][0-9]*)(?:-([a-z0-9][a-z0-9-]*))?$/;
 
 export interface ExternalDataFile {
@@ -17,6 +17,15 @@ export interface ExternalDataFile {
   file: string;
   bytes: number;
   sha256: string;
+}
+
+/** Numeric precision of a variant's weights and arithmetic (src/pipeline/precision/). */
+export type Precision = 'fp32' | 'int8' | 'fp16';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'int8', 'fp16'];
+
+/** The precision a manifest declares; manifests written before precisions existed are fp32. */
+export function precisionOf(manifest: { precision?: unknown }): Precision {
+  return PRECISIONS.includes(manifest.precision as Precision) ? (manifest.precision as Precision) : 'fp32';
 }
 
 export type HeadKind = 'pool' | 'last' | 'label-words';
@@ -35,6 +44,10 @@ export interface Manifest {
   /** head "label-words": the word read for each label, in `labels` order. */
   labelWords?: string[];
   maxLength: number;
+  /** fp32 when absent. An int8 or fp16 variant's name ends in -int8 / -fp16. */
+  precision?: Precision;
+  /** int8 / fp16 variants: the float32 variant they were converted from. */
+  convertedFrom?: { variant: string; onnxSha256: string };
   train: { mode: string; epochs: number; lr: number; seed: number; examples: number; dataSha256: string; seconds: number };
   eval: { split: string; examples: number; accuracy: number; macroF1: number };
   /** Parameters in the exported graph. */

@@ -11,6 +11,7 @@ import type { HeadKind } from '../manifest.js';
 import type { Pooling } from './architectures/transformer.js';
 import { EXTERNAL_DATA_THRESHOLD } from './onnx-external.js';
 import type { FlagSpec, FlagValues } from '../command-line.js';
+import { DEFAULT_PRECISIONS, parsePrecisions, type Precision } from './precision/variants.js';
 
 export const BUILD_VERSION = '0.1.0';
 
@@ -61,6 +62,8 @@ export interface BuildOptions {
   trainEmbeddings: boolean;
   /** Initializer bytes past which a variant's weights go to model.onnx.data (ONNX external data). */
   externalDataThreshold: number;
+  /** fp32 plus the int8 / fp16 siblings written beside each depth (default fp32,int8 for builtin:use-lite, fp32 otherwise). */
+  precisions: Precision[];
   quiet: boolean;
 }
 
@@ -85,6 +88,7 @@ export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'val-split', value: 'X', default: '0.1', help: 'fraction of --data held out for validation when --val is absent' },
   { name: 'threads', value: 'N', default: String(BUILD_DEFAULTS.threads), help: 'onnxruntime threads for training and latency measurement' },
   { name: 'external-data-threshold', value: 'BYTES', default: String(EXTERNAL_DATA_THRESHOLD), help: 'weights past this many bytes are written to model.onnx.data beside model.onnx (ONNX external data; protobuf files stop at 2 GB)' },
+  { name: 'precision', value: 'P,P,..', default: `${DEFAULT_PRECISIONS.join(',')} (fp32 for transformer bases)`, help: 'precisions written per depth: fp32 (k<d>), int8 (k<d>-int8: dynamic quantization, for CPUs), fp16 (k<d>-fp16: for GPU execution providers); fp32 is always built' },
   { name: 'train-embeddings', help: 'with --train full: also train the token embedding' },
   { name: 'quiet', help: 'no progress output' },
 ];
@@ -192,6 +196,17 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     threads: intFlag('threads', str('threads'), BUILD_DEFAULTS.threads, 1, 256),
     trainEmbeddings: values['train-embeddings'] === true,
     externalDataThreshold: intFlag('external-data-threshold', str('external-data-threshold'), EXTERNAL_DATA_THRESHOLD, 0, EXTERNAL_DATA_THRESHOLD),
+    precisions: precisionFlag(str('precision'), useLite),
     quiet: values.quiet === true,
   };
+}
+
+/** `--precision fp32,int8[,fp16]`; without it, fp32,int8 for builtin:use-lite and fp32 for transformer bases (int8 on request). */
+function precisionFlag(text: string | undefined, useLite: boolean): Precision[] {
+  if (text === undefined && !useLite) return ['fp32'];
+  try {
+    return parsePrecisions(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }

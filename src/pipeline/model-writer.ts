@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { jsonErrorOffset } from './datasets.js';
-import { HEAD_KINDS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
+import { HEAD_KINDS, PRECISIONS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
 
 export { HEAD_KINDS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest };
 
@@ -82,6 +82,9 @@ export function validateManifest(value: unknown, file: string): Manifest {
     );
   }
   check('maxLength', isInt(1), 'a positive integer');
+  if (at('precision') !== undefined) {
+    check('precision', (v) => PRECISIONS.includes(v as Manifest['precision'] & string), `one of ${PRECISIONS.map((p) => `"${p}"`).join(', ')}`);
+  }
   check('train.mode', (v) => typeof v === 'string' && TRAIN_MODE.test(v), '"head", "full" or "top:N"');
   check('train.epochs', isInt(0), 'a non-negative integer');
   check('train.lr', isNumber(0), 'a non-negative number');
@@ -110,6 +113,13 @@ export function validateManifest(value: unknown, file: string): Manifest {
   const variantDepth = typeof m.variant === 'string' ? VARIANT_NAME.exec(m.variant)?.[1] : undefined;
   if (variantDepth !== undefined && Number.isInteger(m.depth) && Number(variantDepth) !== m.depth) {
     problems.push(`depth ${m.depth} does not match variant "${m.variant}"`);
+  }
+  // The name says the precision: k2-int8 is int8 and an int8 variant is named ...-int8.
+  if (typeof m.variant === 'string' && (m.precision === undefined || PRECISIONS.includes(m.precision))) {
+    const precision = m.precision ?? 'fp32';
+    const suffix = PRECISIONS.find((p) => p !== 'fp32' && m.variant.endsWith(`-${p}`));
+    if (suffix !== undefined && suffix !== precision) problems.push(`variant "${m.variant}" is named ${suffix} but precision is ${precision}`);
+    if (precision !== 'fp32' && suffix !== precision) problems.push(`precision ${precision} needs a variant name ending in -${precision} (got "${m.variant}")`);
   }
   if (Number.isInteger(m.depth) && Number.isInteger(m.base?.layers) && m.depth > m.base.layers) {
     problems.push(`depth ${m.depth} exceeds base.layers ${m.base.layers}`);

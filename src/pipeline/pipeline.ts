@@ -14,6 +14,7 @@ import { formatTrainMode, modeSuffix, type EncodedExample, type TrainResult } fr
 import { openBase } from './bases/open.js';
 import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
+import { buildPrecisionSiblings } from './precision/variants.js';
 
 /** Runs timed per batch size when measuring a variant's latency for the report. */
 export const LATENCY_RUNS = 10;
@@ -98,6 +99,7 @@ const write: DepthStep = {
       train: { mode: ctx.mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: ctx.train.length, dataSha256: ctx.dataSha256, seconds: round(res.seconds, 2) },
       eval: { split: ctx.data.evalSplit, examples: ctx.val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
       params: exp.params,
+      precision: 'fp32',
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
@@ -118,6 +120,7 @@ const measure: DepthStep = {
       variant: d.variant,
       depth: d.depth,
       mode: ctx.mode,
+      precision: 'fp32',
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
       params: exp.params,
@@ -126,6 +129,32 @@ const measure: DepthStep = {
       train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
     });
     ctx.log(`slim build: ${d.variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
+  },
+};
+
+/**
+ * The int8 / fp16 siblings of this depth's float32 variant (k2-int8, k2-fp16: src/pipeline/precision/),
+ * evaluated on the same validation texts (as the server feeds them) and timed on the same batches.
+ */
+const precisions: DepthStep = {
+  name: 'precisions',
+  async run(ctx, d) {
+    const o = ctx.options;
+    if (!o.precisions.some((p) => p !== 'fp32')) return;
+    const { dir } = need(d.written, 'precisions', 'written variant');
+    const fp32 = ctx.results.find((r) => r.variant === d.variant);
+    if (!fp32) throw new Error('build step precisions: no measured float32 variant (the measure step is missing)');
+    const seqs = ctx.latencySequences, pad = ctx.base.padId;
+    const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
+    const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
+    const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples, padId: pad, threads: o.threads }, async (onnxBytes) => {
+      const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS });
+      return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
+    });
+    for (const s of siblings) {
+      ctx.results.push({ ...fp32, variant: s.variant, precision: s.precision, accuracy: s.accuracy, macroF1: s.macroF1, fileBytes: s.fileBytes, latencyMs: s.latencyMs });
+      ctx.log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}`);
+    }
   },
 };
 
@@ -149,7 +178,7 @@ const report: DepthStep = {
 };
 
 /** The per-depth steps, in order: the one place a build step is added, removed or reordered. */
-export const DEPTH_STEPS: readonly DepthStep[] = [train, exportOnnx, write, measure, report];
+export const DEPTH_STEPS: readonly DepthStep[] = [train, exportOnnx, write, measure, precisions, report];
 
 export interface BuildSummary {
   modelDir: string;

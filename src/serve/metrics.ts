@@ -8,6 +8,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { BatchFact, RequestFact, ServeObserver } from './observer.js';
 import { parseRoutingTable, shares } from './routing/table.js';
 import type { ServeRuntime } from './runtime.js';
+import { precisionOf } from '../manifest.js';
 
 export const UNKNOWN = '_unknown';
 export const NONE = '_none';
@@ -38,7 +39,7 @@ export class ServeMetrics {
   readonly cascadeEscalations: Counter<'model' | 'from' | 'to'>;
   readonly queueDepth: Gauge<'model' | 'variant'>;
   readonly routingWeight: Gauge<'model' | 'variant'>;
-  readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device'>;
+  readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device' | 'precision'>;
   readonly reloads: Counter<'result'>;
   readonly connectionsRefused: Counter;
   /** Online accuracy per "<model>/<variant>", set by the feedback code (later). */
@@ -172,14 +173,14 @@ export class ServeMetrics {
     });
     this.variantInfo = new Gauge({
       name: 'slim_variant_info',
-      help: 'Always 1: what a served variant is (depth, base model id, device it runs on).',
-      labelNames: ['model', 'variant', 'depth', 'base', 'device'],
+      help: 'Always 1: what a served variant is (depth, base model id, device it runs on, precision fp32/int8/fp16).',
+      labelNames: ['model', 'variant', 'depth', 'base', 'device', 'precision'],
       registers,
       collect() {
         this.reset();
         for (const m of self.runtime.models) {
           for (const v of m.variants) {
-            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device }, 1);
+            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device, precision: precisionOf(v.manifest) }, 1);
           }
         }
       },

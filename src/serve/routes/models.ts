@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServedModel, ServedVariant } from '../catalog.js';
 import type { ServeRuntime } from '../runtime.js';
 import { reloadStatus } from './reload.js';
+import { precisionOf } from '../../manifest.js';
 import { errorResponses, ok } from './schemas.js';
 
 export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<string, unknown> {
@@ -12,6 +13,7 @@ export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<str
   return {
     name: v.name,
     depth: v.depth,
+    precision: precisionOf(m),
     device: v.device,
     requestedDevice: v.requestedDevice,
     ...(v.fallbackReason !== undefined ? { fallbackReason: v.fallbackReason } : {}),

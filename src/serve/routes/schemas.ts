@@ -55,10 +55,11 @@ export const classifyResponseSchema = {
 export const variantInfoSchema = {
   $id: 'VariantInfo',
   type: 'object',
-  required: ['name', 'depth', 'device', 'requestedDevice', 'ready', 'queueDepth', 'running', 'labels', 'maxLength'],
+  required: ['name', 'depth', 'precision', 'device', 'requestedDevice', 'ready', 'queueDepth', 'running', 'labels', 'maxLength'],
   properties: {
     name: { type: 'string' },
     depth: { type: 'integer' },
+    precision: { type: 'string', enum: ['fp32', 'int8', 'fp16'], description: "The variant's numeric precision (manifest `precision`; fp32 when absent)." },
     device: { type: 'string', description: 'Device the variant runs on (cpu when the requested one was unavailable).' },
     requestedDevice: { type: 'string' },
     fallbackReason: { type: 'string' },
