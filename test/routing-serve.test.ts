@@ -10,7 +10,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evalCommand, evaluateCascade } from '../src/pipeline/eval-command.js';
 import { loadConfig } from '../src/serve/config.js';
-import { rendezvous } from '../src/serve/routing/sticky.js';
+import { rendezvous } from '../src/serve/routing/decide.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 

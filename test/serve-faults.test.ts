@@ -87,8 +87,8 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
         // Back to two workers, and the replacement (generation 1) does not carry the fault.
         const after = await Promise.all(Array.from({ length: 8 }, (_, i) => classify(server.url, { inputs: `the film ${i}`, variant: 'k1' })));
         assert.ok(after.every((a) => a.status === 200));
-        assert.equal(server.runtime.inFlight, 0);
-        assert.equal(server.runtime.queueDepth('tiny', 'k1'), 0);
+        assert.equal(server.core.inFlight, 0);
+        assert.equal(server.core.queueDepth('tiny', 'k1'), 0);
       } finally {
         await server.close();
       }
@@ -99,7 +99,7 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
     const { server, log } = await faultyServer('hang:k1:1', { batchTimeoutMs: 800, requestTimeoutMs: 8000 });
     try {
       const hung = classify(server.url, { inputs: 'the plot', variant: 'k1' });
-      await until('the batch is on worker 0', () => server.runtime.runningInputs('tiny', 'k1') === 1, 2000);
+      await until('the batch is on worker 0', () => server.core.runningInputs('tiny', 'k1') === 1, 2000);
       const k2 = await classify(server.url, { inputs: ['great ending', 'awful'], variant: 'k2' });
       assert.equal(k2.status, 200, 'worker 1 serves while worker 0 hangs');
       const failed = await hung;
