@@ -11,6 +11,10 @@ import type { BatchFact } from '../src/serve/observer.js';
 import { formatOpenApi, OPENAPI_FILE } from '../src/serve/openapi.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { call } from './helpers/http.js';
+
+/** A string body is sent as it is (malformed JSON tests). */
+const post = (url: string, body: unknown, headers: Record<string, string> = {}) => call('POST', url, body, { headers, raw: typeof body === 'string' });
 
 interface ClassifyBody {
   model: string;
@@ -23,14 +27,6 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  return { status: res.status, headers: res.headers, json: await res.json() };
-}
 
 let repo: FixtureRepository;
 const servers: RunningServer[] = [];

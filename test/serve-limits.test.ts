@@ -11,6 +11,10 @@ import { loadConfig } from '../src/serve/config.js';
 import type { BatchFact } from '../src/serve/observer.js';
 import { buildApp, startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { call, until as untilValue } from './helpers/http.js';
+
+const classify = (url: string, inputs: string[], signal?: AbortSignal) => call('POST', `${url}/classify`, { inputs }, { signal });
+const until = (what: string, cond: () => boolean, timeoutMs = 5000) => untilValue(what, cond, timeoutMs, 5);
 
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
 const servers: RunningServer[] = [];
@@ -31,19 +35,7 @@ async function serve(overrides: Record<string, unknown>, delayMs: number): Promi
   return { server, batches };
 }
 
-async function classify(url: string, inputs: string[], signal?: AbortSignal): Promise<{ status: number; json: any; headers: Headers; ms: number }> {
-  const started = performance.now();
-  const res = await fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }), signal });
-  return { status: res.status, json: await res.json(), headers: res.headers, ms: performance.now() - started };
-}
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 test('429 with Retry-After once a variant holds maxQueued inputs; the accepted ones are answered', async () => {
   const { server } = await serve({ 'batching.maxBatchSize': 2, 'batching.maxQueued': 4, maxInputs: 4 }, 300);
