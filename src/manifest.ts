@@ -1,4 +1,4 @@
-// A variant directory on disk, as the build writes it (build/model-writer.ts) and the server
+// A variant directory on disk, as the build writes it (pipeline/model-writer.ts) and the server
 // reads it (serve/model-repository.ts): the file names, the variant-name pattern and the manifest
 // shape (docs/spec.md), defined once so the two sides cannot drift apart.
 
@@ -39,7 +39,7 @@ export interface Manifest {
   /** Output order of the logits. */
   labels: string[];
   head: HeadKind;
-  /** head "label-words": the prompt, with {text} where the input goes (the server formats inputs with it). */
+  /** head "label-words": the prompt, with {text} where the input goes (the exported graph adds it around the tokens; recorded here, not read by the server). */
   template?: string;
   /** head "label-words": the word read for each label, in `labels` order. */
   labelWords?: string[];

@@ -6,31 +6,16 @@ import { DatasetError, checkLabelsKnown, loadDataset } from './datasets.js';
 import { evaluate, type EvalReport } from './evaluation.js';
 import { ManifestError, ONNX_FILE, readManifest } from './model-writer.js';
 import { loadTokenizer } from '../tokenizer.js';
-import { runCascade, type CascadeStage } from '../serve/routing/cascade.js';
+import { runCascade, type CascadeStage } from '../cascade-rule.js';
+import { argmax, softmaxRows } from '../probabilities.js';
 import { readdirSync, statSync } from 'node:fs';
 import { runCommand, type CommandSpec, type FlagValues } from '../command-line.js';
 
 export async function evaluateVariant(variantDir: string, data: string, options: { threads?: number; batch?: number } = {}): Promise<EvalReport> {
   const examples = await loadDataset(data);
   const run = await variantProbabilities(variantDir, examples, data, options);
-  const predicted = run.probabilities.map((p) => run.labels[argmaxOf(p)]!);
+  const predicted = run.probabilities.map((p) => run.labels[argmax(p)]!);
   return evaluate(examples.map((e) => e.label), predicted, run.labels);
-}
-
-/** Softmax per row in float64, rounded to float32: the probabilities the server answers with. */
-function softmaxRow(logits: Float32Array, offset: number, n: number): Float32Array {
-  let max = -Infinity;
-  for (let c = 0; c < n; c++) max = Math.max(max, logits[offset + c]!);
-  const exps = new Float64Array(n);
-  let sum = 0;
-  for (let c = 0; c < n; c++) sum += exps[c] = Math.exp(logits[offset + c]! - max);
-  return Float32Array.from(exps, (e) => e / sum);
-}
-
-function argmaxOf(p: ArrayLike<number>): number {
-  let best = 0;
-  for (let c = 1; c < p.length; c++) if (p[c]! > p[best]!) best = c;
-  return best;
 }
 
 /** Probabilities of one variant for every example (in order), and the session time per input. */
@@ -69,8 +54,9 @@ async function variantProbabilities(
       });
       ms += performance.now() - started;
       const logits = out.logits!.data as Float32Array;
+      const probs = softmaxRows(logits, rows.length, n);
       rows.forEach((r, i) => {
-        probabilities[r] = softmaxRow(logits, i * n, n);
+        probabilities[r] = probs.slice(i * n, (i + 1) * n);
       });
     }
     return { name: manifest.variant, depth: manifest.depth, labels: manifest.labels, probabilities, msPerInput: examples.length > 0 ? ms / examples.length : 0 };
@@ -100,7 +86,7 @@ export interface CascadeEvalReport {
  * `slim eval --cascade k1,k2 --threshold 0.9`: accuracy and mean cost per input of every depth
  * alone and of the cascade at each threshold, on a labelled set. Each depth runs once over every
  * example; the cascade is then replayed per threshold by the serving cascade itself
- * (src/serve/routing/cascade.ts) over those probabilities, so server and eval cannot disagree.
+ * (src/cascade-rule.ts) over those probabilities, so server and eval cannot disagree.
  */
 export async function evaluateCascade(
   modelDir: string,
@@ -119,13 +105,13 @@ export async function evaluateCascade(
   }
   const stages: CascadeStage[] = runs.map((r) => ({ name: r.name, depth: r.depth }));
   const variants = runs.map((r) => {
-    const report = evaluate(truth, r.probabilities.map((p) => labels[argmaxOf(p)]!), labels);
+    const report = evaluate(truth, r.probabilities.map((p) => labels[argmax(p)]!), labels);
     return { variant: r.name, depth: r.depth, accuracy: report.accuracy, macroF1: report.macroF1, meanCost: r.depth, msPerInput: r.msPerInput };
   });
   const cascades: CascadeEvalReport['cascades'] = [];
   for (const threshold of thresholds) {
     const result = await runCascade(stages, threshold, examples.length, async (_stage, s, inputs) => inputs.map((i) => runs[s]!.probabilities[i]!));
-    const report = evaluate(truth, result.probabilities.map((p) => labels[argmaxOf(p)]!), labels);
+    const report = evaluate(truth, result.probabilities.map((p) => labels[argmax(p)]!), labels);
     const n = Math.max(1, examples.length);
     cascades.push({
       order: [...order],

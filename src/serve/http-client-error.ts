@@ -3,7 +3,8 @@
 // catalogue's error body like every other error, then the connection is closed.
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { errorBody, SlimError } from './errors.js';
+import { CoreError } from './errors.js';
+import { errorBody, httpStatus } from './routes/error-replies.js';
 
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
@@ -12,13 +13,13 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   }
   const e =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? new SlimError('HEADERS_TOO_LARGE')
+      ? new CoreError('HEADERS_TOO_LARGE')
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new SlimError('REQUEST_TIMEOUT')
-        : new SlimError('INVALID_REQUEST', 'malformed HTTP request');
+        ? new CoreError('REQUEST_TIMEOUT')
+        : new CoreError('INVALID_REQUEST', 'malformed HTTP request');
   const body = JSON.stringify(errorBody(e));
   socket.end(
-    `HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\n` +
+    `HTTP/1.1 ${httpStatus(e)} ${STATUS_CODES[httpStatus(e)]}\r\n` +
       `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }

@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
-import { errorBody, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import { CoreError } from './errors.js';
+import { errorBody, errorHeaders, httpStatus, toCoreError, v2ErrorBody } from './routes/error-replies.js';
 import { clientErrorHandler } from './http-client-error.js';
 import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
@@ -17,14 +18,14 @@ import { classifyRoutes } from './routes/classify.js';
 import { feedbackRoutes } from './routes/feedback.js';
 import { routingRoutes } from './routes/routing.js';
 import { reloadRoutes } from './routes/reload.js';
-import { healthRoutes, notReadyError } from './routes/health.js';
+import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
-import { ServeRuntime, type RuntimeOptions } from './runtime.js';
+import { ServeCore, type CoreOptions } from './core.js';
 import { limitConnections } from './connection-limit.js';
 
-export interface BuildOptions extends RuntimeOptions {
+export interface BuildOptions extends CoreOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
   logger?: boolean;
   /** Where the JSON log lines go instead of stdout. */
@@ -36,7 +37,7 @@ export interface BuildOptions extends RuntimeOptions {
 
 export interface RunningServer {
   app: FastifyInstance;
-  runtime: ServeRuntime;
+  core: ServeCore;
   /** http://host:port actually bound. */
   url: string;
   /** Resolves when every variant is loaded and warmed up. */
@@ -62,8 +63,8 @@ export function packageVersion(): string {
   return '0.0.0';
 }
 
-/** Build the app and its runtime; nothing listens and no model is loaded yet. */
-export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; runtime: ServeRuntime }> {
+/** Build the app and its core; nothing listens and no model is loaded yet. */
+export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; core: ServeCore }> {
   const app = Fastify({
     logger:
       opts.logger === false || config.logLevel === 'silent'
@@ -85,10 +86,10 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
-  const runtime = new ServeRuntime(config, app.log, opts);
-  for (const o of opts.observers ?? []) runtime.observers.add(o);
-  const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
-  if (metrics) runtime.observers.add(metrics.observer);
+  const core = new ServeCore(config, app.log, opts);
+  for (const o of opts.observers ?? []) core.observers.add(o);
+  const metrics = opts.metrics === false ? null : new ServeMetrics(core);
+  if (metrics) core.observers.add(metrics.observer);
   limitConnections(app.server, config.maxConnections, () => metrics?.connectionsRefused.inc());
   const version = packageVersion();
 
@@ -102,18 +103,21 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     request.notes = {};
     reply.header('x-request-id', request.id);
-    if (request.routeOptions.config.inference && !runtime.ready) throw notReadyError(runtime);
+    if (request.routeOptions.config.inference) {
+      const refused = core.unavailable();
+      if (refused) throw refused;
+    }
   });
 
   // While draining, every answer closes its connection: a kept-alive socket would otherwise hold
   // the listener open (and the process alive) after the last accepted request is answered.
   app.addHook('onSend', async (_request, reply) => {
-    if (runtime.state === 'draining' || runtime.state === 'stopped') reply.header('connection', 'close');
+    if (core.state === 'draining' || core.state === 'stopped') reply.header('connection', 'close');
   });
 
   app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
     const notes = request.notes ?? {};
-    runtime.observers.onRequest({
+    core.observers.onRequest({
       endpoint: request.routeOptions.url ?? 'unmatched',
       method: request.method,
       code: reply.statusCode,
@@ -125,32 +129,33 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     });
   });
 
-  const sendError = (err: SlimError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const sendError = (err: CoreError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (request.notes) request.notes.errorCode = err.code;
-    if (err.statusCode >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
+    const status = httpStatus(err);
+    if (status >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
       request.log.error({ err, requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
     const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
     return reply
-      .code(err.statusCode)
-      .headers(err.headers)
+      .code(status)
+      .headers(errorHeaders(err))
       .send(v2 ? v2ErrorBody(err) : errorBody(err));
   };
-  app.setErrorHandler((error: FastifyError, request, reply) => sendError(toSlimError(error), request, reply));
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(toCoreError(error), request, reply));
   app.setNotFoundHandler((request, reply) => {
-    sendError(new SlimError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
+    sendError(new CoreError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
   });
 
   await registerOpenApi(app, version);
-  healthRoutes(app, runtime);
-  classifyRoutes(app, runtime);
-  modelRoutes(app, runtime);
-  v2Routes(app, runtime, version);
-  routingRoutes(app, runtime);
-  reloadRoutes(app, runtime);
-  feedbackRoutes(app, runtime);
+  healthRoutes(app, core);
+  classifyRoutes(app, core);
+  modelRoutes(app, core);
+  v2Routes(app, core, version);
+  routingRoutes(app, core);
+  reloadRoutes(app, core);
+  feedbackRoutes(app, core);
   if (metrics) metricsRoutes(app, metrics);
-  return { app, runtime };
+  return { app, core };
 }
 
 /**
@@ -158,9 +163,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
  * too), every accepted request is answered, then the workers go. Requests still unanswered after
  * shutdownTimeoutMs get SHUTTING_DOWN.
  */
-export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Promise<void> {
-  runtime.beginDrain();
-  const timeoutMs = runtime.config.shutdownTimeoutMs;
+export async function shutdown(app: FastifyInstance, core: ServeCore): Promise<void> {
+  core.beginDrain();
+  const timeoutMs = core.config.shutdownTimeoutMs;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -168,12 +173,12 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Pro
   const closed = app.close();
   // Sockets that were busy when the listener closed turn idle once answered; close them then.
   const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
-  const drained = Promise.all([closed, runtime.drained()]);
+  const drained = Promise.all([closed, core.drained()]);
   const result = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
   clearTimeout(timer);
   clearInterval(sweeper);
-  if (result === 'timeout') app.log.warn({ inFlight: runtime.inFlight, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN');
-  await runtime.close();
+  if (result === 'timeout') app.log.warn({ inFlight: core.inFlight, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN');
+  await core.close();
   if (result === 'timeout') await drained.catch(() => {});
 }
 
@@ -183,19 +188,19 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Pro
  * (it rejects, after closing the server, when loading fails).
  */
 export async function startServer(config: ServeConfig, opts: BuildOptions = {}): Promise<RunningServer> {
-  const { app, runtime } = await buildApp(config, opts);
+  const { app, core } = await buildApp(config, opts);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
   app.log.info({ url }, 'listening; loading models');
-  const ready = runtime.load().catch(async (err: unknown) => {
+  const ready = core.load().catch(async (err: unknown) => {
     await app.close();
-    await runtime.close();
+    await core.close();
     throw err;
   });
   ready.catch(() => {}); // the caller handles it; never an unhandled rejection
   let closing: Promise<void> | null = null;
-  return { app, runtime, url, ready, close: () => (closing ??= shutdown(app, runtime)) };
+  return { app, core, url, ready, close: () => (closing ??= shutdown(app, core)) };
 }
