@@ -249,7 +249,7 @@ export class ModelReloader {
           const model: ServedModel = { name, dir, variants, routing: old?.routing ?? null, defaultVariant: pickDefaultVariant(variants, readRecommendedVariant(dir)) };
           let fileRaw: unknown;
           try {
-            fileRaw = readRoutingFile(model.dir);
+            fileRaw = readRoutingFile(model.dir, this.host.config.routingDir);
           } catch (err) {
             if (!old) {
               for (const p of mine) refuse(p, err);

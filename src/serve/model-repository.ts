@@ -4,7 +4,7 @@
 // failing on the first request.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE, VARIANT_NAME, type ServedManifest } from '../manifest.js';
 
 // The variant-name pattern and manifest shape are shared with the build (../manifest.ts).
@@ -112,6 +112,8 @@ export function subdirectories(dir: string): string[] {
 export interface ScanOptions {
   /** Compare model.onnx against the manifest's onnxSha256 (default true). */
   verifyChecksums?: boolean;
+  /** Read routing files from <routingDir>/<model>/routing.json (default: the model directory). */
+  routingDir?: string | null;
   /** Told about directories that are skipped (temporary build output, stray folders). */
   onSkip?: (path: string, why: string) => void;
 }
@@ -164,9 +166,18 @@ export function variantFingerprint(vdir: string): string | null {
   return parts.join('|');
 }
 
-/** models/<model>/routing.json as JSON, or null when absent. */
-export function readRoutingFile(modelDir: string): unknown {
-  const routingFile = join(modelDir, 'routing.json');
+/**
+ * Where a model's routing table lives: models/<model>/routing.json, or
+ * <routingDir>/<model>/routing.json when the server runs with --routing-dir (so the routing can
+ * come from its own volume, e.g. a ConfigMap, while the model repository is shared read-only).
+ */
+export function routingFilePath(modelDir: string, routingDir: string | null = null): string {
+  return routingDir === null ? join(modelDir, 'routing.json') : join(routingDir, basename(modelDir), 'routing.json');
+}
+
+/** The model's routing.json (see routingFilePath) as JSON, or null when absent. */
+export function readRoutingFile(modelDir: string, routingDir: string | null = null): unknown {
+  const routingFile = routingFilePath(modelDir, routingDir);
   if (!existsSync(routingFile)) return null;
   try {
     return JSON.parse(readFileSync(routingFile, 'utf8'));
@@ -214,7 +225,7 @@ export async function scanRepository(root: string, opts: ScanOptions = {}): Prom
       continue;
     }
     variants.sort((a, b) => a.depth - b.depth || a.variant.localeCompare(b.variant));
-    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir), recommended: readRecommendedVariant(modelDir) });
+    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir, opts.routingDir ?? null), recommended: readRecommendedVariant(modelDir) });
   }
   if (models.length === 0) throw new RepositoryError(`model repository ${dir} holds no models (expected <model>/<variant>/manifest.json)`);
   return models;

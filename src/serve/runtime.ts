@@ -92,6 +92,7 @@ export class ServeRuntime {
         feedbackCapacity: config.feedback.capacity,
         feedbackWindow: config.feedback.window,
         reloadMs: config.routingReloadMs,
+        routingDir: config.routingDir,
       },
       log,
     );
@@ -106,6 +107,7 @@ export class ServeRuntime {
     const started = performance.now();
     try {
       const entries = await scanRepository(this.config.models, {
+        routingDir: this.config.routingDir,
         onSkip: (path, why) => this.log.debug({ path, why }, 'skipped a directory of the model repository'),
       });
       const names = entries.map((m) => m.name);

@@ -4,8 +4,9 @@
 // grow (Prometheus reads them at scrape time); a new table never resets them.
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ServedModel } from '../catalog.js';
+import { routingFilePath } from '../model-repository.js';
 import { SlimError } from '../errors.js';
 import { FeedbackIds, type ServedRecord } from './feedback.js';
 import { difference, OutcomeWindow, type AccuracyEstimate, type Difference } from './online-accuracy.js';
@@ -28,6 +29,8 @@ export interface RoutingServiceOptions {
   feedbackWindow: number;
   /** How often routing.json is re-read (0: never). */
   reloadMs: number;
+  /** --routing-dir: routing files are <routingDir>/<model>/routing.json (null: in the model directory). */
+  routingDir?: string | null;
 }
 
 interface VariantStats {
@@ -164,8 +167,8 @@ export class RoutingService {
     e.writing = true;
     this.swap(e, table, 'api');
     const text = `${JSON.stringify(tableToJson(table), null, 2)}\n`;
-    const file = join(e.model.dir, ROUTING_FILE);
-    const tmp = join(e.model.dir, `.${ROUTING_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+    const file = routingFilePath(e.model.dir, this.options.routingDir ?? null);
+    const tmp = join(dirname(file), `.${ROUTING_FILE}.${randomBytes(6).toString('hex')}.tmp`);
     // Claim the new content first, so a reload that reads the renamed file does not apply it again.
     const previous = e.fileText;
     e.fileText = JSON.stringify(JSON.parse(text));
@@ -246,7 +249,7 @@ export class RoutingService {
 
   private async reload(e: ModelRouting): Promise<void> {
     if (e.writing) return;
-    const file = join(e.model.dir, ROUTING_FILE);
+    const file = routingFilePath(e.model.dir, this.options.routingDir ?? null);
     const version = e.version;
     let text: string | null;
     try {
