@@ -13,7 +13,8 @@
 #
 # Without a usable GPU the server logs one warning and runs on CPU (GET /models says which).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24, the current LTS, is the target (Node 20 left maintenance in April 2026).
+ARG NODE_IMAGE=node:24-bookworm-slim
 ARG RUNTIME_IMAGE=${NODE_IMAGE}
 
 FROM ${NODE_IMAGE} AS node
@@ -28,16 +29,26 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.json
 
-# ---- deps: production dependencies only, with the execution provider asked for ---------------
+# ---- deps: what `slim serve` needs, with the execution provider asked for --------------------
 FROM node AS deps
 WORKDIR /app
 # skip: the CPU (and WebGPU) binaries ship inside the npm package. cuda12: download the CUDA EP.
 ARG ONNXRUNTIME_NODE_INSTALL=skip
 ENV ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL}
 COPY package.json package-lock.json .npmrc ./
+# Then drop what only `slim build` uses (the image serves; it never builds), about 500 MB:
+#  - @energetic-ai (the USE-lite weights) and @stdlib (the SpamAssassin corpus and its helpers);
+#  - onnxruntime-web: transformers.js bundles the part it runs, the package is never loaded;
+#  - onnxruntime-node's binaries for other platforms (darwin, win32, the other Linux arch).
+# test/runtime-image.test.ts checks that nothing the server imports is among them.
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
  && npm rebuild onnxruntime-node \
- && npm cache clean --force
+ && npm cache clean --force \
+ && rm -rf node_modules/@energetic-ai node_modules/@stdlib node_modules/onnxruntime-web \
+ && arch="$(node -p process.arch)" \
+ && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 2 -maxdepth 2 ! -path "*/linux/$arch" -exec rm -rf {} + \
+ && find node_modules/onnxruntime-node/bin/napi-v6 -mindepth 1 -maxdepth 1 -empty -delete \
+ && test -f "node_modules/onnxruntime-node/bin/napi-v6/linux/$arch/onnxruntime_binding.node"
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS runtime

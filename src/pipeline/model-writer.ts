@@ -3,9 +3,10 @@
 // complete or absent, never half-written. The layout and manifest type are ../manifest.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { jsonErrorOffset } from './datasets.js';
+import { TRANSFORMERS_JS_CONFIG_FILE, TRANSFORMERS_JS_ONNX_FILE, transformersJsConfig, transformersJsTokenizerConfig } from './transformers-js.js';
 import { HEAD_KINDS, PRECISIONS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
 
 export { HEAD_KINDS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest };
@@ -242,8 +243,14 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
     await writeDurable(join(tempDir, ONNX_FILE), files.onnx);
     if (files.onnxData) await writeChunksDurable(join(tempDir, ONNX_DATA_FILE), files.onnxData);
     await writeDurable(join(tempDir, TOKENIZER_FILE), asJsonText(files.tokenizer));
-    await writeDurable(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(files.tokenizerConfig));
+    await writeDurable(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(transformersJsTokenizerConfig(files.tokenizerConfig, manifest.maxLength)));
     await writeDurable(join(tempDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    // What transformers.js' pipeline('text-classification', <variant dir>) reads: config.json,
+    // and the same model.onnx under onnx/ (its default file), hard-linked so it costs no space.
+    await writeDurable(join(tempDir, TRANSFORMERS_JS_CONFIG_FILE), `${JSON.stringify(transformersJsConfig(manifest), null, 2)}\n`);
+    await mkdir(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
+    await linkOrCopy(join(tempDir, ONNX_FILE), join(tempDir, TRANSFORMERS_JS_ONNX_FILE), files.onnx);
+    await fsyncDirectory(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
     await fsyncDirectory(tempDir);
   } catch (err) {
     await rm(tempDir, { recursive: true, force: true });
@@ -303,6 +310,17 @@ export async function removeStaleTemporaries(modelDir: string): Promise<void> {
 
 function asJsonText(content: string | object): string {
   return typeof content === 'string' ? content : JSON.stringify(content);
+}
+
+/** A hard link where the file system allows one (no second copy of the weights), else a copy. */
+async function linkOrCopy(existing: string, path: string, data: Uint8Array): Promise<void> {
+  try {
+    await link(existing, path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK' && code !== 'EXDEV') throw err;
+    await writeDurable(path, data);
+  }
 }
 
 async function writeDurable(path: string, data: string | Uint8Array): Promise<void> {

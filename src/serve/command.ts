@@ -1,5 +1,6 @@
 // `slim serve`: configuration from file, flags and environment; start; stop gracefully on
 // SIGTERM or SIGINT. Returns the process exit code.
+import { statSync } from 'node:fs';
 import { ConfigError, configHelp, loadConfig } from './config.js';
 import { RepositoryError } from './model-repository.js';
 import { startServer } from './server.js';
@@ -18,6 +19,14 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
       return 2;
     }
     throw err;
+  }
+  // Before binding the port: a typo in --models should not leave a server that is never ready.
+  const missing =
+    notADirectory(config.models, 'model repository', '--models or SLIM_MODELS') ??
+    (config.routingDir === null ? null : notADirectory(config.routingDir, 'routing directory', '--routing-dir or SLIM_ROUTING_DIR'));
+  if (missing) {
+    console.error(`slim serve: ${missing}`);
+    return 2;
   }
 
   let server;
@@ -63,4 +72,16 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
   // Ready: log the address in one plain line too, for scripts that wait for it.
   server.app.log.info({ url: server.url }, `ready on ${server.url}`);
   return stopped;
+}
+
+/** Why `dir` cannot be a directory to serve from, or null when it is one. */
+function notADirectory(dir: string, what: string, setBy: string): string | null {
+  let why: string;
+  try {
+    if (statSync(dir).isDirectory()) return null;
+    why = 'is not a directory';
+  } catch (err) {
+    why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as Error).message})`;
+  }
+  return `${what} ${dir} ${why} (set by ${setBy})`;
 }

@@ -14,6 +14,9 @@ export type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface ServeConfig {
   port: number;
   host: string;
@@ -41,6 +44,12 @@ export interface ServeConfig {
   /** How often the model repository is polled for new, rebuilt or removed variants (0: only POST /admin/reload). */
   modelReloadMs: number;
   logLevel: LogLevel;
+  /** json: one JSON object per line (for collectors); pretty: coloured, readable lines (pino-pretty) for a terminal. */
+  logFormat: LogFormat;
+  /** One log line per answered request (method, URL, status, time, model, variant). */
+  accessLog: boolean;
+  /** Where routing.json files live: <routingDir>/<model>/routing.json (null: models/<model>/routing.json). */
+  routingDir: string | null;
   shutdownTimeoutMs: number;
   /** A batch unanswered this long after it started means its worker hangs: replaced, 503. */
   batchTimeoutMs: number;
@@ -87,6 +96,18 @@ function oneOf<T extends string>(values: readonly T[]): Parse {
 function nonEmptyString(raw: unknown): string {
   if (typeof raw !== 'string' || raw.trim() === '') throw new BadValue('expected a non-empty string');
   return raw;
+}
+
+/** true/false in the file; true, false, 1 or 0 as a value; a boolean flag alone means true. */
+function boolean(raw: unknown): boolean {
+  if (typeof raw === 'boolean') return raw;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new BadValue('expected true or false');
+}
+
+function directoryOrNone(raw: unknown): string | null {
+  return raw === null ? null : nonEmptyString(raw);
 }
 
 function token(raw: unknown): string | null {
@@ -165,12 +186,18 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'routingReloadMs', flag: '--routing-reload-ms', env: 'SLIM_ROUTING_RELOAD_MS', parse: integer(0), defaultText: '1000', description: 'how often models/<model>/routing.json is re-read; a changed valid file replaces the table (0: never)' },
   { key: 'modelReloadMs', flag: '--model-reload-ms', env: 'SLIM_MODEL_RELOAD_MS', parse: integer(0), defaultText: '0 (off)', description: 'how often the model repository is polled for new, rebuilt or removed variants (hot reload); 0: only POST /admin/reload' },
   { key: 'logLevel', flag: '--log-level', env: 'SLIM_LOG_LEVEL', parse: oneOf(LOG_LEVELS), defaultText: 'info', description: 'log level (JSON lines on stdout)' },
+  { key: 'logFormat', flag: '--log-format', env: 'SLIM_LOG_FORMAT', parse: oneOf(LOG_FORMATS), defaultText: 'json', description: 'json: one JSON object per line (log collectors); pretty: readable coloured lines for a terminal' },
+  { key: 'accessLog', flag: '--access-log', env: 'SLIM_ACCESS_LOG', parse: boolean, defaultText: 'false', description: 'one log line per answered request: method, URL, status, milliseconds, model, variant (the flag alone turns it on)' },
+  { key: 'routingDir', flag: '--routing-dir', env: 'SLIM_ROUTING_DIR', parse: directoryOrNone, defaultText: 'none', description: 'read and write routing files as <dir>/<model>/routing.json instead of models/<model>/routing.json (e.g. a mounted ConfigMap)' },
   { key: 'batchTimeoutMs', flag: '--batch-timeout-ms', env: 'SLIM_BATCH_TIMEOUT_MS', parse: integer(1), defaultText: '30000', description: 'a batch unanswered this long means its worker hangs: the worker is replaced and the batch answered 503' },
   { key: 'rateLimit.max', flag: '--rate-limit-max', env: 'SLIM_RATE_LIMIT_MAX', parse: integer(0), defaultText: '0 (off)', description: 'requests per client IP per window on every route except health; past it 429 (0: no limit)' },
   { key: 'rateLimit.windowMs', flag: '--rate-limit-window-ms', env: 'SLIM_RATE_LIMIT_WINDOW_MS', parse: integer(1), defaultText: '60000', description: 'the rate-limit window' },
   { key: 'rateLimit.routes', flag: '--rate-limit-routes', env: 'SLIM_RATE_LIMIT_ROUTES', parse: routeLimits, defaultText: '{}', description: 'per-route limits: {"/classify":100,"PUT /routing/:model":5} or /classify=100,...; 0 exempts a route' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout-ms', env: 'SLIM_SHUTDOWN_TIMEOUT_MS', parse: integer(0), defaultText: 'requestTimeoutMs + 5000', description: 'on SIGTERM, longest wait for accepted requests before exiting anyway' },
 ];
+
+/** Flags that may stand alone (`--access-log` = `--access-log true`). */
+const BOOLEAN_FLAGS = new Set(OPTIONS.filter((o) => o.parse === boolean).map((o) => o.flag));
 
 export const CONFIG_FLAG = '--config';
 export const CONFIG_ENV = 'SLIM_CONFIG';
@@ -204,6 +231,9 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     routingReloadMs: 1000,
     modelReloadMs: 0,
     logLevel: 'info',
+    logFormat: 'json',
+    accessLog: false,
+    routingDir: null,
     shutdownTimeoutMs: -1, // resolved from requestTimeoutMs below unless set
     batchTimeoutMs: 30_000,
     rateLimit: { max: 0, windowMs: 60_000, routes: {} },
@@ -268,7 +298,8 @@ export function loadConfig(input: LoadConfigInput = {}): ServeConfig {
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : argv[i + 1];
     if (eq < 0) {
-      if (value === undefined || value.startsWith('--')) value = undefined;
+      if (BOOLEAN_FLAGS.has(name)) value = value === 'true' || value === 'false' ? (i++, value) : 'true';
+      else if (value === undefined || value.startsWith('--')) value = undefined;
       else i++;
     }
     if (name !== CONFIG_FLAG && !byFlag.has(name)) {
@@ -332,6 +363,7 @@ export function loadConfig(input: LoadConfigInput = {}): ServeConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   result.models = resolve(cwd, result.models);
+  if (result.routingDir !== null) result.routingDir = resolve(cwd, result.routingDir);
   return result;
 }
 

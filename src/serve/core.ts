@@ -107,7 +107,7 @@ export class ServeCore {
     private readonly log: CoreLogger,
     private readonly options: CoreOptions = {},
   ) {
-    this.tables = new RoutingTables(log);
+    this.tables = new RoutingTables(log, config.routingDir);
     this.statistics = new RoutingStatistics({
       feedbackSecret: config.feedbackSecret,
       feedbackTtlMs: config.feedback.ttlMs,

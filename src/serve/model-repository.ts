@@ -5,7 +5,7 @@
 // these; a broken variant fails the start, or a hot reload of it, naming the file and field.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE, VARIANT_NAME, type ServedManifest } from '../manifest.js';
 
 // The variant-name pattern and manifest shape are shared with the build (../manifest.ts).
@@ -102,6 +102,8 @@ export function subdirectories(dir: string): string[] {
 export interface ReadOptions {
   /** Compare model.onnx against the manifest's onnxSha256 (default true). */
   verifyChecksums?: boolean;
+  /** Read routing files from <routingDir>/<model>/routing.json (default: the model directory). */
+  routingDir?: string | null;
 }
 
 /** The files of a variant directory, all required. */
@@ -163,9 +165,18 @@ export function variantFingerprint(vdir: string): string | null {
   return parts.join('|');
 }
 
-/** models/<model>/routing.json as JSON, or null when absent. */
-export function readRoutingFile(modelDir: string): unknown {
-  const routingFile = join(modelDir, 'routing.json');
+/**
+ * Where a model's routing table lives: models/<model>/routing.json, or
+ * <routingDir>/<model>/routing.json when the server runs with --routing-dir (so the routing can
+ * come from its own volume, e.g. a ConfigMap, while the model repository is shared read-only).
+ */
+export function routingFilePath(modelDir: string, routingDir: string | null = null): string {
+  return routingDir === null ? join(modelDir, 'routing.json') : join(routingDir, basename(modelDir), 'routing.json');
+}
+
+/** The model's routing.json (see routingFilePath) as JSON, or null when absent. */
+export function readRoutingFile(modelDir: string, routingDir: string | null = null): unknown {
+  const routingFile = routingFilePath(modelDir, routingDir);
   if (!existsSync(routingFile)) return null;
   try {
     return JSON.parse(readFileSync(routingFile, 'utf8'));

@@ -351,7 +351,7 @@ export class ModelStore<Plan> {
           const model = freezeModel({ name, dir, variants, defaultVariant: pickDefaultVariant(variants, readRecommendedVariant(dir)) });
           let routingFile: unknown;
           try {
-            routingFile = readRoutingFile(model.dir);
+            routingFile = readRoutingFile(model.dir, this.config.routingDir);
           } catch (err) {
             if (!old) {
               for (const p of mine) refuse(p, err);

@@ -7,6 +7,93 @@ import type { FastifyInstance } from 'fastify';
 
 export const OPENAPI_FILE = 'openapi/openapi.json';
 
+const BEARER_SCHEME = 'adminToken';
+/** Routes that call requireAdmin (routes/admin-auth.ts): "Try it out" sends the bearer token. */
+export const ADMIN_OPERATIONS = ['PUT /routing/{model}', 'POST /admin/reload'];
+
+/** Names for generated clients and Swagger UI deep links; other routes get one from method and path. */
+const OPERATION_IDS: Record<string, string> = {
+  'GET /health/live': 'healthLive',
+  'GET /health/ready': 'healthReady',
+  'POST /classify': 'classify',
+  'GET /models': 'listModels',
+  'GET /models/{model}': 'getModel',
+  'GET /v2': 'v2ServerMetadata',
+  'GET /v2/health/live': 'v2ServerLive',
+  'GET /v2/health/ready': 'v2ServerReady',
+  'GET /v2/models/{model}': 'v2ModelMetadata',
+  'GET /v2/models/{model}/versions/{version}': 'v2ModelVersionMetadata',
+  'GET /v2/models/{model}/ready': 'v2ModelReady',
+  'GET /v2/models/{model}/versions/{version}/ready': 'v2ModelVersionReady',
+  'POST /v2/models/{model}/infer': 'v2ModelInfer',
+  'POST /v2/models/{model}/versions/{version}/infer': 'v2ModelVersionInfer',
+  'GET /routing/{model}': 'getRouting',
+  'PUT /routing/{model}': 'putRouting',
+  'POST /admin/reload': 'reloadModels',
+  'POST /feedback': 'sendFeedback',
+};
+
+/** Request bodies that work as they are against the default model (`npm start`: models/spam, k1 and k2). */
+const TEXTS = ['WIN a FREE cruise, click now!!!', 'Minutes of Tuesday meeting attached'];
+const V2_BODY = { inputs: [{ name: 'text', shape: [2], datatype: 'BYTES', data: TEXTS }] };
+const BODY_EXAMPLES: Record<string, unknown> = {
+  'POST /classify': { inputs: TEXTS },
+  'POST /v2/models/{model}/infer': V2_BODY,
+  'POST /v2/models/{model}/versions/{version}/infer': V2_BODY,
+  'PUT /routing/{model}': { variants: { k1: { weight: 90 }, k2: { weight: 10 } }, sticky: true },
+  'POST /feedback': { request_id: '<request_id of a /classify answer>', labels: ['spam', 'ham'] },
+};
+const PARAMETER_EXAMPLES: Record<string, string> = { model: 'spam', version: 'k1' };
+
+interface OpenApiOperation {
+  operationId?: string;
+  security?: Record<string, string[]>[];
+  parameters?: { name: string; in: string; example?: unknown }[];
+  requestBody?: { content?: Record<string, { example?: unknown }> };
+}
+type OpenApiDocument = { paths?: Record<string, Record<string, OpenApiOperation>> } & Record<string, unknown>;
+
+/**
+ * What Swagger UI at /docs needs beyond the route schemas: operationIds, the bearer scheme on
+ * admin routes, examples that work when sent, and descriptions whose <placeholders> survive
+ * Markdown rendering (Swagger UI drops them as unknown HTML tags; in a code span they show).
+ */
+function forSwaggerUi(doc: OpenApiDocument): OpenApiDocument {
+  for (const [path, operations] of Object.entries(doc.paths ?? {})) {
+    for (const [method, op] of Object.entries(operations)) {
+      const id = `${method.toUpperCase()} ${path}`;
+      op.operationId ??= OPERATION_IDS[id] ?? operationIdOf(method, path);
+      if (ADMIN_OPERATIONS.includes(id)) op.security = [{ [BEARER_SCHEME]: [] }];
+      for (const p of op.parameters ?? []) if (p.in === 'path' && PARAMETER_EXAMPLES[p.name] !== undefined) p.example ??= PARAMETER_EXAMPLES[p.name];
+      const json = op.requestBody?.content?.['application/json'];
+      if (json && BODY_EXAMPLES[id] !== undefined) json.example ??= BODY_EXAMPLES[id];
+    }
+  }
+  return codeSpanPlaceholders(doc) as OpenApiDocument;
+}
+
+/** "POST /v2/models/{model}/infer" -> "postV2ModelsModelInfer". */
+function operationIdOf(method: string, path: string): string {
+  const words = path.split(/[^A-Za-z0-9]+/).filter(Boolean);
+  return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
+}
+
+/** Every description and summary with `<x>` tokens outside code spans put inside one. */
+function codeSpanPlaceholders(value: unknown, key = ''): unknown {
+  if (typeof value === 'string') {
+    if (key !== 'description' && key !== 'summary') return value;
+    return value
+      .split('`')
+      .map((part, i) => (i % 2 === 1 ? part : part.replace(/[^\s`(]*<[^<>\s]+>[^\s`),.;:]*/g, (token) => `\`${token}\``)))
+      .join('`');
+  }
+  if (Array.isArray(value)) return value.map((v) => codeSpanPlaceholders(v));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, codeSpanPlaceholders(v, k)]));
+  }
+  return value;
+}
+
 export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -27,7 +114,9 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'open inference protocol', description: 'KServe v2 REST subset; version = variant name' },
         { name: 'admin', description: 'Operator endpoints (Authorization: Bearer <adminToken>)' },
       ],
+      components: { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', description: 'The server\'s adminToken (--admin-token or SLIM_ADMIN_TOKEN)' } } },
     },
+    transformObject: (documents) => forSwaggerUi((documents as { openapiObject: OpenApiDocument }).openapiObject) as never,
     // Name components after the schemas' $id instead of def-0, def-1, ...
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });

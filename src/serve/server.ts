@@ -63,14 +63,21 @@ export function packageVersion(): string {
   return '0.0.0';
 }
 
+/** --log-format pretty: pino-pretty on stdout (colours only on a terminal); loaded only when asked for. */
+async function prettyLogStream(): Promise<{ write(line: string): void }> {
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true, sync: true });
+}
+
 /** Build the app and its core; nothing listens and no model is loaded yet. */
 export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; core: ServeCore }> {
   const app = Fastify({
     logger:
       opts.logger === false || config.logLevel === 'silent'
         ? false
-        : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : {}) },
-    // Per-request log lines cost more than the inference of a small batch; failures are logged.
+        : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : config.logFormat === 'pretty' ? { stream: await prettyLogStream() } : {}) },
+    // Per-request log lines cost more than the inference of a small batch: off unless --access-log
+    // (then one line per request from the onResponse hook, not fastify's two); failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
@@ -117,6 +124,12 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
 
   app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
     const notes = request.notes ?? {};
+    if (config.accessLog) {
+      request.log.info(
+        { method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, model: notes.model, variant: notes.variant, inputs: notes.inputs, errorCode: notes.errorCode },
+        `${request.method} ${request.url} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`,
+      );
+    }
     core.observers.onRequest({
       endpoint: request.routeOptions.url ?? 'unmatched',
       method: request.method,

@@ -4,7 +4,7 @@
 // against a model's new variant set when the model store reloads it. A table is immutable;
 // replacing it swaps one reference, so a request sees the old table or the new one.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { routingFilePath } from '../model-repository.js';
 import { writeFileAtomic } from '../../atomic-write.js';
 import type { ServedModel } from '../catalogue.js';
 import { CoreError } from '../errors.js';
@@ -55,7 +55,11 @@ export class RoutingTables {
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
 
-  constructor(private readonly log: RoutingLogger) {}
+  /** routingDir: --routing-dir, where routing files are <routingDir>/<model>/routing.json (null: in the model directory). */
+  constructor(
+    private readonly log: RoutingLogger,
+    private readonly routingDir: string | null = null,
+  ) {}
 
   /** The table state of a served model (MODEL_NOT_FOUND when it is not bound). */
   state(model: string): TableState {
@@ -165,7 +169,7 @@ export class RoutingTables {
     e.writing = true;
     this.swap(e, table, 'api');
     const text = `${JSON.stringify(tableToJson(table), null, 2)}\n`;
-    const file = join(e.model.dir, ROUTING_FILE);
+    const file = routingFilePath(e.model.dir, this.routingDir);
     // Claim the new content first, so a poll that reads the renamed file does not apply it again.
     const previous = e.fileText;
     e.fileText = JSON.stringify(JSON.parse(text));
@@ -195,7 +199,7 @@ export class RoutingTables {
 
   private async poll(e: Entry): Promise<void> {
     if (e.writing) return;
-    const file = join(e.model.dir, ROUTING_FILE);
+    const file = routingFilePath(e.model.dir, this.routingDir);
     const version = e.version;
     let text: string | null;
     try {
