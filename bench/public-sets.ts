@@ -6,7 +6,7 @@
 // models/REPORT-public-sets.{md,json} with the exact commands, seeds and times.
 //
 //   npm run build && node dist/bench/public-sets.js [--data ../shared/data] [--only sst2,trec]
-//        [--modes full,head] [--work .tmp/public-sets] [--seeds 42,43,44] [--distill] [--baseline]
+//        [--modes full,head|none] [--work .tmp/public-sets] [--seeds 42,43,44] [--distill] [--baseline]
 //        [--reuse] [--out models/REPORT-public-sets]
 //
 // Each build runs as its own child process (same entry as `npx slim`), so memory and threads
@@ -96,7 +96,7 @@ interface VariantReport {
 const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dataRoot = resolve(args.data);
 const only = args.only?.split(',');
-const modes = args.modes.split(',');
+const modes = args.modes === 'none' ? [] : args.modes.split(',');
 const seeds = args.seeds.split(',').map(Number);
 const rows: Row[] = [];
 const started = new Date();

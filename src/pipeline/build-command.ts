@@ -7,12 +7,13 @@ import { parseArgs } from 'node:util';
 import { loadUseLiteCheckpoint, USE_LITE_ID, USE_LITE_PACKAGE } from './checkpoints/use-lite.js';
 import { DatasetError, datasetSha256, prepareTrainingData } from './datasets.js';
 import { removeStaleTemporaries, variantName, writeVariant, type ManifestDraft } from './model-writer.js';
-import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report.js';
+import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult, type DistillationRecord } from './report.js';
 import { writeUseLiteTokenizer } from './tokenizers/use-lite.js';
 import { isLlmBase, LlmBuildError, parseVerbalizer, runLlmBuild } from './build-llm.js';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
 import { exportClassifier, trainClassifier } from './training/trainer.js';
 import { formatTrainMode, modeSuffix, parseTrainMode, type EncodedExample, type TrainMode } from './training/loop.js';
+import { DistillError, findPlainSibling, loadVariantTeacher, readTransferTexts } from './training/distill.js';
 
 export const BUILD_VERSION = '0.1.0';
 
@@ -27,6 +28,9 @@ export const BUILD_DEFAULTS = {
   lrBody: 1e-4,
   lrHead: 1e-3,
   threads: 2,
+  /** --distill-from: softmax temperature of the soft labels, and the weight of the true labels. */
+  distillTemperature: 2,
+  distillAlpha: 0.5,
 } as const;
 
 /** A bad flag or value: printed as one line, exit code 2. */
@@ -56,6 +60,11 @@ export interface BuildOptions {
   threads: number;
   trainEmbeddings: boolean;
   quiet: boolean;
+  /** A built variant directory, or a depth of this build (trained first, plain), to distil the other depths from. */
+  distillFrom?: { dir: string } | { depth: number };
+  transferData?: string;
+  temperature: number;
+  alpha: number;
 }
 
 function intFlag(name: string, v: string | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -91,6 +100,10 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
         template: { type: 'string' },
         verbalizer: { type: 'string' },
         quiet: { type: 'boolean' },
+        'distill-from': { type: 'string' },
+        'transfer-data': { type: 'string' },
+        temperature: { type: 'string' },
+        alpha: { type: 'string' },
       },
     }));
   } catch (err) {
@@ -139,6 +152,7 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
     valSplit = Number(str('val-split'));
     if (!(valSplit > 0 && valSplit < 1)) throw new UsageError(`--val-split must be between 0 and 1 (got ${JSON.stringify(str('val-split'))})`);
   }
+  const distill = parseDistillFlags(str, depths, mode, llm);
   const model = basename(resolve(out));
   if (!model || /[^A-Za-z0-9._-]/.test(model)) throw new UsageError(`--out ${out}: the model name "${model}" may use letters, digits, ".", "_" and "-" only`);
   return {
@@ -161,7 +175,36 @@ export function parseBuildArgs(argv: string[]): BuildOptions {
     threads: intFlag('threads', str('threads'), BUILD_DEFAULTS.threads, 1, 256),
     trainEmbeddings: values['train-embeddings'] === true,
     quiet: values.quiet === true,
+    ...distill,
   };
+}
+
+function parseDistillFlags(str: (k: string) => string | undefined, depths: number[], mode: TrainMode, llm: boolean): Pick<BuildOptions, 'distillFrom' | 'transferData' | 'temperature' | 'alpha'> {
+  const from = str('distill-from');
+  const num = (name: string, dflt: number, ok: (x: number) => boolean, range: string) => {
+    const v = str(name);
+    if (v === undefined) return dflt;
+    if (from === undefined) throw new UsageError(`--${name} needs --distill-from`);
+    const x = Number(v);
+    if (v.trim() === '' || !ok(x)) throw new UsageError(`--${name} must be ${range} (got ${JSON.stringify(v)})`);
+    return x;
+  };
+  const temperature = num('temperature', BUILD_DEFAULTS.distillTemperature, (x) => x > 0 && x <= 100, 'a number above 0, at most 100');
+  const alpha = num('alpha', BUILD_DEFAULTS.distillAlpha, (x) => x >= 0 && x <= 1, 'a number from 0 to 1');
+  const transferData = str('transfer-data');
+  if (from === undefined) {
+    if (transferData !== undefined) throw new UsageError('--transfer-data needs --distill-from');
+    return { temperature, alpha };
+  }
+  if (llm) throw new UsageError(`--distill-from is available for ${USE_LITE_ID} only`);
+  if (mode.kind === 'head') throw new UsageError('--distill-from needs --train full or top:N (head-only training has no distillation)');
+  if (/^[0-9]+$/.test(from)) {
+    const depth = Number(from);
+    if (!depths.includes(depth)) throw new UsageError(`--distill-from ${from}: depth ${depth} is not in --depths (${depths.join(',')})`);
+    if (depths.length < 2) throw new UsageError(`--distill-from ${from}: --depths needs a student depth besides the teacher's`);
+    return { distillFrom: { depth }, transferData, temperature, alpha };
+  }
+  return { distillFrom: { dir: from }, transferData, temperature, alpha };
 }
 
 export interface BuildSummary {
@@ -180,6 +223,9 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
     if (o.head === 'pool') throw new UsageError(`--head pool is not available for ${o.base} (use last or label-words)`);
     return runLlmBuild({ ...o, head: o.head, version: BUILD_VERSION });
   }
+  // A teacher directory and the transfer text are checked before any work.
+  const dirTeacher = o.distillFrom && 'dir' in o.distillFrom ? await loadVariantTeacher(o.distillFrom.dir, o.threads) : undefined;
+  const transferTexts = o.transferData !== undefined ? await readTransferTexts(o.transferData) : [];
   const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels });
   const ckpt = loadUseLiteCheckpoint();
   const tokDir = await mkdtemp(join(tmpdir(), 'slim-tok-'));
@@ -209,8 +255,11 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
   const sequences = val.length > 0 ? val.map((e) => e.ids) : train.map((e) => e.ids);
   const mode = formatTrainMode(o.mode);
   let recommended: string | null = null;
-  for (const depth of o.depths) {
-    const res = await trainClassifier(ckpt, train, val, data.labels, {
+  // Distilling from a depth of this build: that depth is trained (plain) first.
+  const teacherDepth = o.distillFrom && 'depth' in o.distillFrom ? o.distillFrom.depth : undefined;
+  const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((d) => d !== teacherDepth)];
+  for (const depth of depths) {
+    const trainOptions = {
       depth,
       mode: o.mode,
       epochs: o.epochs,
@@ -222,7 +271,30 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
       trainEmbeddings: o.trainEmbeddings,
       threads: o.threads,
       progress: o.quiet ? null : undefined,
-    });
+    };
+    let distillation: DistillationRecord | undefined;
+    let res;
+    if (o.distillFrom && depth !== teacherDepth) {
+      const teacher = dirTeacher ?? (await loadVariantTeacher(join(modelDir, variantName(teacherDepth!, modeSuffix(o.mode))), o.threads));
+      const tt = performance.now();
+      const teacherLogits = await teacher.logits([...data.train.map((e) => e.text), ...transferTexts], data.labels);
+      const teacherSeconds = (performance.now() - tt) / 1000;
+      log(`slim build: k${depth} student of ${teacher.dir} (T ${o.temperature}, alpha ${o.alpha}, ${transferTexts.length} transfer texts); teacher logits in ${teacherSeconds.toFixed(1)} s`);
+      // Accuracy without distillation: the teacher's sibling variant of this depth when it was
+      // trained on the same data and validated on the same split, else a plain run here.
+      const sibling = await findPlainSibling(teacher.dir, variantName(depth, modeSuffix(o.mode)), { dataSha256, evalSplit: data.evalSplit, seed: o.seed });
+      const plain = sibling ?? { ...(await trainClassifier(ckpt, train, val, data.labels, trainOptions)), source: 'trained in this build' };
+      const transfer = transferTexts.map((t) => ({ ids: tokenizer.encode(t).slice(0, o.maxLength), label: -1 }));
+      res = await trainClassifier(ckpt, train, val, data.labels, { ...trainOptions, distill: { temperature: o.temperature, alpha: o.alpha, teacherLogits, transfer } });
+      distillation = {
+        teacher: teacher.dir, teacherDepth: teacher.depth, temperature: o.temperature, alpha: o.alpha,
+        transferData: o.transferData ?? null, transferExamples: transfer.length, teacherSeconds: round(teacherSeconds, 1),
+        secondsPerEpoch: round(res.secondsPerEpoch, 1),
+        withoutDistillation: { accuracy: plain.eval.accuracy, macroF1: plain.eval.macroF1, secondsPerEpoch: round(plain.secondsPerEpoch, 1), source: plain.source },
+      };
+    } else {
+      res = await trainClassifier(ckpt, train, val, data.labels, trainOptions);
+    }
     const variant = variantName(depth, modeSuffix(o.mode));
     const { bytes, params } = exportClassifier(ckpt, depth, data.labels, res.params);
     const draft: ManifestDraft = {
@@ -254,6 +326,7 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
       fileBytes: (await stat(join(dir, 'model.onnx'))).size,
       latencyMs: { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) },
       train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
+      ...(distillation ? { distillation } : {}),
     });
     const report = buildReport({
       model,
@@ -295,7 +368,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    if (err instanceof DatasetError || err instanceof UsageError || err instanceof LlmBuildError) {
+    if (err instanceof DatasetError || err instanceof UsageError || err instanceof LlmBuildError || err instanceof DistillError) {
       console.error(`slim build: ${err.message.split('\n')[0]}`);
       return 2;
     }
