@@ -7,7 +7,7 @@
 //
 //   npm run build && node dist/bench/public-sets.js [--data ../shared/data] [--only sst2,trec]
 //        [--modes full,head|none] [--work .tmp/public-sets] [--seeds 42,43,44] [--distill] [--baseline]
-//        [--reuse] [--out models/REPORT-public-sets]
+//        [--reuse] [--threads N] [--out models/REPORT-public-sets]
 //
 // Each build runs as its own child process (same entry as `npx slim`), so memory and threads
 // are released between runs and the times are those a user sees. --reuse skips a build whose
@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     distill: { type: 'boolean', default: false },
     baseline: { type: 'boolean', default: false },
     reuse: { type: 'boolean', default: false },
+    /** --threads of every build (1 fares better than 2 on a machine loaded by other jobs). */
+    threads: { type: 'string' },
     out: { type: 'string', default: 'models/REPORT-public-sets' },
   },
 });
@@ -102,6 +104,7 @@ const rows: Row[] = [];
 const started = new Date();
 const reportPath = resolve(args.out);
 const previous: Row[] = existsSync(`${reportPath}.json`) ? (JSON.parse(readFileSync(`${reportPath}.json`, 'utf8')) as { rows: Row[] }).rows : [];
+const threadFlags = args.threads !== undefined ? ['--threads', args.threads] : [];
 const shown = (s: string) => s.replaceAll(dataRoot, '../shared/data');
 
 /** Run `slim <flags>` (or reuse its earlier output); returns the build's report and wall seconds. */
@@ -159,7 +162,7 @@ for (const plan of PLANS) {
     const suffix = seed === 42 ? '' : `-s${seed}`;
     for (const mode of modes) {
       const out = join(args.work, `${plan.name}-${mode}${suffix}`);
-      const flags = ['build', '--base', 'builtin:use-lite', '--data', join(dir, plan.train), '--depths', '1,2', '--train', mode, ...valFlags, ...epochFlags, '--seed', String(seed), '--out', out, '--quiet'];
+      const flags = ['build', '--base', 'builtin:use-lite', '--data', join(dir, plan.train), '--depths', '1,2', '--train', mode, ...valFlags, ...epochFlags, '--seed', String(seed), ...threadFlags, '--out', out, '--quiet'];
       const results = await addRows(plan, mode, seed, out, build(flags, out));
       writeReport();
       if (!args.distill || mode !== 'full') continue;
@@ -176,7 +179,7 @@ for (const plan of PLANS) {
       }
       const sout = join(args.work, `${plan.name}-distill${suffix}`);
       const sflags = ['build', '--base', 'builtin:use-lite', '--data', join(dir, plan.train), '--depths', '1', '--train', 'full', ...valFlags, ...epochFlags,
-        '--distill-from', join(out, teacher.variant), ...transferFlags, '--seed', String(seed), '--out', sout, '--quiet'];
+        '--distill-from', join(out, teacher.variant), ...transferFlags, '--seed', String(seed), ...threadFlags, '--out', sout, '--quiet'];
       await addRows(plan, 'distilled', seed, sout, build(sflags, sout));
       writeReport();
     }
