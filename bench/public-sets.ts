@@ -104,6 +104,9 @@ const rows: Row[] = [];
 const started = new Date();
 const reportPath = resolve(args.out);
 const previous: Row[] = existsSync(`${reportPath}.json`) ? (JSON.parse(readFileSync(`${reportPath}.json`, 'utf8')) as { rows: Row[] }).rows : [];
+/** Hand-written notes below this line of the report survive regeneration. */
+const NOTES_MARKER = '<!-- notes below are hand-written; the bench keeps them -->';
+
 const threadFlags = args.threads !== undefined ? ['--threads', args.threads] : [];
 const shown = (s: string) => s.replaceAll(dataRoot, '../shared/data');
 
@@ -201,6 +204,8 @@ for (const plan of PLANS) {
   }
 }
 
+writeReport();
+
 function writeReport(): void {
   // Rows of (dataset, mode, seed) not rerun this time are kept from the previous report.
   const key = (r: Row) => `${r.dataset}|${r.mode}|${r.seed ?? 42}`;
@@ -232,7 +237,9 @@ function writeReport(): void {
     ...[...new Set(all.map((r) => r.command))].map((c) => `- \`${c}\``),
     '',
   ];
-  writeFileSync(`${reportPath}.md`, lines.join('\n'));
+  const old = existsSync(`${reportPath}.md`) ? readFileSync(`${reportPath}.md`, 'utf8') : '';
+  const notes = old.includes(NOTES_MARKER) ? old.slice(old.indexOf(NOTES_MARKER)) : `${NOTES_MARKER}\n`;
+  writeFileSync(`${reportPath}.md`, `${lines.join('\n')}\n${notes}`);
 }
 
 /** Mean and min/max of the held-out accuracy over seeds, where a (dataset, mode, depth) has several. */
