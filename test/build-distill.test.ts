@@ -7,7 +7,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { buildCommand } from '../src/pipeline/build-command.js';
-import { DistillError, loadVariantTeacher, logSoftmaxAtTemperature, readTransferTexts } from '../src/pipeline/training/distill.js';
+import { DistillError, findPlainSibling, loadVariantTeacher, logSoftmaxAtTemperature, readTransferTexts } from '../src/pipeline/training/distill.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 
 let dir = '', trainFile = '', valFile = '', transferFile = '';
@@ -84,6 +84,13 @@ test('slim build --distill-from 2: k2 first, then a k1 student on its soft label
   const a = await logits(join(out2, 'k1')), b = await logits(join(plainOut, 'k1'));
   a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) < 1e-4, `alpha 1 student logit ${v} vs plain ${b[i]}`));
   assert.equal((await report(out2)).results[0]!.accuracy, plainK1.accuracy);
+
+  // A distilled k1 beside the teacher is never taken for the plain one; another seed neither.
+  const m = JSON.parse(await readFile(join(plainOut, 'k1', 'manifest.json'), 'utf8')) as { train: { dataSha256: string; seed: number; lr: number }; eval: { split: string } };
+  const want = { dataSha256: m.train.dataSha256, evalSplit: m.eval.split, seed: m.train.seed, lr: m.train.lr };
+  assert.ok(await findPlainSibling(join(plainOut, 'k2'), 'k1', want));
+  assert.equal(await findPlainSibling(join(out, 'k2'), 'k1', want), undefined);
+  assert.equal(await findPlainSibling(join(plainOut, 'k2'), 'k1', { ...want, seed: 6 }), undefined);
 
   // The teacher refuses another label set, naming both.
   const teacher = await loadVariantTeacher(join(plainOut, 'k2'));

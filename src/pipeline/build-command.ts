@@ -280,9 +280,9 @@ export async function runBuild(o: BuildOptions): Promise<BuildSummary> {
       const teacherLogits = await teacher.logits([...data.train.map((e) => e.text), ...transferTexts], data.labels);
       const teacherSeconds = (performance.now() - tt) / 1000;
       log(`slim build: k${depth} student of ${teacher.dir} (T ${o.temperature}, alpha ${o.alpha}, ${transferTexts.length} transfer texts); teacher logits in ${teacherSeconds.toFixed(1)} s`);
-      // Accuracy without distillation: the teacher's sibling variant of this depth when it was
-      // trained on the same data and validated on the same split, else a plain run here.
-      const sibling = await findPlainSibling(teacher.dir, variantName(depth, modeSuffix(o.mode)), { dataSha256, evalSplit: data.evalSplit, seed: o.seed });
+      // Accuracy without distillation: the teacher's plain sibling variant of this depth when it
+      // was trained the same way on the same data (findPlainSibling), else a plain run here.
+      const sibling = await findPlainSibling(teacher.dir, variantName(depth, modeSuffix(o.mode)), { dataSha256, evalSplit: data.evalSplit, seed: o.seed, lr: o.lr });
       const plain = sibling ?? { ...(await trainClassifier(ckpt, train, val, data.labels, trainOptions)), source: 'trained in this build' };
       const transfer = transferTexts.map((t) => ({ ids: tokenizer.encode(t).slice(0, o.maxLength), label: -1 }));
       res = await trainClassifier(ckpt, train, val, data.labels, { ...trainOptions, distill: { temperature: o.temperature, alpha: o.alpha, teacherLogits, transfer } });

@@ -139,13 +139,14 @@ export async function loadVariantTeacher(variantDir: string, threads = 2): Promi
 
 /**
  * The plain (undistilled) variant of the student's depth next to the teacher, when it was
- * trained on the same data, validated on the same split with the same seed: its accuracy is
- * the "without distillation" figure, so the build need not train it again.
+ * trained on the same data with the same seed and learning rate, validated on the same split,
+ * and its model's report.json lists it without a distillation record: its accuracy is the
+ * "without distillation" figure, so the build need not train it again.
  */
 export async function findPlainSibling(
   teacherDir: string,
   variant: string,
-  want: { dataSha256: string; evalSplit: string; seed: number },
+  want: { dataSha256: string; evalSplit: string; seed: number; lr: number },
 ): Promise<{ eval: { accuracy: number; macroF1: number }; secondsPerEpoch: number; source: string } | undefined> {
   const dir = join(resolve(teacherDir), '..', variant);
   let m;
@@ -154,15 +155,16 @@ export async function findPlainSibling(
   } catch {
     return undefined;
   }
-  if (m.train.dataSha256 !== want.dataSha256 || m.eval.split !== want.evalSplit || m.train.seed !== want.seed) return undefined;
-  // Its training time per epoch from the model's report.json, when there is one.
-  let secondsPerEpoch = m.train.epochs > 0 ? m.train.seconds / m.train.epochs : 0;
+  if (m.train.dataSha256 !== want.dataSha256 || m.eval.split !== want.evalSplit || m.train.seed !== want.seed || m.train.lr !== want.lr) return undefined;
+  let entry: { distillation?: unknown; train?: { seconds?: number; epochsRun?: number } } | undefined;
   try {
-    const report = JSON.parse(await readFile(join(dir, '..', 'report.json'), 'utf8')) as { results?: { variant: string; train?: { seconds?: number; epochsRun?: number } }[] };
-    const r = report.results?.find((x) => x.variant === variant)?.train;
-    if (r?.seconds && r.epochsRun) secondsPerEpoch = r.seconds / r.epochsRun;
+    const report = JSON.parse(await readFile(join(dir, '..', 'report.json'), 'utf8')) as { results?: (NonNullable<typeof entry> & { variant: string })[] };
+    entry = report.results?.find((x) => x.variant === variant);
   } catch {
-    // no report: the manifest's figure stands
+    return undefined;
   }
+  if (!entry || entry.distillation !== undefined) return undefined;
+  const t = entry.train;
+  const secondsPerEpoch = t?.seconds && t.epochsRun ? t.seconds / t.epochsRun : m.train.epochs > 0 ? m.train.seconds / m.train.epochs : 0;
   return { eval: { accuracy: m.eval.accuracy, macroF1: m.eval.macroF1 }, secondsPerEpoch, source: `variant ${dir} (same data, split and seed)` };
 }
