@@ -647,7 +647,7 @@ async function classifierSession(type: 'float32', width: number, heads: number, 
     const init = p.endsWith('Scale') ? () => 1 : fanIn ? () => (rnd() * 2 - 1) * Math.sqrt(3 / fanIn) : () => 0;
     values.set(p, { data: Float32Array.from({ length: count(dims) }, init), dims });
   }
-  const session = await GradientSession.create(g.toBytes(), { params, loss, grads: res.grads, intraOpNumThreads: 2, forwardModel: forward.toBytes() });
+  const session = await GradientSession.create(g, { params, loss, grads: res.grads, intraOpNumThreads: 2, forwardModel: forward });
   const rndData = mulberry32(4);
   const feeds = {
     hidden: new ort.Tensor('float32', Float32Array.from({ length: batch * seq * width }, () => rndData() * 2 - 1), [batch, seq, width]),

@@ -226,7 +226,11 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
   if (files.onnxData) {
     const hash = createHash('sha256');
     let bytes = 0;
-    for (const c of files.onnxData) hash.update(c), (bytes += c.length);
+    // In slices: Hash.update refuses one input of 2 GiB or more (a large embedding is one chunk).
+    for (const c of files.onnxData) {
+      for (let at = 0; at < c.length; at += 1 << 30) hash.update(c.subarray(at, Math.min(c.length, at + (1 << 30))));
+      bytes += c.length;
+    }
     manifest.externalData = [{ file: ONNX_DATA_FILE, bytes, sha256: hash.digest('hex') }];
   }
   const finalDir = join(modelDir, manifest.variant);

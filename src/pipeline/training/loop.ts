@@ -11,6 +11,7 @@ import { addGradients } from './autodiff.js';
 import { softmaxCrossEntropy } from './losses.js';
 import { logSoftmaxAtTemperature, TEACHER_INPUTS, type DistillTargets } from './distill.js';
 import { GradientSession, type ParamTensor } from './session.js';
+import { createGraphSession } from './graph-session.js';
 import { AdamW, linearWarmupDecay } from './optimizer.js';
 import { mulberry32, shuffleInPlace, type Rng } from '../random.js';
 import { evaluate, type EvalReport } from '../evaluation.js';
@@ -267,7 +268,7 @@ export async function trainLoop(
 
   if (mode.kind === 'head') {
     // Frozen body: features once per example, then a tiny graph features -> logits -> loss.
-    const encSession = await ort.InferenceSession.create(graphs.features().toBytes(), sessionOptions(threads));
+    const encSession = await createGraphSession(graphs.features(), sessionOptions(threads));
     const featuresOf = async (examples: readonly EncodedExample[]) => {
       const out = new Float32Array(examples.length * width);
       for (const b of inferenceBatches(examples, buckets)) {
@@ -288,7 +289,7 @@ export async function trainLoop(
     const logits = g.op('Add', [g.op('MatMul', [x, w]), bias]);
     const loss = softmaxCrossEntropy(g, logits, g.input('labels', 'int64', [batchSize]));
     const { grads } = addGradients(g, { loss, params: [HEAD_WEIGHT, HEAD_BIAS] });
-    const session = await GradientSession.create(g.toBytes(), { params: [HEAD_WEIGHT, HEAD_BIAS], loss, grads, intraOpNumThreads: threads });
+    const session = await GradientSession.create(g, { params: [HEAD_WEIGHT, HEAD_BIAS], loss, grads, intraOpNumThreads: threads });
     release.push(() => session.release());
     trainStep = async (b) => {
       const feats = new Float32Array(batchSize * width);
@@ -318,13 +319,13 @@ export async function trainLoop(
       if (!s) {
         const { graph, loss, grads } = graphs.training(seq);
         if (distill && !graph.inputs.some((i) => i.name === TEACHER_INPUTS.logProbs)) throw new Error('distillation: this architecture\'s training graph takes no teacher input');
-        s = await GradientSession.create(graph.toBytes(), { params: [...trainable], loss, grads, intraOpNumThreads: threads });
+        s = await GradientSession.create(graph, { params: [...trainable], loss, grads, intraOpNumThreads: threads });
         sessions.set(seq, s);
         release.push(() => s!.release());
       }
       return s;
     };
-    const evalSession = await ort.InferenceSession.create(graphs.inference().toBytes(), sessionOptions(threads));
+    const evalSession = await createGraphSession(graphs.inference(), sessionOptions(threads));
     release.push(() => evalSession.release());
     trainStep = async (b) => {
       const session = await sessionFor(b.seq);

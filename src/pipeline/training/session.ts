@@ -4,6 +4,8 @@
 // second session over the pruned forward graph when one is given (see prune.ts): fetching
 // only the loss from the training session still runs most of the backward pass.
 import * as ort from 'onnxruntime-node';
+import type { GraphBuilder } from '../graph.js';
+import { createGraphSession } from './graph-session.js';
 
 export interface ParamTensor {
   data: Float32Array;
@@ -20,8 +22,8 @@ export interface GradientSessionOptions {
   intraOpNumThreads?: number;
   /** Extra session options (execution providers, ...). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
-  /** Forward-only model (same input names), e.g. pruneToOutputs(g, ['loss', 'logits']).toBytes(). */
-  forwardModel?: Uint8Array;
+  /** Forward-only model (same input names), e.g. pruneToOutputs(g, ['loss', 'logits']). */
+  forwardModel?: GraphBuilder;
 }
 
 export interface StepResult {
@@ -38,7 +40,8 @@ export class GradientSession {
     readonly opts: GradientSessionOptions,
   ) {}
 
-  static async create(model: Uint8Array, opts: GradientSessionOptions): Promise<GradientSession> {
+  /** `model`: the training graph; past 2 GB of frozen initializers it is opened through external data (graph-session.ts). */
+  static async create(model: GraphBuilder, opts: GradientSessionOptions): Promise<GradientSession> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: opts.intraOpNumThreads ?? 2,
       interOpNumThreads: 1,
@@ -46,8 +49,8 @@ export class GradientSession {
       logSeverityLevel: 3,
       ...opts.sessionOptions,
     };
-    const session = await ort.InferenceSession.create(model, sessionOptions);
-    const forward = opts.forwardModel ? await ort.InferenceSession.create(opts.forwardModel, sessionOptions) : undefined;
+    const session = await createGraphSession(model, sessionOptions);
+    const forward = opts.forwardModel ? await createGraphSession(opts.forwardModel, sessionOptions) : undefined;
     return new GradientSession(session, forward, opts);
   }
 
