@@ -11,7 +11,7 @@ import { DistillError, findPlainSibling, loadVariantTeacher, logSoftmaxAtTempera
 import { capture, dataSlices } from './helpers/build-run.js';
 
 let dir = '', trainFile = '', valFile = '', transferFile = '';
-const common = () => ['--data', trainFile, '--val', valFile, '--train', 'full', '--epochs', '1', '--lr', '5e-4', '--max-length', '16', '--seed', '5', '--quiet'];
+const common = () => ['--data', trainFile, '--val', valFile, '--train', 'full', '--epochs', '1', '--lr', '5e-4', '--max-length', '16', '--seed', '5', '--precision', 'fp32', '--quiet'];
 
 async function report(out: string) {
   return JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
