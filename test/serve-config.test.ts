@@ -54,6 +54,8 @@ const SAMPLES: Record<string, [unknown, string]> = {
   maxInputs: [5, '5'],
   bodyLimit: [4096, '4096'],
   maxConnections: [64, '64'],
+  maxConnectionsPerClient: [16, '16'],
+  receiveTimeoutMs: [5000, '5000'],
   adminToken: ['s3cret-token', 's3cret-token'],
   feedbackSecret: ['feedback-secret', 'feedback-secret'],
   'feedback.ttlMs': [60000, '60000'],

@@ -31,6 +31,10 @@ export interface ServeConfig {
   bodyLimit: number;
   /** Most open client connections; past it a new connection gets 429 TOO_MANY_CONNECTIONS and is closed (0: no limit). */
   maxConnections: number;
+  /** Most open connections from one client address (IPv6: per /64); past it 429 TOO_MANY_CONNECTIONS (0: no limit). */
+  maxConnectionsPerClient: number;
+  /** A request's headers and body must arrive within this long of its first byte; else 408 REQUEST_TIMEOUT, closed. */
+  receiveTimeoutMs: number;
   adminToken: string | null;
   /** HMAC key that signs /classify request ids so feedback works on any replica (null: ids kept in memory). */
   feedbackSecret: string | null;
@@ -156,6 +160,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'SLIM_REQUEST_TIMEOUT_MS', parse: integer(1), defaultText: '10000', description: 'deadline of a request from arrival; past it 504' },
   { key: 'maxInputs', flag: '--max-inputs', env: 'SLIM_MAX_INPUTS', parse: integer(1), defaultText: '64', description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)' },
   { key: 'maxConnections', flag: '--max-connections', env: 'SLIM_MAX_CONNECTIONS', parse: integer(0), defaultText: '1024', description: 'most open client connections; a connection past it gets 429 and is closed before any request is read (0: no limit)' },
+  { key: 'maxConnectionsPerClient', flag: '--max-connections-per-client', env: 'SLIM_MAX_CONNECTIONS_PER_CLIENT', parse: integer(0), defaultText: '256', description: 'most open connections from one client address (IPv6: per /64); past it 429 like maxConnections (0: no limit; behind a proxy that is one address, so raise it or set 0 there)' },
+  { key: 'receiveTimeoutMs', flag: '--receive-timeout-ms', env: 'SLIM_RECEIVE_TIMEOUT_MS', parse: integer(100, 3_600_000), defaultText: '30000', description: 'a request\'s headers and body must arrive within this long; a slower client gets 408 REQUEST_TIMEOUT and is disconnected' },
   { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
   { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
   { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
@@ -198,6 +204,8 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     maxInputs: 64,
     bodyLimit: 1_048_576,
     maxConnections: 1024,
+    maxConnectionsPerClient: 256,
+    receiveTimeoutMs: 30_000,
     adminToken: null,
     feedbackSecret: null,
     feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000 },

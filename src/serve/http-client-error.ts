@@ -6,7 +6,9 @@ import type { Socket } from 'node:net';
 import { errorBody, SlimError } from './errors.js';
 
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
+  // An answer already under way on this socket (headers sent): another one would corrupt it.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }

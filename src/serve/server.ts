@@ -48,6 +48,11 @@ export interface RunningServer {
 /** A client-supplied x-request-id is kept when it is short and plain; otherwise a fresh UUID. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** How often node looks for connections past receiveTimeoutMs: a quarter of it, within [100 ms, 1 s]. */
+function receiveCheckMs(timeoutMs: number): number {
+  return Math.max(100, Math.min(1000, Math.floor(timeoutMs / 4)));
+}
+
 /** Version of the slimserve package, found by walking up from this module. */
 export function packageVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -72,6 +77,11 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     // Per-request log lines cost more than the inference of a small batch; failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // A slow client (headers or body a byte at a time, or a body never finished) is cut after
+    // receiveTimeoutMs with 408 (clientErrorHandler). Node checks its connections every
+    // connectionsCheckingInterval (30 s by default), which would stretch a short timeout.
+    requestTimeout: config.receiveTimeoutMs,
+    http: { requestTimeout: config.receiveTimeoutMs, headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: receiveCheckMs(config.receiveTimeoutMs) },
     // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
     clientErrorHandler,
     requestIdHeader: false,
@@ -89,7 +99,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   for (const o of opts.observers ?? []) runtime.observers.add(o);
   const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
   if (metrics) runtime.observers.add(metrics.observer);
-  limitConnections(app.server, config.maxConnections, () => metrics?.connectionsRefused.inc());
+  limitConnections(app.server, { max: config.maxConnections, perClient: config.maxConnectionsPerClient }, () => metrics?.connectionsRefused.inc());
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);
