@@ -23,6 +23,7 @@ import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
 import { ServeRuntime, type RuntimeOptions } from './runtime.js';
 import { limitConnections } from './connection-limit.js';
+import { ConnectionTracker, IDLE_GRACE_MS, stopListening } from './drain.js';
 
 export interface BuildOptions extends RuntimeOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
@@ -91,7 +92,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     },
     // While closing, requests on open keep-alive connections get our own 503 SHUTTING_DOWN body.
     return503OnClosing: false,
-    forceCloseConnections: 'idle',
+    // The drain closes connections itself (src/serve/drain.ts), never all idle ones at once.
+    forceCloseConnections: false,
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
@@ -164,27 +166,38 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
 }
 
 /**
- * Graceful stop: readiness goes false first, the listener closes (idle keep-alive connections
- * too), every accepted request is answered, then the workers go. Requests still unanswered after
- * shutdownTimeoutMs get SHUTTING_DOWN.
+ * Graceful stop: readiness goes false first; the listener closes once the connections the kernel
+ * already queued are accepted; every accepted request is answered (served, or 503 SHUTTING_DOWN
+ * for new inference on a kept-alive connection), each answer closing its connection, and quiet
+ * connections are closed (src/serve/drain.ts); then the workers go. The whole stop takes at most
+ * shutdownTimeoutMs: past it, requests still unanswered get SHUTTING_DOWN and every connection
+ * left (a half-sent upload, say) is cut.
  */
-export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Promise<void> {
+export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, connections: ConnectionTracker): Promise<void> {
   runtime.beginDrain();
   const timeoutMs = runtime.config.shutdownTimeoutMs;
+  // What is left after the drain (answer the rest, cut the connections, close) gets this much.
+  const finalMs = Math.min(500, Math.floor(timeoutMs / 4));
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    timer = setTimeout(() => resolve('timeout'), timeoutMs - finalMs);
   });
-  const closed = app.close();
-  // Sockets that were busy when the listener closed turn idle once answered; close them then.
-  const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
-  const drained = Promise.all([closed, runtime.drained()]);
+  const sweeper = setInterval(() => connections.closeQuiet(IDLE_GRACE_MS), 25);
+  await stopListening(app.server, Math.min(1000, Math.floor(timeoutMs / 4)));
+  const drained = Promise.all([connections.allClosed(), runtime.drained()]);
   const result = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
   clearTimeout(timer);
   clearInterval(sweeper);
-  if (result === 'timeout') app.log.warn({ inFlight: runtime.inFlight, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN');
-  await runtime.close();
-  if (result === 'timeout') await drained.catch(() => {});
+  if (result === 'timeout') {
+    app.log.warn({ inFlight: runtime.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
+  }
+  const bounded = <T>(p: Promise<T>, ms: number): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, ms).unref())]);
+  await bounded(runtime.close(), finalMs);
+  if (result === 'timeout') {
+    await bounded(connections.allClosed(), 50); // the SHUTTING_DOWN answers go out first
+    connections.destroyAll();
+  }
+  await bounded(app.close(), finalMs);
 }
 
 /**
@@ -194,6 +207,7 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime): Pro
  */
 export async function startServer(config: ServeConfig, opts: BuildOptions = {}): Promise<RunningServer> {
   const { app, runtime } = await buildApp(config, opts);
+  const connections = new ConnectionTracker(app.server);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -207,5 +221,5 @@ export async function startServer(config: ServeConfig, opts: BuildOptions = {}):
   });
   ready.catch(() => {}); // the caller handles it; never an unhandled rejection
   let closing: Promise<void> | null = null;
-  return { app, runtime, url, ready, close: () => (closing ??= shutdown(app, runtime)) };
+  return { app, runtime, url, ready, close: () => (closing ??= shutdown(app, runtime, connections)) };
 }
