@@ -58,6 +58,8 @@ const SAMPLES: Record<string, [unknown, string]> = {
   receiveTimeoutMs: [5000, '5000'],
   adminToken: ['s3cret-token', 's3cret-token'],
   feedbackSecret: ['feedback-secret', 'feedback-secret'],
+  feedbackToken: ['feedback-token', 'feedback-token'],
+  'feedback.rateLimit': [30, '30'],
   'feedback.ttlMs': [60000, '60000'],
   'feedback.capacity': [500, '500'],
   'feedback.window': [200, '200'],

@@ -38,8 +38,13 @@ export interface ServeConfig {
   adminToken: string | null;
   /** HMAC key that signs /classify request ids so feedback works on any replica (null: ids kept in memory). */
   feedbackSecret: string | null;
-  /** How long an answered request takes feedback, how many are kept in memory, and the online-accuracy window. */
-  feedback: { ttlMs: number; capacity: number; window: number };
+  /** Bearer token POST /feedback requires (null: none). */
+  feedbackToken: string | null;
+  /**
+   * How long an answered request takes feedback, how many are kept in memory, the online-accuracy
+   * window, and POST /feedback requests per client per rateLimit.windowMs (0: no limit).
+   */
+  feedback: { ttlMs: number; capacity: number; window: number; rateLimit: number };
   /** How often models/<model>/routing.json is re-read (0: never). */
   routingReloadMs: number;
   /** How often the model repository is polled for new, rebuilt or removed variants (0: only POST /admin/reload). */
@@ -165,6 +170,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
   { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
   { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
+  { key: 'feedbackToken', flag: '--feedback-token', env: 'SLIM_FEEDBACK_TOKEN', parse: token, defaultText: 'none', description: 'bearer token POST /feedback requires (feedback decides A/B comparisons); none: open to anyone who has a request_id' },
+  { key: 'feedback.rateLimit', flag: '--feedback-rate-limit', env: 'SLIM_FEEDBACK_RATE_LIMIT', parse: integer(0), defaultText: '600', description: 'POST /feedback requests per client address per rateLimit.windowMs; past it 429 (0: no limit; rateLimit.routes "POST /feedback" overrides it)' },
   { key: 'feedback.ttlMs', flag: '--feedback-ttl-ms', env: 'SLIM_FEEDBACK_TTL_MS', parse: integer(1), defaultText: '3600000', description: 'feedback is accepted this long after the answer (then 404)' },
   { key: 'feedback.capacity', flag: '--feedback-capacity', env: 'SLIM_FEEDBACK_CAPACITY', parse: integer(1), defaultText: '100000', description: 'answered requests kept in memory for feedback (oldest evicted)' },
   { key: 'feedback.window', flag: '--feedback-window', env: 'SLIM_FEEDBACK_WINDOW', parse: integer(1), defaultText: '1000', description: 'online accuracy: the last N feedback outcomes per variant' },
@@ -208,7 +215,8 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     receiveTimeoutMs: 30_000,
     adminToken: null,
     feedbackSecret: null,
-    feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000 },
+    feedbackToken: null,
+    feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000, rateLimit: 600 },
     routingReloadMs: 1000,
     modelReloadMs: 0,
     logLevel: 'info',

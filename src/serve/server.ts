@@ -106,7 +106,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
 
   for (const schema of sharedSchemas) app.addSchema(schema);
   // Before any route: the plugin hooks each route as it is added. Off unless configured.
-  await registerRateLimit(app, config.rateLimit);
+  await registerRateLimit(app, config.rateLimit, { 'POST /feedback': config.feedback.rateLimit });
   // Bodies are JSON only: anything else is 415, not a string the schema then refuses.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('notes', null as never);

@@ -40,9 +40,11 @@ export const routingTableSchema = {
 
 const accuracyEstimate = {
   type: 'object',
-  required: ['n', 'correct', 'accuracy', 'ci95'],
-  description: 'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval.',
-  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval },
+  required: ['n', 'correct', 'accuracy', 'ci95', 'clients'],
+  description:
+    'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval. clients: how many distinct client addresses (IPv6: /64) those outcomes came from -- ' +
+    'an estimate fed by one or two clients says more about them than about the variant.',
+  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval, clients: { type: 'integer' } },
 } as const;
 
 export const routingStatusSchema = {
