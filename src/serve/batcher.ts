@@ -439,7 +439,7 @@ export class Batcher {
         const failure =
           err instanceof WorkerFailedError
             ? new SlimError('WORKER_FAILED', `the inference worker running this batch of ${t.key} failed; it is being replaced`, { 'retry-after': '1' })
-            : new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`);
+            : new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`, {}, { cause: err });
         for (const it of items) this.fail(it.request, failure);
         this.onBatch(fact(false));
       },

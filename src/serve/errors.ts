@@ -17,8 +17,10 @@ export const ERRORS = {
   REQUEST_ID_NOT_FOUND: { status: 404, summary: 'no answered request with this request_id (unknown, evicted, or older than feedback.ttlMs)' },
   TOO_MANY_INPUTS: { status: 413, summary: 'more inputs than maxInputs in one request' },
   PAYLOAD_TOO_LARGE: { status: 413, summary: 'the body is larger than bodyLimit' },
+  URI_TOO_LONG: { status: 414, summary: 'a path parameter of the URL is longer than the server accepts' },
   REQUEST_TIMEOUT: { status: 408, summary: 'the request headers or body did not arrive in time' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'the body must be application/json' },
+  EXPECTATION_FAILED: { status: 417, summary: 'the request has an Expect header other than 100-continue' },
   UNKNOWN_LABEL: { status: 422, summary: 'the feedback label is not a label of the model' },
   TEXT_TOO_LONG: { status: 422, summary: 'an input has more tokens than the variant\'s maxLength and truncate is false' },
   QUEUE_FULL: { status: 429, summary: 'the variant\'s queue is full; retry after Retry-After seconds' },
@@ -45,8 +47,9 @@ export class SlimError extends Error {
   /** Extra response headers (Retry-After for QUEUE_FULL). */
   readonly headers: Record<string, string>;
 
-  constructor(code: ErrorCode, message?: string, headers: Record<string, string> = {}) {
-    super(message ?? ERRORS[code].summary);
+  /** `cause`: the exception behind it, for the log line (never for the answer). */
+  constructor(code: ErrorCode, message?: string, headers: Record<string, string> = {}, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].summary, options);
     this.name = 'SlimError';
     this.code = code;
     this.statusCode = ERRORS[code].status;
@@ -109,7 +112,25 @@ export function toSlimError(err: unknown): SlimError {
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new SlimError('INVALID_REQUEST', e.message);
   }
-  return new SlimError('INTERNAL');
+  return new SlimError('INTERNAL', undefined, {}, { cause: err });
+}
+
+/** The root cause of an error for a log line: the innermost `cause`'s type, message and stack. */
+export function rootCause(err: Error): { type: string; message: string; stack?: string } | undefined {
+  let cause: unknown = err.cause;
+  if (cause === undefined) return undefined;
+  while (cause instanceof Error && cause.cause !== undefined) cause = cause.cause;
+  if (!(cause instanceof Error)) return { type: typeof cause, message: String(cause) };
+  return { type: cause.name, message: cause.message, ...(cause.stack ? { stack: cause.stack } : {}) };
+}
+
+/**
+ * A file-system failure as a client may see it: the error code and what was being done, never
+ * the absolute path node puts in the message.
+ */
+export function publicFsError(err: unknown, what: string): string {
+  const e = err as NodeJS.ErrnoException;
+  return `${e.code ?? 'error'}: ${what}`;
 }
 
 /** JSON schema of the error body, for route schemas and the OpenAPI document. */

@@ -61,8 +61,8 @@ export interface ClassifyOutcome {
   /** Slowest input's queue time and the inference time of its batch, ms. */
   queueMs: number;
   inferenceMs: number;
-  /** How many inputs were cut to maxLength. */
-  truncated: number;
+  /** Indices of the inputs cut to maxLength (the answer says so per result and in x-slim-truncated-inputs). */
+  truncated: number[];
 }
 
 /** How long tokenization may hold the event loop before it yields to other requests. */
@@ -307,7 +307,7 @@ export class ServeRuntime {
       const release = this.hold(stages);
       let queueMs = 0;
       let inferenceMs = 0;
-      let truncated = 0;
+      let truncated: number[] = [];
       const cascade = await runCascade(stages, plan.threshold, input.inputs.length, async (_stage, s, indices) => {
         const r = await this.runOn(batcher, stages[s]!, indices.map((i) => input.inputs[i]!), input.truncate, opts);
         queueMs += r.queueMs;
@@ -382,13 +382,13 @@ export class ServeRuntime {
     texts: string[],
     truncate: boolean,
     opts: ClassifyOptions,
-  ): Promise<{ probabilities: Float32Array[]; queueMs: number; inferenceMs: number; truncated: number }> {
+  ): Promise<{ probabilities: Float32Array[]; queueMs: number; inferenceMs: number; truncated: number[] }> {
     // Held before the first await: hot reload releases a replaced session only when nothing holds it.
     const release = this.hold([variant]);
     try {
       batcher.checkCapacity(variant.key, texts.length); // shed before tokenizing: a 429 must stay cheap under overload
       const ids: number[][] = [];
-      let truncated = 0;
+      const truncated: number[] = [];
       let sliceStart = performance.now();
       for (let i = 0; i < texts.length; i++) {
         const encoded = encodeBounded(variant.tokenizer, texts[i]!, variant.maxLength);
@@ -400,7 +400,7 @@ export class ServeRuntime {
               `inputs[${i}] has ${count} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`,
             );
           }
-          truncated++;
+          truncated.push(i);
         }
         ids.push(encoded.ids);
         if (performance.now() - sliceStart > TOKENIZE_SLICE_MS) {

@@ -7,8 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
-import { errorBody, SlimError, toSlimError, v2ErrorBody } from './errors.js';
-import { clientErrorHandler } from './http-client-error.js';
+import { errorBody, rootCause, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import { answerUnknownExpectations, clientErrorHandler, frameworkErrorHandler, missingHostError } from './http-client-error.js';
 import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
 import type { ServeObserver } from './observer.js';
@@ -85,6 +85,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     http: { requestTimeout: config.receiveTimeoutMs, headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: receiveCheckMs(config.receiveTimeoutMs) },
     // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
     clientErrorHandler,
+    // The router's refusals (undecodable URL, over-long parameter) too.
+    frameworkErrors: frameworkErrorHandler,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -101,6 +103,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   for (const o of opts.observers ?? []) runtime.observers.add(o);
   const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
   if (metrics) runtime.observers.add(metrics.observer);
+  answerUnknownExpectations(app.server);
+  // A missing Host gets our catalogue answer (onRequest hook), not node's bare 400.
+  (app.server as { requireHostHeader?: boolean }).requireHostHeader = false;
   limitConnections(app.server, { max: config.maxConnections, perClient: config.maxConnectionsPerClient }, () => metrics?.connectionsRefused.inc());
   const version = packageVersion();
 
@@ -114,6 +119,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     request.notes = {};
     reply.header('x-request-id', request.id);
+    const noHost = missingHostError(request);
+    if (noHost) throw noHost;
     if (request.routeOptions.config.inference && !runtime.ready) throw notReadyError(runtime);
   });
 
@@ -140,7 +147,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   const sendError = (err: SlimError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (request.notes) request.notes.errorCode = err.code;
     if (err.statusCode >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
-      request.log.error({ err, requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
+      // The catalogue code and, next to it, the exception that caused it (message and stack).
+      const cause = rootCause(err);
+      request.log.error({ err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
     const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
     return reply

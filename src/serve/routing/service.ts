@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ServedModel } from '../catalog.js';
-import { SlimError } from '../errors.js';
+import { publicFsError, SlimError } from '../errors.js';
 import { FeedbackIds, type ServedRecord } from './feedback.js';
 import { difference, OutcomeWindow, type AccuracyEstimate, type Difference } from './online-accuracy.js';
 import type { ShadowOutcome } from './shadow.js';
@@ -176,9 +176,9 @@ export class RoutingService {
     } catch (err) {
       e.fileText = previous;
       await unlink(tmp).catch(() => {});
-      const why = (err as Error).message;
-      this.log.warn({ model, file, err: why }, 'routing table applied in memory only: routing.json could not be written');
-      return { persisted: false, persistError: why };
+      this.log.warn({ model, file, err: (err as Error).message }, 'routing table applied in memory only: routing.json could not be written');
+      // The answer names the failure, not the server's paths (the log has them).
+      return { persisted: false, persistError: publicFsError(err, `could not write ${ROUTING_FILE} in the model directory`) };
     } finally {
       e.writing = false;
     }
