@@ -13,7 +13,7 @@ export const routingTableSchema = {
   type: 'object',
   description:
     'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
-    'Refused with 400 INVALID_ROUTING: an unknown variant, a negative weight, weights adding up to 0, shadow.fraction outside [0, 1], ' +
+    'Refused with 400 INVALID_ROUTING: an unknown variant, a weight that is not 0 or within [1e-6, 1e6], weights adding up to 0, shadow.fraction outside [0, 1], ' +
     'a cascade naming a missing variant (or one twice, or variants with different labels), cascade.threshold outside (0, 1].',
   additionalProperties: false,
   properties: {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { ServedModel } from '../catalog.js';
 import { publicFsError, SlimError } from '../errors.js';
 import { FeedbackIds, type ServedRecord } from './feedback.js';
+import { SerialQueue } from './serial.js';
 import { difference, OutcomeWindow, type AccuracyEstimate, type Difference } from './online-accuracy.js';
 import type { ShadowOutcome } from './shadow.js';
 import { plan, type Plan } from './sticky.js';
@@ -66,6 +67,8 @@ export class RoutingService {
   private readonly models = new Map<string, ModelRouting>();
   private timer: NodeJS.Timeout | null = null;
   private reloading = false;
+  /** PUTs of one model, one at a time (src/serve/routing/serial.ts). */
+  private readonly puts = new SerialQueue();
 
   constructor(
     readonly options: RoutingServiceOptions,
@@ -160,6 +163,10 @@ export class RoutingService {
       throw err;
     }
     if (!table) throw new SlimError('INVALID_ROUTING', `routing of ${model}: expected a JSON object`);
+    return this.puts.run(model, () => this.swapAndPersist(e, model, table));
+  }
+
+  private async swapAndPersist(e: ModelRouting, model: string, table: RoutingTable): Promise<{ persisted: boolean; persistError?: string }> {
     // Until the new file is in place a reload would read the old one and undo this PUT.
     e.writing = true;
     this.swap(e, table, 'api');
