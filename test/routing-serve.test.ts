@@ -219,7 +219,7 @@ describe('routing over HTTP', () => {
       const r = await post(`${url}/classify`, { inputs: text });
       assert.equal(r.json.variant, 'k1');
       assert.equal(r.headers.get('x-slim-variant'), 'k1');
-      assert.deepEqual(Object.keys(r.json.results[0]).sort(), ['depth', 'label', 'score', 'scores', 'variant']);
+      assert.deepEqual(Object.keys(r.json.results[0]).sort(), ['depth', 'label', 'score', 'scores', 'truncated', 'variant']);
       assert.equal(r.json.results[0].variant, 'k1');
       assert.equal(r.json.results[0].label, k1[i]!.label);
       for (const [label, p] of Object.entries(k1[i]!.scores)) assert.ok(Math.abs(r.json.results[0].scores[label] - p) < 1e-5);

@@ -185,6 +185,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
 export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, connections: ConnectionTracker): Promise<void> {
   runtime.beginDrain();
   const timeoutMs = runtime.config.shutdownTimeoutMs;
+  const deadline = performance.now() + timeoutMs;
   // What is left after the drain (answer the rest, cut the connections, close) gets this much.
   const finalMs = Math.min(500, Math.floor(timeoutMs / 4));
   let timer: NodeJS.Timeout | undefined;
@@ -200,13 +201,15 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, conn
   if (result === 'timeout') {
     app.log.warn({ inFlight: runtime.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
   }
-  const bounded = <T>(p: Promise<T>, ms: number): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, ms).unref())]);
-  await bounded(runtime.close(), finalMs);
+  // What follows may take what is left of shutdownTimeoutMs (at least 50 ms), no more.
+  const bounded = <T>(p: Promise<T>): Promise<unknown> =>
+    Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
+  await bounded(runtime.close());
   if (result === 'timeout') {
-    await bounded(connections.allClosed(), 50); // the SHUTTING_DOWN answers go out first
+    await Promise.race([connections.allClosed(), new Promise((r) => setTimeout(r, 50))]); // the SHUTTING_DOWN answers go out first
     connections.destroyAll();
   }
-  await bounded(app.close(), finalMs);
+  await bounded(app.close());
 }
 
 /**
