@@ -17,6 +17,11 @@ export interface PadOptions {
   truncate?: boolean;
   /** Pad every row to this length (a fixed-shape bucket) instead of to the longest text. */
   padTo?: number;
+  /**
+   * true: an empty encoding runs as one pad token with its mask set (the server: a fully masked
+   * row would pool over nothing). false (default): it stays a fully masked row.
+   */
+  emptyAsPadToken?: boolean;
 }
 
 export interface EncodedBatch {
@@ -237,7 +242,11 @@ class HfTextTokenizer implements TextTokenizer {
     // transformers.js falls back from pad_token to eos_token (GPT-2 and Llama have no pad);
     // with neither, 0 is as good as any id since the mask hides padding.
     this.padId = Number.isInteger(tokenizer.pad_token_id) ? tokenizer.pad_token_id : 0;
-    this.padSide = tokenizer.padding_side === 'left' ? 'left' : 'right';
+    // tokenizer_config.json's padding_side first: transformers.js' LlamaTokenizer sets "left" in a
+    // class field, which runs after the constructor has read the config and so overrides it
+    // (a variant of a Llama/Mistral checkpoint saying "right" would otherwise be served left-padded).
+    const side = typeof config.padding_side === 'string' ? config.padding_side : tokenizer.padding_side;
+    this.padSide = side === 'left' ? 'left' : 'right';
     const max = config.model_max_length;
     // Hugging Face writes 1e30 ("VERY_LARGE_INTEGER") when a tokenizer has no limit.
     this.modelMaxLength = typeof max === 'number' && Number.isInteger(max) && max > 0 && max < 1e9 ? max : null;
@@ -274,7 +283,7 @@ export function padEncodings(
     const tooLong = lengths.flatMap((length, index) => (length > maxLength ? [{ index, length }] : []));
     if (tooLong.length > 0) throw new TextTooLongError(maxLength, tooLong);
   }
-  const kept = lengths.map((n) => Math.min(n, maxLength));
+  const kept = lengths.map((n) => (n === 0 && options.emptyAsPadToken ? 1 : Math.min(n, maxLength)));
   // At least one column: an all-empty batch still makes valid [batch, 1] tensors (fully masked).
   let longest = 1;
   for (const n of kept) if (n > longest) longest = n;
@@ -286,7 +295,7 @@ export function padEncodings(
   const inputIds = new BigInt64Array(batchSize * seqLength).fill(BigInt(padId));
   const attentionMask = new BigInt64Array(batchSize * seqLength);
   for (let row = 0; row < batchSize; row++) {
-    const ids = encodings[row]!;
+    const ids = encodings[row]!.length > 0 ? encodings[row]! : [padId];
     const n = kept[row]!;
     const start = row * seqLength + (padSide === 'left' ? seqLength - n : 0);
     for (let j = 0; j < n; j++) {

@@ -464,7 +464,7 @@ describe('depth report', () => {
     assert.deepEqual(JSON.parse(await readFile(paths.json, 'utf8')), report);
     const md = await readFile(paths.md, 'utf8');
     assert.match(md, /\*\*Recommended: `k1`\*\*/);
-    assert.match(md, /\| k1 \(recommended\) \| 1 \| full \| 96\.2 \| 95\.2 \| 1\.0 k \| 3\.9 KiB \| 1\.80 \| 36\.0 \| 4\.00 \| 128\.0 \|/);
+    assert.match(md, /\| k1 \(recommended\) \| 1 \| full \| fp32 \| 96\.2 \| 95\.2 \| 1\.0 k \| 3\.9 KiB \| 1\.80 \| 36\.0 \| 4\.00 \| 128\.0 \|/);
     const svg = await readFile(paths.svg, 'utf8');
     assertWellFormedSvg(svg);
     for (const text of ['96.2', '97.1', '91.5', '1.80', '3.40', '36.0', '68.0', 'depth (transformer layers kept)', 'accuracy (%)', 'training: full', 'training: head', 'recommended: k1']) {

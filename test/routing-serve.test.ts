@@ -10,9 +10,12 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evalCommand, evaluateCascade } from '../src/pipeline/eval-command.js';
 import { loadConfig } from '../src/serve/config.js';
-import { rendezvous } from '../src/serve/routing/sticky.js';
+import { rendezvous } from '../src/serve/routing/decide.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { call as callWith, post, until } from './helpers/http.js';
+
+const call = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => callWith(method, url, body, { headers });
 
 const ADMIN = 'admin-token-123';
 const SECRET = 'replica-secret-1';
@@ -25,16 +28,6 @@ interface Result {
   depth: number;
 }
 
-async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
-  const res = await fetch(url, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : null };
-}
-const post = (url: string, body: unknown, headers: Record<string, string> = {}) => call('POST', url, body, headers);
 
 /** Value of one Prometheus sample whose labels include `labels`; 0 when absent. */
 async function metric(url: string, name: string, labels: Record<string, string>): Promise<number> {
@@ -49,15 +42,6 @@ async function metric(url: string, name: string, labels: Record<string, string>)
   return sum;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 let repo: FixtureRepository;
 let modelDir: string;

@@ -3,13 +3,13 @@
 // shadow runner's drop rule. The HTTP side is in routing-serve.test.ts.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { escalations, runCascade } from '../src/serve/routing/cascade.js';
+import { escalations, runCascade } from '../src/cascade-rule.js';
 import { FeedbackIds } from '../src/serve/routing/feedback.js';
 import { difference, OutcomeWindow, wilson } from '../src/serve/routing/online-accuracy.js';
-import { runShadow, shadowJob, type ShadowOutcome } from '../src/serve/routing/shadow.js';
-import { keyUniform, plan, rendezvous } from '../src/serve/routing/sticky.js';
+import { shadowFits, shadowJob, shadowOutcomes } from '../src/serve/routing/shadow.js';
+import { decide, keyUniform, rendezvous } from '../src/serve/routing/decide.js';
 import { parseRoutingTable, RoutingTableError } from '../src/serve/routing/table.js';
-import { SlimError } from '../src/serve/errors.js';
+import { CoreError } from '../src/serve/errors.js';
 
 const LABELS = ['neg', 'pos'];
 const VARIANTS = [
@@ -114,12 +114,14 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
   test('decision order: explicit > cascade > sticky > weighted', () => {
     const base = { variants: { k1: { weight: 50 }, k2: { weight: 50 } }, sticky: true, shadow: null, cascade: null };
     const cascade = { ...base, cascade: { order: ['k1', 'k2'], threshold: 0.9 } };
-    assert.deepEqual(plan(cascade, 'k1', { variant: 'k4', key: 'x' }), { reason: 'explicit', variant: 'k4' });
-    assert.equal(plan(cascade, 'k1', { key: 'x' }).reason, 'cascade');
-    assert.deepEqual(plan(base, 'k1', { key: 'x' }), { reason: 'sticky', variant: rendezvous('x', [['k1', 50], ['k2', 50]]) });
-    assert.deepEqual(plan(base, 'k1', {}, () => 0.75), { reason: 'weighted', variant: 'k2' });
-    assert.deepEqual(plan({ ...base, sticky: false }, 'k1', { key: 'x' }, () => 0.1), { reason: 'weighted', variant: 'k1' });
-    assert.deepEqual(plan(null, 'k1', { key: 'x' }), { reason: 'default', variant: 'k1' });
+    // Every decision is a cascade; a single variant is a one-stage one.
+    const one = (reason: string, variant: string) => ({ reason, stages: [variant], threshold: 1 });
+    assert.deepEqual(decide(cascade, 'k1', { variant: 'k4', key: 'x' }), one('explicit', 'k4'));
+    assert.deepEqual(decide(cascade, 'k1', { key: 'x' }), { reason: 'cascade', stages: cascade.cascade!.order, threshold: cascade.cascade!.threshold });
+    assert.deepEqual(decide(base, 'k1', { key: 'x' }), one('sticky', rendezvous('x', [['k1', 50], ['k2', 50]])));
+    assert.deepEqual(decide(base, 'k1', {}, () => 0.75), one('weighted', 'k2'));
+    assert.deepEqual(decide({ ...base, sticky: false }, 'k1', { key: 'x' }, () => 0.1), one('weighted', 'k1'));
+    assert.deepEqual(decide(null, 'k1', { key: 'x' }), one('default', 'k1'));
   });
 });
 
@@ -197,7 +199,7 @@ describe('routing: feedback ids', () => {
       try {
         f();
       } catch (err) {
-        return (err as SlimError).code;
+        return (err as CoreError).code;
       }
       return 'none';
     };
@@ -222,7 +224,7 @@ describe('routing: feedback ids', () => {
     assert.throws(() => s.resolve('d'), /no answered request/); // the trace id names nothing
     assert.equal(s.resolve(ids[3]!).record.labels[1], 'pos');
     t = 1001;
-    assert.throws(() => s.resolve(ids[3]!), (err: unknown) => (err as SlimError).code === 'REQUEST_ID_NOT_FOUND');
+    assert.throws(() => s.resolve(ids[3]!), (err: unknown) => (err as CoreError).code === 'REQUEST_ID_NOT_FOUND');
   });
 });
 
@@ -236,27 +238,11 @@ describe('routing: shadow', () => {
     assert.equal(shadowJob(table, 'm', ['a'], ['k2'], ['neg'], true), null);
   });
 
-  test('agreement is counted per input; over half a queue the job is dropped, not queued', async () => {
-    const records: [string, ShadowOutcome, number][] = [];
-    let queued = 0;
-    let ran = 0;
-    const deps = {
-      queued: () => queued,
-      maxQueued: () => 10,
-      classify: async (_m: string, _v: string, texts: string[]) => {
-        ran++;
-        return texts.map((t) => (t === 'a' ? 'neg' : 'neg'));
-      },
-      record: (_m: string, served: string, _s: string, o: ShadowOutcome, n: number) => void records.push([served, o, n]),
-      onError: () => {},
-    };
-    const job = shadowJob(table, 'm', ['a', 'b'], ['k1', 'k1'], ['neg', 'pos'], true)!;
-    await runShadow(job, deps);
-    assert.deepEqual(records, [['k1', 'agree', 1], ['k1', 'disagree', 1]]);
-    records.length = 0;
-    queued = 4; // 4 + 2 > 10 / 2
-    await runShadow(job, deps);
-    assert.deepEqual(records, [['k1', 'dropped', 2]]);
-    assert.equal(ran, 1);
+  test('agreement is counted per input; over half a queue the job is dropped, not queued', () => {
+    const job = shadowJob(table, 'm', ['a', 'b', 'c'], ['k1', 'k1', 'k4'], ['neg', 'pos', 'neg'], true)!;
+    assert.deepEqual(shadowOutcomes(job, ['neg', 'neg', 'neg']), [['k1', 'agree', 1], ['k1', 'disagree', 1], ['k4', 'agree', 1]]);
+    assert.deepEqual(shadowOutcomes(job, null), [['k1', 'dropped', 2], ['k4', 'dropped', 1]]);
+    assert.equal(shadowFits(2, 3, 10), true); // 2 + 3 <= 10 / 2
+    assert.equal(shadowFits(3, 3, 10), false);
   });
 });

@@ -242,8 +242,8 @@ function memory(): { heapMB: number; arrayBuffersMB: number; rssMB: number } {
 async function stillServing(): Promise<void> {
   const r = await post(server.url, json({ inputs: ['good movie', 'awful plot'] }));
   assert.equal(r.status, 200, r.text);
-  assert.equal(server.runtime.inFlight, 0);
-  assert.equal(server.runtime.queueDepth('tiny', 'k1'), 0);
+  assert.equal(server.core.inFlight, 0);
+  assert.equal(server.core.queueDepth('tiny', 'k1'), 0);
 }
 
 describe('bad input: each gets its documented answer, nothing leaks, memory returns', () => {

@@ -11,6 +11,10 @@ import type { BatchFact } from '../src/serve/observer.js';
 import { formatOpenApi, OPENAPI_FILE } from '../src/serve/openapi.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { call } from './helpers/http.js';
+
+/** A string body is sent as it is (malformed JSON tests). */
+const post = (url: string, body: unknown, headers: Record<string, string> = {}) => call('POST', url, body, { headers, raw: typeof body === 'string' });
 
 interface ClassifyBody {
   model: string;
@@ -23,14 +27,6 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  return { status: res.status, headers: res.headers, json: await res.json() };
-}
 
 let repo: FixtureRepository;
 const servers: RunningServer[] = [];
@@ -136,16 +132,15 @@ describe('classify: answers', () => {
     assertClose(a.json.results[0].scores, b.json.results[0].scores, 'truncated');
   });
 
-  test('a huge text is cut before tokenizing: the answer of its first maxLength tokens, quickly', async () => {
+  test('a huge text is cut before tokenizing: the answer of its first maxLength tokens', async () => {
     const huge = fixtureText(140_000, 8); // about 800 KB, under the 1 MiB bodyLimit
     const cut = huge.split(' ', 31).join(' ');
     const a = await post(`${url}/classify`, { inputs: huge });
     const b = await post(`${url}/classify`, { inputs: cut });
     assert.equal(a.status, 200);
     assertClose(a.json.results[0].scores, b.json.results[0].scores, 'huge');
-    // Tokenizing it all would hold the event loop for ~150 ms; the prefix takes well under 1 ms.
-    const serverMs = Number(a.headers.get('x-slim-total-ms'));
-    assert.ok(serverMs < 100, `answered in ${serverMs} ms`);
+    // "more than 32": the server never encoded the whole text (a full encoding would give its
+    // exact count), so it did not hold the event loop for it. Timing is a benchmark's job.
     const tooLong = await post(`${url}/classify`, { inputs: huge, truncate: false });
     assert.equal(tooLong.status, 422);
     assert.match(tooLong.json.error.message, /has more than 32 tokens/);

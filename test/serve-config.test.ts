@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, OPTIONS } from '../src/serve/config.js';
 import { ERROR_CODES } from '../src/serve/errors.js';
-import { RepositoryError, scanRepository } from '../src/serve/model-repository.js';
 import { startServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 
@@ -154,39 +153,6 @@ describe('config: refusals name the key', () => {
 });
 
 describe('repository and devices at start', () => {
-  test('a manifest missing a field, or naming another variant, stops the scan naming file and field', async () => {
-    const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
-    try {
-      const file = join(repo.dir, 'tiny/k1/manifest.json');
-      const good = JSON.parse(readFileSync(file, 'utf8'));
-      writeFileSync(file, JSON.stringify({ ...good, labels: undefined }));
-      await assert.rejects(scanRepository(repo.dir), (e: Error) => e instanceof RepositoryError && /k1\/manifest\.json: "labels" must be/.test(e.message));
-      writeFileSync(file, JSON.stringify({ ...good, variant: 'k2', eval: { ...good.eval, accuracy: 'high' } }));
-      await assert.rejects(scanRepository(repo.dir), /"eval\.accuracy" must be a number/);
-      writeFileSync(file, JSON.stringify({ ...good, depth: 3 }));
-      await assert.rejects(scanRepository(repo.dir), /"depth" is 3 but the variant name k1 says 1/);
-      writeFileSync(file, JSON.stringify({ ...good, onnxSha256: 'a'.repeat(64) }));
-      await assert.rejects(scanRepository(repo.dir), /differs from the manifest's onnxSha256/);
-      writeFileSync(file, JSON.stringify(good));
-      const models = await scanRepository(repo.dir);
-      assert.deepEqual(models.map((m) => [m.name, m.variants.map((v) => v.variant)]), [['tiny', ['k1']]]);
-    } finally {
-      repo.cleanup();
-    }
-  });
-
-  test('a build\'s temporary directory beside the variants is skipped, not loaded', async () => {
-    const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
-    try {
-      createFixtureRepository([{ name: '.k2.tmp-1' }], join(repo.dir, 'tiny'));
-      const skipped: string[] = [];
-      const models = await scanRepository(repo.dir, { onSkip: (p) => skipped.push(p) });
-      assert.deepEqual(models[0]!.variants.map((v) => v.variant), ['k1']);
-    } finally {
-      repo.cleanup();
-    }
-  });
-
   test('device cuda without CUDA: one warning, cpu used, and both reported', async (t) => {
     const repo = createFixtureRepository([{ name: 'tiny' }]);
     const lines: string[] = [];

@@ -83,7 +83,7 @@ describe('answers decided before our routes run', () => {
 test('an unexpected exception: 500 INTERNAL without detail; the log line has the code and the root cause with its stack', async () => {
   const lines: any[] = [];
   const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'info', models: repo.dir, workers: 1 } });
-  const { app, runtime } = await buildApp(config, { logStream: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+  const { app, core } = await buildApp(config, { logStream: { write: (l: string) => void lines.push(JSON.parse(l)) } });
   // Test scaffolding: a route that fails the way a bug would; the error handler under test is the real one.
   app.get('/test-only/fail', async () => {
     throw new TypeError('cannot read properties of undefined (reading "x") in /srv/secret/module.js');
@@ -102,7 +102,7 @@ test('an unexpected exception: 500 INTERNAL without detail; the log line has the
     assert.match(line.cause.stack, /TypeError: cannot read properties[\s\S]*\n\s+at /, 'the stack of the original exception');
   } finally {
     await app.close();
-    await runtime.close();
+    await core.close();
   }
 });
 

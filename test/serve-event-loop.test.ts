@@ -58,7 +58,7 @@ test('event-loop delay stays under 20 ms p99 while the workers are saturated', a
     let maxQueued = 0;
     loaded.enable();
     while (performance.now() - from < (LOAD_SECONDS - 1.5) * 1000) {
-      maxQueued = Math.max(maxQueued, server.runtime.queueDepth('wide', 'k2'));
+      maxQueued = Math.max(maxQueued, server.core.queueDepth('wide', 'k2'));
       await sleep(20);
     }
     loaded.disable();

@@ -8,36 +8,20 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/serve/config.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { post, until as untilValue, type JsonAnswer } from './helpers/http.js';
+
+const classify = (url: string, body: unknown) => post(`${url}/classify`, body);
+const until = (what: string, cond: () => boolean, timeoutMs = 15_000) => untilValue(what, cond, timeoutMs);
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
 after(() => repo.cleanup());
 
-interface Answer {
-  status: number;
-  json: any;
-  headers: Headers;
-  ms: number;
-}
 
-async function classify(url: string, body: unknown): Promise<Answer> {
-  const started = performance.now();
-  const res = await fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, json: await res.json(), headers: res.headers, ms: performance.now() - started };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A server on loopback whose worker 0 carries the fault `spec`; log lines are collected. */
 async function faultyServer(spec: string, overrides: Record<string, unknown> = {}): Promise<{ server: RunningServer; log: any[] }> {
@@ -58,7 +42,7 @@ async function faultyServer(spec: string, overrides: Record<string, unknown> = {
   return { server, log };
 }
 
-function assertWorkerFailed(a: Answer): void {
+function assertWorkerFailed(a: JsonAnswer): void {
   assert.equal(a.status, 503, JSON.stringify(a.json));
   assert.equal(a.json.error.code, 'WORKER_FAILED');
   assert.equal(a.headers.get('retry-after'), '1');
@@ -87,8 +71,8 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
         // Back to two workers, and the replacement (generation 1) does not carry the fault.
         const after = await Promise.all(Array.from({ length: 8 }, (_, i) => classify(server.url, { inputs: `the film ${i}`, variant: 'k1' })));
         assert.ok(after.every((a) => a.status === 200));
-        assert.equal(server.runtime.inFlight, 0);
-        assert.equal(server.runtime.queueDepth('tiny', 'k1'), 0);
+        assert.equal(server.core.inFlight, 0);
+        assert.equal(server.core.queueDepth('tiny', 'k1'), 0);
       } finally {
         await server.close();
       }
@@ -99,7 +83,7 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
     const { server, log } = await faultyServer('hang:k1:1', { batchTimeoutMs: 800, requestTimeoutMs: 8000 });
     try {
       const hung = classify(server.url, { inputs: 'the plot', variant: 'k1' });
-      await until('the batch is on worker 0', () => server.runtime.runningInputs('tiny', 'k1') === 1, 2000);
+      await until('the batch is on worker 0', () => server.core.runningInputs('tiny', 'k1') === 1, 2000);
       const k2 = await classify(server.url, { inputs: ['great ending', 'awful'], variant: 'k2' });
       assert.equal(k2.status, 200, 'worker 1 serves while worker 0 hangs');
       const failed = await hung;

@@ -13,27 +13,27 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../src/serve/config.js';
 import { ERRORS, type ErrorCode } from '../src/serve/errors.js';
 import { buildApp } from '../src/serve/server.js';
-import type { ServeRuntime } from '../src/serve/runtime.js';
+import type { ServeCore } from '../src/serve/core.js';
 import { createFixtureRepository, FIXTURE_WORDS } from './helpers/fixture-model.js';
 
 const MAX_INPUTS = 8;
 const MAX_LENGTH = 16;
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'], labels: ['ham', 'spam'], maxLength: MAX_LENGTH }]);
 let app: FastifyInstance;
-let runtime: ServeRuntime;
+let core: ServeCore;
 
 before(async () => {
   const config = loadConfig({
     env: {},
     overrides: { port: 0, models: repo.dir, workers: 1, 'threads.intraOp': 1, logLevel: 'silent', maxInputs: MAX_INPUTS, bodyLimit: 300_000, 'batching.maxQueueDelayMs': 0 },
   });
-  ({ app, runtime } = await buildApp(config, { logger: false }));
+  ({ app, core } = await buildApp(config, { logger: false }));
   await app.ready();
-  await runtime.load();
+  await core.load();
 });
 after(async () => {
   await app?.close();
-  await runtime?.close();
+  await core?.close();
   repo.cleanup();
 });
 
@@ -183,8 +183,8 @@ test('fuzz: any JSON value (2,500 cases) and raw bytes (2,500 cases) never get a
     ),
     { numRuns: 2500 },
   );
-  assert.equal(runtime.inFlight, 0);
-  assert.equal(runtime.queueDepth('tiny', 'k1') + runtime.queueDepth('tiny', 'k2'), 0);
+  assert.equal(core.inFlight, 0);
+  assert.equal(core.queueDepth('tiny', 'k1') + core.queueDepth('tiny', 'k2'), 0);
 });
 
 const DEEP = '__data nested 100,000 deep__';

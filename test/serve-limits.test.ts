@@ -11,6 +11,10 @@ import { loadConfig } from '../src/serve/config.js';
 import type { BatchFact } from '../src/serve/observer.js';
 import { buildApp, startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { call, until as untilValue } from './helpers/http.js';
+
+const classify = (url: string, inputs: string[], signal?: AbortSignal) => call('POST', `${url}/classify`, { inputs }, { signal });
+const until = (what: string, cond: () => boolean, timeoutMs = 5000) => untilValue(what, cond, timeoutMs, 5);
 
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
 const servers: RunningServer[] = [];
@@ -31,27 +35,15 @@ async function serve(overrides: Record<string, unknown>, delayMs: number): Promi
   return { server, batches };
 }
 
-async function classify(url: string, inputs: string[], signal?: AbortSignal): Promise<{ status: number; json: any; headers: Headers; ms: number }> {
-  const started = performance.now();
-  const res = await fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }), signal });
-  return { status: res.status, json: await res.json(), headers: res.headers, ms: performance.now() - started };
-}
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 test('429 with Retry-After once a variant holds maxQueued inputs; the accepted ones are answered', async () => {
   const { server } = await serve({ 'batching.maxBatchSize': 2, 'batching.maxQueued': 4, maxInputs: 4 }, 300);
   // a: one batch runs, one waits in the worker's pipeline slot; b fills the queue.
   const a = classify(server.url, ['a', 'b', 'c', 'd']);
-  await until('a handed to the worker', () => server.runtime.inFlight === 1 && server.runtime.queueDepth('tiny', 'k1') === 0);
+  await until('a handed to the worker', () => server.core.inFlight === 1 && server.core.queueDepth('tiny', 'k1') === 0);
   const b = classify(server.url, ['e', 'f', 'g', 'h']);
-  await until('four inputs queued', () => server.runtime.queueDepth('tiny', 'k1') === 4);
+  await until('four inputs queued', () => server.core.queueDepth('tiny', 'k1') === 4);
   const models = await (await fetch(`${server.url}/models/tiny`)).json();
   assert.equal(models.variants[0].queueDepth, 4, 'GET /models shows the queue depth');
   assert.equal(models.variants[0].running, 4);
@@ -80,8 +72,8 @@ test('504 when the deadline passes; a request that expires while queued never ru
   // and one waiting in the worker's pipeline slot was skipped.
   assert.ok(batches.length <= ok + 1, `${batches.length} batches ran for ${ok} answers`);
   assert.ok(batches.length < 6);
-  assert.equal(server.runtime.queueDepth('tiny', 'k1'), 0);
-  assert.equal(server.runtime.inFlight, 0);
+  assert.equal(server.core.queueDepth('tiny', 'k1'), 0);
+  assert.equal(server.core.inFlight, 0);
 });
 
 test('a client that disconnects has its inputs removed from the queue', async () => {
@@ -89,23 +81,23 @@ test('a client that disconnects has its inputs removed from the queue', async ()
   // One batch runs, one waits in the worker's pipeline slot; the rest stays in the queue.
   const first = classify(server.url, ['busy']);
   const second = classify(server.url, ['next']);
-  await until('the worker and its pipeline are busy', () => server.runtime.inFlight === 2 && server.runtime.queueDepth('tiny', 'k1') === 0);
+  await until('the worker and its pipeline are busy', () => server.core.inFlight === 2 && server.core.queueDepth('tiny', 'k1') === 0);
   const controller = new AbortController();
   const gone = classify(server.url, ['x', 'y', 'z'], controller.signal).catch((e: Error) => e);
-  await until('three inputs queued', () => server.runtime.queueDepth('tiny', 'k1') === 3);
+  await until('three inputs queued', () => server.core.queueDepth('tiny', 'k1') === 3);
   controller.abort();
   assert.ok((await gone) instanceof Error);
-  await until('the queue emptied', () => server.runtime.queueDepth('tiny', 'k1') === 0, 2000);
+  await until('the queue emptied', () => server.core.queueDepth('tiny', 'k1') === 0, 2000);
   assert.equal((await first).status, 200);
   assert.equal((await second).status, 200);
   await sleep(400);
   assert.equal(batches.length, 2, 'only the first two requests ran');
-  assert.equal(server.runtime.inFlight, 0);
+  assert.equal(server.core.inFlight, 0);
 });
 
 test('503 NOT_READY until every variant is loaded; liveness answers meanwhile', async () => {
   const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-  const { app, runtime } = await buildApp(config, { logger: false });
+  const { app, core } = await buildApp(config, { logger: false });
   await app.listen({ port: 0, host: '127.0.0.1' });
   try {
     const addr = app.server.address() as { port: number };
@@ -121,20 +113,20 @@ test('503 NOT_READY until every variant is loaded; liveness answers meanwhile', 
     assert.equal(v2.status, 503, 'readiness is checked before the body');
     assert.equal((await fetch(`${url}/health/live`)).status, 200);
     assert.deepEqual(await (await fetch(`${url}/models`)).json(), { ready: false, models: [] });
-    await runtime.load();
+    await core.load();
     assert.equal((await fetch(`${url}/health/ready`)).status, 200);
     assert.equal((await classify(url, ['x'])).status, 200);
   } finally {
     await app.close();
-    await runtime.close();
+    await core.close();
   }
 });
 
 test('503 SHUTTING_DOWN once draining: readiness false first, accepted requests still answered', async () => {
   const { server } = await serve({}, 300);
   const accepted = classify(server.url, ['accepted before the drain']);
-  await until('accepted', () => server.runtime.inFlight === 1);
-  server.runtime.beginDrain();
+  await until('accepted', () => server.core.inFlight === 1);
+  server.core.beginDrain();
   const ready = await fetch(`${server.url}/health/ready`);
   assert.equal(ready.status, 503);
   assert.equal((await ready.json()).error.code, 'SHUTTING_DOWN');

@@ -14,35 +14,20 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/serve/config.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { call as callWith, until } from './helpers/http.js';
+
+const call = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => callWith(method, url, body, { headers });
 
 const ADMIN = 'reload-admin-token';
 const AUTH = { authorization: `Bearer ${ADMIN}` };
 /** Every batch takes at least this long, so queues are observable. */
 const DELAY_MS = 25;
 
-async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-  const res = await fetch(url, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : null };
-}
 
 async function metricText(url: string): Promise<string> {
   return (await fetch(`${url}/metrics`)).text();
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const TEXTS = Array.from({ length: 12 }, (_, i) => fixtureText(3 + ((i * 7) % 15), 900 + i));
 

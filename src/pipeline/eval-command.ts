@@ -1,36 +1,21 @@
 // `slim eval --model models/<model>/<variant> --data FILE`: run the exported ONNX (onnxruntime-node)
 // with the variant's own tokenizer over a labelled dataset and print the metrics as JSON.
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DatasetError, checkLabelsKnown, loadDataset } from './datasets.js';
 import { evaluate, type EvalReport } from './evaluation.js';
 import { ManifestError, ONNX_FILE, readManifest } from './model-writer.js';
 import { loadTokenizer } from '../tokenizer.js';
-import { runCascade, type CascadeStage } from '../serve/routing/cascade.js';
+import { runCascade, type CascadeStage } from '../cascade-rule.js';
+import { argmax, softmaxRows } from '../probabilities.js';
 import { readdirSync, statSync } from 'node:fs';
+import { runCommand, type CommandSpec, type FlagValues } from '../command-line.js';
 
 export async function evaluateVariant(variantDir: string, data: string, options: { threads?: number; batch?: number } = {}): Promise<EvalReport> {
   const examples = await loadDataset(data);
   const run = await variantProbabilities(variantDir, examples, data, options);
-  const predicted = run.probabilities.map((p) => run.labels[argmaxOf(p)]!);
+  const predicted = run.probabilities.map((p) => run.labels[argmax(p)]!);
   return evaluate(examples.map((e) => e.label), predicted, run.labels);
-}
-
-/** Softmax per row in float64, rounded to float32: the probabilities the server answers with. */
-function softmaxRow(logits: Float32Array, offset: number, n: number): Float32Array {
-  let max = -Infinity;
-  for (let c = 0; c < n; c++) max = Math.max(max, logits[offset + c]!);
-  const exps = new Float64Array(n);
-  let sum = 0;
-  for (let c = 0; c < n; c++) sum += exps[c] = Math.exp(logits[offset + c]! - max);
-  return Float32Array.from(exps, (e) => e / sum);
-}
-
-function argmaxOf(p: ArrayLike<number>): number {
-  let best = 0;
-  for (let c = 1; c < p.length; c++) if (p[c]! > p[best]!) best = c;
-  return best;
 }
 
 /** Probabilities of one variant for every example (in order), and the session time per input. */
@@ -69,8 +54,9 @@ async function variantProbabilities(
       });
       ms += performance.now() - started;
       const logits = out.logits!.data as Float32Array;
+      const probs = softmaxRows(logits, rows.length, n);
       rows.forEach((r, i) => {
-        probabilities[r] = softmaxRow(logits, i * n, n);
+        probabilities[r] = probs.slice(i * n, (i + 1) * n);
       });
     }
     return { name: manifest.variant, depth: manifest.depth, labels: manifest.labels, probabilities, msPerInput: examples.length > 0 ? ms / examples.length : 0 };
@@ -100,7 +86,7 @@ export interface CascadeEvalReport {
  * `slim eval --cascade k1,k2 --threshold 0.9`: accuracy and mean cost per input of every depth
  * alone and of the cascade at each threshold, on a labelled set. Each depth runs once over every
  * example; the cascade is then replayed per threshold by the serving cascade itself
- * (src/serve/routing/cascade.ts) over those probabilities, so server and eval cannot disagree.
+ * (src/cascade-rule.ts) over those probabilities, so server and eval cannot disagree.
  */
 export async function evaluateCascade(
   modelDir: string,
@@ -119,13 +105,13 @@ export async function evaluateCascade(
   }
   const stages: CascadeStage[] = runs.map((r) => ({ name: r.name, depth: r.depth }));
   const variants = runs.map((r) => {
-    const report = evaluate(truth, r.probabilities.map((p) => labels[argmaxOf(p)]!), labels);
+    const report = evaluate(truth, r.probabilities.map((p) => labels[argmax(p)]!), labels);
     return { variant: r.name, depth: r.depth, accuracy: report.accuracy, macroF1: report.macroF1, meanCost: r.depth, msPerInput: r.msPerInput };
   });
   const cascades: CascadeEvalReport['cascades'] = [];
   for (const threshold of thresholds) {
     const result = await runCascade(stages, threshold, examples.length, async (_stage, s, inputs) => inputs.map((i) => runs[s]!.probabilities[i]!));
-    const report = evaluate(truth, result.probabilities.map((p) => labels[argmaxOf(p)]!), labels);
+    const report = evaluate(truth, result.probabilities.map((p) => labels[argmax(p)]!), labels);
     const n = Math.max(1, examples.length);
     cascades.push({
       order: [...order],
@@ -141,24 +127,30 @@ export async function evaluateCascade(
   return { data, examples: examples.length, cost: 'layers run per input: the sum of the depths of the variants an input ran on', variants, cascades };
 }
 
+/** The flags of `slim eval`, for its parser and --help. */
+export const EVAL_COMMAND: CommandSpec = {
+  name: 'eval',
+  summary: 'evaluate an exported variant (or a confidence cascade of variants) on a labelled file: JSON report on stdout (accuracy, macroF1, confusion)',
+  flags: [
+    { name: 'model', value: 'DIR', help: 'the variant directory, models/<model>/<variant>; with --cascade, the model directory models/<model> (required)' },
+    { name: 'data', value: 'FILE', help: 'labelled examples: .jsonl ({"text","label"}), .csv/.tsv or builtin:spam (required)' },
+    { name: 'threads', value: 'N', default: '2', help: 'onnxruntime intra-op threads' },
+    { name: 'cascade', value: 'K1,K2,..', help: 'evaluate a confidence cascade over these variants of --model: every input runs on the first, the unsure ones go on to the next' },
+    { name: 'threshold', value: 'X[,Y,..]', default: '0.9', help: 'with --cascade: top probability under which an input goes on to the next variant; several, comma-separated, are each evaluated (a sweep)' },
+  ],
+  examples: ['slim eval --model models/spam/k1 --data ../shared/data/sms_spam/test.jsonl', 'slim eval --model models/spam --cascade k1,k2 --threshold 0.9 --data test.jsonl'],
+  run: (values) => runEval(values),
+};
+
 /** `slim eval ...`: prints the JSON report on stdout; 2 on usage, dataset or manifest errors. */
-export async function evalCommand(argv: string[]): Promise<number> {
-  let model: string | undefined, data: string | undefined, threads: string | undefined, cascade: string | undefined, threshold: string | undefined;
-  try {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: { model: { type: 'string' }, data: { type: 'string' }, threads: { type: 'string' }, cascade: { type: 'string' }, threshold: { type: 'string' } },
-    });
-    ({ model, data, threads, cascade, threshold } = values);
-  } catch (err) {
-    console.error(`slim eval: ${(err as Error).message.split('\n')[0]}`);
-    return 2;
-  }
+export function evalCommand(argv: string[]): Promise<number> {
+  return runCommand(EVAL_COMMAND, argv);
+}
+
+async function runEval(values: FlagValues): Promise<number> {
+  const [model, data, threads, cascade, threshold] = (['model', 'data', 'threads', 'cascade', 'threshold'] as const).map((k) => values[k] as string | undefined);
   if (!model || !data) {
-    console.error('slim eval: usage: slim eval --model models/<model>/<variant> --data FILE');
-    console.error('           slim eval --model models/<model> --cascade k1,k2 [--threshold 0.9[,0.8,...]] --data FILE');
+    console.error('slim eval: --model and --data are required (see slim eval --help)');
     return 2;
   }
   if (threads !== undefined && !/^[1-9][0-9]*$/.test(threads)) {

@@ -8,9 +8,10 @@ import { onnx, type ModelProto } from './onnx-proto.js';
 import type { GraphBuilder } from './graph.js';
 import {
   buildTransformerGraph, checkDepth, countParams, loadParams, paramSpecs,
-  type FloatTensorValue, type GraphOutput, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
+  type FloatTensorValue, type GraphOutput, type Pooling, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
 } from './architectures/transformer.js';
 import { mulberry32, randomNormal } from './random.js';
+import { EXTERNAL_DATA_THRESHOLD, moveToExternalData } from './onnx-external.js';
 
 export type ExportHead =
   | { kind: 'hidden' }
@@ -31,6 +32,8 @@ export interface ExportTransformerOptions {
   metadata?: Record<string, string>;
   /** Prompt template applied in the graph (label-words heads). */
   template?: PromptTemplateIds;
+  /** Which vector a classifier head reads (default: the checkpoint family's, see HfArchitecture.defaultPooling). */
+  pooling?: Pooling;
 }
 
 export interface ExportTransformerResult {
@@ -63,7 +66,7 @@ export function graphOutputFor(ckpt: TransformerCheckpoint, head: ExportHead): G
 export function buildExportGraph(ckpt: TransformerCheckpoint, o: Omit<ExportTransformerOptions, 'outFile'>): { graph: GraphBuilder; params: number } {
   checkDepth(ckpt.config, o.depth);
   const body = loadParams(ckpt, o.depth);
-  const { graph } = buildTransformerGraph(ckpt.config, body, { depth: o.depth, output: graphOutputFor(ckpt, o.head), tableLength: o.tableLength, overrides: o.overrides, template: o.template });
+  const { graph } = buildTransformerGraph(ckpt.config, body, { depth: o.depth, output: graphOutputFor(ckpt, o.head), tableLength: o.tableLength, overrides: o.overrides, template: o.template, pooling: o.pooling });
   return { graph, params: countParams(body) };
 }
 
@@ -75,7 +78,7 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
     docString: `slimserve export of ${ckpt.id} (${c.arch}), first ${o.depth} of ${c.layers} layers, head ${o.head.kind}`,
     metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(o.depth), 'slim.layers': String(c.layers), 'slim.head': o.head.kind, ...o.metadata },
   });
-  const written = writeModel(model, o.outFile, o.externalDataThreshold ?? 1.9e9);
+  const written = writeModel(model, o.outFile, o.externalDataThreshold ?? EXTERNAL_DATA_THRESHOLD);
   return { ...written, params, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -86,31 +89,18 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
  */
 export function writeModel(model: ModelProto, file: string, threshold: number): { file: string; dataFile?: string; bytes: number } {
   mkdirSync(dirname(file), { recursive: true });
-  const inits = model.graph!.initializer ?? [];
-  const total = inits.reduce((s, t) => s + (t.rawData?.length ?? 0), 0);
+  const chunks = moveToExternalData(model, basename(`${file}.data`), threshold);
   let dataFile: string | undefined;
   let dataBytes = 0;
-  if (total > threshold) {
+  if (chunks) {
     dataFile = `${file}.data`;
     const tmpData = `${dataFile}.tmp-${process.pid}`;
     const fd = openSync(tmpData, 'w');
     try {
-      for (const t of inits) {
-        const raw = t.rawData;
-        if (!raw || raw.length < 1024) continue;
-        // Align each tensor to 64 bytes (mmap-friendly, as onnx's own converter does not require but ORT likes).
-        const pad = (64 - (dataBytes % 64)) % 64;
-        if (pad) writeSync(fd, new Uint8Array(pad)), (dataBytes += pad);
+      for (const c of chunks) {
         let done = 0;
-        while (done < raw.length) done += writeSync(fd, raw, done, Math.min(raw.length - done, 1 << 30));
-        t.externalData = [
-          { key: 'location', value: basename(dataFile) },
-          { key: 'offset', value: String(dataBytes) },
-          { key: 'length', value: String(raw.length) },
-        ];
-        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-        t.rawData = new Uint8Array(0);
-        dataBytes += raw.length;
+        while (done < c.length) done += writeSync(fd, c, done, Math.min(c.length - done, 1 << 30));
+        dataBytes += c.length;
       }
     } finally {
       closeSync(fd);

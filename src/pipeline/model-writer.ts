@@ -2,12 +2,13 @@
 // manifests through `readManifest` too), and the atomic writer that makes a variant directory
 // complete or absent, never half-written. The layout and manifest type are ../manifest.ts.
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { jsonErrorOffset } from './datasets.js';
-import { HEAD_KINDS, MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
+import { HEAD_KINDS, PRECISIONS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
 
-export { HEAD_KINDS, MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest };
+export { HEAD_KINDS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest };
 
 /** Temporary and set-aside directories start with a dot, so listings of variants skip them. */
 const TEMP_PREFIX = '.tmp-';
@@ -81,6 +82,9 @@ export function validateManifest(value: unknown, file: string): Manifest {
     );
   }
   check('maxLength', isInt(1), 'a positive integer');
+  if (at('precision') !== undefined) {
+    check('precision', (v) => PRECISIONS.includes(v as Manifest['precision'] & string), `one of ${PRECISIONS.map((p) => `"${p}"`).join(', ')}`);
+  }
   check('train.mode', (v) => typeof v === 'string' && TRAIN_MODE.test(v), '"head", "full" or "top:N"');
   check('train.epochs', isInt(0), 'a non-negative integer');
   check('train.lr', isNumber(0), 'a non-negative number');
@@ -94,6 +98,13 @@ export function validateManifest(value: unknown, file: string): Manifest {
   check('eval.macroF1', isNumber(0, 1), 'a number from 0 to 1');
   check('params', isInt(1), 'a positive integer');
   check('onnxSha256', (v) => typeof v === 'string' && SHA256_HEX.test(v), 'a SHA-256 as 64 lower-case hex digits');
+  if (at('externalData') !== undefined) {
+    check(
+      'externalData',
+      (v) => Array.isArray(v) && v.every((e) => e !== null && typeof e === 'object' && isString(e.file) && !/[/\\]/.test(e.file) && isInt(0)(e.bytes) && typeof e.sha256 === 'string' && SHA256_HEX.test(e.sha256)),
+      'an array of {file (a name in the variant directory), bytes, sha256}',
+    );
+  }
   check('createdAt', (v) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(v) && !Number.isNaN(Date.parse(v)), 'an ISO 8601 date-time');
   check('version', isString, 'a non-empty string');
 
@@ -102,6 +113,13 @@ export function validateManifest(value: unknown, file: string): Manifest {
   const variantDepth = typeof m.variant === 'string' ? VARIANT_NAME.exec(m.variant)?.[1] : undefined;
   if (variantDepth !== undefined && Number.isInteger(m.depth) && Number(variantDepth) !== m.depth) {
     problems.push(`depth ${m.depth} does not match variant "${m.variant}"`);
+  }
+  // The name says the precision: k2-int8 is int8 and an int8 variant is named ...-int8.
+  if (typeof m.variant === 'string' && (m.precision === undefined || PRECISIONS.includes(m.precision))) {
+    const precision = m.precision ?? 'fp32';
+    const suffix = PRECISIONS.find((p) => p !== 'fp32' && m.variant.endsWith(`-${p}`));
+    if (suffix !== undefined && suffix !== precision) problems.push(`variant "${m.variant}" is named ${suffix} but precision is ${precision}`);
+    if (precision !== 'fp32' && suffix !== precision) problems.push(`precision ${precision} needs a variant name ending in -${precision} (got "${m.variant}")`);
   }
   if (Number.isInteger(m.depth) && Number.isInteger(m.base?.layers) && m.depth > m.base.layers) {
     problems.push(`depth ${m.depth} exceeds base.layers ${m.base.layers}`);
@@ -147,9 +165,24 @@ export async function readManifest(dir: string, options: { verifyOnnx?: boolean 
     } catch (err) {
       problems.push(`cannot read ${onnxFile}: ${(err as Error).message}`);
     }
+    for (const e of manifest.externalData ?? []) {
+      try {
+        const digest = await sha256File(join(dir, e.file));
+        if (digest !== e.sha256) problems.push(`externalData ${e.file}: sha256 ${e.sha256} does not match the file (sha256 ${digest})`);
+      } catch (err) {
+        problems.push(`cannot read ${join(dir, e.file)}: ${(err as Error).message}`);
+      }
+    }
   }
   if (problems.length > 0) throw new ManifestError(file, problems);
   return manifest;
+}
+
+/** SHA-256 of a file of any size, streamed. */
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 /** "file:line:column" of the first JSON syntax error. */
@@ -169,9 +202,12 @@ export interface VariantFiles {
   /** tokenizer.json: text as is, or a value to serialise as JSON. */
   tokenizer: string | object;
   tokenizerConfig: string | object;
+  /** model.onnx's external data (onnx-external.ts), in order: written to model.onnx.data and listed, hashed, in the manifest. */
+  onnxData?: readonly Uint8Array[];
 }
 
-export type ManifestDraft = Omit<Manifest, 'onnxSha256'>;
+/** The manifest less what the writer computes from the files (hashes, external data). */
+export type ManifestDraft = Omit<Manifest, 'onnxSha256' | 'externalData'>;
 
 /**
  * Write `<modelDir>/<manifest.variant>/` so that it is complete or absent at every instant:
@@ -181,10 +217,17 @@ export type ManifestDraft = Omit<Manifest, 'onnxSha256'>;
  * absent, never partial (Node offers no atomic directory exchange). On any failure the
  * temporary directory is removed and an older variant is left as it was.
  *
- * The writer computes `onnxSha256` itself, so the manifest cannot disagree with the file.
+ * The writer computes `onnxSha256` (and the external data's hash) itself, so the manifest
+ * cannot disagree with the files.
  */
 export async function writeVariant(modelDir: string, draft: ManifestDraft, files: VariantFiles): Promise<{ dir: string; manifest: Manifest }> {
   const manifest: Manifest = { ...draft, onnxSha256: createHash('sha256').update(files.onnx).digest('hex') };
+  if (files.onnxData) {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for (const c of files.onnxData) hash.update(c), (bytes += c.length);
+    manifest.externalData = [{ file: ONNX_DATA_FILE, bytes, sha256: hash.digest('hex') }];
+  }
   const finalDir = join(modelDir, manifest.variant);
   validateManifest(manifest, join(finalDir, MANIFEST_FILE));
   if (manifest.model !== basename(resolve(modelDir))) {
@@ -197,6 +240,7 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
   await mkdir(tempDir);
   try {
     await writeDurable(join(tempDir, ONNX_FILE), files.onnx);
+    if (files.onnxData) await writeChunksDurable(join(tempDir, ONNX_DATA_FILE), files.onnxData);
     await writeDurable(join(tempDir, TOKENIZER_FILE), asJsonText(files.tokenizer));
     await writeDurable(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(files.tokenizerConfig));
     await writeDurable(join(tempDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -265,6 +309,20 @@ async function writeDurable(path: string, data: string | Uint8Array): Promise<vo
   const handle = await open(path, 'wx');
   try {
     await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A file of several gigabytes, written chunk by chunk (no single buffer holds it). */
+async function writeChunksDurable(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    for (const c of chunks) {
+      let done = 0;
+      while (done < c.length) done += (await handle.write(c, done, Math.min(c.length - done, 1 << 30))).bytesWritten;
+    }
     await handle.sync();
   } finally {
     await handle.close();

@@ -1,16 +1,19 @@
-// The depth report, models/<model>/report.{md,json,svg}: what each depth and training mode
-// costs and buys (accuracy, macro-F1, size, latency, training speed), and which depth to
-// serve. Also the latency measurement the build runs for it.
+// The depth report, models/<model>/report.{md,json,svg}: what each depth, training mode and
+// precision costs and buys (accuracy, macro-F1, size, latency, training speed), and which
+// variant to serve. Also the latency measurement the build runs for it.
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { PRECISIONS, type Precision } from '../manifest.js';
 
 export interface DepthResult {
   variant: string;
   depth: number;
   /** Training mode: head, top:N, full. */
   mode: string;
+  /** fp32 when absent (reports written before precision variants). */
+  precision?: Precision;
   accuracy: number;
   macroF1: number;
   params: number;
@@ -31,35 +34,50 @@ export interface DepthReport {
   createdAt: string;
   version: string;
   results: DepthResult[];
-  recommended: { variant: string; depth: number; mode: string; rule: string } | null;
+  recommended: { variant: string; depth: number; mode: string; precision?: Precision; rule: string } | null;
 }
 
 /** One accuracy point: accuracies are fractions, so 0.01. */
 export const RECOMMENDATION_TOLERANCE = 0.01;
-const RULE = 'the smallest depth whose accuracy is within 1 point of the best';
+const RULE = 'the cheapest variant (lowest batch-32 latency on this machine) whose accuracy is within 1 point of the best (fp16 variants, for GPUs, are not recommended from CPU measurements)';
+
+const precisionOf = (r: DepthResult): Precision => r.precision ?? 'fp32';
 
 /**
- * The smallest depth within `tolerance` of the best accuracy; at that depth the most
- * accurate mode, then the fastest at batch 1. The margin is compared with a small epsilon,
- * so an accuracy exactly 1 point below the best still qualifies despite rounding.
+ * The cheapest variant within `tolerance` of the best accuracy: the lowest measured batch-32
+ * latency (the cost of serving under load, where depth and precision both count), then the
+ * smaller file, then the more accurate. The margin is compared with a small epsilon, so an
+ * accuracy exactly 1 point below the best still qualifies despite rounding.
  */
-export function recommendDepth(results: readonly DepthResult[], tolerance = RECOMMENDATION_TOLERANCE): DepthResult | undefined {
+export function recommendVariant(results: readonly DepthResult[], tolerance = RECOMMENDATION_TOLERANCE): DepthResult | undefined {
   if (results.length === 0) return undefined;
-  const best = Math.max(...results.map((r) => r.accuracy));
-  const eligible = results.filter((r) => r.accuracy >= best - tolerance - 1e-9);
+  // fp16 variants are for GPU execution providers; the build measures on CPU, where fp16 is not
+  // the fast path, so they are listed but not recommended (unless nothing else was built).
+  const candidates = results.some((r) => precisionOf(r) !== 'fp16') ? results.filter((r) => precisionOf(r) !== 'fp16') : results;
+  const best = Math.max(...candidates.map((r) => r.accuracy));
+  const eligible = candidates.filter((r) => r.accuracy >= best - tolerance - 1e-9);
   return [...eligible].sort(
-    (a, b) => a.depth - b.depth || b.accuracy - a.accuracy || a.latencyMs.batch1 - b.latencyMs.batch1 || (a.variant < b.variant ? -1 : 1),
+    (a, b) =>
+      a.latencyMs.batch32 - b.latencyMs.batch32 || a.fileBytes - b.fileBytes || b.accuracy - a.accuracy || (a.variant < b.variant ? -1 : 1),
   )[0];
 }
 
-/** Complete a report with its recommendation; results are ordered by depth, then mode. */
+/** The name the report used before precisions: the same rule. */
+export const recommendDepth = recommendVariant;
+
+/** Complete a report with its recommendation; results are ordered by depth, then mode, then precision. */
 export function buildReport(input: Omit<DepthReport, 'recommended'>): DepthReport {
-  const results = [...input.results].sort((a, b) => a.depth - b.depth || (a.mode < b.mode ? -1 : a.mode > b.mode ? 1 : 0));
-  const pick = recommendDepth(results);
+  const results = [...input.results].sort(
+    (a, b) =>
+      a.depth - b.depth ||
+      (a.mode < b.mode ? -1 : a.mode > b.mode ? 1 : 0) ||
+      PRECISIONS.indexOf(precisionOf(a)) - PRECISIONS.indexOf(precisionOf(b)),
+  );
+  const pick = recommendVariant(results);
   return {
     ...input,
     results,
-    recommended: pick ? { variant: pick.variant, depth: pick.depth, mode: pick.mode, rule: RULE } : null,
+    recommended: pick ? { variant: pick.variant, depth: pick.depth, mode: pick.mode, precision: precisionOf(pick), rule: RULE } : null,
   };
 }
 
@@ -123,16 +141,26 @@ export function renderReportMarkdown(report: DepthReport): string {
   );
   lines.push('');
   if (report.recommended) {
-    lines.push(`**Recommended: \`${report.recommended.variant}\`** (depth ${report.recommended.depth}, ${report.recommended.mode}): ${report.recommended.rule}.`, '');
+    const rec = report.recommended;
+    lines.push(`**Recommended: \`${rec.variant}\`** (depth ${rec.depth}, ${rec.mode}, ${rec.precision ?? 'fp32'}): ${rec.rule}.`, '');
   }
-  lines.push('| variant | depth | training | accuracy % | macro-F1 % | params | model.onnx | batch 1 ms | batch 32 ms | train steps/s | train examples/s |');
-  lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| variant | depth | training | precision | accuracy % | macro-F1 % | params | model.onnx | batch 1 ms | batch 32 ms | train steps/s | train examples/s |');
+  lines.push('|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of report.results) {
     const mark = report.recommended?.variant === r.variant ? ' (recommended)' : '';
     lines.push(
-      `| ${r.variant}${mark} | ${r.depth} | ${r.mode} | ${percent(r.accuracy)} | ${percent(r.macroF1)} | ${formatCount(r.params)} | ` +
+      `| ${r.variant}${mark} | ${r.depth} | ${r.mode} | ${precisionOf(r)} | ${percent(r.accuracy)} | ${percent(r.macroF1)} | ${formatCount(r.params)} | ` +
         `${formatBytes(r.fileBytes)} | ${ms(r.latencyMs.batch1)} | ${ms(r.latencyMs.batch32)} | ` +
         `${r.train.stepsPerSecond.toFixed(2)} | ${r.train.examplesPerSecond.toFixed(1)} |`,
+    );
+  }
+  if (report.results.some((r) => precisionOf(r) !== 'fp32')) {
+    lines.push(
+      '',
+      'Precisions: int8 = 8-bit weights with one scale per output column and activations quantized at run time ' +
+        '(onnxruntime DynamicQuantizeMatMul), token embeddings int8 per row; its accuracy is measured on the same held-out data. ' +
+        'fp16 is for GPU execution providers: on the CPU onnxruntime computes most of its ops in float32 behind inserted casts, ' +
+        'so its latency here is not the fast path, only its size is halved.',
     );
   }
   lines.push('', '![accuracy and latency by depth](report.svg)', '');
@@ -162,7 +190,23 @@ interface Panel {
 export function renderReportSvg(report: DepthReport): string {
   const width = 760;
   const margin = { left: 78, right: 40 };
-  const headerHeight = 92;
+  // One series per training mode and precision ("full" for fp32, "full, int8" for its int8 sibling).
+  const seriesOf = (r: DepthResult) => (precisionOf(r) === 'fp32' ? r.mode : `${r.mode}, ${precisionOf(r)}`);
+  const modes = [...new Set(report.results.map(seriesOf))].sort();
+  // The legend wraps onto more rows when the series do not fit one (a depth x precision grid).
+  const legendItems = [...modes.map((m) => `training: ${m}`), ...(report.recommended ? [`recommended: ${report.recommended.variant}`] : [])];
+  const legendRows: { text: string; x: number; index: number }[][] = [[]];
+  let cursor = margin.left;
+  legendItems.forEach((text, index) => {
+    const w = 40 + 8 * text.length;
+    if (cursor + w > width - margin.right + 40 && legendRows.at(-1)!.length > 0) {
+      legendRows.push([]);
+      cursor = margin.left;
+    }
+    legendRows.at(-1)!.push({ text, x: cursor, index });
+    cursor += w;
+  });
+  const headerHeight = 92 + 18 * (legendRows.length - 1);
   const panelHeight = 200;
   const panelGap = 66;
   const plotWidth = width - margin.left - margin.right;
@@ -173,7 +217,6 @@ export function renderReportSvg(report: DepthReport): string {
   ];
   const height = headerHeight + panels.length * (panelHeight + panelGap) + 20;
   const depths = [...new Set(report.results.map((r) => r.depth))].sort((a, b) => a - b);
-  const modes = [...new Set(report.results.map((r) => r.mode))].sort();
   // Depths sit at even spacing (a categorical axis): 1, 2, 12 would otherwise crowd the small ones.
   const xOf = (depth: number) =>
     margin.left + (depths.length === 1 ? plotWidth / 2 : 30 + ((plotWidth - 60) * depths.indexOf(depth)) / (depths.length - 1));
@@ -192,17 +235,19 @@ export function renderReportSvg(report: DepthReport): string {
     )}</text>`,
   );
   // Legend.
-  let legendX = margin.left;
-  modes.forEach((mode, i) => {
-    out.push(marker(MARKERS[i % MARKERS.length]!, legendX + 6, 68, COLOURS[i % COLOURS.length]!));
-    out.push(`<line x1="${legendX - 4}" y1="68" x2="${legendX + 16}" y2="68" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2"/>`);
-    out.push(`<text x="${legendX + 22}" y="72">${xml(`training: ${mode}`)}</text>`);
-    legendX += 40 + 8 * `training: ${mode}`.length;
+  legendRows.forEach((row, r) => {
+    const y = 68 + 18 * r;
+    for (const { text, x, index: i } of row) {
+      if (i < modes.length) {
+        out.push(marker(MARKERS[i % MARKERS.length]!, x + 6, y, COLOURS[i % COLOURS.length]!));
+        out.push(`<line x1="${x - 4}" y1="${y}" x2="${x + 16}" y2="${y}" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2"/>`);
+        out.push(`<text x="${x + 22}" y="${y + 4}">${xml(text)}</text>`);
+      } else {
+        out.push(`<line x1="${x}" y1="${y}" x2="${x + 20}" y2="${y}" stroke="#777" stroke-width="1.5" stroke-dasharray="5 4"/>`);
+        out.push(`<text x="${x + 26}" y="${y + 4}">${xml(text)}</text>`);
+      }
+    }
   });
-  if (report.recommended) {
-    out.push(`<line x1="${legendX}" y1="68" x2="${legendX + 20}" y2="68" stroke="#777" stroke-width="1.5" stroke-dasharray="5 4"/>`);
-    out.push(`<text x="${legendX + 26}" y="72">${xml(`recommended: ${report.recommended.variant}`)}</text>`);
-  }
 
   panels.forEach((panel, p) => {
     const top = headerHeight + p * (panelHeight + panelGap) + 20;
@@ -241,7 +286,7 @@ export function renderReportSvg(report: DepthReport): string {
     const labels: { x: number; y: number; text: string; colour: string }[] = [];
     modes.forEach((mode, i) => {
       const colour = COLOURS[i % COLOURS.length]!;
-      const rows = report.results.filter((r) => r.mode === mode).sort((a, b) => a.depth - b.depth);
+      const rows = report.results.filter((r) => seriesOf(r) === mode).sort((a, b) => a.depth - b.depth);
       const points = rows.map((r) => [xOf(r.depth), yOf(panel.value(r))] as const);
       if (points.length > 1) {
         out.push(

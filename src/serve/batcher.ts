@@ -6,9 +6,10 @@
 // Grouping: the oldest queued input always goes into its variant's next batch (no input
 // starves), and the rest of the batch is filled with inputs of the closest lengths, within a
 // padding bound, so a 5-token text is not padded to 500 tokens beside a long one.
+import { padEncodings } from '../tokenizer.js';
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
-import { SlimError } from './errors.js';
+import { CoreError } from './errors.js';
 import type { BatchFact } from './observer.js';
 import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTensors } from './worker-pool.js';
 
@@ -88,7 +89,7 @@ interface PendingRequest {
   outcome: InferenceOutcome;
   settled: boolean;
   resolve: (o: InferenceOutcome) => void;
-  reject: (e: SlimError) => void;
+  reject: (e: CoreError) => void;
   timer: NodeJS.Timeout | null;
   detach: () => void;
 }
@@ -267,8 +268,8 @@ export class Batcher {
     const queue = this.queues.get(key);
     if (!queue) throw new Error(`batcher: unknown variant ${key}`);
     if (queue.count + count > this.limits.maxQueued) {
-      throw new SlimError('QUEUE_FULL', `the queue of ${key} holds ${queue.count} inputs (maxQueued ${this.limits.maxQueued})`, {
-        'retry-after': String(this.retryAfterSeconds(queue)),
+      throw new CoreError('QUEUE_FULL', `the queue of ${key} holds ${queue.count} inputs (maxQueued ${this.limits.maxQueued})`, {
+        retryAfterS: this.retryAfterSeconds(queue),
       });
     }
   }
@@ -278,8 +279,8 @@ export class Batcher {
     if (!queue) throw new Error(`batcher: unknown variant ${key}`);
     this.checkCapacity(key, inputs.length);
     const now = this.now();
-    if (opts.deadline <= now) throw new SlimError('DEADLINE_EXCEEDED');
-    if (opts.signal?.aborted) throw new SlimError('CLIENT_CLOSED');
+    if (opts.deadline <= now) throw new CoreError('DEADLINE_EXCEEDED');
+    if (opts.signal?.aborted) throw new CoreError('CLIENT_CLOSED');
     return new Promise<InferenceOutcome>((resolve, reject) => {
       const n = inputs.length;
       const request: PendingRequest = {
@@ -300,11 +301,11 @@ export class Batcher {
         queue.add(item);
       });
       request.timer = setTimeout(
-        () => this.fail(request, new SlimError('DEADLINE_EXCEEDED', `no answer within the request deadline (${key})`)),
+        () => this.fail(request, new CoreError('DEADLINE_EXCEEDED', `no answer within the request deadline (${key})`)),
         opts.deadline - now,
       );
       if (opts.signal) {
-        const onAbort = (): void => this.fail(request, new SlimError('CLIENT_CLOSED'));
+        const onAbort = (): void => this.fail(request, new CoreError('CLIENT_CLOSED'));
         opts.signal.addEventListener('abort', onAbort, { once: true });
         request.detach = () => opts.signal!.removeEventListener('abort', onAbort);
       }
@@ -314,7 +315,7 @@ export class Batcher {
   }
 
   /** Fail every request not yet answered (the last step of a shutdown that ran out of time). */
-  abortAll(err: SlimError): void {
+  abortAll(err: CoreError): void {
     for (const req of [...this.pending]) this.fail(req, err);
   }
 
@@ -382,21 +383,15 @@ export class Batcher {
       minLength = Math.min(minLength, it.length);
       realTokens += it.length;
     }
-    const inputIds = new BigInt64Array(rows * cols);
-    const attentionMask = new BigInt64Array(rows * cols);
-    if (t.padId !== 0) inputIds.fill(BigInt(t.padId));
     // Until the worker says when it started: the time to hand-off.
     let queueMs = items.map((it) => now - it.enqueuedAt);
-    items.forEach((it, r) => {
-      const offset = r * cols + (t.padSide === 'left' ? cols - it.length : 0);
-      // An empty encoding (a tokenizer without special tokens, empty text) still needs one
-      // position: it runs as a single pad token with its mask set.
-      const ids = it.ids.length > 0 ? it.ids : [t.padId];
-      for (let i = 0; i < ids.length; i++) {
-        inputIds[offset + i] = BigInt(ids[i]!);
-        attentionMask[offset + i] = 1n;
-      }
-    });
+    // Ids are already cut to maxLength; padded to the longest in the batch, on the tokenizer's side.
+    const { inputIds, attentionMask } = padEncodings(
+      items.map((it) => it.ids),
+      { maxLength: cols, emptyAsPadToken: true },
+      t.padId,
+      t.padSide,
+    );
     const fact = (ok: boolean, out?: BatchOutput): BatchFact => ({
       model: t.model,
       variant: t.variant,
@@ -432,14 +427,14 @@ export class Batcher {
         queue.running -= rows;
         if (err instanceof BatchExpiredError) {
           // Nothing ran: every request in it had already been answered 504 (or is, now).
-          for (const it of items) this.fail(it.request, new SlimError('DEADLINE_EXCEEDED'));
+          for (const it of items) this.fail(it.request, new CoreError('DEADLINE_EXCEEDED'));
           return;
         }
         // A crashed or hung worker is not the model's fault: 503, the client may retry at once.
         const failure =
           err instanceof WorkerFailedError
-            ? new SlimError('WORKER_FAILED', `the inference worker running this batch of ${t.key} failed; it is being replaced`, { 'retry-after': '1' })
-            : new SlimError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`, {}, { cause: err });
+            ? new CoreError('WORKER_FAILED', `the inference worker running this batch of ${t.key} failed; it is being replaced`, { retryAfterS: 1 })
+            : new CoreError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`, { cause: err });
         for (const it of items) this.fail(it.request, failure);
         this.onBatch(fact(false));
       },
@@ -452,7 +447,7 @@ export class Batcher {
   }
 
   /** Fail a request: its inputs still queued leave the queue; running ones are ignored later. */
-  private fail(req: PendingRequest, err: SlimError): void {
+  private fail(req: PendingRequest, err: CoreError): void {
     if (req.settled) return;
     for (const it of req.items) if (it.state === QUEUED) req.queue.leave(it, DROPPED);
     this.finish(req);

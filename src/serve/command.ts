@@ -37,7 +37,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
         return;
       }
       stopping = true;
-      server.app.log.info({ signal, inFlight: server.runtime.inFlight }, 'shutting down: readiness off, answering accepted requests');
+      server.app.log.info({ signal, inFlight: server.core.inFlight }, 'shutting down: readiness off, answering accepted requests');
       server.close().then(
         () => {
           server.app.log.info('stopped');

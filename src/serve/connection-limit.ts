@@ -16,7 +16,8 @@
 // (readiness probes do get the 429, which takes the replica out of rotation while it is flooded).
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { errorBody, SlimError } from './errors.js';
+import { CoreError } from './errors.js';
+import { errorBody, httpStatus } from './routes/error-replies.js';
 
 /** How long a refused connection may keep sending (its request is read and dropped) before it is cut. */
 const LINGER_MS = 2000;
@@ -30,8 +31,8 @@ function cannedAnswer(status: string, body: string, extraHeaders = ''): Buffer {
 }
 
 function cannedRefusal(message: string): Buffer {
-  const err = new SlimError('TOO_MANY_CONNECTIONS', message, { 'retry-after': '1' });
-  return cannedAnswer(`${err.statusCode} Too Many Requests`, JSON.stringify(errorBody(err)), 'retry-after: 1\r\n');
+  const err = new CoreError('TOO_MANY_CONNECTIONS', message, { retryAfterS: 1 });
+  return cannedAnswer(`${httpStatus(err)} Too Many Requests`, JSON.stringify(errorBody(err)), 'retry-after: 1\r\n');
 }
 
 /**

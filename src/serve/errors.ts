@@ -1,6 +1,8 @@
-// The one catalogue of error codes the server answers with. Every error body's `code` comes
-// from here, so clients, dashboards and docs can rely on a closed set; adding a failure mode
-// means adding a line here first.
+// The one catalogue of error codes the server answers with, and the error the serving core
+// raises. Every error body's `code` comes from here, so clients, dashboards and docs can rely on
+// a closed set; adding a failure mode means adding a line here first. The core (batcher, worker
+// pool, routing, model store) raises CoreError and knows nothing of HTTP: the status beside each
+// code is read only by src/serve/routes/error-replies.ts, which writes the answer.
 
 export const ERRORS = {
   INVALID_REQUEST: { status: 400, summary: 'the request does not match the schema' },
@@ -40,79 +42,19 @@ export type ErrorCode = keyof typeof ERRORS;
 
 export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
 
-/** An error the server answers with: its HTTP status follows from its code. */
-export class SlimError extends Error {
+/** An error of the serving core: a catalogue code, a message, and when to retry (if it helps). */
+export class CoreError extends Error {
   readonly code: ErrorCode;
-  readonly statusCode: number;
-  /** Extra response headers (Retry-After for QUEUE_FULL). */
-  readonly headers: Record<string, string>;
+  /** Seconds after which a retry is likely to succeed (QUEUE_FULL, WORKER_FAILED, RATE_LIMITED...). */
+  readonly retryAfterS: number | undefined;
 
   /** `cause`: the exception behind it, for the log line (never for the answer). */
-  constructor(code: ErrorCode, message?: string, headers: Record<string, string> = {}, options?: { cause?: unknown }) {
-    super(message ?? ERRORS[code].summary, options);
-    this.name = 'SlimError';
+  constructor(code: ErrorCode, message?: string, opts: { retryAfterS?: number; cause?: unknown } = {}) {
+    super(message ?? ERRORS[code].summary, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'CoreError';
     this.code = code;
-    this.statusCode = ERRORS[code].status;
-    this.headers = headers;
+    this.retryAfterS = opts.retryAfterS;
   }
-}
-
-/** The body of every error of the slimserve API. */
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
-}
-
-/**
- * The Open Inference Protocol (KServe v2) defines its error body as `{"error": "<message>"}`;
- * clients of that protocol parse a string there, so /v2 answers in that shape and carries the
- * catalogue code beside it.
- */
-export interface V2ErrorBody {
-  error: string;
-  code: ErrorCode;
-}
-
-export function errorBody(err: SlimError): ErrorBody {
-  return { error: { code: err.code, message: err.message } };
-}
-
-export function v2ErrorBody(err: SlimError): V2ErrorBody {
-  return { error: err.message, code: err.code };
-}
-
-interface FrameworkError {
-  code?: string;
-  statusCode?: number;
-  message: string;
-  validation?: unknown;
-  validationContext?: string;
-}
-
-/**
- * Map anything thrown inside a request (fastify's own errors included) to the catalogue, so no
- * response ever carries a code from outside it.
- */
-export function toSlimError(err: unknown): SlimError {
-  if (err instanceof SlimError) return err;
-  const e = (err ?? {}) as FrameworkError;
-  if (e.validation) return new SlimError('INVALID_REQUEST', e.message);
-  switch (e.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new SlimError('PAYLOAD_TOO_LARGE');
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new SlimError('UNSUPPORTED_MEDIA_TYPE', e.message);
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new SlimError('INVALID_JSON', e.message);
-    case 'FST_ERR_NOT_FOUND':
-      return new SlimError('ROUTE_NOT_FOUND');
-  }
-  // JSON.parse failures surface as SyntaxError with status 400.
-  if (err instanceof SyntaxError && e.statusCode === 400) return new SlimError('INVALID_JSON', e.message);
-  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new SlimError('INVALID_REQUEST', e.message);
-  }
-  return new SlimError('INTERNAL', undefined, {}, { cause: err });
 }
 
 /** The root cause of an error for a log line: the innermost `cause`'s type, message and stack. */
@@ -132,32 +74,3 @@ export function publicFsError(err: unknown, what: string): string {
   const e = err as NodeJS.ErrnoException;
   return `${e.code ?? 'error'}: ${what}`;
 }
-
-/** JSON schema of the error body, for route schemas and the OpenAPI document. */
-export const errorBodySchema = {
-  $id: 'ErrorBody',
-  type: 'object',
-  description: 'Every error of the slimserve API. `code` is one of a closed catalogue.',
-  required: ['error'],
-  properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: {
-        code: { type: 'string', enum: ERROR_CODES },
-        message: { type: 'string' },
-      },
-    },
-  },
-} as const;
-
-export const v2ErrorBodySchema = {
-  $id: 'V2ErrorBody',
-  type: 'object',
-  description: 'Open Inference Protocol error: `error` is the message; `code` is the slimserve catalogue code.',
-  required: ['error'],
-  properties: {
-    error: { type: 'string' },
-    code: { type: 'string', enum: ERROR_CODES },
-  },
-} as const;

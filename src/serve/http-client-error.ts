@@ -6,11 +6,12 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errorBody, SlimError, v2ErrorBody } from './errors.js';
+import { CoreError } from './errors.js';
+import { errorBody, httpStatus, v2ErrorBody } from './routes/error-replies.js';
 
 const isV2Path = (url: string | undefined): boolean => url !== undefined && /^\/v2(\/|\?|$)/.test(url);
 
-function bodyOf(e: SlimError, v2: boolean): string {
+function bodyOf(e: CoreError, v2: boolean): string {
   return JSON.stringify(v2 ? v2ErrorBody(e) : errorBody(e));
 }
 
@@ -30,13 +31,13 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   }
   const e =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? new SlimError('HEADERS_TOO_LARGE')
+      ? new CoreError('HEADERS_TOO_LARGE')
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new SlimError('REQUEST_TIMEOUT')
-        : new SlimError('INVALID_REQUEST', 'malformed HTTP request');
+        ? new CoreError('REQUEST_TIMEOUT')
+        : new CoreError('INVALID_REQUEST', 'malformed HTTP request');
   const body = bodyOf(e, isV2Path(targetOf(err)));
   socket.end(
-    `HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\n` +
+    `HTTP/1.1 ${httpStatus(e)} ${STATUS_CODES[httpStatus(e)]}\r\n` +
       `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
@@ -45,12 +46,12 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
 export function frameworkErrorHandler(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
   const e =
     error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-      ? new SlimError('URI_TOO_LONG', 'a path parameter is longer than the server accepts (100 characters)')
+      ? new CoreError('URI_TOO_LONG', 'a path parameter is longer than the server accepts (100 characters)')
       : error.code === 'FST_ERR_BAD_URL'
-        ? new SlimError('INVALID_REQUEST', 'the URL is not valid percent-encoding')
-        : new SlimError('INVALID_REQUEST', 'the request could not be routed');
+        ? new CoreError('INVALID_REQUEST', 'the URL is not valid percent-encoding')
+        : new CoreError('INVALID_REQUEST', 'the request could not be routed');
   void reply
-    .code(e.statusCode)
+    .code(httpStatus(e))
     .header('content-type', 'application/json; charset=utf-8')
     .send(bodyOf(e, isV2Path(request.raw.url)));
 }
@@ -58,17 +59,17 @@ export function frameworkErrorHandler(error: Error & { code?: string }, request:
 /** node answers an Expect header other than 100-continue with a bare 417 unless told otherwise. */
 export function answerUnknownExpectations(server: Server): void {
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const e = new SlimError('EXPECTATION_FAILED', `the server does not support "Expect: ${String(req.headers.expect).slice(0, 64)}"; only 100-continue`);
+    const e = new CoreError('EXPECTATION_FAILED', `the server does not support "Expect: ${String(req.headers.expect).slice(0, 64)}"; only 100-continue`);
     const body = bodyOf(e, isV2Path(req.url));
-    res.writeHead(e.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.writeHead(httpStatus(e), { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
     res.end(body);
   });
 }
 
 /** HTTP/1.1 requires Host; node's own refusal (requireHostHeader) is a bare 400, so the check is ours. */
-export function missingHostError(request: FastifyRequest): SlimError | null {
+export function missingHostError(request: FastifyRequest): CoreError | null {
   if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
-    return new SlimError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
+    return new CoreError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
   }
   return null;
 }

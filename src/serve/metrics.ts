@@ -1,13 +1,13 @@
 // Prometheus metrics of `slim serve` (spec: "Metrics"). One Registry per server instance, fed
-// only by the runtime's observer facts (batches, answered requests) and read-at-scrape gauges
+// only by the core's observer facts (batches, answered requests) and read-at-scrape gauges
 // (queue depth, build accuracy, routing weights, variant info). Every label value is bounded:
-// endpoints are route patterns and a model or variant the runtime does not serve becomes
+// endpoints are route patterns and a model or variant the core does not serve becomes
 // "_unknown" (absent: "_none"), so no client input ever becomes a series.
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchFact, RequestFact, ServeObserver } from './observer.js';
-import { parseRoutingTable, shares } from './routing/table.js';
-import type { ServeRuntime } from './runtime.js';
+import type { ServeCore } from './core.js';
+import { precisionOf } from '../manifest.js';
 
 export const UNKNOWN = '_unknown';
 export const NONE = '_none';
@@ -38,15 +38,13 @@ export class ServeMetrics {
   readonly cascadeEscalations: Counter<'model' | 'from' | 'to'>;
   readonly queueDepth: Gauge<'model' | 'variant'>;
   readonly routingWeight: Gauge<'model' | 'variant'>;
-  readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device'>;
+  readonly variantInfo: Gauge<'model' | 'variant' | 'depth' | 'base' | 'device' | 'precision'>;
   readonly reloads: Counter<'result'>;
   readonly connectionsRefused: Counter;
-  /** Online accuracy per "<model>/<variant>", set by the feedback code (later). */
-  private readonly online = new Map<string, number>();
-  /** Subscribe this to runtime.observers. */
+  /** Subscribe this to core.observers. */
   readonly observer: ServeObserver;
 
-  constructor(private readonly runtime: ServeRuntime) {
+  constructor(private readonly core: ServeCore) {
     const registers = [this.registry];
     const self = this;
     this.requestDuration = new Histogram({
@@ -104,7 +102,7 @@ export class ServeMetrics {
       // Read from the routing module's counters (they only grow) at scrape time.
       collect() {
         this.reset();
-        for (const c of self.runtime.routing.counters().feedback) this.inc({ model: c.model, variant: c.variant, outcome: c.outcome }, c.value);
+        for (const c of self.core.routingCounters().feedback) this.inc({ model: c.model, variant: c.variant, outcome: c.outcome }, c.value);
       },
     });
     this.accuracy = new Gauge({
@@ -114,14 +112,12 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        for (const m of self.runtime.models) {
+        for (const m of self.core.catalogue.models) {
           for (const v of m.variants) {
             this.set({ model: m.name, variant: v.name, source: 'build' }, v.manifest.eval.accuracy);
-            const online = self.online.get(v.key);
-            if (online !== undefined) this.set({ model: m.name, variant: v.name, source: 'online' }, online);
           }
         }
-        for (const o of self.runtime.routing.counters().online) this.set({ model: o.model, variant: o.variant, source: 'online' }, o.value);
+        for (const o of self.core.routingCounters().online) this.set({ model: o.model, variant: o.variant, source: 'online' }, o.value);
       },
     });
     this.shadow = new Counter({
@@ -131,7 +127,7 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        for (const c of self.runtime.routing.counters().shadow) this.inc({ model: c.model, variant: c.variant, agreement: c.agreement }, c.value);
+        for (const c of self.core.routingCounters().shadow) this.inc({ model: c.model, variant: c.variant, agreement: c.agreement }, c.value);
       },
     });
     this.cascadeEscalations = new Counter({
@@ -141,7 +137,7 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        for (const c of self.runtime.routing.counters().escalations) this.inc({ model: c.model, from: c.from, to: c.to }, c.value);
+        for (const c of self.core.routingCounters().escalations) this.inc({ model: c.model, from: c.from, to: c.to }, c.value);
       },
     });
     this.queueDepth = new Gauge({
@@ -151,8 +147,8 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        for (const m of self.runtime.models) {
-          for (const v of m.variants) this.set({ model: m.name, variant: v.name }, self.runtime.queueDepth(m.name, v.name));
+        for (const m of self.core.catalogue.models) {
+          for (const v of m.variants) this.set({ model: m.name, variant: v.name }, self.core.queueDepth(m.name, v.name));
         }
       },
     });
@@ -163,8 +159,8 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        for (const m of self.runtime.models) {
-          for (const [variant, share] of self.runtime.routing.shares(m)) {
+        for (const m of self.core.catalogue.models) {
+          for (const [variant, share] of self.core.routingShares(m)) {
             this.set({ model: m.name, variant }, share);
           }
         }
@@ -172,14 +168,14 @@ export class ServeMetrics {
     });
     this.variantInfo = new Gauge({
       name: 'slim_variant_info',
-      help: 'Always 1: what a served variant is (depth, base model id, device it runs on).',
-      labelNames: ['model', 'variant', 'depth', 'base', 'device'],
+      help: 'Always 1: what a served variant is (depth, base model id, device it runs on, precision fp32/int8/fp16).',
+      labelNames: ['model', 'variant', 'depth', 'base', 'device', 'precision'],
       registers,
       collect() {
         this.reset();
-        for (const m of self.runtime.models) {
+        for (const m of self.core.catalogue.models) {
           for (const v of m.variants) {
-            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device }, 1);
+            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device, precision: precisionOf(v.manifest) }, 1);
           }
         }
       },
@@ -191,7 +187,7 @@ export class ServeMetrics {
       registers,
       collect() {
         this.reset();
-        const counts = self.runtime.reloadState?.counts;
+        const counts = self.core.store?.counts;
         for (const result of ['added', 'updated', 'removed', 'failed'] as const) this.inc({ result }, counts?.[result] ?? 0);
       },
     });
@@ -221,17 +217,10 @@ export class ServeMetrics {
     return this.registry.metrics();
   }
 
-  /** Online accuracy of a variant (0..1), for the feedback code. */
-  setOnlineAccuracy(model: string, variant: string, accuracy: number): void {
-    const { model: m, variant: v } = this.labels(model, variant);
-    if (m === UNKNOWN || v === UNKNOWN) return;
-    this.online.set(`${m}/${v}`, accuracy);
-  }
-
-  /** Bounded model and variant label values: only what the runtime serves. */
+  /** Bounded model and variant label values: only what the core serves. */
   labels(model: string | undefined, variant: string | undefined): { model: string; variant: string } {
     if (model === undefined) return { model: NONE, variant: variant === undefined ? NONE : UNKNOWN };
-    const served = this.runtime.models.find((m) => m.name === model);
+    const served = this.core.catalogue.models.find((m) => m.name === model);
     if (!served) return { model: UNKNOWN, variant: variant === undefined ? NONE : UNKNOWN };
     if (variant === undefined) return { model, variant: NONE };
     return { model, variant: served.variants.some((v) => v.name === variant) ? variant : UNKNOWN };

@@ -1,10 +1,11 @@
-// The model repository as the server sees it: models/<model>/<variant>/{model.onnx,
-// tokenizer.json, manifest.json}. Scanning reads and validates every manifest up front so that a
-// broken repository stops the start with a message naming the file and field, instead of
-// failing on the first request.
+// One variant directory of the model repository as the server reads it: models/<model>/
+// <variant>/{model.onnx, tokenizer.json, manifest.json}, every file there, the manifest valid
+// and matching the directory, model.onnx matching its checksum; plus the model-level files
+// (routing.json, report.json). The model store (model-store.ts) walks the repository and calls
+// these; a broken variant fails the start, or a hot reload of it, naming the file and field.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE, VARIANT_NAME, type ServedManifest } from '../manifest.js';
 
 // The variant-name pattern and manifest shape are shared with the build (../manifest.ts).
@@ -18,17 +19,6 @@ export interface VariantEntry {
   dir: string;
   onnxPath: string;
   manifest: Manifest;
-}
-
-export interface ModelEntry {
-  name: string;
-  dir: string;
-  /** Sorted by depth, then name. */
-  variants: VariantEntry[];
-  /** models/<model>/routing.json when present (validated by the routing module). */
-  routing: unknown;
-  /** The variant models/<model>/report.json recommends, when it names one. */
-  recommended: string | null;
 }
 
 export class RepositoryError extends Error {
@@ -109,11 +99,9 @@ export function subdirectories(dir: string): string[] {
     .sort();
 }
 
-export interface ScanOptions {
+export interface ReadOptions {
   /** Compare model.onnx against the manifest's onnxSha256 (default true). */
   verifyChecksums?: boolean;
-  /** Told about directories that are skipped (temporary build output, stray folders). */
-  onSkip?: (path: string, why: string) => void;
 }
 
 /** The files of a variant directory, all required. */
@@ -124,7 +112,7 @@ export const VARIANT_FILES = [ONNX_FILE, TOKENIZER_FILE, MANIFEST_FILE] as const
  * valid and matching the directory, model.onnx matching its onnxSha256. Throws a
  * RepositoryError naming the file. The start and hot reload both use it.
  */
-export async function readVariant(modelDir: string, model: string, variant: string, opts: ScanOptions = {}): Promise<VariantEntry> {
+export async function readVariant(modelDir: string, model: string, variant: string, opts: ReadOptions = {}): Promise<VariantEntry> {
   const vdir = join(modelDir, variant);
   for (const f of VARIANT_FILES) {
     if (!existsSync(join(vdir, f))) throw new RepositoryError(`${vdir}: ${f} is missing`);
@@ -142,6 +130,17 @@ export async function readVariant(modelDir: string, model: string, variant: stri
     const want = manifest.onnxSha256.replace(/^sha256:/, '');
     const got = await sha256File(onnxPath);
     if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
+  }
+  // Weights past 2 GB live beside model.onnx (ONNX external data); the manifest lists and hashes them.
+  const external = Array.isArray(manifest.externalData) ? (manifest.externalData as { file?: unknown; sha256?: unknown }[]) : [];
+  for (const e of external) {
+    if (typeof e.file !== 'string' || /[/\\]/.test(e.file) || typeof e.sha256 !== 'string') throw new RepositoryError(`${file}: externalData entries must be {file, bytes, sha256}`);
+    const path = join(vdir, e.file);
+    if (!existsSync(path)) throw new RepositoryError(`${vdir}: ${e.file} (external data of ${ONNX_FILE}) is missing`);
+    if (opts.verifyChecksums ?? true) {
+      const got = await sha256File(path);
+      if (got !== e.sha256) throw new RepositoryError(`${path}: sha256 ${got} differs from the manifest's externalData sha256 ${e.sha256}`);
+    }
   }
   return { model, variant, depth: manifest.depth, dir: vdir, onnxPath, manifest };
 }
@@ -188,34 +187,4 @@ export function readRecommendedVariant(modelDir: string): string | null {
   } catch {
     return null;
   }
-}
-
-/**
- * Read every model and variant under `root`. Directories whose names are not variant names
- * (for example a build's temporary directory before its rename) are skipped; a variant
- * directory that is there must be complete and valid, or the scan fails.
- */
-export async function scanRepository(root: string, opts: ScanOptions = {}): Promise<ModelEntry[]> {
-  const dir = resolve(root);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new RepositoryError(`model repository ${dir} is not a directory`);
-  const models: ModelEntry[] = [];
-  for (const name of subdirectories(dir)) {
-    const modelDir = join(dir, name);
-    const variants: VariantEntry[] = [];
-    for (const variant of subdirectories(modelDir)) {
-      if (!VARIANT_NAME.test(variant)) {
-        opts.onSkip?.(join(modelDir, variant), 'not a variant name (k<depth>[-suffix])');
-        continue;
-      }
-      variants.push(await readVariant(modelDir, name, variant, opts));
-    }
-    if (variants.length === 0) {
-      opts.onSkip?.(modelDir, 'no variants');
-      continue;
-    }
-    variants.sort((a, b) => a.depth - b.depth || a.variant.localeCompare(b.variant));
-    models.push({ name, dir: modelDir, variants, routing: readRoutingFile(modelDir), recommended: readRecommendedVariant(modelDir) });
-  }
-  if (models.length === 0) throw new RepositoryError(`model repository ${dir} holds no models (expected <model>/<variant>/manifest.json)`);
-  return models;
 }

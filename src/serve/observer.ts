@@ -1,4 +1,4 @@
-// Timing facts the serving runtime emits. Metrics (prom-client), logs and tests subscribe here
+// Timing facts the serving core emits. Metrics (prom-client), logs and tests subscribe here
 // instead of the batcher or routes knowing about any of them. Every fact carries only bounded
 // values (model, variant, device, endpoint, code), never request ids or texts.
 import type { Device } from './config.js';
@@ -41,20 +41,9 @@ export interface RequestFact {
   inputs?: number;
 }
 
-/** One classified input set: what routing and accuracy bookkeeping need. */
-export interface ResultFact {
-  requestId: string;
-  model: string;
-  variant: string;
-  /** Index of the winning label per input. */
-  labels: string[];
-  scores: number[];
-}
-
 export interface ServeObserver {
   onBatch?(fact: BatchFact): void;
   onRequest?(fact: RequestFact): void;
-  onResult?(fact: ResultFact): void;
 }
 
 /** Fan a fact out to every observer; one failing observer must not fail a request. */
@@ -75,10 +64,6 @@ export class ObserverSet implements Required<ServeObserver> {
 
   onRequest(fact: RequestFact): void {
     for (const o of this.observers) safely(() => o.onRequest?.(fact));
-  }
-
-  onResult(fact: ResultFact): void {
-    for (const o of this.observers) safely(() => o.onResult?.(fact));
   }
 }
 

@@ -6,7 +6,7 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServeConfig } from './config.js';
-import { SlimError } from './errors.js';
+import { CoreError } from './errors.js';
 
 /** Limits that apply unless rateLimit.routes names the route: "METHOD /url" -> max. */
 export type DefaultLimits = Record<string, number>;
@@ -32,8 +32,8 @@ export async function registerRateLimit(app: FastifyInstance, config: ServeConfi
     allowList: (req) => limitOf(req) === 0,
     keyGenerator: (req) => `${req.method} ${req.routeOptions.url ?? ''} ${req.ip}`,
     errorResponseBuilder: (req, ctx) =>
-      new SlimError('RATE_LIMITED', `more than ${ctx.max} requests to ${req.method} ${req.routeOptions.url ?? ''} within ${config.windowMs} ms; retry in ${ctx.after}`, {
-        'retry-after': String(Math.max(1, Math.ceil(ctx.ttl / 1000))),
+      new CoreError('RATE_LIMITED', `more than ${ctx.max} requests to ${req.method} ${req.routeOptions.url ?? ''} within ${config.windowMs} ms; retry in ${ctx.after}`, {
+        retryAfterS: ctx.ttl / 1000,
       }),
   });
 }

@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
-import { errorBody, rootCause, SlimError, toSlimError, v2ErrorBody } from './errors.js';
+import { CoreError, rootCause } from './errors.js';
+import { errorBody, errorHeaders, httpStatus, toCoreError, v2ErrorBody } from './routes/error-replies.js';
 import { answerUnknownExpectations, clientErrorHandler, frameworkErrorHandler, missingHostError } from './http-client-error.js';
 import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
@@ -17,15 +18,15 @@ import { classifyRoutes } from './routes/classify.js';
 import { feedbackRoutes } from './routes/feedback.js';
 import { routingRoutes } from './routes/routing.js';
 import { reloadRoutes } from './routes/reload.js';
-import { healthRoutes, notReadyError } from './routes/health.js';
+import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
-import { ServeRuntime, type RuntimeOptions } from './runtime.js';
+import { ServeCore, type CoreOptions } from './core.js';
 import { limitConnections } from './connection-limit.js';
 import { ConnectionTracker, IDLE_GRACE_MS, stopListening } from './drain.js';
 
-export interface BuildOptions extends RuntimeOptions {
+export interface BuildOptions extends CoreOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
   logger?: boolean;
   /** Where the JSON log lines go instead of stdout. */
@@ -37,7 +38,7 @@ export interface BuildOptions extends RuntimeOptions {
 
 export interface RunningServer {
   app: FastifyInstance;
-  runtime: ServeRuntime;
+  core: ServeCore;
   /** http://host:port actually bound. */
   url: string;
   /** Resolves when every variant is loaded and warmed up. */
@@ -68,8 +69,8 @@ export function packageVersion(): string {
   return '0.0.0';
 }
 
-/** Build the app and its runtime; nothing listens and no model is loaded yet. */
-export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; runtime: ServeRuntime }> {
+/** Build the app and its core; nothing listens and no model is loaded yet. */
+export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<{ app: FastifyInstance; core: ServeCore }> {
   const app = Fastify({
     logger:
       opts.logger === false || config.logLevel === 'silent'
@@ -99,10 +100,10 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
-  const runtime = new ServeRuntime(config, app.log, opts);
-  for (const o of opts.observers ?? []) runtime.observers.add(o);
-  const metrics = opts.metrics === false ? null : new ServeMetrics(runtime);
-  if (metrics) runtime.observers.add(metrics.observer);
+  const core = new ServeCore(config, app.log, opts);
+  for (const o of opts.observers ?? []) core.observers.add(o);
+  const metrics = opts.metrics === false ? null : new ServeMetrics(core);
+  if (metrics) core.observers.add(metrics.observer);
   answerUnknownExpectations(app.server);
   // A missing Host gets our catalogue answer (onRequest hook), not node's bare 400.
   (app.server as { requireHostHeader?: boolean }).requireHostHeader = false;
@@ -121,18 +122,21 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     reply.header('x-request-id', request.id);
     const noHost = missingHostError(request);
     if (noHost) throw noHost;
-    if (request.routeOptions.config.inference && !runtime.ready) throw notReadyError(runtime);
+    if (request.routeOptions.config.inference) {
+      const refused = core.unavailable();
+      if (refused) throw refused;
+    }
   });
 
   // While draining, every answer closes its connection: a kept-alive socket would otherwise hold
   // the listener open (and the process alive) after the last accepted request is answered.
   app.addHook('onSend', async (_request, reply) => {
-    if (runtime.state === 'draining' || runtime.state === 'stopped') reply.header('connection', 'close');
+    if (core.state === 'draining' || core.state === 'stopped') reply.header('connection', 'close');
   });
 
   app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
     const notes = request.notes ?? {};
-    runtime.observers.onRequest({
+    core.observers.onRequest({
       endpoint: request.routeOptions.url ?? 'unmatched',
       method: request.method,
       code: reply.statusCode,
@@ -144,34 +148,35 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     });
   });
 
-  const sendError = (err: SlimError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const sendError = (err: CoreError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (request.notes) request.notes.errorCode = err.code;
-    if (err.statusCode >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
+    const status = httpStatus(err);
+    if (status >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
       // The catalogue code and, next to it, the exception that caused it (message and stack).
       const cause = rootCause(err);
       request.log.error({ err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
     const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
     return reply
-      .code(err.statusCode)
-      .headers(err.headers)
+      .code(status)
+      .headers(errorHeaders(err))
       .send(v2 ? v2ErrorBody(err) : errorBody(err));
   };
-  app.setErrorHandler((error: FastifyError, request, reply) => sendError(toSlimError(error), request, reply));
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(toCoreError(error), request, reply));
   app.setNotFoundHandler((request, reply) => {
-    sendError(new SlimError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
+    sendError(new CoreError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
   });
 
   await registerOpenApi(app, version);
-  healthRoutes(app, runtime);
-  classifyRoutes(app, runtime);
-  modelRoutes(app, runtime);
-  v2Routes(app, runtime, version);
-  routingRoutes(app, runtime);
-  reloadRoutes(app, runtime);
-  feedbackRoutes(app, runtime);
+  healthRoutes(app, core);
+  classifyRoutes(app, core);
+  modelRoutes(app, core);
+  v2Routes(app, core, version);
+  routingRoutes(app, core);
+  reloadRoutes(app, core);
+  feedbackRoutes(app, core);
   if (metrics) metricsRoutes(app, metrics);
-  return { app, runtime };
+  return { app, core };
 }
 
 /**
@@ -182,9 +187,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
  * shutdownTimeoutMs: past it, requests still unanswered get SHUTTING_DOWN and every connection
  * left (a half-sent upload, say) is cut.
  */
-export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, connections: ConnectionTracker): Promise<void> {
-  runtime.beginDrain();
-  const timeoutMs = runtime.config.shutdownTimeoutMs;
+export async function shutdown(app: FastifyInstance, core: ServeCore, connections: ConnectionTracker): Promise<void> {
+  core.beginDrain();
+  const timeoutMs = core.config.shutdownTimeoutMs;
   const deadline = performance.now() + timeoutMs;
   // What is left after the drain (answer the rest, cut the connections, close) gets this much.
   const finalMs = Math.min(500, Math.floor(timeoutMs / 4));
@@ -194,17 +199,17 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, conn
   });
   const sweeper = setInterval(() => connections.closeQuiet(IDLE_GRACE_MS), 25);
   await stopListening(app.server, Math.min(1000, Math.floor(timeoutMs / 4)));
-  const drained = Promise.all([connections.allClosed(), runtime.drained()]);
+  const drained = Promise.all([connections.allClosed(), core.drained()]);
   const result = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
   clearTimeout(timer);
   clearInterval(sweeper);
   if (result === 'timeout') {
-    app.log.warn({ inFlight: runtime.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
+    app.log.warn({ inFlight: core.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
   }
   // What follows may take what is left of shutdownTimeoutMs (at least 50 ms), no more.
   const bounded = <T>(p: Promise<T>): Promise<unknown> =>
     Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
-  await bounded(runtime.close());
+  await bounded(core.close());
   if (result === 'timeout') {
     await Promise.race([connections.allClosed(), new Promise((r) => setTimeout(r, 50))]); // the SHUTTING_DOWN answers go out first
     connections.destroyAll();
@@ -218,7 +223,7 @@ export async function shutdown(app: FastifyInstance, runtime: ServeRuntime, conn
  * (it rejects, after closing the server, when loading fails).
  */
 export async function startServer(config: ServeConfig, opts: BuildOptions = {}): Promise<RunningServer> {
-  const { app, runtime } = await buildApp(config, opts);
+  const { app, core } = await buildApp(config, opts);
   const connections = new ConnectionTracker(app.server);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
@@ -226,12 +231,12 @@ export async function startServer(config: ServeConfig, opts: BuildOptions = {}):
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
   app.log.info({ url }, 'listening; loading models');
-  const ready = runtime.load().catch(async (err: unknown) => {
+  const ready = core.load().catch(async (err: unknown) => {
     await app.close();
-    await runtime.close();
+    await core.close();
     throw err;
   });
   ready.catch(() => {}); // the caller handles it; never an unhandled rejection
   let closing: Promise<void> | null = null;
-  return { app, runtime, url, ready, close: () => (closing ??= shutdown(app, runtime, connections)) };
+  return { app, core, url, ready, close: () => (closing ??= shutdown(app, core, connections)) };
 }

@@ -3,6 +3,7 @@
 // variant, warms each up, and then runs one batch at a time as the pool sends them.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { softmaxRows } from '../probabilities.js';
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
 import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
@@ -75,21 +76,6 @@ function inputs(rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Ar
     input_ids: new ort.Tensor('int64', ids, [rows, cols]),
     attention_mask: new ort.Tensor('int64', mask, [rows, cols]),
   };
-}
-
-/** Softmax per row in float64, so batching cannot change a probability beyond float32 rounding. */
-function softmaxRows(logits: Float32Array, rows: number, numLabels: number): Float32Array {
-  const out = new Float32Array(rows * numLabels);
-  for (let r = 0; r < rows; r++) {
-    const o = r * numLabels;
-    let max = -Infinity;
-    for (let c = 0; c < numLabels; c++) max = Math.max(max, logits[o + c]!);
-    let sum = 0;
-    const exps = new Float64Array(numLabels);
-    for (let c = 0; c < numLabels; c++) sum += exps[c] = Math.exp(logits[o + c]! - max);
-    for (let c = 0; c < numLabels; c++) out[o + c] = exps[c]! / sum;
-  }
-  return out;
 }
 
 async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<Float32Array> {

@@ -10,13 +10,13 @@ import { buildApp } from './server.js';
 
 /** The document the server serves at /openapi.json. It depends only on the routes, not on models. */
 export async function openApiDocument(): Promise<unknown> {
-  const { app, runtime } = await buildApp({ ...defaultConfig(), logLevel: 'silent' }, { logger: false });
+  const { app, core } = await buildApp({ ...defaultConfig(), logLevel: 'silent' }, { logger: false });
   try {
     await app.ready();
     return app.swagger();
   } finally {
     await app.close();
-    await runtime.close();
+    await core.close();
   }
 }
 

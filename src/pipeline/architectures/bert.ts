@@ -1,6 +1,6 @@
 // BERT (HF model_type "bert"): post-LN encoder, learned positions, token types (type 0 for
 // single texts), GELU (erf), LayerNorm on the embeddings, nn.Linear weights [out, in].
-import type { HfArchitecture } from './transformer.js';
+import type { HfArchitecture, TensorSource } from './transformer.js';
 import { num } from './transformer.js';
 
 export const bert: HfArchitecture = {
@@ -37,7 +37,15 @@ export const bert: HfArchitecture = {
       padId: num(hf, 'pad_token_id', 0),
     };
   },
-  source(_c, name) {
+  source: (_c, name) => bertLikeSource(name),
+  lmHead: () => undefined,
+  // BertForSequenceClassification reads [CLS] (the first token); --pooling overrides.
+  defaultPooling: () => 'cls',
+};
+
+/** BERT's tensor names (also RoBERTa's and XLM-R's), under the prefix the checkpoint uses. */
+export function bertLikeSource(name: string): TensorSource | undefined {
+  {
     if (name === 'embed.tokens') return { name: 'embeddings.word_embeddings.weight' };
     if (name === 'embed.positions') return { name: 'embeddings.position_embeddings.weight' };
     if (name === 'embed.token_type') return { name: 'embeddings.token_type_embeddings.weight', row: 0 };
@@ -53,6 +61,5 @@ export const bert: HfArchitecture = {
       'ffn.up': 'intermediate.dense', 'ffn.down': 'output.dense',
     };
     return lin[part!] ? { name: `${l}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
-  },
-  lmHead: () => undefined,
-};
+  }
+}

@@ -1,7 +1,7 @@
 // Small constants of a graph, shared per graph by value: asking twice for the same value gives
-// the same initializer. (GraphBuilder.constF/constI64 claim their fresh name twice and throw
-// "already defined"; this names constants itself, `<prefix>const_<n>`.) Each architecture keeps
-// its own prefix and cache, so the initializer names of its graphs do not depend on the other.
+// the same initializer (GraphBuilder.constF/constI64 make a new one per call). Names are
+// `<prefix>const_<n>`; each architecture keeps its own prefix and cache, so the initializer
+// names of its graphs do not depend on the other.
 import type { GraphBuilder } from '../graph.js';
 
 /** A constant(g, data, dims) that names new initializers `${prefix}const_${n}`, n counting per graph. */

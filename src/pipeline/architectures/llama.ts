@@ -1,21 +1,50 @@
-// Llama family (HF model_type "llama", also mistral-style configs): RMSNorm, RoPE (rotate_half
-// as HF), SwiGLU MLP, grouped-query attention (num_key_value_heads), no biases unless
-// attention_bias/mlp_bias, nn.Linear weights [out, in], untied LM head unless tie_word_embeddings.
-import type { HfArchitecture } from './transformer.js';
-import { num } from './transformer.js';
+// Llama family (HF model_type "llama" and "mistral"): RMSNorm, RoPE (rotate_half as HF), SwiGLU
+// MLP, grouped-query attention (num_key_value_heads), no biases unless attention_bias/mlp_bias,
+// nn.Linear weights [out, in], untied LM head unless tie_word_embeddings. Llama 3.x rope_scaling
+// (llama3, linear, dynamic) rescales the RoPE table; Mistral's sliding_window masks keys more
+// than that many positions back in every block, when sequences can be that long.
+import type { HfArchitecture, TensorSource, TransformerConfig } from './transformer.js';
+import { num, tokenIdOf } from './transformer.js';
+import { readRopeScaling } from './rope-scaling.js';
+
+/** The decoder layout HF's llama descendants share (model.layers.i.self_attn.q_proj, mlp.gate_proj, ...). */
+export function llamaLikeSource(name: string, extraNorms: Record<string, string> = {}): TensorSource | undefined {
+  if (name === 'embed.tokens') return { name: 'embed_tokens.weight' };
+  if (name === 'final_norm.weight') return { name: 'norm.weight' };
+  const m = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
+  if (!m) return undefined;
+  const [, i, part, kind] = m;
+  const norms: Record<string, string> = { attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm', ...extraNorms };
+  if (norms[part!]) return kind === 'weight' ? { name: `layers.${i}.${norms[part!]}.weight` } : undefined;
+  const lin: Record<string, string> = {
+    'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.o_proj',
+    'ffn.up': 'mlp.up_proj', 'ffn.gate': 'mlp.gate_proj', 'ffn.down': 'mlp.down_proj',
+  };
+  return lin[part!] ? { name: `layers.${i}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
+}
+
+/** Every block local with this window (mistral, phi3 sliding_window), or nothing when the config has none. */
+export function slidingEverywhere(hf: Record<string, unknown>, layers: number): Partial<TransformerConfig> {
+  const w = hf.sliding_window;
+  if (typeof w !== 'number' || w <= 0) return {};
+  return { localLayers: Array.from({ length: layers }, () => true), window: w };
+}
 
 export const llama: HfArchitecture = {
-  modelTypes: ['llama', 'mistral', 'qwen2'],
+  modelTypes: ['llama', 'mistral'],
   prefixes: ['model.', ''],
   probe: 'embed_tokens.weight',
   config(hf) {
     const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
     const act = (hf.hidden_act as string | undefined) ?? 'silu';
     if (act !== 'silu') throw new Error(`llama: hidden_act ${act} is not supported`);
-    if (hf.rope_scaling) throw new Error('llama: rope_scaling is not supported');
+    const ropeScaling = readRopeScaling(hf, String(hf.model_type ?? 'llama'));
+    const layers = num(hf, 'num_hidden_layers');
+    // Mistral and Llama configs that carry a sliding_window (Mistral 7B v0.1: 4096) use it in every block.
+    const window = hf.model_type === 'mistral' ? slidingEverywhere(hf, layers) : {};
     return {
       arch: 'llama',
-      layers: num(hf, 'num_hidden_layers'),
+      layers,
       hidden: W,
       heads,
       kvHeads: num(hf, 'num_key_value_heads', heads),
@@ -36,23 +65,12 @@ export const llama: HfArchitecture = {
       embedNorm: false,
       tokenTypes: false,
       tiedEmbeddings: hf.tie_word_embeddings === true,
-      bosId: num(hf, 'bos_token_id', 1),
-      eosId: num(hf, 'eos_token_id', 2),
+      bosId: tokenIdOf(hf, 'bos_token_id', 1),
+      eosId: tokenIdOf(hf, 'eos_token_id', 2),
+      ...(ropeScaling ? { ropeScaling } : {}),
+      ...window,
     };
   },
-  source(_c, name) {
-    if (name === 'embed.tokens') return { name: 'embed_tokens.weight' };
-    if (name === 'final_norm.weight') return { name: 'norm.weight' };
-    const m = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
-    if (!m) return undefined;
-    const [, i, part, kind] = m;
-    const norms: Record<string, string> = { attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm' };
-    if (norms[part!]) return kind === 'weight' ? { name: `layers.${i}.${norms[part!]}.weight` } : undefined;
-    const lin: Record<string, string> = {
-      'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.o_proj',
-      'ffn.up': 'mlp.up_proj', 'ffn.gate': 'mlp.gate_proj', 'ffn.down': 'mlp.down_proj',
-    };
-    return lin[part!] ? { name: `layers.${i}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
-  },
+  source: (_c, name) => llamaLikeSource(name),
   lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
 };

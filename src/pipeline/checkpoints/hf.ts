@@ -11,8 +11,15 @@ import { gpt2 } from '../architectures/gpt2.js';
 import { opt } from '../architectures/opt.js';
 import { llama } from '../architectures/llama.js';
 import { bert } from '../architectures/bert.js';
+import { qwen2 } from '../architectures/qwen2.js';
+import { qwen3 } from '../architectures/qwen3.js';
+import { gemma2, gemma3, gemma3Multimodal } from '../architectures/gemma.js';
+import { phi3 } from '../architectures/phi3.js';
+import { roberta } from '../architectures/roberta.js';
+import { distilbert } from '../architectures/distilbert.js';
+import { modernbert } from '../architectures/modernbert.js';
 
-export const HF_ARCHITECTURES: readonly HfArchitecture[] = [gpt2, opt, llama, bert];
+export const HF_ARCHITECTURES: readonly HfArchitecture[] = [gpt2, opt, llama, bert, qwen2, qwen3, gemma2, gemma3, gemma3Multimodal, phi3, roberta, distilbert, modernbert];
 
 export function isHfCheckpointDir(dir: string): boolean {
   return existsSync(join(dir, 'config.json')) && (existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json')));
@@ -47,7 +54,9 @@ export class HfCheckpoint implements TransformerCheckpoint {
     const arch = HF_ARCHITECTURES.find((a) => a.modelTypes.includes(type));
     if (!arch) throw new Error(`${dir}: model_type ${JSON.stringify(type)} is not supported (supported: ${HF_ARCHITECTURES.flatMap((a) => a.modelTypes).join(', ')})`);
     this.arch = arch;
-    this.config = arch.config(this.hfConfig);
+    const config = arch.config(this.hfConfig);
+    const pooling = arch.defaultPooling?.(config, this.hfConfig);
+    this.config = pooling ? { ...config, pooling } : config;
     if (this.config.heads % this.config.kvHeads !== 0) throw new Error(`${dir}: num_attention_heads ${this.config.heads} is not a multiple of num_key_value_heads ${this.config.kvHeads}`);
     this.store = SafetensorsStore.open(abs);
     const prefix = arch.prefixes.find((p) => this.store.has(p + arch.probe));
@@ -65,8 +74,10 @@ export class HfCheckpoint implements TransformerCheckpoint {
 
   private readSource(s: TensorSource): FloatTensor {
     const full = this.fullName(s.name);
-    let t: FloatTensor = s.row !== undefined ? this.store.readRows(full, s.row, s.row + 1) : this.store.read(full);
+    let t: FloatTensor = s.row !== undefined ? this.store.readRows(full, s.row, s.row + 1)
+      : s.rows ? this.store.readRows(full, s.rows[0], s.rows[1]) : this.store.read(full);
     if (s.row !== undefined) t = { ...t, dims: t.dims.slice(1) };
+    if (s.plus !== undefined) t = { ...t, data: t.data.map((v) => v + s.plus!) };
     if (s.columns) {
       const [b, e] = s.columns;
       const cols = t.dims[t.dims.length - 1]!;

@@ -84,26 +84,6 @@ export function buildClassifierGraph(
   return { graph: g, grads: result.grads };
 }
 
-/** The self-contained classifier ONNX (weights as initializers) and its parameter count. */
-export function exportClassifier(
-  ckpt: UseLiteCheckpoint,
-  depth: number,
-  labels: readonly string[],
-  values: ReadonlyMap<string, ParamTensor>,
-  metadata: Record<string, string> = {},
-): { bytes: Uint8Array; params: number } {
-  const { graph } = buildClassifierGraph(ckpt, depth, labels.length, values);
-  let params = 0;
-  for (const [name, t] of graph.initializers) {
-    if (name === HEAD_WEIGHT || name === HEAD_BIAS || /^(embeddings\.token|blocks\.|pooler\.)/.test(name)) params += t.data.length;
-  }
-  const bytes = graph.toBytes({
-    docString: `slimserve classifier on builtin:use-lite, first ${depth} blocks, labels ${labels.join(',')}`,
-    metadata: { 'slim.base': 'builtin:use-lite', 'slim.depth': String(depth), 'slim.labels': JSON.stringify(labels), ...metadata },
-  });
-  return { bytes, params };
-}
-
 export async function trainClassifier(
   ckpt: UseLiteCheckpoint,
   train: readonly EncodedExample[],

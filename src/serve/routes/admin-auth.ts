@@ -6,12 +6,12 @@
 // the answer time says nothing about how much of a guess was right.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { SlimError } from '../errors.js';
+import { CoreError } from '../errors.js';
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 export function requireAdmin(request: FastifyRequest, adminToken: string | null): void {
-  if (adminToken === null) throw new SlimError('ADMIN_DISABLED', 'admin endpoints are off: no adminToken (SLIM_ADMIN_TOKEN) is configured');
+  if (adminToken === null) throw new CoreError('ADMIN_DISABLED', 'admin endpoints are off: no adminToken (SLIM_ADMIN_TOKEN) is configured');
   requireBearer(request, adminToken, 'admin');
 }
 
@@ -20,9 +20,9 @@ export function requireBearer(request: FastifyRequest, token: string, what: 'adm
   const header = request.headers.authorization;
   const m = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
   if (!m) {
-    throw new SlimError('UNAUTHORIZED', `send Authorization: Bearer <${what} token>`, { 'www-authenticate': 'Bearer realm="slimserve"' });
+    throw new CoreError('UNAUTHORIZED', `send Authorization: Bearer <${what} token>`);
   }
   if (!timingSafeEqual(digest(m[1]!), digest(token))) {
-    throw new SlimError('FORBIDDEN', `the ${what} token is wrong`);
+    throw new CoreError('FORBIDDEN', `the ${what} token is wrong`);
   }
 }

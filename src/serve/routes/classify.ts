@@ -1,20 +1,12 @@
 // POST /classify: one text or a list, routed to a variant, batched, answered in input order.
 import type { FastifyInstance } from 'fastify';
-import type { ServeRuntime } from '../runtime.js';
-import { argmax } from '../runtime.js';
-import { errorResponses, ok } from './schemas.js';
+import type { ServeCore } from '../core.js';
+import { argmax } from '../../probabilities.js';
+import { errorResponses, ok, type ClassifyRequestBody } from './schemas.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 
-interface ClassifyBody {
-  inputs: string | string[];
-  model?: string;
-  variant?: string;
-  key?: string;
-  truncate?: boolean;
-}
-
-export function classifyRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
-  app.post<{ Body: ClassifyBody }>(
+export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
+  app.post<{ Body: ClassifyRequestBody }>(
     '/classify',
     {
       config: { inference: true },
@@ -32,10 +24,16 @@ export function classifyRoutes(app: FastifyInstance, runtime: ServeRuntime): voi
       const body = request.body;
       const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
       request.notes.inputs = inputs.length;
-      const outcome = await runtime.classify(
-        { model: body.model, variant: body.variant, key: routingKey(request, body.key), inputs, truncate: body.truncate ?? true },
-        { requestId: request.id, deadline: deadlineOf(reply, runtime.config.requestTimeoutMs), signal: clientGone(reply) },
-      );
+      const outcome = await core.classify({
+        model: body.model,
+        variant: body.variant,
+        key: routingKey(request, body.key),
+        inputs,
+        truncate: body.truncate ?? true,
+        requestId: request.id,
+        deadline: deadlineOf(reply, core.config.requestTimeoutMs),
+        signal: clientGone(reply),
+      });
       setInferenceHeaders(request, reply, outcome);
       const labels = outcome.variant.labels;
       const cut = new Set(outcome.truncated);

@@ -3,19 +3,14 @@
 // variant that decided each input. 202: accepted (and counted unless it was a repeat).
 import type { FastifyInstance } from 'fastify';
 import { clientKey } from '../connection-limit.js';
-import { SlimError } from '../errors.js';
+import { CoreError } from '../errors.js';
+import type { ServeCore } from '../core.js';
 import { requireBearer } from './admin-auth.js';
-import type { ServeRuntime } from '../runtime.js';
+import type { FeedbackRequestBody } from './routing-schemas.js';
 import { errorResponses, ok } from './schemas.js';
 
-interface FeedbackBody {
-  request_id: string;
-  label?: string;
-  labels?: (string | null)[];
-}
-
-export function feedbackRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
-  app.post<{ Body: FeedbackBody }>(
+export function feedbackRoutes(app: FastifyInstance, core: ServeCore): void {
+  app.post<{ Body: FeedbackRequestBody }>(
     '/feedback',
     {
       schema: {
@@ -31,11 +26,11 @@ export function feedbackRoutes(app: FastifyInstance, runtime: ServeRuntime): voi
       },
     },
     async (request, reply) => {
-      const token = runtime.config.feedbackToken;
+      const token = core.config.feedbackToken;
       if (token !== null) requireBearer(request, token, 'feedback');
       const { request_id: id, label, labels } = request.body;
-      if ((label === undefined) === (labels === undefined)) throw new SlimError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
-      const result = runtime.routing.recordFeedback(id, labels ?? [label!], clientKey(request.ip));
+      if ((label === undefined) === (labels === undefined)) throw new CoreError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
+      const result = core.feedback(id, labels ?? [label!], clientKey(request.ip));
       request.notes.model = result.model;
       const variants = new Set(result.results.map((r) => r.variant));
       if (variants.size === 1) request.notes.variant = [...variants][0]!;

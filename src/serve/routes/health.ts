@@ -1,18 +1,11 @@
 // Liveness and readiness. Ready means every variant is loaded and warmed up in every worker,
 // and the server is not shutting down: load balancers stop sending before the drain begins.
+// The state -> answer rule is src/serve/lifecycle.ts.
 import type { FastifyInstance } from 'fastify';
-import { SlimError } from '../errors.js';
-import type { ServeRuntime } from '../runtime.js';
+import type { ServeCore } from '../core.js';
 import { errorResponses, ok } from './schemas.js';
 
-/** The error a not-ready server answers with, by state. */
-export function notReadyError(runtime: ServeRuntime): SlimError {
-  if (runtime.state === 'loading') return new SlimError('NOT_READY', 'the models are still loading and warming up');
-  if (runtime.state === 'failed') return new SlimError('NOT_READY', 'loading the models failed');
-  return new SlimError('SHUTTING_DOWN', 'the server is shutting down');
-}
-
-export function healthRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+export function healthRoutes(app: FastifyInstance, core: ServeCore): void {
   app.get(
     '/health/live',
     {
@@ -35,7 +28,8 @@ export function healthRoutes(app: FastifyInstance, runtime: ServeRuntime): void 
       },
     },
     async () => {
-      if (!runtime.ready) throw notReadyError(runtime);
+      const refused = core.unavailable();
+      if (refused) throw refused;
       return { status: 'ready' };
     },
   );

@@ -1,23 +1,25 @@
 // GET /models and GET /models/{model}: what is served, on which device, with the build's
 // evaluation figures and the live queue depth.
 import type { FastifyInstance } from 'fastify';
-import type { ServedModel, ServedVariant } from '../catalog.js';
-import type { ServeRuntime } from '../runtime.js';
+import type { ServedModel, ServedVariant } from '../catalogue.js';
+import type { ServeCore } from '../core.js';
 import { reloadStatus } from './reload.js';
+import { precisionOf } from '../../manifest.js';
 import { errorResponses, ok } from './schemas.js';
 
-export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<string, unknown> {
+export function variantInfo(core: ServeCore, v: ServedVariant): Record<string, unknown> {
   const m = v.manifest;
-  const reloadError = runtime.reloadState?.failureOf(v.model, v.name);
+  const reloadError = core.store?.failureOf(v.model, v.name);
   return {
     name: v.name,
     depth: v.depth,
+    precision: precisionOf(m),
     device: v.device,
     requestedDevice: v.requestedDevice,
     ...(v.fallbackReason !== undefined ? { fallbackReason: v.fallbackReason } : {}),
-    ready: runtime.ready,
-    queueDepth: runtime.queueDepth(v.model, v.name),
-    running: runtime.runningInputs(v.model, v.name),
+    ready: core.ready,
+    queueDepth: core.queueDepth(v.model, v.name),
+    running: core.runningInputs(v.model, v.name),
     labels: v.labels,
     maxLength: v.maxLength,
     head: m.head,
@@ -35,22 +37,21 @@ export function variantInfo(runtime: ServeRuntime, v: ServedVariant): Record<str
 }
 
 /** The variant a request without variant or key goes to first (random draw 0; a cascade's first stage). */
-function defaultVariant(runtime: ServeRuntime, model: ServedModel): string {
-  const plan = runtime.routing.plan(model, {}, () => 0);
-  return plan.reason === 'cascade' ? plan.order[0]! : plan.variant;
+function defaultVariant(core: ServeCore, model: ServedModel): string {
+  return core.decide(model, {}, () => 0).stages[0]!;
 }
 
-export function modelInfo(runtime: ServeRuntime, model: ServedModel): Record<string, unknown> {
+export function modelInfo(core: ServeCore, model: ServedModel): Record<string, unknown> {
   return {
     name: model.name,
     labels: model.variants[0]!.labels,
-    defaultVariant: defaultVariant(runtime, model),
-    routing: model.routing ?? null,
-    variants: model.variants.map((v) => variantInfo(runtime, v)),
+    defaultVariant: defaultVariant(core, model),
+    routing: core.tables.document(model.name),
+    variants: model.variants.map((v) => variantInfo(core, v)),
   };
 }
 
-export function modelRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+export function modelRoutes(app: FastifyInstance, core: ServeCore): void {
   app.get(
     '/models',
     {
@@ -62,8 +63,8 @@ export function modelRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
       },
     },
     async () => {
-      const reload = reloadStatus(runtime);
-      return { ready: runtime.ready, models: runtime.models.map((m) => modelInfo(runtime, m)), ...(reload ? { reload } : {}) };
+      const reload = reloadStatus(core);
+      return { ready: core.ready, models: core.catalogue.models.map((m) => modelInfo(core, m)), ...(reload ? { reload } : {}) };
     },
   );
 
@@ -77,6 +78,6 @@ export function modelRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
         response: { 200: ok('ModelInfo', 'The model'), ...errorResponses([404, 503]) },
       },
     },
-    async (request) => modelInfo(runtime, runtime.resolveModel(request.params.model)),
+    async (request) => modelInfo(core, core.model(request.params.model)),
   );
 }

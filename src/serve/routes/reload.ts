@@ -1,15 +1,15 @@
 // POST /admin/reload: rescan the model repository and apply what changed (hot reload, see
-// src/serve/hot-reload.ts). Admin bearer token like PUT /routing. The answer says what was
+// src/serve/model-store.ts). Admin bearer token like PUT /routing. The answer says what was
 // added, updated, removed and what failed (the old variant keeps serving), after the removed
 // and replaced variants' accepted requests have been answered.
 import type { FastifyInstance } from 'fastify';
-import type { ServeRuntime } from '../runtime.js';
+import type { ServeCore } from '../core.js';
 import { requireAdmin } from './admin-auth.js';
 import { errorResponses, ok } from './schemas.js';
 
 export { reloadSchemas } from './reload-schemas.js';
 
-export function reloadRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+export function reloadRoutes(app: FastifyInstance, core: ServeCore): void {
   app.post(
     '/admin/reload',
     {
@@ -24,15 +24,16 @@ export function reloadRoutes(app: FastifyInstance, runtime: ServeRuntime): void 
       },
     },
     async (request) => {
-      requireAdmin(request, runtime.config.adminToken);
-      return runtime.reload('api');
+      requireAdmin(request, core.config.adminToken);
+      return core.reload('api');
     },
   );
 }
 
 /** The "reload" member of GET /models (absent until the repository is loaded). */
-export function reloadStatus(runtime: ServeRuntime): Record<string, unknown> | undefined {
-  const r = runtime.reloadState;
-  if (!r) return undefined;
-  return { pollMs: runtime.config.modelReloadMs, ...(r.last ? { last: r.last } : {}), failures: r.currentFailures() };
+export function reloadStatus(core: ServeCore): Record<string, unknown> | undefined {
+  // Absent until the repository is loaded (the start is not a hot reload).
+  const r = core.store;
+  if (!r || core.state === 'loading' || core.state === 'failed') return undefined;
+  return { pollMs: core.config.modelReloadMs, ...(r.last ? { last: r.last } : {}), failures: r.currentFailures() };
 }

@@ -2,7 +2,7 @@
 // and the helpers inference routes share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { epochMs } from '../clock.js';
-import type { ClassifyOutcome } from '../runtime.js';
+import type { ClassifyResult } from '../core.js';
 
 export interface RequestNotes {
   model?: string;
@@ -40,7 +40,7 @@ export function deadlineOf(reply: FastifyReply, requestTimeoutMs: number): numbe
 const ms = (v: number): string => v.toFixed(3);
 
 /** x-slim-* headers every answered inference carries. */
-export function setInferenceHeaders(request: FastifyRequest, reply: FastifyReply, outcome: ClassifyOutcome): void {
+export function setInferenceHeaders(request: FastifyRequest, reply: FastifyReply, outcome: ClassifyResult): void {
   request.notes.model = outcome.model.name;
   request.notes.variant = outcome.variant.name;
   reply.header('x-slim-variant', outcome.variant.name);

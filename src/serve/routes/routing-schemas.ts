@@ -1,6 +1,7 @@
 // JSON schemas of the routing and feedback endpoints (registered with the shared schemas, so
 // they appear as OpenAPI components). The routing table is validated by src/serve/routing/
 // table.ts, not by these schemas, so file reloads and PUT give the same messages.
+import type { FromSchema } from 'json-schema-to-ts';
 
 const interval = {
   type: 'object',
@@ -135,6 +136,9 @@ export const feedbackRequestSchema = {
     labels: { type: 'array', minItems: 1, items: { type: 'string', nullable: true } },
   },
 } as const;
+
+/** The body of POST /feedback, as validated. */
+export type FeedbackRequestBody = FromSchema<typeof feedbackRequestSchema>;
 
 export const feedbackResponseSchema = {
   $id: 'FeedbackResponse',

@@ -4,13 +4,13 @@
 // model directory is writable, but with several replicas (a ConfigMap-mounted routing.json) it
 // reaches only the replica that answered it; change the file instead, every replica re-reads it.
 import type { FastifyInstance } from 'fastify';
-import type { ServeRuntime } from '../runtime.js';
+import type { ServeCore } from '../core.js';
 import { requireAdmin } from './admin-auth.js';
 import { errorResponses, ok } from './schemas.js';
 
 const params = { type: 'object', required: ['model'], properties: { model: { type: 'string' } } } as const;
 
-export function routingRoutes(app: FastifyInstance, runtime: ServeRuntime): void {
+export function routingRoutes(app: FastifyInstance, core: ServeCore): void {
   app.get<{ Params: { model: string } }>(
     '/routing/:model',
     {
@@ -25,8 +25,7 @@ export function routingRoutes(app: FastifyInstance, runtime: ServeRuntime): void
       },
     },
     async (request) => {
-      const model = runtime.resolveModel(request.params.model);
-      return runtime.routing.status(model.name);
+      return core.routingStatus(request.params.model);
     },
   );
 
@@ -48,10 +47,8 @@ export function routingRoutes(app: FastifyInstance, runtime: ServeRuntime): void
       },
     },
     async (request) => {
-      requireAdmin(request, runtime.config.adminToken);
-      const model = runtime.resolveModel(request.params.model);
-      const persisted = await runtime.routing.replace(model.name, request.body);
-      return { ...runtime.routing.status(model.name), ...persisted };
+      requireAdmin(request, core.config.adminToken);
+      return core.replaceRouting(request.params.model, request.body);
     },
   );
 }

@@ -1,7 +1,11 @@
 // JSON schemas of the HTTP API. They drive request validation (ajv), response serialisation
 // (fast-json-stringify) and the OpenAPI document (@fastify/swagger): one source for all three.
-// Shared shapes are registered with an $id and referenced as "<Id>#".
-import { ERROR_CODES, ERRORS, errorBodySchema, v2ErrorBodySchema } from '../errors.js';
+// Shared shapes are registered with an $id and referenced as "<Id>#". The TypeScript types of
+// request bodies are derived from the same schemas (json-schema-to-ts FromSchema), so the
+// contract is declared once: a field added to a schema is a field the handler sees.
+import type { FromSchema } from 'json-schema-to-ts';
+import { ERROR_CODES, ERRORS } from '../errors.js';
+import { errorBodySchema, v2ErrorBodySchema } from './error-replies.js';
 import { routingSchemas } from './routing-schemas.js';
 import { reloadSchemas } from './reload-schemas.js';
 
@@ -21,6 +25,9 @@ export const classifyRequestSchema = {
     truncate: { type: 'boolean', default: true, description: 'Cut texts longer than the variant\'s maxLength; false answers 422 instead.' },
   },
 } as const;
+
+/** The body of POST /classify, as validated. */
+export type ClassifyRequestBody = FromSchema<typeof classifyRequestSchema>;
 
 export const classifyResultSchema = {
   $id: 'ClassifyResult',
@@ -59,10 +66,11 @@ export const classifyResponseSchema = {
 export const variantInfoSchema = {
   $id: 'VariantInfo',
   type: 'object',
-  required: ['name', 'depth', 'device', 'requestedDevice', 'ready', 'queueDepth', 'running', 'labels', 'maxLength'],
+  required: ['name', 'depth', 'precision', 'device', 'requestedDevice', 'ready', 'queueDepth', 'running', 'labels', 'maxLength'],
   properties: {
     name: { type: 'string' },
     depth: { type: 'integer' },
+    precision: { type: 'string', enum: ['fp32', 'int8', 'fp16'], description: "The variant's numeric precision (manifest `precision`; fp32 when absent)." },
     device: { type: 'string', description: 'Device the variant runs on (cpu when the requested one was unavailable).' },
     requestedDevice: { type: 'string' },
     fallbackReason: { type: 'string' },
@@ -157,6 +165,9 @@ export const v2InferenceRequestSchema = {
     },
   },
 } as const;
+
+/** The body of POST /v2/models/{model}[/versions/{version}]/infer, as validated. */
+export type V2InferenceRequestBody = FromSchema<typeof v2InferenceRequestSchema>;
 
 export const v2InferenceResponseSchema = {
   $id: 'V2InferenceResponse',

@@ -2,14 +2,13 @@
 // without one, requests are routed like /classify. One input `text` (BYTES, shape [N]); outputs
 // `label` (BYTES [N]) and `probabilities` (FP32 [N, labels]).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServedModel } from '../catalog.js';
-import { findVariant } from '../catalog.js';
-import { SlimError } from '../errors.js';
-import type { ServeRuntime } from '../runtime.js';
-import { argmax } from '../runtime.js';
-import { notReadyError } from './health.js';
+import type { ServedModel } from '../catalogue.js';
+import { findVariant } from '../catalogue.js';
+import { CoreError } from '../errors.js';
+import type { ServeCore } from '../core.js';
+import { argmax } from '../../probabilities.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
-import { errorResponses, ok, v2ErrorRef } from './schemas.js';
+import { errorResponses, ok, v2ErrorRef, type V2InferenceRequestBody } from './schemas.js';
 
 export const V2_INPUT = 'text';
 export const V2_OUTPUTS = ['label', 'probabilities'] as const;
@@ -19,20 +18,7 @@ interface V2Params {
   version?: string;
 }
 
-interface V2Tensor {
-  name: string;
-  shape: number[];
-  datatype: string;
-  data: unknown[];
-  parameters?: Record<string, unknown>;
-}
-
-interface V2InferBody {
-  id?: string;
-  parameters?: Record<string, unknown>;
-  inputs: V2Tensor[];
-  outputs?: { name: string }[];
-}
+type V2InferBody = V2InferenceRequestBody;
 
 const modelParams = {
   type: 'object',
@@ -62,7 +48,7 @@ function flatten(data: unknown[]): unknown[] {
     }
     const v = top.items[top.at++];
     if (!Array.isArray(v)) out.push(v);
-    else if (stack.length >= MAX_DATA_NESTING) throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}": data nested deeper than ${MAX_DATA_NESTING} levels`);
+    else if (stack.length >= MAX_DATA_NESTING) throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}": data nested deeper than ${MAX_DATA_NESTING} levels`);
     else stack.push({ items: v, at: 0 });
   }
   return out;
@@ -72,17 +58,17 @@ function flatten(data: unknown[]): unknown[] {
 function textsOf(body: V2InferBody): string[] {
   const input = body.inputs.find((i) => i.name === V2_INPUT);
   if (body.inputs.length !== 1 || !input) {
-    throw new SlimError('INVALID_REQUEST', `expected exactly one input named "${V2_INPUT}", got ${body.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`);
+    throw new CoreError('INVALID_REQUEST', `expected exactly one input named "${V2_INPUT}", got ${body.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`);
   }
-  if (input.datatype !== 'BYTES') throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must have datatype BYTES, got ${input.datatype}`);
+  if (input.datatype !== 'BYTES') throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must have datatype BYTES, got ${input.datatype}`);
   if (input.shape.length !== 1 || input.shape[0]! < 1) {
-    throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must have shape [N] with N >= 1, got [${input.shape.join(', ')}]`);
+    throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must have shape [N] with N >= 1, got [${input.shape.join(', ')}]`);
   }
   const data = flatten(input.data);
   if (data.length !== input.shape[0]) {
-    throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" has shape [${input.shape[0]}] but ${data.length} elements`);
+    throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" has shape [${input.shape[0]}] but ${data.length} elements`);
   }
-  if (!data.every((d): d is string => typeof d === 'string')) throw new SlimError('INVALID_REQUEST', `input "${V2_INPUT}" must hold strings`);
+  if (!data.every((d): d is string => typeof d === 'string')) throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must hold strings`);
   return data;
 }
 
@@ -90,7 +76,7 @@ function requestedOutputs(body: V2InferBody): Set<string> {
   if (!body.outputs || body.outputs.length === 0) return new Set(V2_OUTPUTS);
   for (const o of body.outputs) {
     if (!(V2_OUTPUTS as readonly string[]).includes(o.name)) {
-      throw new SlimError('INVALID_REQUEST', `unknown output "${o.name}"; outputs are ${V2_OUTPUTS.join(', ')}`);
+      throw new CoreError('INVALID_REQUEST', `unknown output "${o.name}"; outputs are ${V2_OUTPUTS.join(', ')}`);
     }
   }
   return new Set(body.outputs.map((o) => o.name));
@@ -118,11 +104,11 @@ function modelMetadata(model: ServedModel, version: string | undefined): Record<
 
 function findVariantOr404(model: ServedModel, version: string) {
   const v = findVariant(model, version);
-  if (!v) throw new SlimError('VARIANT_NOT_FOUND', `model ${model.name} has no version (variant) ${version}`);
+  if (!v) throw new CoreError('VARIANT_NOT_FOUND', `model ${model.name} has no version (variant) ${version}`);
   return v;
 }
 
-export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVersion: string): void {
+export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: string): void {
   const v2 = { v2: true };
 
   app.get(
@@ -147,13 +133,14 @@ export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVers
       schema: { tags: ['open inference protocol'], summary: 'Server ready', response: { 200: ok('V2Ready', 'Ready'), ...errorResponses([503], v2ErrorRef) } },
     },
     async () => {
-      if (!runtime.ready) throw notReadyError(runtime);
+      const refused = core.unavailable();
+      if (refused) throw refused;
       return { ready: true };
     },
   );
 
   const metadata = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
-    const model = runtime.resolveModel(request.params.model);
+    const model = core.model(request.params.model);
     return modelMetadata(model, request.params.version);
   };
   for (const [url, params] of [['/v2/models/:model', modelParams], ['/v2/models/:model/versions/:version', versionParams]] as const) {
@@ -173,9 +160,10 @@ export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVers
   }
 
   const ready = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
-    const model = runtime.resolveModel(request.params.model);
+    const model = core.model(request.params.model);
     if (request.params.version !== undefined) findVariantOr404(model, request.params.version);
-    if (!runtime.ready) throw notReadyError(runtime);
+    const refused = core.unavailable();
+    if (refused) throw refused;
     return { name: model.name, ready: true };
   };
   for (const [url, params] of [['/v2/models/:model/ready', modelParams], ['/v2/models/:model/versions/:version/ready', versionParams]] as const) {
@@ -200,21 +188,27 @@ export function v2Routes(app: FastifyInstance, runtime: ServeRuntime, serverVers
     const outputs = requestedOutputs(body);
     request.notes.inputs = texts.length;
     const truncate = body.parameters?.truncate;
-    if (truncate !== undefined && typeof truncate !== 'boolean') throw new SlimError('INVALID_REQUEST', 'parameters.truncate must be a boolean');
+    if (truncate !== undefined && typeof truncate !== 'boolean') throw new CoreError('INVALID_REQUEST', 'parameters.truncate must be a boolean');
     const key = body.parameters?.key;
-    if (key !== undefined && typeof key !== 'string') throw new SlimError('INVALID_REQUEST', 'parameters.key must be a string');
+    if (key !== undefined && typeof key !== 'string') throw new CoreError('INVALID_REQUEST', 'parameters.key must be a string');
     // Resolve the model before routing so an unknown one is a 404 even with one model served.
-    runtime.resolveModel(request.params.model);
-    const outcome = await runtime.classify(
-      { model: request.params.model, variant: request.params.version, key: routingKey(request, key), inputs: texts, truncate: truncate ?? true },
-      { requestId: request.id, deadline: deadlineOf(reply, runtime.config.requestTimeoutMs), signal: clientGone(reply) },
-    );
+    core.model(request.params.model);
+    const outcome = await core.classify({
+      model: request.params.model,
+      variant: request.params.version,
+      key: routingKey(request, key),
+      inputs: texts,
+      truncate: truncate ?? true,
+      requestId: request.id,
+      deadline: deadlineOf(reply, core.config.requestTimeoutMs),
+      signal: clientGone(reply),
+    });
     setInferenceHeaders(request, reply, outcome);
     const labels = outcome.variant.labels;
     const n = outcome.probabilities.length;
     const tensors: Record<string, unknown>[] = [];
     if (outputs.has('label')) {
-      tensors.push({ name: 'label', datatype: 'BYTES', shape: [n], data: outcome.probabilities.map((p) => labels[argmax(p)]!) });
+      tensors.push({ name: 'label', datatype: 'BYTES', shape: [n], data: outcome.labels });
     }
     if (outputs.has('probabilities')) {
       const flat: number[] = [];

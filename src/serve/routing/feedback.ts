@@ -18,7 +18,7 @@
 // keyed by that fixed-length MAC, so neither respellings nor long ids can count twice or grow
 // memory.
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import { SlimError } from '../errors.js';
+import { CoreError } from '../errors.js';
 
 /** One answered request, as feedback needs it. */
 export interface ServedRecord {
@@ -137,30 +137,30 @@ export class FeedbackIds {
   resolve(id: string): ResolvedFeedbackId {
     if (!this.secret) {
       const record = this.records.get(id);
-      if (!record) throw new SlimError('REQUEST_ID_NOT_FOUND', `no answered request ${JSON.stringify(id.slice(0, 64))} within the last ${this.options.ttlMs} ms on this server`);
+      if (!record) throw new CoreError('REQUEST_ID_NOT_FOUND', `no answered request ${JSON.stringify(id.slice(0, 64))} within the last ${this.options.ttlMs} ms on this server`);
       return { record, key: id, signed: false };
     }
     const parts = id.split('.');
-    if (parts.length !== 3 || parts[0] !== PREFIX) throw new SlimError('INVALID_REQUEST_ID', 'request_id is not a signed id of this server');
+    if (parts.length !== 3 || parts[0] !== PREFIX) throw new CoreError('INVALID_REQUEST_ID', 'request_id is not a signed id of this server');
     const body = `${parts[0]}.${parts[1]}`;
     // Compared as text, not decoded: only the canonical spelling of the MAC is accepted.
     const given = Buffer.from(parts[2]!, 'latin1');
     const want = Buffer.from(this.mac(body).toString('base64url'), 'latin1');
     // Lengths first: timingSafeEqual throws on unequal lengths, and a MAC's length is public.
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
-      throw new SlimError('INVALID_REQUEST_ID', 'request_id signature does not match: forged, altered, or signed under another feedbackSecret');
+      throw new CoreError('INVALID_REQUEST_ID', 'request_id signature does not match: forged, altered, or signed under another feedbackSecret');
     }
     let p: Payload;
     try {
       p = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Payload;
     } catch {
-      throw new SlimError('INVALID_REQUEST_ID', 'request_id payload is not readable');
+      throw new CoreError('INVALID_REQUEST_ID', 'request_id payload is not readable');
     }
     if (typeof p.m !== 'string' || !Array.isArray(p.l) || typeof p.t !== 'number' || typeof p.r !== 'string') {
-      throw new SlimError('INVALID_REQUEST_ID', 'request_id payload is incomplete');
+      throw new CoreError('INVALID_REQUEST_ID', 'request_id payload is incomplete');
     }
     if (this.now() - p.t > this.options.ttlMs) {
-      throw new SlimError('REQUEST_ID_NOT_FOUND', `request_id is older than ${this.options.ttlMs} ms (feedback.ttlMs)`);
+      throw new CoreError('REQUEST_ID_NOT_FOUND', `request_id is older than ${this.options.ttlMs} ms (feedback.ttlMs)`);
     }
     const variants = Array.isArray(p.v) ? p.v : p.l.map(() => p.v as string);
     return { record: { trace: p.r, model: p.m, variants, labels: p.l, time: p.t }, key: parts[2]!, signed: true };

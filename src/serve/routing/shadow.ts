@@ -2,7 +2,8 @@
 // variant. The shadow's result is never returned; only its agreement with the labels the client
 // got is counted. Shadow work must never slow real traffic, so it is dropped (and counted as
 // dropped), not queued, when the shadow variant's queue is over half full, and it never fails
-// anything but itself.
+// anything but itself. Pure: the serving core runs the job (src/serve/core.ts) and records
+// what shadowOutcomes() counts.
 import type { RoutingTable } from './table.js';
 
 export type ShadowOutcome = 'agree' | 'disagree' | 'dropped';
@@ -15,17 +16,6 @@ export interface ShadowJob {
   servedVariants: string[];
   servedLabels: string[];
   truncate: boolean;
-}
-
-export interface ShadowDeps {
-  /** Inputs waiting in the variant's queue now, and the queue's bound. */
-  queued(model: string, variant: string): number;
-  maxQueued(): number;
-  /** Predicted labels of the shadow variant for these texts. */
-  classify(model: string, variant: string, texts: string[], truncate: boolean): Promise<string[]>;
-  /** Count `count` inputs answered by `served` with this shadow outcome. */
-  record(model: string, served: string, shadow: string, outcome: ShadowOutcome, count: number): void;
-  onError(err: unknown): void;
 }
 
 /**
@@ -55,31 +45,23 @@ export function shadowJob(
   };
 }
 
-function countBy(variants: string[], pick: (i: number) => boolean): Map<string, number> {
-  const m = new Map<string, number>();
-  variants.forEach((v, i) => {
-    if (pick(i)) m.set(v, (m.get(v) ?? 0) + 1);
-  });
-  return m;
+/** Shadow work is dropped, not queued, when it would fill the shadow variant's queue past half. */
+export function shadowFits(queued: number, inputs: number, maxQueued: number): boolean {
+  return queued + inputs <= maxQueued / 2;
 }
 
-/** Run a shadow job; never throws. */
-export async function runShadow(job: ShadowJob, deps: ShadowDeps): Promise<void> {
-  const dropAll = (): void => {
-    for (const [served, n] of countBy(job.servedVariants, () => true)) deps.record(job.model, served, job.shadow, 'dropped', n);
-  };
-  if (deps.queued(job.model, job.shadow) + job.texts.length > deps.maxQueued() / 2) {
-    dropAll();
-    return;
-  }
-  let labels: string[];
-  try {
-    labels = await deps.classify(job.model, job.shadow, job.texts, job.truncate);
-  } catch (err) {
-    dropAll();
-    deps.onError(err);
-    return;
-  }
-  for (const [served, n] of countBy(job.servedVariants, (i) => labels[i] === job.servedLabels[i])) deps.record(job.model, served, job.shadow, 'agree', n);
-  for (const [served, n] of countBy(job.servedVariants, (i) => labels[i] !== job.servedLabels[i])) deps.record(job.model, served, job.shadow, 'disagree', n);
+/**
+ * What to count for a job: per variant that answered, inputs by outcome. `shadowLabels` null:
+ * the shadow did not run (dropped); else the shadow's label per input of the job.
+ */
+export function shadowOutcomes(job: ShadowJob, shadowLabels: readonly string[] | null): [served: string, outcome: ShadowOutcome, count: number][] {
+  const out = new Map<string, [string, ShadowOutcome, number]>();
+  job.servedVariants.forEach((served, i) => {
+    const outcome: ShadowOutcome = shadowLabels === null ? 'dropped' : shadowLabels[i] === job.servedLabels[i] ? 'agree' : 'disagree';
+    const k = `${served}\u0000${outcome}`;
+    const e = out.get(k) ?? [served, outcome, 0];
+    e[2]++;
+    out.set(k, e);
+  });
+  return [...out.values()];
 }

@@ -1,4 +1,4 @@
-// Which variant a request goes to when it names none: a pure function of the routing table and
+// Which variants a request goes to (routing's decide step): a pure function of the routing table and
 // (for sticky routing) the request's key, so every replica, and every restart, sends a key to
 // the same variant without sharing any state.
 //
@@ -52,19 +52,31 @@ export function weightedRandom(weights: readonly (readonly [string, number])[], 
 
 export type RoutingReason = 'explicit' | 'cascade' | 'sticky' | 'weighted' | 'default';
 
-export type Plan = { reason: 'explicit' | 'sticky' | 'weighted' | 'default'; variant: string } | { reason: 'cascade'; order: readonly string[]; threshold: number };
+/**
+ * A routing decision: the variants a request runs through, in order. Every decision is a
+ * cascade; a single-variant decision is a one-stage cascade (its stage decides every input,
+ * whatever the threshold).
+ */
+export interface Decision {
+  reason: RoutingReason;
+  stages: readonly string[];
+  /** Top probability at which a stage decides an input (1 for a one-stage decision: unused). */
+  threshold: number;
+}
+
+const single = (reason: RoutingReason, variant: string): Decision => ({ reason, stages: [variant], threshold: 1 });
 
 /**
  * The decision for a request (spec order): explicit variant > cascade > sticky hash of the key
  * > weighted random. `table` null: the model has no routing, its default variant answers.
  */
-export function plan(table: RoutingTable | null, defaultVariant: string, request: { variant?: string; key?: string }, random: () => number = Math.random): Plan {
-  if (request.variant !== undefined) return { reason: 'explicit', variant: request.variant };
-  if (!table) return { reason: 'default', variant: defaultVariant };
-  if (table.cascade) return { reason: 'cascade', order: table.cascade.order, threshold: table.cascade.threshold };
+export function decide(table: RoutingTable | null, defaultVariant: string, request: { variant?: string; key?: string }, random: () => number = Math.random): Decision {
+  if (request.variant !== undefined) return single('explicit', request.variant);
+  if (!table) return single('default', defaultVariant);
+  if (table.cascade) return { reason: 'cascade', stages: table.cascade.order, threshold: table.cascade.threshold };
   const weights = Object.entries(table.variants).map(([n, s]) => [n, s.weight] as const);
-  if (table.sticky && request.key !== undefined) return { reason: 'sticky', variant: rendezvous(request.key, weights) };
-  return { reason: 'weighted', variant: weightedRandom(weights, random) };
+  if (table.sticky && request.key !== undefined) return single('sticky', rendezvous(request.key, weights));
+  return single('weighted', weightedRandom(weights, random));
 }
 
 /** What a request says about routing. */

@@ -6,6 +6,10 @@
 // Cost of an input = the sum of the depths (transformer layers) of every variant it ran on: a
 // deterministic count of the work done, comparable across machines (a k1 -> k2 escalation costs
 // 1 + 2 = 3). `slim eval` reports measured milliseconds beside it.
+//
+// Pure (no I/O, no server state): the offline pipeline imports it, and the server runs every
+// request through it (a single-variant request is a one-stage cascade).
+import { topProbability } from './probabilities.js';
 
 export interface CascadeStage {
   name: string;
@@ -24,12 +28,6 @@ export interface CascadeResult {
   cost: number[];
   /** Per stage: how many inputs ran on it. */
   ran: number[];
-}
-
-export function topProbability(p: ArrayLike<number>): number {
-  let best = -Infinity;
-  for (let i = 0; i < p.length; i++) if (p[i]! > best) best = p[i]!;
-  return best;
 }
 
 /** Run `count` inputs through the cascade. A stage's failure fails the whole call. */

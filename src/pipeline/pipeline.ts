@@ -1,0 +1,231 @@
+// The build pipeline, the same for every base (bases/*.ts): read and check the data, open the
+// base, encode, then for each requested depth run DEPTH_STEPS -- train, export, write the
+// variant, measure it, rewrite the depth report -- in that order. A new per-depth step (another
+// precision, distillation, a check) is one entry in DEPTH_STEPS; a step sees the whole build
+// (BuildContext) and what the steps before it produced for this depth (DepthState).
+import { stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { onnx, type ModelProto } from './onnx-proto.js';
+import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets.js';
+import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
+import { moveToExternalData } from './onnx-external.js';
+import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report.js';
+import { formatTrainMode, modeSuffix, type EncodedExample, type TrainResult } from './training/loop.js';
+import { openBase } from './bases/open.js';
+import type { BuildBase } from './bases/base.js';
+import { BUILD_VERSION, type BuildOptions } from './build-options.js';
+import { buildPrecisionSiblings } from './precision/variants.js';
+
+/** Runs timed per batch size when measuring a variant's latency for the report. */
+export const LATENCY_RUNS = 10;
+
+/** What the whole build shares: options, base, encoded data, where variants go, results so far. */
+export interface BuildContext {
+  readonly options: BuildOptions;
+  readonly base: BuildBase;
+  readonly data: TrainingData;
+  /** Training and validation examples as the training graphs see them (base.trainingIds). */
+  readonly train: readonly EncodedExample[];
+  readonly val: readonly EncodedExample[];
+  /** Served-model ids of the validation texts (of the training texts without any): latency batches. */
+  readonly latencySequences: readonly (readonly number[])[];
+  readonly modelDir: string;
+  /** The model name: the last part of modelDir. */
+  readonly model: string;
+  readonly dataSha256: string;
+  /** The training mode as manifests and the report write it (full, head, top:N). */
+  readonly mode: string;
+  /** Every variant measured so far, in build order: the report's rows. */
+  readonly results: DepthResult[];
+  recommended: string | null;
+  log(line: string): void;
+}
+
+/** What the steps produce for one depth, filled in order. */
+export interface DepthState {
+  readonly depth: number;
+  /** The variant's directory name, k<depth>[-mode]. */
+  readonly variant: string;
+  trained?: TrainResult;
+  /** model.onnx's bytes, and its external data when the weights are past --external-data-threshold. */
+  exported?: { model: ModelProto; onnx: Uint8Array; onnxData?: Uint8Array[]; params: number };
+  written?: { dir: string; manifest: Manifest };
+  latencyMs?: { batch1: number; batch32: number };
+}
+
+export interface DepthStep {
+  name: string;
+  run(ctx: BuildContext, d: DepthState): Promise<void>;
+}
+
+function need<T>(value: T | undefined, step: string, what: string): T {
+  if (value === undefined) throw new Error(`build step ${step}: no ${what} (a step before it is missing)`);
+  return value;
+}
+
+const train: DepthStep = {
+  name: 'train',
+  async run(ctx, d) {
+    const o = ctx.options;
+    d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, {
+      mode: o.mode, epochs: o.epochs, lr: o.lr, batchSize: o.batch, seed: o.seed,
+      trainEmbeddings: o.trainEmbeddings, threads: o.threads, progress: o.quiet ? null : undefined,
+    });
+  },
+};
+
+const exportOnnx: DepthStep = {
+  name: 'export',
+  async run(ctx, d) {
+    const { model, params } = ctx.base.exportModel(d.depth, need(d.trained, 'export', 'trained weights'));
+    const onnxData = moveToExternalData(model, ONNX_DATA_FILE, ctx.options.externalDataThreshold);
+    d.exported = { model, onnx: onnx.ModelProto.encode(model).finish(), onnxData, params };
+  },
+};
+
+const write: DepthStep = {
+  name: 'write',
+  async run(ctx, d) {
+    const o = ctx.options, res = need(d.trained, 'write', 'trained weights'), exp = need(d.exported, 'write', 'exported model');
+    const draft: ManifestDraft = {
+      model: ctx.model,
+      variant: d.variant,
+      depth: d.depth,
+      base: ctx.base.info,
+      labels: ctx.data.labels,
+      head: ctx.base.head,
+      ...ctx.base.manifestFields,
+      maxLength: o.maxLength,
+      train: { mode: ctx.mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: ctx.train.length, dataSha256: ctx.dataSha256, seconds: round(res.seconds, 2) },
+      eval: { split: ctx.data.evalSplit, examples: ctx.val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
+      params: exp.params,
+      precision: 'fp32',
+      createdAt: new Date().toISOString(),
+      version: BUILD_VERSION,
+    };
+    d.written = await writeVariant(ctx.modelDir, draft, { onnx: exp.onnx, onnxData: exp.onnxData, tokenizer: ctx.base.tokenizerFiles.tokenizer, tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig });
+  },
+};
+
+const measure: DepthStep = {
+  name: 'measure',
+  async run(ctx, d) {
+    const o = ctx.options, res = need(d.trained, 'measure', 'trained weights'), exp = need(d.exported, 'measure', 'exported model');
+    const { dir, manifest } = need(d.written, 'measure', 'written variant');
+    const seqs = ctx.latencySequences, pad = ctx.base.padId;
+    // From the written file, as the server loads it (external data is found beside it).
+    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS });
+    d.latencyMs = { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) };
+    ctx.results.push({
+      variant: d.variant,
+      depth: d.depth,
+      mode: ctx.mode,
+      precision: 'fp32',
+      accuracy: res.eval.accuracy,
+      macroF1: res.eval.macroF1,
+      params: exp.params,
+      fileBytes: (await stat(join(dir, ONNX_FILE))).size + (manifest.externalData ?? []).reduce((n, e) => n + e.bytes, 0),
+      latencyMs: d.latencyMs,
+      train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
+    });
+    ctx.log(`slim build: ${d.variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
+  },
+};
+
+/**
+ * The int8 / fp16 siblings of this depth's float32 variant (k2-int8, k2-fp16: src/pipeline/precision/),
+ * evaluated on the same validation texts (as the server feeds them) and timed on the same batches.
+ */
+const precisions: DepthStep = {
+  name: 'precisions',
+  async run(ctx, d) {
+    const o = ctx.options;
+    if (!o.precisions.some((p) => p !== 'fp32')) return;
+    const { dir } = need(d.written, 'precisions', 'written variant');
+    const fp32 = ctx.results.find((r) => r.variant === d.variant);
+    if (!fp32) throw new Error('build step precisions: no measured float32 variant (the measure step is missing)');
+    const seqs = ctx.latencySequences, pad = ctx.base.padId;
+    const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
+    const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
+    const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples, padId: pad, threads: o.threads }, async (onnxBytes) => {
+      const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS });
+      return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
+    });
+    for (const s of siblings) {
+      ctx.results.push({ ...fp32, variant: s.variant, precision: s.precision, accuracy: s.accuracy, macroF1: s.macroF1, fileBytes: s.fileBytes, latencyMs: s.latencyMs });
+      ctx.log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}`);
+    }
+  },
+};
+
+/** Rewritten after every depth, so an interrupted build still has the report of what it finished. */
+const report: DepthStep = {
+  name: 'report',
+  async run(ctx) {
+    const o = ctx.options;
+    const r = buildReport({
+      model: ctx.model,
+      base: { id: ctx.base.info.id, arch: ctx.base.info.arch, layers: ctx.base.info.layers },
+      data: { train: o.data, eval: ctx.data.evalSplit, evalExamples: ctx.val.length },
+      latency: { threads: o.threads, seqLength: o.maxLength, runs: LATENCY_RUNS },
+      createdAt: new Date().toISOString(),
+      version: BUILD_VERSION,
+      results: ctx.results,
+    });
+    await writeReport(ctx.modelDir, r);
+    ctx.recommended = r.recommended?.variant ?? null;
+  },
+};
+
+/** The per-depth steps, in order: the one place a build step is added, removed or reordered. */
+export const DEPTH_STEPS: readonly DepthStep[] = [train, exportOnnx, write, measure, precisions, report];
+
+export interface BuildSummary {
+  modelDir: string;
+  results: DepthResult[];
+  recommended: string | null;
+  seconds: number;
+}
+
+export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DEPTH_STEPS): Promise<BuildSummary> {
+  const t0 = performance.now();
+  const log = (m: string) => {
+    if (!o.quiet) process.stderr.write(`${m}\n`);
+  };
+  const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels ?? (o.verbalizer ? Object.keys(o.verbalizer) : undefined) });
+  const base = await openBase(o, data.labels);
+  try {
+    const labelIndex = new Map(data.labels.map((l, i) => [l, i]));
+    const encode = (examples: TrainingData['train']): EncodedExample[] => examples.map((e) => ({ ids: base.trainingIds(e.text), label: labelIndex.get(e.label)! }));
+    const modelDir = resolve(o.out);
+    const ctx: BuildContext = {
+      options: o,
+      base,
+      data,
+      train: encode(data.train),
+      val: encode(data.val),
+      latencySequences: (data.val.length > 0 ? data.val : data.train).map((e) => base.textIds(e.text)),
+      modelDir,
+      model: basename(modelDir),
+      dataSha256: datasetSha256(data.train),
+      mode: formatTrainMode(o.mode),
+      results: [],
+      recommended: null,
+      log,
+    };
+    log(`slim build: ${base.description}; ${ctx.train.length} training and ${ctx.val.length} validation examples, labels ${data.labels.join(', ')}; ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    await removeStaleTemporaries(modelDir);
+    for (const depth of o.depths) {
+      const d: DepthState = { depth, variant: variantName(depth, modeSuffix(o.mode)) };
+      for (const step of steps) await step.run(ctx, d);
+    }
+    return { modelDir, results: ctx.results, recommended: ctx.recommended, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    base.close();
+  }
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
