@@ -57,6 +57,8 @@ const bodies = texts.map((t) => JSON.stringify({ inputs: t, model: args.model, v
 
 const server = await startServerProcess([
   '--models', resolve(args.models!), '--workers', args.workers!, '--max-queued', args['max-queued']!, '--request-timeout-ms', String(requestTimeoutMs),
+  // The flood stands for many clients but comes from one address: only the global cap applies.
+  '--max-connections-per-client', '0',
   ...(args['intra-op-threads'] ? ['--intra-op-threads', args['intra-op-threads']] : []),
 ]);
 const { url } = server;

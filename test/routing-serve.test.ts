@@ -203,7 +203,7 @@ describe('routing over HTTP', () => {
       const r = await post(`${url}/classify`, { inputs: text });
       assert.equal(r.json.variant, 'k1');
       assert.equal(r.headers.get('x-slim-variant'), 'k1');
-      assert.deepEqual(Object.keys(r.json.results[0]).sort(), ['depth', 'label', 'score', 'scores', 'variant']);
+      assert.deepEqual(Object.keys(r.json.results[0]).sort(), ['depth', 'label', 'score', 'scores', 'truncated', 'variant']);
       assert.equal(r.json.results[0].variant, 'k1');
       assert.equal(r.json.results[0].label, k1[i]!.label);
       for (const [label, p] of Object.entries(k1[i]!.scores)) assert.ok(Math.abs(r.json.results[0].scores[label] - p) < 1e-5);
@@ -281,10 +281,13 @@ describe('routing over HTTP', () => {
   test('feedback joins true labels with served predictions and moves online accuracy', async () => {
     await call('PUT', `${url}/routing/tiny`, { variants: { k1: { weight: 1 } } }, { authorization: `Bearer ${ADMIN}` });
     const one = await post(`${url}/classify`, { inputs: 'a great movie' }, { 'x-request-id': 'fb-1' });
-    assert.equal(one.json.request_id, 'fb-1');
+    // The feedback id is the server's own, never the client's x-request-id (that one is echoed only).
+    assert.equal(one.headers.get('x-request-id'), 'fb-1');
+    assert.match(one.json.request_id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const fb1 = one.json.request_id as string;
     const predicted = one.json.results[0].label as string;
     const wrongLabel = ['negative', 'neutral', 'positive'].find((l) => l !== predicted)!;
-    const first = await post(`${url}/feedback`, { request_id: 'fb-1', label: predicted });
+    const first = await post(`${url}/feedback`, { request_id: fb1, label: predicted });
     assert.equal(first.status, 202, JSON.stringify(first.json));
     assert.deepEqual([first.json.counted, first.json.results[0].correct, first.json.results[0].variant], [1, true, 'k1']);
     let k1 = (await call('GET', `${url}/routing/tiny`)).json.variants.find((v: any) => v.name === 'k1');
@@ -302,17 +305,17 @@ describe('routing over HTTP', () => {
     assert.equal(await metric(url, 'slim_feedback_total', { model: 'tiny', variant: 'k1', outcome: 'incorrect' }), 1);
     assert.ok(Math.abs((await metric(url, 'slim_variant_accuracy', { model: 'tiny', variant: 'k1', source: 'online' })) - 2 / 3) < 1e-9);
 
-    const again = await post(`${url}/feedback`, { request_id: 'fb-1', label: predicted });
+    const again = await post(`${url}/feedback`, { request_id: fb1, label: predicted });
     assert.deepEqual([again.status, again.json.counted, again.json.duplicates], [202, 0, 1]);
     const code = async (body: unknown) => {
       const r = await post(`${url}/feedback`, body);
       return [r.status, r.json.error?.code];
     };
     assert.deepEqual(await code({ request_id: 'never-served', label: predicted }), [404, 'REQUEST_ID_NOT_FOUND']);
-    assert.deepEqual(await code({ request_id: 'fb-1', label: 'spam' }), [422, 'UNKNOWN_LABEL']);
+    assert.deepEqual(await code({ request_id: fb1, label: 'spam' }), [422, 'UNKNOWN_LABEL']);
     assert.deepEqual(await code({ request_id: two.json.request_id, label: predicted }), [400, 'INVALID_REQUEST']);
-    assert.deepEqual(await code({ request_id: 'fb-1' }), [400, 'INVALID_REQUEST']);
-    assert.deepEqual(await code({ request_id: 'fb-1', label: predicted, labels: [predicted] }), [400, 'INVALID_REQUEST']);
+    assert.deepEqual(await code({ request_id: fb1 }), [400, 'INVALID_REQUEST']);
+    assert.deepEqual(await code({ request_id: fb1, label: predicted, labels: [predicted] }), [400, 'INVALID_REQUEST']);
   });
 });
 

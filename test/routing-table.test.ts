@@ -215,12 +215,16 @@ describe('routing: feedback ids', () => {
   test('without a secret: a bounded store with a TTL', () => {
     let t = 0;
     const s = new FeedbackIds({ secret: null, ttlMs: 1000, capacity: 3, now: () => t });
-    for (const trace of ['a', 'b', 'c', 'd']) assert.equal(s.issue({ ...record, trace }), trace);
+    // The ids are the server's own (random), never the trace id a client may have chosen.
+    const ids = ['a', 'b', 'c', 'd'].map((trace) => s.issue({ ...record, trace }));
+    for (const [i, id] of ids.entries()) assert.notEqual(id, ['a', 'b', 'c', 'd'][i]);
+    assert.equal(new Set(ids).size, 4);
     assert.equal(s.stored, 3);
-    assert.throws(() => s.resolve('a'), /no answered request/); // evicted: capacity 3
-    assert.equal(s.resolve('d').record.labels[1], 'pos');
+    assert.throws(() => s.resolve(ids[0]!), /no answered request/); // evicted: capacity 3
+    assert.throws(() => s.resolve('d'), /no answered request/); // the trace id names nothing
+    assert.equal(s.resolve(ids[3]!).record.labels[1], 'pos');
     t = 1001;
-    assert.throws(() => s.resolve('d'), (err: unknown) => (err as CoreError).code === 'REQUEST_ID_NOT_FOUND');
+    assert.throws(() => s.resolve(ids[3]!), (err: unknown) => (err as CoreError).code === 'REQUEST_ID_NOT_FOUND');
   });
 });
 

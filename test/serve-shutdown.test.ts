@@ -1,10 +1,13 @@
-// SIGTERM under load, on the real entry point in a child process: every request the server
+// SIGTERM on the real entry point in a child process: under load every request the server
 // accepted before the signal is answered 200, nothing new is taken, and the process exits 0
-// only after the last answer.
+// only after the last answer; connections the kernel had queued when the signal came get an
+// answer, not a reset; a client holding a half-sent upload cannot keep the process alive past
+// shutdownTimeoutMs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +75,89 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
     assert.ok(logs.some((l) => l.msg.startsWith('shutting down')));
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
+    repo.cleanup();
+  }
+});
+
+/** The server in a child process; resolves with its URL once it logged "ready on". */
+async function spawnServer(repoDir: string, flags: string[]): Promise<{ child: ReturnType<typeof spawn>; url: string; exited: Promise<[number | null, string | null]>; stderr: () => string }> {
+  const child = spawn(process.execPath, [MAIN, '--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg: string; url?: string };
+      if (entry.msg.startsWith('ready on')) resolve(entry.url!);
+    });
+    child.once('exit', (code) => reject(new Error(`server exited ${code} before ready: ${stderr}`)));
+  });
+  return { child, url, exited, stderr: () => stderr };
+}
+
+test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upload', async () => {
+  const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
+  const server = await spawnServer(repo.dir, ['--shutdown-timeout-ms', '1500']);
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+  socket.on('error', () => {});
+  try {
+    await once(socket, 'connect');
+    socket.write('POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"inputs": "half');
+    await sleep(200);
+    const signalledAt = performance.now();
+    server.child.kill('SIGTERM');
+    const exit = await Promise.race([server.exited, sleep(6000).then(() => null)]);
+    const tookMs = performance.now() - signalledAt;
+    assert.ok(exit !== null, 'the process still runs 6 s after SIGTERM');
+    assert.equal(exit[0], 0, server.stderr());
+    assert.ok(tookMs < 1500 + 700, `exited ${tookMs.toFixed(0)} ms after SIGTERM (shutdownTimeoutMs 1500)`);
+  } finally {
+    socket.destroy();
+    if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    repo.cleanup();
+  }
+});
+
+test('connections the kernel queued before SIGTERM each get an answer (200 or 503 SHUTTING_DOWN), none a reset', async () => {
+  const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
+  const server = await spawnServer(repo.dir, []);
+  const port = Number(new URL(server.url).port);
+  const sockets: Socket[] = [];
+  try {
+    // Frozen, the server accepts nothing: the kernel completes each handshake and queues the
+    // connection with its request bytes. SIGTERM arrives while they wait; then the server runs.
+    server.child.kill('SIGSTOP');
+    const body = '{"inputs":"good film"}';
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        const s = connect(port, '127.0.0.1');
+        sockets.push(s);
+        let text = '';
+        let error = '';
+        s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+        s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+        const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+        await once(s, 'connect');
+        s.write(`POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        return { closed, read: () => ({ text, error }) };
+      }),
+    );
+    server.child.kill('SIGTERM');
+    await sleep(100);
+    server.child.kill('SIGCONT');
+    const results = await Promise.all(answers.map(async (a) => (await Promise.race([a.closed, sleep(8000)]), a.read())));
+    for (const r of results) {
+      assert.equal(r.error, '', `a queued connection was reset: ${JSON.stringify(r)}`);
+      const status = /^HTTP\/1\.1 (\d{3}) /.exec(r.text)?.[1];
+      assert.ok(status === '200' || (status === '503' && r.text.includes('SHUTTING_DOWN')), `answered ${JSON.stringify(r.text.slice(0, 120))}`);
+    }
+    const [code] = await server.exited;
+    assert.equal(code, 0, server.stderr());
+  } finally {
+    for (const s of sockets) s.destroy();
+    if (server.child.exitCode === null) server.child.kill('SIGKILL');
     repo.cleanup();
   }
 });

@@ -434,7 +434,7 @@ export class Batcher {
         const failure =
           err instanceof WorkerFailedError
             ? new CoreError('WORKER_FAILED', `the inference worker running this batch of ${t.key} failed; it is being replaced`, { retryAfterS: 1 })
-            : new CoreError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`);
+            : new CoreError('INFERENCE_FAILED', `inference failed on ${t.key}: ${err.message}`, { cause: err });
         for (const it of items) this.fail(it.request, failure);
         this.onBatch(fact(false));
       },

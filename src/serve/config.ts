@@ -34,11 +34,20 @@ export interface ServeConfig {
   bodyLimit: number;
   /** Most open client connections; past it a new connection gets 429 TOO_MANY_CONNECTIONS and is closed (0: no limit). */
   maxConnections: number;
+  /** Most open connections from one client address (IPv6: per /64); past it 429 TOO_MANY_CONNECTIONS (0: no limit). */
+  maxConnectionsPerClient: number;
+  /** A request's headers and body must arrive within this long of its first byte; else 408 REQUEST_TIMEOUT, closed. */
+  receiveTimeoutMs: number;
   adminToken: string | null;
   /** HMAC key that signs /classify request ids so feedback works on any replica (null: ids kept in memory). */
   feedbackSecret: string | null;
-  /** How long an answered request takes feedback, how many are kept in memory, and the online-accuracy window. */
-  feedback: { ttlMs: number; capacity: number; window: number };
+  /** Bearer token POST /feedback requires (null: none). */
+  feedbackToken: string | null;
+  /**
+   * How long an answered request takes feedback, how many are kept in memory, the online-accuracy
+   * window, and POST /feedback requests per client per rateLimit.windowMs (0: no limit).
+   */
+  feedback: { ttlMs: number; capacity: number; window: number; rateLimit: number };
   /** How often models/<model>/routing.json is re-read (0: never). */
   routingReloadMs: number;
   /** How often the model repository is polled for new, rebuilt or removed variants (0: only POST /admin/reload). */
@@ -177,9 +186,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'SLIM_REQUEST_TIMEOUT_MS', parse: integer(1), defaultText: '10000', description: 'deadline of a request from arrival; past it 504' },
   { key: 'maxInputs', flag: '--max-inputs', env: 'SLIM_MAX_INPUTS', parse: integer(1), defaultText: '64', description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)' },
   { key: 'maxConnections', flag: '--max-connections', env: 'SLIM_MAX_CONNECTIONS', parse: integer(0), defaultText: '1024', description: 'most open client connections; a connection past it gets 429 and is closed before any request is read (0: no limit)' },
+  { key: 'maxConnectionsPerClient', flag: '--max-connections-per-client', env: 'SLIM_MAX_CONNECTIONS_PER_CLIENT', parse: integer(0), defaultText: '256', description: 'most open connections from one client address (IPv6: per /64); past it 429 like maxConnections (0: no limit; behind a proxy that is one address, so raise it or set 0 there)' },
+  { key: 'receiveTimeoutMs', flag: '--receive-timeout-ms', env: 'SLIM_RECEIVE_TIMEOUT_MS', parse: integer(100, 3_600_000), defaultText: '30000', description: 'a request\'s headers and body must arrive within this long; a slower client gets 408 REQUEST_TIMEOUT and is disconnected' },
   { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
   { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
   { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
+  { key: 'feedbackToken', flag: '--feedback-token', env: 'SLIM_FEEDBACK_TOKEN', parse: token, defaultText: 'none', description: 'bearer token POST /feedback requires (feedback decides A/B comparisons); none: open to anyone who has a request_id' },
+  { key: 'feedback.rateLimit', flag: '--feedback-rate-limit', env: 'SLIM_FEEDBACK_RATE_LIMIT', parse: integer(0), defaultText: '600', description: 'POST /feedback requests per client address per rateLimit.windowMs; past it 429 (0: no limit; rateLimit.routes "POST /feedback" overrides it)' },
   { key: 'feedback.ttlMs', flag: '--feedback-ttl-ms', env: 'SLIM_FEEDBACK_TTL_MS', parse: integer(1), defaultText: '3600000', description: 'feedback is accepted this long after the answer (then 404)' },
   { key: 'feedback.capacity', flag: '--feedback-capacity', env: 'SLIM_FEEDBACK_CAPACITY', parse: integer(1), defaultText: '100000', description: 'answered requests kept in memory for feedback (oldest evicted)' },
   { key: 'feedback.window', flag: '--feedback-window', env: 'SLIM_FEEDBACK_WINDOW', parse: integer(1), defaultText: '1000', description: 'online accuracy: the last N feedback outcomes per variant' },
@@ -225,9 +238,12 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     maxInputs: 64,
     bodyLimit: 1_048_576,
     maxConnections: 1024,
+    maxConnectionsPerClient: 256,
+    receiveTimeoutMs: 30_000,
     adminToken: null,
     feedbackSecret: null,
-    feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000 },
+    feedbackToken: null,
+    feedback: { ttlMs: 3_600_000, capacity: 100_000, window: 1000, rateLimit: 600 },
     routingReloadMs: 1000,
     modelReloadMs: 0,
     logLevel: 'info',

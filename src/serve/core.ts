@@ -78,15 +78,16 @@ export interface ClassifyResult {
   /** Slowest input's queue time and the inference time of its batch, ms (summed over stages). */
   queueMs: number;
   inferenceMs: number;
-  /** How many inputs were cut to maxLength. */
-  truncated: number;
+  /** Indices of the inputs cut to maxLength (the answer says so per result and in x-slim-truncated-inputs). */
+  truncated: number[];
 }
 
 interface StageRun {
   probabilities: Float32Array[];
   queueMs: number;
   inferenceMs: number;
-  truncated: number;
+  /** Indices (into this stage's texts) of the texts cut to maxLength. */
+  truncated: number[];
 }
 
 /** How long tokenization may hold the event loop before it yields to other requests. */
@@ -230,7 +231,7 @@ export class ServeCore {
     const release = store.hold(stages);
     let queueMs = 0;
     let inferenceMs = 0;
-    let truncated = 0;
+    let truncated: number[] = [];
     const cascade = await runCascade(stages, decision.threshold, inputs.length, async (_stage, s, indices) => {
       const r = await this.runStage(batcher, stages[s]!, s === 0 ? inputs : indices.map((i) => inputs[i]!), request.truncate, request);
       queueMs += r.queueMs;
@@ -292,7 +293,7 @@ export class ServeCore {
   ): Promise<StageRun> {
     batcher.checkCapacity(variant.key, texts.length); // shed before tokenizing: a 429 must stay cheap under overload
     const ids: number[][] = [];
-    let truncated = 0;
+    const truncated: number[] = [];
     let sliceStart = performance.now();
     for (let i = 0; i < texts.length; i++) {
       const encoded = encodeBounded(variant.tokenizer, texts[i]!, variant.maxLength);
@@ -301,7 +302,7 @@ export class ServeCore {
           const count = encoded.count !== undefined ? `${encoded.count}` : `more than ${variant.maxLength}`;
           throw new CoreError('TEXT_TOO_LONG', `inputs[${i}] has ${count} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`);
         }
-        truncated++;
+        truncated.push(i);
       }
       ids.push(encoded.ids);
       if (performance.now() - sliceStart > TOKENIZE_SLICE_MS) {
@@ -318,9 +319,9 @@ export class ServeCore {
     };
   }
 
-  /** POST /feedback. */
-  feedback(requestId: string, labels: readonly (string | null)[]): FeedbackResult {
-    return this.statistics.recordFeedback(requestId, labels);
+  /** POST /feedback; `client` (its address key) counts toward the distinct clients of the online accuracy. */
+  feedback(requestId: string, labels: readonly (string | null)[], client = ''): FeedbackResult {
+    return this.statistics.recordFeedback(requestId, labels, client);
   }
 
   /** GET /routing/{model}. */

@@ -13,14 +13,16 @@ export const ERRORS = {
   ROUTE_NOT_FOUND: { status: 404, summary: 'no such endpoint' },
   MODEL_NOT_FOUND: { status: 404, summary: 'no such model' },
   VARIANT_NOT_FOUND: { status: 404, summary: 'no such variant of the model' },
-  UNAUTHORIZED: { status: 401, summary: 'a valid admin bearer token is required' },
-  FORBIDDEN: { status: 403, summary: 'the admin bearer token is wrong' },
+  UNAUTHORIZED: { status: 401, summary: 'a bearer token is required (admin endpoints; POST /feedback when feedbackToken is set)' },
+  FORBIDDEN: { status: 403, summary: 'the bearer token is wrong' },
   ADMIN_DISABLED: { status: 403, summary: 'no admin token is configured (adminToken / SLIM_ADMIN_TOKEN), so admin endpoints are off' },
   REQUEST_ID_NOT_FOUND: { status: 404, summary: 'no answered request with this request_id (unknown, evicted, or older than feedback.ttlMs)' },
   TOO_MANY_INPUTS: { status: 413, summary: 'more inputs than maxInputs in one request' },
   PAYLOAD_TOO_LARGE: { status: 413, summary: 'the body is larger than bodyLimit' },
+  URI_TOO_LONG: { status: 414, summary: 'a path parameter of the URL is longer than the server accepts' },
   REQUEST_TIMEOUT: { status: 408, summary: 'the request headers or body did not arrive in time' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'the body must be application/json' },
+  EXPECTATION_FAILED: { status: 417, summary: 'the request has an Expect header other than 100-continue' },
   UNKNOWN_LABEL: { status: 422, summary: 'the feedback label is not a label of the model' },
   TEXT_TOO_LONG: { status: 422, summary: 'an input has more tokens than the variant\'s maxLength and truncate is false' },
   QUEUE_FULL: { status: 429, summary: 'the variant\'s queue is full; retry after Retry-After seconds' },
@@ -46,10 +48,29 @@ export class CoreError extends Error {
   /** Seconds after which a retry is likely to succeed (QUEUE_FULL, WORKER_FAILED, RATE_LIMITED...). */
   readonly retryAfterS: number | undefined;
 
-  constructor(code: ErrorCode, message?: string, opts: { retryAfterS?: number } = {}) {
-    super(message ?? ERRORS[code].summary);
+  /** `cause`: the exception behind it, for the log line (never for the answer). */
+  constructor(code: ErrorCode, message?: string, opts: { retryAfterS?: number; cause?: unknown } = {}) {
+    super(message ?? ERRORS[code].summary, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'CoreError';
     this.code = code;
     this.retryAfterS = opts.retryAfterS;
   }
+}
+
+/** The root cause of an error for a log line: the innermost `cause`'s type, message and stack. */
+export function rootCause(err: Error): { type: string; message: string; stack?: string } | undefined {
+  let cause: unknown = err.cause;
+  if (cause === undefined) return undefined;
+  while (cause instanceof Error && cause.cause !== undefined) cause = cause.cause;
+  if (!(cause instanceof Error)) return { type: typeof cause, message: String(cause) };
+  return { type: cause.name, message: cause.message, ...(cause.stack ? { stack: cause.stack } : {}) };
+}
+
+/**
+ * A file-system failure as a client may see it: the error code and what was being done, never
+ * the absolute path node puts in the message.
+ */
+export function publicFsError(err: unknown, what: string): string {
+  const e = err as NodeJS.ErrnoException;
+  return `${e.code ?? 'error'}: ${what}`;
 }

@@ -7,9 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
-import { CoreError } from './errors.js';
+import { CoreError, rootCause } from './errors.js';
 import { errorBody, errorHeaders, httpStatus, toCoreError, v2ErrorBody } from './routes/error-replies.js';
-import { clientErrorHandler } from './http-client-error.js';
+import { answerUnknownExpectations, clientErrorHandler, frameworkErrorHandler, missingHostError } from './http-client-error.js';
 import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
 import type { ServeObserver } from './observer.js';
@@ -24,6 +24,7 @@ import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
 import { ServeCore, type CoreOptions } from './core.js';
 import { limitConnections } from './connection-limit.js';
+import { ConnectionTracker, IDLE_GRACE_MS, stopListening } from './drain.js';
 
 export interface BuildOptions extends CoreOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
@@ -48,6 +49,11 @@ export interface RunningServer {
 
 /** A client-supplied x-request-id is kept when it is short and plain; otherwise a fresh UUID. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** How often node looks for connections past receiveTimeoutMs: a quarter of it, within [100 ms, 1 s]. */
+function receiveCheckMs(timeoutMs: number): number {
+  return Math.max(100, Math.min(1000, Math.floor(timeoutMs / 4)));
+}
 
 /** Version of the slimserve package, found by walking up from this module. */
 export function packageVersion(): string {
@@ -80,8 +86,15 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     // (then one line per request from the onResponse hook, not fastify's two); failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // A slow client (headers or body a byte at a time, or a body never finished) is cut after
+    // receiveTimeoutMs with 408 (clientErrorHandler). Node checks its connections every
+    // connectionsCheckingInterval (30 s by default), which would stretch a short timeout.
+    requestTimeout: config.receiveTimeoutMs,
+    http: { requestTimeout: config.receiveTimeoutMs, headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: receiveCheckMs(config.receiveTimeoutMs) },
     // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
     clientErrorHandler,
+    // The router's refusals (undecodable URL, over-long parameter) too.
+    frameworkErrors: frameworkErrorHandler,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -89,7 +102,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     },
     // While closing, requests on open keep-alive connections get our own 503 SHUTTING_DOWN body.
     return503OnClosing: false,
-    forceCloseConnections: 'idle',
+    // The drain closes connections itself (src/serve/drain.ts), never all idle ones at once.
+    forceCloseConnections: false,
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
@@ -97,12 +111,15 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   for (const o of opts.observers ?? []) core.observers.add(o);
   const metrics = opts.metrics === false ? null : new ServeMetrics(core);
   if (metrics) core.observers.add(metrics.observer);
-  limitConnections(app.server, config.maxConnections, () => metrics?.connectionsRefused.inc());
+  answerUnknownExpectations(app.server);
+  // A missing Host gets our catalogue answer (onRequest hook), not node's bare 400.
+  (app.server as { requireHostHeader?: boolean }).requireHostHeader = false;
+  limitConnections(app.server, { max: config.maxConnections, perClient: config.maxConnectionsPerClient }, () => metrics?.connectionsRefused.inc());
   const version = packageVersion();
 
   for (const schema of sharedSchemas) app.addSchema(schema);
   // Before any route: the plugin hooks each route as it is added. Off unless configured.
-  await registerRateLimit(app, config.rateLimit);
+  await registerRateLimit(app, config.rateLimit, { 'POST /feedback': config.feedback.rateLimit });
   // Bodies are JSON only: anything else is 415, not a string the schema then refuses.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('notes', null as never);
@@ -110,6 +127,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     request.notes = {};
     reply.header('x-request-id', request.id);
+    const noHost = missingHostError(request);
+    if (noHost) throw noHost;
     if (request.routeOptions.config.inference) {
       const refused = core.unavailable();
       if (refused) throw refused;
@@ -146,7 +165,9 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     if (request.notes) request.notes.errorCode = err.code;
     const status = httpStatus(err);
     if (status >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
-      request.log.error({ err, requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
+      // The catalogue code and, next to it, the exception that caused it (message and stack).
+      const cause = rootCause(err);
+      request.log.error({ err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
     const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
     return reply
@@ -172,27 +193,41 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
 }
 
 /**
- * Graceful stop: readiness goes false first, the listener closes (idle keep-alive connections
- * too), every accepted request is answered, then the workers go. Requests still unanswered after
- * shutdownTimeoutMs get SHUTTING_DOWN.
+ * Graceful stop: readiness goes false first; the listener closes once the connections the kernel
+ * already queued are accepted; every accepted request is answered (served, or 503 SHUTTING_DOWN
+ * for new inference on a kept-alive connection), each answer closing its connection, and quiet
+ * connections are closed (src/serve/drain.ts); then the workers go. The whole stop takes at most
+ * shutdownTimeoutMs: past it, requests still unanswered get SHUTTING_DOWN and every connection
+ * left (a half-sent upload, say) is cut.
  */
-export async function shutdown(app: FastifyInstance, core: ServeCore): Promise<void> {
+export async function shutdown(app: FastifyInstance, core: ServeCore, connections: ConnectionTracker): Promise<void> {
   core.beginDrain();
   const timeoutMs = core.config.shutdownTimeoutMs;
+  const deadline = performance.now() + timeoutMs;
+  // What is left after the drain (answer the rest, cut the connections, close) gets this much.
+  const finalMs = Math.min(500, Math.floor(timeoutMs / 4));
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    timer = setTimeout(() => resolve('timeout'), timeoutMs - finalMs);
   });
-  const closed = app.close();
-  // Sockets that were busy when the listener closed turn idle once answered; close them then.
-  const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
-  const drained = Promise.all([closed, core.drained()]);
+  const sweeper = setInterval(() => connections.closeQuiet(IDLE_GRACE_MS), 25);
+  await stopListening(app.server, Math.min(1000, Math.floor(timeoutMs / 4)));
+  const drained = Promise.all([connections.allClosed(), core.drained()]);
   const result = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
   clearTimeout(timer);
   clearInterval(sweeper);
-  if (result === 'timeout') app.log.warn({ inFlight: core.inFlight, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN');
-  await core.close();
-  if (result === 'timeout') await drained.catch(() => {});
+  if (result === 'timeout') {
+    app.log.warn({ inFlight: core.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
+  }
+  // What follows may take what is left of shutdownTimeoutMs (at least 50 ms), no more.
+  const bounded = <T>(p: Promise<T>): Promise<unknown> =>
+    Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
+  await bounded(core.close());
+  if (result === 'timeout') {
+    await Promise.race([connections.allClosed(), new Promise((r) => setTimeout(r, 50))]); // the SHUTTING_DOWN answers go out first
+    connections.destroyAll();
+  }
+  await bounded(app.close());
 }
 
 /**
@@ -202,6 +237,7 @@ export async function shutdown(app: FastifyInstance, core: ServeCore): Promise<v
  */
 export async function startServer(config: ServeConfig, opts: BuildOptions = {}): Promise<RunningServer> {
   const { app, core } = await buildApp(config, opts);
+  const connections = new ConnectionTracker(app.server);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -215,5 +251,5 @@ export async function startServer(config: ServeConfig, opts: BuildOptions = {}):
   });
   ready.catch(() => {}); // the caller handles it; never an unhandled rejection
   let closing: Promise<void> | null = null;
-  return { app, core, url, ready, close: () => (closing ??= shutdown(app, core)) };
+  return { app, core, url, ready, close: () => (closing ??= shutdown(app, core, connections)) };
 }

@@ -15,7 +15,7 @@ export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
         summary: 'Classify one text or a list of texts',
         description:
           'Inputs are queued per variant and batched with other requests; a list may be split across batches and comes back in order. ' +
-          'Headers: x-request-id, x-slim-variant, x-slim-queue-ms, x-slim-inference-ms, x-slim-total-ms.',
+          'Headers: x-request-id, x-slim-variant, x-slim-queue-ms, x-slim-inference-ms, x-slim-total-ms, x-slim-truncated-inputs (how many inputs were cut to maxLength; results[].truncated says which).',
         body: { $ref: 'ClassifyRequest#' },
         response: { 200: ok('ClassifyResponse', 'One result per input, in input order'), ...errorResponses([400, 404, 413, 422, 429, 503, 504]) },
       },
@@ -36,6 +36,7 @@ export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
       });
       setInferenceHeaders(request, reply, outcome);
       const labels = outcome.variant.labels;
+      const cut = new Set(outcome.truncated);
       return {
         model: outcome.model.name,
         variant: outcome.variant.name,
@@ -47,7 +48,7 @@ export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
           // fromEntries defines properties, so a label such as "__proto__" stays a plain key.
           const scores = Object.fromEntries(labels.map((label, i) => [label, p[i]!]));
           const decidedBy = outcome.decidedBy[n]!;
-          return { label: labels[best]!, score: p[best]!, scores, variant: decidedBy.name, depth: decidedBy.depth };
+          return { label: labels[best]!, score: p[best]!, scores, variant: decidedBy.name, depth: decidedBy.depth, truncated: cut.has(n) };
         }),
       };
     },

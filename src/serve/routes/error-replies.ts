@@ -72,7 +72,7 @@ export function toCoreError(err: unknown): CoreError {
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new CoreError('INVALID_REQUEST', e.message);
   }
-  return new CoreError('INTERNAL');
+  return new CoreError('INTERNAL', undefined, { cause: err });
 }
 
 /** JSON schema of the error body, for route schemas and the OpenAPI document. */

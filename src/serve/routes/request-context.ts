@@ -46,6 +46,8 @@ export function setInferenceHeaders(request: FastifyRequest, reply: FastifyReply
   reply.header('x-slim-variant', outcome.variant.name);
   reply.header('x-slim-queue-ms', ms(outcome.queueMs));
   reply.header('x-slim-inference-ms', ms(outcome.inferenceMs));
+  // How many inputs were cut to the variant's maxLength (each result says which).
+  reply.header('x-slim-truncated-inputs', String(outcome.truncated.length));
   reply.header('x-slim-total-ms', ms(reply.elapsedTime));
 }
 

@@ -14,7 +14,7 @@ export const routingTableSchema = {
   type: 'object',
   description:
     'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
-    'Refused with 400 INVALID_ROUTING: an unknown variant, a negative weight, weights adding up to 0, shadow.fraction outside [0, 1], ' +
+    'Refused with 400 INVALID_ROUTING: an unknown variant, a weight that is not 0 or within [1e-6, 1e6], weights adding up to 0, shadow.fraction outside [0, 1], ' +
     'a cascade naming a missing variant (or one twice, or variants with different labels), cascade.threshold outside (0, 1].',
   additionalProperties: false,
   properties: {
@@ -41,9 +41,11 @@ export const routingTableSchema = {
 
 const accuracyEstimate = {
   type: 'object',
-  required: ['n', 'correct', 'accuracy', 'ci95'],
-  description: 'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval.',
-  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval },
+  required: ['n', 'correct', 'accuracy', 'ci95', 'clients'],
+  description:
+    'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval. clients: how many distinct client addresses (IPv6: /64) those outcomes came from -- ' +
+    'an estimate fed by one or two clients says more about them than about the variant.',
+  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval, clients: { type: 'integer' } },
 } as const;
 
 export const routingStatusSchema = {

@@ -32,13 +32,17 @@ export type ClassifyRequestBody = FromSchema<typeof classifyRequestSchema>;
 export const classifyResultSchema = {
   $id: 'ClassifyResult',
   type: 'object',
-  required: ['label', 'score', 'scores'],
+  required: ['label', 'score', 'scores', 'truncated'],
   properties: {
     label: { type: 'string', description: 'The most probable label.' },
     score: { type: 'number', description: 'Its probability.' },
     scores: { type: 'object', additionalProperties: { type: 'number' }, description: 'Probability of every label.' },
     variant: { type: 'string', description: 'The variant that decided this input (in a cascade, the depth where it stopped).' },
     depth: { type: 'integer', description: 'Its depth.' },
+    truncated: {
+      type: 'boolean',
+      description: 'This input had more tokens than the variant\'s maxLength and only its first maxLength were classified (truncate: true, the default). x-slim-truncated-inputs counts them.',
+    },
   },
 } as const;
 
@@ -52,7 +56,7 @@ export const classifyResponseSchema = {
     depth: { type: 'integer' },
     request_id: {
       type: 'string',
-      description: 'Id for POST /feedback: the x-request-id, or with feedbackSecret a signed id carrying model, variant and predicted labels.',
+      description: 'Id for POST /feedback, issued by the server (never the client\'s x-request-id): a random id, or with feedbackSecret a signed id carrying model, variant and predicted labels.',
     },
     routing: { type: 'string', enum: ['explicit', 'cascade', 'sticky', 'weighted', 'default'], description: 'How the variant was chosen.' },
     results: { type: 'array', items: { $ref: 'ClassifyResult#' }, description: 'One per input, in input order.' },

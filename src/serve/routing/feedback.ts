@@ -5,11 +5,19 @@
 // the model, the variant and predicted label of every input and the time, signed with
 // HMAC-SHA256: any replica can verify it without shared state, and a forged or altered id is
 // refused (400). Without a secret the request_id is the plain request id and the prediction is
-// kept in this replica's memory: a bounded map (oldest entries evicted past `capacity`) whose
-// entries expire after `ttlMs`. Either way ids older than ttlMs are refused (404), and a small
-// memory of which inputs already got feedback keeps a retried POST from counting twice on the
-// replica that saw it.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// kept in this replica's memory under a random id the server issues: a bounded map (oldest
+// entries evicted past `capacity`) whose entries expire after `ttlMs`. Either way ids older than
+// ttlMs are refused (404), and a small memory of which inputs already got feedback keeps a
+// retried POST from counting twice on the replica that saw it.
+//
+// Integrity: a request_id is always issued by the server, never the client's x-request-id (that
+// one only names the request in logs and headers), so a client cannot make its own /classify
+// overwrite the prediction another client's id points to. A signed id has exactly one accepted
+// spelling -- the MAC must be the canonical base64url encoding (lenient decoding would take
+// another last character or appended padding for the same bytes) -- and "already answered" is
+// keyed by that fixed-length MAC, so neither respellings nor long ids can count twice or grow
+// memory.
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { CoreError } from '../errors.js';
 
 /** One answered request, as feedback needs it. */
@@ -115,8 +123,9 @@ export class FeedbackIds {
   /** The request_id to answer with: signed and self-describing, or the trace id (then stored). */
   issue(record: ServedRecord): string {
     if (!this.secret) {
-      this.records.set(record.trace, record);
-      return record.trace;
+      const id = randomUUID();
+      this.records.set(id, record);
+      return id;
     }
     const v = record.variants.every((x) => x === record.variants[0]) ? record.variants[0]! : record.variants;
     const payload: Payload = { r: record.trace, m: record.model, v, l: record.labels, t: Math.round(record.time) };
@@ -134,8 +143,9 @@ export class FeedbackIds {
     const parts = id.split('.');
     if (parts.length !== 3 || parts[0] !== PREFIX) throw new CoreError('INVALID_REQUEST_ID', 'request_id is not a signed id of this server');
     const body = `${parts[0]}.${parts[1]}`;
-    const given = Buffer.from(parts[2]!, 'base64url');
-    const want = this.mac(body);
+    // Compared as text, not decoded: only the canonical spelling of the MAC is accepted.
+    const given = Buffer.from(parts[2]!, 'latin1');
+    const want = Buffer.from(this.mac(body).toString('base64url'), 'latin1');
     // Lengths first: timingSafeEqual throws on unequal lengths, and a MAC's length is public.
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
       throw new CoreError('INVALID_REQUEST_ID', 'request_id signature does not match: forged, altered, or signed under another feedbackSecret');

@@ -27,6 +27,8 @@ export interface AccuracyEstimate {
   correct: number;
   accuracy: number | null;
   ci95: Interval;
+  /** Distinct clients the windowed outcomes came from. */
+  clients: number;
 }
 
 export interface Difference {
@@ -40,7 +42,7 @@ export interface Difference {
 }
 
 /** Newcombe (1998) method 10: the interval of p1 - p2 from the two Wilson intervals. */
-export function difference(a: string, ea: AccuracyEstimate, b: string, eb: AccuracyEstimate): Difference | null {
+export function difference(a: string, ea: Omit<AccuracyEstimate, 'clients'>, b: string, eb: Omit<AccuracyEstimate, 'clients'>): Difference | null {
   if (ea.n === 0 || eb.n === 0 || ea.accuracy === null || eb.accuracy === null) return null;
   const p1 = ea.accuracy;
   const p2 = eb.accuracy;
@@ -50,9 +52,12 @@ export function difference(a: string, ea: AccuracyEstimate, b: string, eb: Accur
   return { a, b, difference: d, ci95: { low, high }, significant: low > 0 || high < 0 };
 }
 
-/** The last `size` outcomes (true = correct) of one variant, in a ring buffer. */
+/** The last `size` outcomes (true = correct) of one variant and who sent each, in a ring buffer. */
 export class OutcomeWindow {
   private readonly ring: Uint8Array;
+  private readonly senders: string[];
+  /** Client -> outcomes of it in the window. */
+  private readonly perClient = new Map<string, number>();
   private next = 0;
   private filled = 0;
   private correctInWindow = 0;
@@ -61,12 +66,20 @@ export class OutcomeWindow {
 
   constructor(readonly size: number) {
     this.ring = new Uint8Array(size);
+    this.senders = new Array<string>(size);
   }
 
-  add(correct: boolean): void {
+  add(correct: boolean, client = ''): void {
     this.total++;
-    if (this.filled === this.size) this.correctInWindow -= this.ring[this.next]!;
-    else this.filled++;
+    if (this.filled === this.size) {
+      this.correctInWindow -= this.ring[this.next]!;
+      const gone = this.senders[this.next]!;
+      const left = this.perClient.get(gone)! - 1;
+      if (left === 0) this.perClient.delete(gone);
+      else this.perClient.set(gone, left);
+    } else this.filled++;
+    this.senders[this.next] = client;
+    this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
     this.ring[this.next] = correct ? 1 : 0;
     this.correctInWindow += correct ? 1 : 0;
     this.next = (this.next + 1) % this.size;
@@ -74,6 +87,6 @@ export class OutcomeWindow {
 
   estimate(): AccuracyEstimate {
     const n = this.filled;
-    return { n, correct: this.correctInWindow, accuracy: n > 0 ? this.correctInWindow / n : null, ci95: wilson(this.correctInWindow, n) };
+    return { n, correct: this.correctInWindow, accuracy: n > 0 ? this.correctInWindow / n : null, ci95: wilson(this.correctInWindow, n), clients: this.perClient.size };
   }
 }

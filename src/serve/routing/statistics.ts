@@ -112,7 +112,7 @@ export class RoutingStatistics {
    * POST /feedback: join true labels (per input; null skips one) with the predictions behind a
    * request_id. Returns what was counted; inputs that already had feedback are not counted again.
    */
-  recordFeedback(requestId: string, labels: readonly (string | null)[]): FeedbackResult {
+  recordFeedback(requestId: string, labels: readonly (string | null)[], client = ''): FeedbackResult {
     const { record, key } = this.feedback.resolve(requestId);
     const e = this.models.get(record.model);
     if (!e) throw new CoreError('REQUEST_ID_NOT_FOUND', `request_id names model ${record.model}, which this server does not serve`);
@@ -144,7 +144,7 @@ export class RoutingStatistics {
       if (!s) return;
       if (correct) s.correct++;
       else s.incorrect++;
-      s.window.add(correct);
+      s.window.add(correct, client);
     });
     return out;
   }

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { routingFilePath } from '../model-repository.js';
 import { writeFileAtomic } from '../../atomic-write.js';
 import type { ServedModel } from '../catalogue.js';
-import { CoreError } from '../errors.js';
+import { CoreError, publicFsError } from '../errors.js';
+import { SerialQueue } from './serial.js';
 import { parseRoutingTable, RoutingTableError, tableToJson, type RoutingTable } from './table.js';
 
 export const ROUTING_FILE = 'routing.json';
@@ -54,6 +55,8 @@ export class RoutingTables {
   private readonly entries = new Map<string, Entry>();
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
+  /** PUTs of one model, one at a time (src/serve/routing/serial.ts). */
+  private readonly puts = new SerialQueue();
 
   /** routingDir: --routing-dir, where routing files are <routingDir>/<model>/routing.json (null: in the model directory). */
   constructor(
@@ -165,6 +168,10 @@ export class RoutingTables {
       throw err;
     }
     if (!table) throw new CoreError('INVALID_ROUTING', `routing of ${model}: expected a JSON object`);
+    return this.puts.run(model, () => this.swapAndPersist(e, model, table));
+  }
+
+  private async swapAndPersist(e: Entry, model: string, table: RoutingTable): Promise<{ persisted: boolean; persistError?: string }> {
     // Until the new file is in place a poll would read the old one and undo this PUT.
     e.writing = true;
     this.swap(e, table, 'api');
@@ -178,9 +185,9 @@ export class RoutingTables {
       return { persisted: true };
     } catch (err) {
       e.fileText = previous;
-      const why = (err as Error).message;
-      this.log.warn({ model, file, err: why }, 'routing table applied in memory only: routing.json could not be written');
-      return { persisted: false, persistError: why };
+      this.log.warn({ model, file, err: (err as Error).message }, 'routing table applied in memory only: routing.json could not be written');
+      // The answer names the failure, not the server's paths (the log has them).
+      return { persisted: false, persistError: publicFsError(err, `could not write ${ROUTING_FILE} in the model directory`) };
     } finally {
       e.writing = false;
     }

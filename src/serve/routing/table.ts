@@ -25,6 +25,15 @@ export class RoutingTableError extends Error {
 
 const TOP_KEYS = ['variants', 'sticky', 'shadow', 'cascade'];
 
+/**
+ * A positive weight must lie in [MIN_WEIGHT, MAX_WEIGHT]. Weights are relative, so this loses
+ * nothing a table can mean (a ratio up to 1e12), and it keeps every computation on them finite
+ * and exact enough: a subnormal weight made every sticky score -ln(u)/w infinite (keyed requests
+ * answered 500), and weights near 1e308 summed to Infinity (every share 0).
+ */
+export const MIN_WEIGHT = 1e-6;
+export const MAX_WEIGHT = 1e6;
+
 function isObject(x: unknown): x is Record<string, unknown> {
   return x !== null && typeof x === 'object' && !Array.isArray(x);
 }
@@ -66,6 +75,9 @@ export function parseRoutingTable(model: string, raw: unknown, variants: readonl
     weights = { ...defaultTable(defaultVariant).variants };
   } else {
     if (!isObject(raw.variants)) throw new RoutingTableError(`${where}: "variants" must be an object of variant -> {"weight": number}`);
+    if (Object.keys(raw.variants).length > names.length) {
+      throw new RoutingTableError(`${where}: "variants" has ${Object.keys(raw.variants).length} entries; ${model} has ${names.length} variants`);
+    }
     weights = {};
     let total = 0;
     for (const [name, spec] of Object.entries(raw.variants)) {
@@ -75,6 +87,9 @@ export function parseRoutingTable(model: string, raw: unknown, variants: readonl
       const weight = spec.weight;
       if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) {
         throw new RoutingTableError(`${where}: variants.${name}.weight must be a number >= 0, got ${JSON.stringify(weight)}`);
+      }
+      if (weight !== 0 && !(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) {
+        throw new RoutingTableError(`${where}: variants.${name}.weight must be 0 or between ${MIN_WEIGHT} and ${MAX_WEIGHT} (weights are relative), got ${weight}`);
       }
       weights[name] = Object.freeze({ weight });
       total += weight;
