@@ -89,20 +89,26 @@ describe('TEI /predict, /info, /health', () => {
     assert.equal(one.status, 200);
     assertSortedLabels(one.json, await reference(TEXTS[0]!), 'single');
     for (const p of one.json) assert.deepEqual(Object.keys(p).sort(), ['label', 'score']);
-    const batch = await post(`${server.url}/predict`, { inputs: TEXTS, truncate: true, raw_scores: false });
+    const batch = await post(`${server.url}/predict`, { inputs: TEXTS.map((t) => [t]), truncate: true, raw_scores: false });
     assert.equal(batch.status, 200);
     for (let i = 0; i < TEXTS.length; i++) assertSortedLabels(batch.json[i], await reference(TEXTS[i]!), `batch ${i}`);
+    // As TEI reads them: ["text"] is one text, [["text"]] a batch of one.
     const single = await post(`${server.url}/predict`, { inputs: [TEXTS[2]] });
-    assert.equal(single.json.length, 1, 'a one-element list is a batch of one');
-    assertSortedLabels(single.json[0], await reference(TEXTS[2]!), 'batch of one');
+    assertSortedLabels(single.json, await reference(TEXTS[2]!), '["text"]');
+    const batchOfOne = await post(`${server.url}/predict`, { inputs: [[TEXTS[2]]] });
+    assert.equal(batchOfOne.json.length, 1);
+    assertSortedLabels(batchOfOne.json[0], await reference(TEXTS[2]!), '[["text"]]');
   });
 
   test('tei: pairs, raw_scores: true and a too-long text without truncate are refused with a clear error', async () => {
     const pair = await post(`${server.url}/predict`, { inputs: ['the movie', 'the film'] });
     assert.equal(pair.status, 400);
-    assert.match(pair.json.error.message, /pairs are not served/);
-    const pairs = await post(`${server.url}/predict`, { inputs: [['a', 'b'], ['c', 'd']] });
+    assert.match(pair.json.error.message, /pairs \["a", "b"\] are not served/);
+    const pairs = await post(`${server.url}/predict`, { inputs: [['the movie'], ['c', 'd']] });
     assert.equal(pairs.status, 400);
+    assert.match(pairs.json.error.message, /pairs/);
+    const flat = await post(`${server.url}/predict`, { inputs: ['a', 'b', 'c'] });
+    assert.equal(flat.status, 400, 'three flat strings are neither a text, a pair nor a batch in TEI');
     const raw = await post(`${server.url}/predict`, { inputs: 'the movie', raw_scores: true });
     assert.equal(raw.status, 400);
     assert.match(raw.json.error.message, /raw_scores/);

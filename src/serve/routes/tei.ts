@@ -1,8 +1,8 @@
 // Text Embeddings Inference (TEI) classifier routes, so that a TEI client or a gateway configured
 // for TEI can point at us: POST /predict, GET /info, GET /health. Shapes follow TEI's
-// router/src/http/types.rs: `inputs` is a text, a pair [a, b], or a batch of those (an array of
-// exactly two strings is a pair, as TEI's untagged enum reads it); the answer is
-// [{score, label}] sorted by score, or one such list per input for a batch.
+// router/src/http/types.rs: `inputs` is a text, ["text"], a pair ["a", "b"], or a batch
+// [["text"], ["a", "b"], ...] (an array of arrays); the answer is [{score, label}] sorted by
+// score, or one such list per input for a batch.
 // Not served: text pairs and raw_scores (the models answer probabilities): both answer 400.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServeCore } from '../core.js';
@@ -10,13 +10,16 @@ import { CoreError } from '../errors.js';
 import { errorResponses } from './schemas.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 
-const sequence = { oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 2 }] };
+const sequence = { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 2 } as const;
 
 const teiPredictRequestSchema = {
   type: 'object',
   required: ['inputs'],
   properties: {
-    inputs: { anyOf: [sequence, { type: 'array', items: sequence, minItems: 1 }] },
+    inputs: {
+      description: 'A text, ["text"], a pair ["a", "b"] (refused), or a batch [["text"], ["text"], ...]',
+      anyOf: [{ type: 'string' }, sequence, { type: 'array', items: sequence, minItems: 1 }],
+    },
     raw_scores: { type: 'boolean', description: 'Only false is served (probabilities)' },
     truncate: { type: 'boolean', description: 'Cut texts longer than maxLength (default false: 422 TEXT_TOO_LONG)' },
     truncation_direction: { type: 'string', enum: ['Right', 'Left', 'right', 'left'] },
@@ -38,27 +41,25 @@ const teiPredictResponseSchema = {
 } as const;
 
 interface TeiPredictBody {
-  inputs: string | string[] | (string | string[])[];
+  inputs: string | string[] | string[][];
   raw_scores?: boolean;
   truncate?: boolean;
   truncation_direction?: string;
 }
 
-const isPair = (x: unknown): boolean => Array.isArray(x) && x.length === 2 && x.every((s) => typeof s === 'string');
+/** One TEI sequence (["text"] or the pair ["a", "b"]) -> its text; pairs are refused. */
+function textOf(sequence: readonly string[]): string {
+  if (sequence.length !== 1) {
+    throw new CoreError('INVALID_REQUEST', 'text pairs ["a", "b"] are not served: the models classify single texts (a batch is [["text"], ["text"], ...])');
+  }
+  return sequence[0]!;
+}
 
-/** TEI's reading of `inputs`: a single text, a pair, or a batch. Pairs are refused. */
+/** TEI's reading of `inputs` (the schema has checked the types): a text, or a batch. */
 export function teiTexts(inputs: TeiPredictBody['inputs']): { texts: string[]; batch: boolean } {
-  const refusePair = (): never => {
-    throw new CoreError('INVALID_REQUEST', 'text pairs are not served: the models classify single texts (TEI reads an array of exactly two strings as a pair)');
-  };
   if (typeof inputs === 'string') return { texts: [inputs], batch: false };
-  if (isPair(inputs)) refusePair();
-  const texts = inputs.map((s) => {
-    if (typeof s === 'string') return s;
-    if (isPair(s)) refusePair();
-    throw new CoreError('INVALID_REQUEST', 'each input must be a string');
-  });
-  return { texts, batch: true };
+  if (inputs.every((s): s is string => typeof s === 'string')) return { texts: [textOf(inputs)], batch: false };
+  return { texts: (inputs as string[][]).map(textOf), batch: true };
 }
 
 export function teiRoutes(app: FastifyInstance, core: ServeCore, version: string): void {
