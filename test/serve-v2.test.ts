@@ -183,3 +183,79 @@ describe('open inference protocol: infer', () => {
     assert.equal(long.json.code, 'TEXT_TOO_LONG');
   });
 });
+
+describe('v2: what tritonclient sends (issue 19)', () => {
+  const texts = ['the movie was good', 'awful boring plot', 'click now free prize'];
+  const inferUrl = () => `${url}/v2/models/tiny/versions/k1/infer`;
+
+  /** BYTES elements as the binary extension writes them: 4-byte little-endian length + bytes. */
+  const bytesTensor = (items: string[]) =>
+    Buffer.concat(items.flatMap((s) => { const b = Buffer.from(s); const n = Buffer.alloc(4); n.writeUInt32LE(b.length); return [n, b]; }));
+
+  test('[N, 1] input shapes answer like [N]; the answer validates against the protocol file', async () => {
+    const flat = await post('/v2/models/tiny/versions/k1/infer', textInput(texts));
+    const column = await post('/v2/models/tiny/versions/k1/infer', textInput(texts.map((t) => [t]), [3, 1]));
+    assert.equal(column.status, 200, JSON.stringify(column.json));
+    assertValid('inference_response', column.json);
+    assert.deepEqual(column.json.outputs, flat.json.outputs);
+  });
+
+  test('a JSON body without a content type (as tritonclient sends it) is read as JSON', async () => {
+    // A Buffer body makes fetch send no content-type header.
+    const res = await fetch(inferUrl(), { method: 'POST', body: new Uint8Array(Buffer.from(JSON.stringify(textInput(texts)))) });
+    const json = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(json));
+    assertValid('inference_response', json);
+    assert.equal(json.outputs[0].data.length, 3);
+  });
+
+  test('binary tensor extension: BYTES input and binary outputs on request decode to the JSON answer', async () => {
+    const reference = await post('/v2/models/tiny/versions/k1/infer', textInput(texts));
+    const data = bytesTensor(texts);
+    const header = Buffer.from(JSON.stringify({
+      inputs: [{ name: 'text', datatype: 'BYTES', shape: [3, 1], parameters: { binary_data_size: data.length } }],
+      outputs: [{ name: 'label', parameters: { binary_data_output: true } }, { name: 'probabilities', parameters: { binary_data_output: true } }],
+    }));
+    const res = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: new Uint8Array(Buffer.concat([header, data])) });
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(res.status, 200, body.toString());
+    const headerLength = Number(res.headers.get('inference-header-content-length'));
+    assert.ok(headerLength > 0 && headerLength < body.length);
+    const json = JSON.parse(body.subarray(0, headerLength).toString());
+    const [label, probs] = json.outputs;
+    assert.equal(label.name, 'label');
+    assert.equal(label.data, undefined);
+    let at = headerLength;
+    const labelBytes = body.subarray(at, (at += label.parameters.binary_data_size));
+    const probBytes = body.subarray(at, (at += probs.parameters.binary_data_size));
+    assert.equal(at, body.length, 'nothing after the last output');
+    assert.deepEqual(labelBytes, bytesTensor(reference.json.outputs[0].data));
+    const floats = Array.from({ length: probBytes.length / 4 }, (_, i) => probBytes.readFloatLE(i * 4));
+    assert.deepEqual(floats, reference.json.outputs[1].data);
+    assert.deepEqual(probs.shape, [3, 3]);
+    // Without binary_data_output the answer of a binary request is plain JSON, valid per the protocol.
+    const jsonHeader = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }] }));
+    const plain = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(jsonHeader.length) }, body: new Uint8Array(Buffer.concat([jsonHeader, data])) });
+    const plainJson = await plain.json();
+    assert.equal(plain.status, 200);
+    assertValid('inference_response', plainJson);
+    assert.deepEqual(plainJson.outputs, reference.json.outputs);
+  });
+
+  test('binary bodies that do not add up are 400 with the protocol error body', async () => {
+    const data = bytesTensor(['a movie']);
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: data.length + 5 } }] }));
+    const cases: [string, string, Buffer][] = [
+      ['size past the end', String(header.length), Buffer.concat([header, data])],
+      ['header length past the end', '99999', Buffer.concat([header, data])],
+      ['header length not a number', 'x', Buffer.concat([header, data])],
+      ['element length past the end', String(header.length), Buffer.concat([header, Buffer.from([200, 0, 0, 0, 65, 66, 67, 68, 69, 70, 71, 72])])],
+    ];
+    for (const [what, length, body] of cases) {
+      const res = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': length }, body: new Uint8Array(body) });
+      const json = await res.json();
+      assert.equal(res.status, 400, `${what}: ${JSON.stringify(json)}`);
+      assertValid('inference_error_response', json);
+    }
+  });
+});

@@ -22,6 +22,8 @@ import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
+import { hfRoutes } from './routes/hf.js';
+import { teiRoutes } from './routes/tei.js';
 import { ServeCore, type CoreOptions } from './core.js';
 import { limitConnections } from './connection-limit.js';
 import { ConnectionTracker, IDLE_GRACE_MS, stopListening } from './drain.js';
@@ -185,6 +187,8 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   classifyRoutes(app, core);
   modelRoutes(app, core);
   v2Routes(app, core, version);
+  hfRoutes(app, core);
+  teiRoutes(app, core, version);
   routingRoutes(app, core);
   reloadRoutes(app, core);
   feedbackRoutes(app, core);

@@ -9,6 +9,7 @@ import type { ServeCore } from '../core.js';
 import { argmax } from '../../probabilities.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 import { errorResponses, ok, v2ErrorRef, type V2InferenceRequestBody } from './schemas.js';
+import { BINARY_CONTENT_TYPE, binaryOutputs, decodeBinaryRequest, encodeBinaryResponse, HEADER_LENGTH } from './v2-binary.js';
 
 export const V2_INPUT = 'text';
 export const V2_OUTPUTS = ['label', 'probabilities'] as const;
@@ -61,8 +62,9 @@ function textsOf(body: V2InferBody): string[] {
     throw new CoreError('INVALID_REQUEST', `expected exactly one input named "${V2_INPUT}", got ${body.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`);
   }
   if (input.datatype !== 'BYTES') throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must have datatype BYTES, got ${input.datatype}`);
-  if (input.shape.length !== 1 || input.shape[0]! < 1) {
-    throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must have shape [N] with N >= 1, got [${input.shape.join(', ')}]`);
+  // [N, 1] is what tritonclient and most batching clients send for one text per row.
+  if (!(input.shape.length === 1 || (input.shape.length === 2 && input.shape[1] === 1)) || input.shape[0]! < 1) {
+    throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}" must have shape [N] or [N, 1] with N >= 1, got [${input.shape.join(', ')}]`);
   }
   const data = flatten(input.data);
   if (data.length !== input.shape[0]) {
@@ -182,10 +184,11 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     );
   }
 
-  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<Record<string, unknown>> => {
+  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<unknown> => {
     const body = request.body;
     const texts = textsOf(body);
     const outputs = requestedOutputs(body);
+    const binary = binaryOutputs(body, V2_OUTPUTS);
     request.notes.inputs = texts.length;
     const truncate = body.parameters?.truncate;
     if (truncate !== undefined && typeof truncate !== 'boolean') throw new CoreError('INVALID_REQUEST', 'parameters.truncate must be a boolean');
@@ -215,24 +218,41 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
       for (const p of outcome.probabilities) for (const x of p) flat.push(x);
       tensors.push({ name: 'probabilities', datatype: 'FP32', shape: [n, labels.length], data: flat, parameters: { labels: labels.join(',') } });
     }
-    return {
+    const answer = {
       model_name: outcome.model.name,
       model_version: outcome.variant.name,
       id: body.id ?? request.id,
       // request_id: what POST /feedback takes (signed when feedbackSecret is set).
       parameters: { depth: outcome.variant.depth, request_id: outcome.requestId },
-      outputs: tensors,
+      outputs: tensors as { name: string; datatype: string; shape: number[]; data: unknown[] }[],
     };
+    if (binary.size === 0) return answer;
+    const encoded = encodeBinaryResponse(answer, binary);
+    reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
+    return reply.send(encoded.body);
+  };
+  // tritonclient sends no content type for JSON, and binary bodies with the header length only.
+  app.addContentTypeParser(BINARY_CONTENT_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
+    try {
+      done(null, decodeBinaryRequest(body as Buffer, request.headers[HEADER_LENGTH] as string | undefined));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+  const contentTypeOfInfer = async (request: FastifyRequest): Promise<void> => {
+    if (request.headers[HEADER_LENGTH] !== undefined) request.headers['content-type'] = BINARY_CONTENT_TYPE;
+    else if (request.headers['content-type'] === undefined) request.headers['content-type'] = 'application/json';
   };
   for (const [url, params] of [['/v2/models/:model/infer', modelParams], ['/v2/models/:model/versions/:version/infer', versionParams]] as const) {
     app.post<{ Params: V2Params; Body: V2InferBody }>(
       url,
       {
         config: { ...v2, inference: true },
+        onRequest: contentTypeOfInfer,
         schema: {
           tags: ['open inference protocol'],
           summary: 'Inference',
-          description: `One input "${V2_INPUT}" (BYTES, shape [N]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key.`,
+          description: `One input "${V2_INPUT}" (BYTES, shape [N] or [N, 1]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key. JSON with or without a content type, or the binary tensor extension (Inference-Header-Content-Length; binary_data_output on outputs).`,
           params,
           body: { $ref: 'V2InferenceRequest#' },
           response: { 200: ok('V2InferenceResponse', 'Inference response'), ...errorResponses([400, 404, 413, 422, 429, 503, 504], v2ErrorRef) },
