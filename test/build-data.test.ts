@@ -34,7 +34,7 @@ import {
   buildReport,
   makeBatch,
   measureLatency,
-  recommendDepth,
+  recommendVariant,
   renderReportSvg,
   writeReport,
   type DepthResult,
@@ -442,11 +442,11 @@ describe('depth report', () => {
   });
 
   test('recommended depth: the smallest within 1 accuracy point of the best', () => {
-    assert.equal(recommendDepth([row(1, 'full', 0.891), row(2, 'full', 0.895), row(4, 'full', 0.9)])!.depth, 1);
-    assert.equal(recommendDepth([row(1, 'full', 0.889), row(2, 'full', 0.895), row(4, 'full', 0.9)])!.depth, 2);
-    assert.equal(recommendDepth([row(1, 'full', 0.89), row(4, 'full', 0.9)])!.depth, 1, 'exactly one point below qualifies');
-    assert.equal(recommendDepth([row(1, 'head', 0.88), row(1, 'full', 0.895), row(2, 'full', 0.9)])!.variant, 'k1', 'the better mode at that depth');
-    assert.equal(recommendDepth([]), undefined);
+    assert.equal(recommendVariant([row(1, 'full', 0.891), row(2, 'full', 0.895), row(4, 'full', 0.9)])!.depth, 1);
+    assert.equal(recommendVariant([row(1, 'full', 0.889), row(2, 'full', 0.895), row(4, 'full', 0.9)])!.depth, 2);
+    assert.equal(recommendVariant([row(1, 'full', 0.89), row(4, 'full', 0.9)])!.depth, 1, 'exactly one point below qualifies');
+    assert.equal(recommendVariant([row(1, 'head', 0.88), row(1, 'full', 0.895), row(2, 'full', 0.9)])!.variant, 'k1', 'the better mode at that depth');
+    assert.equal(recommendVariant([]), undefined);
   });
 
   test('writeReport writes md, json and a well-formed svg with values on points', async () => {

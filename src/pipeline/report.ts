@@ -82,9 +82,6 @@ export function recommendVariant(results: readonly DepthResult[], tolerance = RE
   )[0];
 }
 
-/** The name the report used before precisions: the same rule. */
-export const recommendDepth = recommendVariant;
-
 /** Complete a report with its recommendation; results are ordered by depth, then mode, then precision. */
 export function buildReport(input: Omit<DepthReport, 'recommended'>): DepthReport {
   const results = [...input.results].sort(
