@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { loadDataset } from '../src/pipeline/datasets.js';
+import { loadDataset } from '../src/pipeline/datasets/index.js';
 import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { readManifest } from '../src/pipeline/model-writer.js';
 import { convertOnnx, writePrecisionVariant } from '../src/pipeline/precision/variants.js';

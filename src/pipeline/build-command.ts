@@ -3,7 +3,7 @@
 // the data, the base), 1 otherwise.
 import { join } from 'node:path';
 import { runCommand, type CommandSpec, type FlagValues } from '../command-line.js';
-import { DatasetError } from './datasets.js';
+import { DatasetError } from './datasets/index.js';
 import { BaseError } from './bases/base.js';
 import { DistillError } from './training/distill.js';
 import { BASE_KINDS } from './bases/locate.js';

@@ -2,7 +2,7 @@
 // with the variant's own tokenizer over a labelled dataset and print the metrics as JSON.
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DatasetError, checkLabelsKnown, loadDataset } from './datasets.js';
+import { DatasetError, checkLabelsKnown, loadDataset } from './datasets/index.js';
 import { evaluate, type EvalReport } from './evaluation.js';
 import { ManifestError, ONNX_FILE, readManifest } from './model-writer.js';
 import { loadTokenizer } from '../tokenizer.js';

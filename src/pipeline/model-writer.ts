@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { jsonErrorOffset } from './datasets.js';
+import { jsonErrorOffset } from './datasets/index.js';
 import { TRANSFORMERS_JS_CONFIG_FILE, TRANSFORMERS_JS_ONNX_FILE, transformersJsConfig, transformersJsTokenizerConfig } from './transformers-js.js';
 import { HEAD_KINDS, PRECISIONS, MANIFEST_FILE, ONNX_DATA_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VARIANT_NAME, type HeadKind, type Manifest } from '../manifest.js';
 

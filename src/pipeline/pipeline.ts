@@ -6,17 +6,17 @@
 import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { onnx, type ModelProto } from './onnx-proto.js';
-import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets.js';
+import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets/index.js';
 import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
 import { moveToExternalData } from './onnx-external.js';
-import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report.js';
+import { buildReport, makeBatch, measureLatency, writeReport, type DepthResult } from './report/index.js';
 import { formatTrainMode, modeSuffix, type EncodedExample, type TrainResult } from './training/loop.js';
 import { openBase } from './bases/open.js';
 import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
 import { buildPrecisionSiblings } from './precision/variants.js';
 import { findPlainSibling, loadVariantTeacher, readTransferTexts, type VariantTeacher } from './training/distill.js';
-import type { DistillationRecord } from './report.js';
+import type { DistillationRecord } from './report/index.js';
 
 /** Runs timed per batch size when measuring a variant's latency for the report. */
 export const LATENCY_RUNS = 10;

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { decodeUtf8 } from '../datasets.js';
+import { decodeUtf8 } from '../datasets/index.js';
 import { ONNX_FILE, readManifest } from '../model-writer.js';
 import { loadTokenizer } from '../../tokenizer.js';
 
