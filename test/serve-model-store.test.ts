@@ -4,8 +4,10 @@
 // old one untouched, and releases a replaced variant's sessions only once nothing holds it.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ManifestError, validateManifest } from '../src/manifest.js';
+import { readManifest } from '../src/pipeline/model-writer.js';
 import type { BatchTarget } from '../src/serve/batcher.js';
 import { loadConfig } from '../src/serve/config.js';
 import { CoreError } from '../src/serve/errors.js';
@@ -60,17 +62,46 @@ describe('model store: startup is a strict reload from empty', () => {
       const good = JSON.parse(readFileSync(file, 'utf8'));
       const start = () => store(repo.dir, fakes()).store.load();
       writeFileSync(file, JSON.stringify({ ...good, labels: undefined }));
-      await assert.rejects(start(), (e: Error) => e instanceof RepositoryError && /k1\/manifest\.json: "labels" must be/.test(e.message));
+      await assert.rejects(start(), (e: Error) => e instanceof RepositoryError && /k1\/manifest\.json: labels must be an array/.test(e.message));
       writeFileSync(file, JSON.stringify({ ...good, variant: 'k2', eval: { ...good.eval, accuracy: 'high' } }));
-      await assert.rejects(start(), /"eval\.accuracy" must be a number/);
+      await assert.rejects(start(), /eval\.accuracy must be a number from 0 to 1 \(got "high"\)/);
       writeFileSync(file, JSON.stringify({ ...good, depth: 3 }));
-      await assert.rejects(start(), /"depth" is 3 but the variant name k1 says 1/);
+      await assert.rejects(start(), /depth 3 does not match variant "k1"/);
       writeFileSync(file, JSON.stringify({ ...good, onnxSha256: 'a'.repeat(64) }));
       await assert.rejects(start(), /differs from the manifest's onnxSha256/);
       writeFileSync(join(repo.dir, 'tiny/routing.json'), JSON.stringify({ variants: { k9: { weight: 1 } } }));
       writeFileSync(file, JSON.stringify(good));
       await assert.rejects(start(), /routing of tiny: variants\.k9 names "k9"/);
       await assert.rejects(store(join(repo.dir, 'nowhere'), fakes()).store.load(), /model repository .*nowhere is not a directory/);
+    } finally {
+      repo.cleanup();
+    }
+  });
+
+  test('build, eval and serve refuse a bad manifest with the same validator and the same problems', async () => {
+    const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
+    try {
+      const vdir = join(repo.dir, 'tiny/k1');
+      const file = join(vdir, 'manifest.json');
+      const good = JSON.parse(readFileSync(file, 'utf8'));
+      await readManifest(vdir, { verifyOnnx: true }); // the fixture itself passes both paths
+      await store(repo.dir, fakes()).store.load();
+      const problems = [
+        'head must be one of "pool", "last", "label-words" (got "mean")',
+        'train.examples must be a positive integer (got 0)',
+        'onnxSha256 must be a SHA-256 as 64 lower-case hex digits (got "sha256:x")',
+        'variant "k1-int8" is named int8 but precision is fp32',
+      ];
+      writeFileSync(file, JSON.stringify({ ...good, head: 'mean', train: { ...good.train, examples: 0 }, onnxSha256: 'sha256:x', variant: 'k1-int8' }));
+      // The variant name check comes after the field checks, so rename the directory to match.
+      const renamed = join(repo.dir, 'tiny/k1-int8');
+      renameSync(vdir, renamed);
+      await assert.rejects(readManifest(renamed), (e: unknown) => e instanceof ManifestError && e.problems.join('|') === problems.join('|'));
+      assert.throws(() => validateManifest(JSON.parse(readFileSync(join(renamed, 'manifest.json'), 'utf8')), 'x'), ManifestError);
+      await assert.rejects(
+        store(repo.dir, fakes()).store.load(),
+        (e: Error) => e instanceof RepositoryError && e.message === `${join(renamed, 'manifest.json')}: ${problems.join('; ')}`,
+      );
     } finally {
       repo.cleanup();
     }
@@ -141,7 +172,7 @@ describe('model store: hot reload', () => {
       const report = await s.reload('api');
       assert.deepEqual(report.failed.map((x) => [x.variant, x.file]), [['k2', 'tiny/k2/manifest.json']]);
       assert.deepEqual(s.catalogue.models[0]!.variants.map((v) => v.name), ['k1']);
-      assert.equal(s.failureOf('tiny', 'k2')?.error.includes('"depth" is 5'), true);
+      assert.equal(s.failureOf('tiny', 'k2')?.error.includes('depth 5 does not match variant "k2"'), true);
     } finally {
       repo.cleanup();
     }

@@ -50,7 +50,8 @@ async function writeVariant(repo: string, layers: number, onnxPath: string, para
     labels: ['a', 'b'],
     head: 'last',
     maxLength,
-    train: { mode: 'none' },
+    // Random weights, never trained; the record has the shape the manifest validator (src/manifest.ts) asks for.
+    train: { mode: 'head', epochs: 0, lr: 0, seed: 0, examples: 1, dataSha256: '0'.repeat(64), seconds: 0 },
     eval: { split: 'none', examples: 0, accuracy: 0, macroF1: 0 },
     params,
     onnxSha256: await sha256File(join(dir, 'model.onnx')),

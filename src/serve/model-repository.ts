@@ -6,11 +6,18 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE, VARIANT_NAME, type ServedManifest } from '../manifest.js';
+import {
+  MANIFEST_FILE,
+  ManifestError,
+  ONNX_FILE,
+  TOKENIZER_FILE,
+  VARIANT_NAME,
+  validateManifest as validateSharedManifest,
+  type Manifest,
+} from '../manifest.js';
 
-// The variant-name pattern and manifest shape are shared with the build (../manifest.ts).
-export { VARIANT_NAME };
-export type Manifest = ServedManifest;
+// The variant-name pattern, manifest shape and validator are shared with the build (../manifest.ts).
+export { VARIANT_NAME, type Manifest };
 
 export interface VariantEntry {
   model: string;
@@ -28,61 +35,17 @@ export class RepositoryError extends Error {
   }
 }
 
-type Check = (v: unknown) => boolean;
-const isString: Check = (v) => typeof v === 'string' && v.length > 0;
-const isNumber: Check = (v) => typeof v === 'number' && Number.isFinite(v);
-const isPositiveInt: Check = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
-const isObject: Check = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-/** The fields the spec says every manifest has, with the shape each must have. */
-const MANIFEST_FIELDS: [string, Check, string][] = [
-  ['model', isString, 'a non-empty string'],
-  ['variant', isString, 'a non-empty string'],
-  ['depth', isPositiveInt, 'an integer >= 1'],
-  ['base', isObject, 'an object'],
-  ['base.id', isString, 'a non-empty string'],
-  ['base.arch', isString, 'a non-empty string'],
-  ['base.layers', isPositiveInt, 'an integer >= 1'],
-  ['base.source', isString, 'a non-empty string'],
-  ['labels', (v) => Array.isArray(v) && v.length >= 2 && v.every(isString) && new Set(v).size === v.length, 'at least two distinct non-empty strings'],
-  ['head', isString, 'a non-empty string'],
-  ['maxLength', isPositiveInt, 'an integer >= 1'],
-  ['train', isObject, 'an object'],
-  ['eval', isObject, 'an object'],
-  ['eval.split', isString, 'a non-empty string'],
-  ['eval.examples', (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0, 'an integer >= 0'],
-  ['eval.accuracy', isNumber, 'a number'],
-  ['eval.macroF1', isNumber, 'a number'],
-  ['params', isNumber, 'a number'],
-  ['onnxSha256', (v) => typeof v === 'string' && /^(sha256:)?[0-9a-f]{64}$/.test(v), '64 lowercase hex digits'],
-  ['createdAt', isString, 'a non-empty string'],
-  ['version', isString, 'a non-empty string'],
-];
-
-function field(obj: unknown, path: string): unknown {
-  let v: unknown = obj;
-  for (const p of path.split('.')) v = isObject(v) ? (v as Record<string, unknown>)[p] : undefined;
-  return v;
-}
-
-/** Validate one manifest against the spec and against the directory it lies in. */
+/**
+ * Validate one manifest against the spec and against the directory it lies in, with the
+ * validator the build uses (../manifest.ts); its problems become one RepositoryError line.
+ */
 export function validateManifest(raw: unknown, where: { file: string; model: string; variant: string }): Manifest {
-  const problems: string[] = [];
-  if (!isObject(raw)) throw new RepositoryError(`${where.file}: expected a JSON object`);
-  for (const [path, check, expected] of MANIFEST_FIELDS) {
-    const v = field(raw, path);
-    if (!check(v)) problems.push(`"${path}" must be ${expected}, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  try {
+    return validateSharedManifest(raw, where.file, { model: where.model, variant: where.variant });
+  } catch (err) {
+    if (err instanceof ManifestError) throw new RepositoryError(`${err.file}: ${err.problems.join('; ')}`);
+    throw err;
   }
-  const m = raw as Manifest;
-  if (problems.length === 0) {
-    if (m.model !== where.model) problems.push(`"model" is ${JSON.stringify(m.model)} but the directory is ${where.model}`);
-    if (m.variant !== where.variant) problems.push(`"variant" is ${JSON.stringify(m.variant)} but the directory is ${where.variant}`);
-    const depth = Number(VARIANT_NAME.exec(where.variant)?.[1]);
-    if (m.depth !== depth) problems.push(`"depth" is ${m.depth} but the variant name ${where.variant} says ${depth}`);
-    if (m.depth > m.base.layers) problems.push(`"depth" ${m.depth} is more than base.layers ${m.base.layers}`);
-  }
-  if (problems.length > 0) throw new RepositoryError(`${where.file}: ${problems.join('; ')}`);
-  return m;
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -129,14 +92,12 @@ export async function readVariant(modelDir: string, model: string, variant: stri
   const manifest = validateManifest(raw, { file, model, variant });
   const onnxPath = join(vdir, ONNX_FILE);
   if (opts.verifyChecksums ?? true) {
-    const want = manifest.onnxSha256.replace(/^sha256:/, '');
+    const want = manifest.onnxSha256;
     const got = await sha256File(onnxPath);
     if (got !== want) throw new RepositoryError(`${onnxPath}: sha256 ${got} differs from the manifest's onnxSha256 ${want}`);
   }
   // Weights past 2 GB live beside model.onnx (ONNX external data); the manifest lists and hashes them.
-  const external = Array.isArray(manifest.externalData) ? (manifest.externalData as { file?: unknown; sha256?: unknown }[]) : [];
-  for (const e of external) {
-    if (typeof e.file !== 'string' || /[/\\]/.test(e.file) || typeof e.sha256 !== 'string') throw new RepositoryError(`${file}: externalData entries must be {file, bytes, sha256}`);
+  for (const e of manifest.externalData ?? []) {
     const path = join(vdir, e.file);
     if (!existsSync(path)) throw new RepositoryError(`${vdir}: ${e.file} (external data of ${ONNX_FILE}) is missing`);
     if (opts.verifyChecksums ?? true) {

@@ -148,7 +148,8 @@ export function createFixtureRepository(specs: FixtureModelSpec[] = [{ name: 'ti
         labels: full.labels,
         head: 'pool',
         maxLength: full.maxLength,
-        train: { mode: 'head', epochs: 0, lr: 0, seed: full.seed, examples: 0, dataSha256: '0'.repeat(64), seconds: 0 },
+        // Never trained, but the manifest validator (src/manifest.ts) wants a positive example count.
+        train: { mode: 'head', epochs: 0, lr: 0, seed: full.seed, examples: 1, dataSha256: '0'.repeat(64), seconds: 0 },
         eval: { split: 'none', examples: 0, accuracy: 0.5, macroF1: 0.5 },
         params: VOCAB.length * d + depth * (d * d + d) + d * full.labels.length + full.labels.length,
         onnxSha256: createHash('sha256').update(onnx).digest('hex'),
