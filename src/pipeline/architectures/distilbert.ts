@@ -4,6 +4,18 @@
 // Classifiers read [CLS], as DistilBertForSequenceClassification does.
 import type { HfArchitecture } from './transformer.js';
 import { num, str, tokenIdOf } from './transformer.js';
+import { BERT_EMBEDDING_NAMES } from './bert.js';
+import { mapTensorName, type TensorNames } from './tensor-names.js';
+
+const DISTILBERT_TENSOR_NAMES: TensorNames = {
+  outside: BERT_EMBEDDING_NAMES, // no token types
+  block: (i) => `transformer.layer.${i}`,
+  norms: { attn_norm: 'sa_layer_norm', ffn_norm: 'output_layer_norm' },
+  linears: {
+    'attn.q': 'attention.q_lin', 'attn.k': 'attention.k_lin', 'attn.v': 'attention.v_lin', 'attn.o': 'attention.out_lin',
+    'ffn.up': 'ffn.lin1', 'ffn.down': 'ffn.lin2',
+  },
+};
 
 export const distilbert: HfArchitecture = {
   modelTypes: ['distilbert'],
@@ -40,22 +52,7 @@ export const distilbert: HfArchitecture = {
       encoderMarks: { cls: '[CLS]', sep: '[SEP]' },
     };
   },
-  source(_c, name) {
-    if (name === 'embed.tokens') return { name: 'embeddings.word_embeddings.weight' };
-    if (name === 'embed.positions') return { name: 'embeddings.position_embeddings.weight' };
-    if (name.startsWith('embed.norm.')) return { name: `embeddings.LayerNorm.${name.split('.')[2]}` };
-    const m = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
-    if (!m) return undefined;
-    const [, i, part, kind] = m;
-    const l = `transformer.layer.${i}`;
-    const norms: Record<string, string> = { attn_norm: 'sa_layer_norm', ffn_norm: 'output_layer_norm' };
-    if (norms[part!]) return { name: `${l}.${norms[part!]}.${kind}` };
-    const lin: Record<string, string> = {
-      'attn.q': 'attention.q_lin', 'attn.k': 'attention.k_lin', 'attn.v': 'attention.v_lin', 'attn.o': 'attention.out_lin',
-      'ffn.up': 'ffn.lin1', 'ffn.down': 'ffn.lin2',
-    };
-    return lin[part!] ? { name: `${l}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
-  },
+  source: (_c, name) => mapTensorName(DISTILBERT_TENSOR_NAMES, name),
   lmHead: () => undefined,
   defaultPooling: () => 'cls',
 };

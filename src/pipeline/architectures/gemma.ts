@@ -16,6 +16,7 @@ import type { HfArchitecture, TensorSource, TransformerConfig } from './transfor
 import { num, str, tokenIdOf } from './transformer.js';
 import { llamaLikeSource } from './llama.js';
 import { readRopeScaling } from './rope-scaling.js';
+import { lmHeadUnlessTied } from './tensor-names.js';
 
 function localLayersOf(hf: Record<string, unknown>, layers: number, isLocal: (i: number) => boolean): boolean[] {
   const types = hf.layer_types;
@@ -95,7 +96,7 @@ export const gemma2: HfArchitecture = {
   probe: 'embed_tokens.weight',
   config: (hf) => gemmaConfig(hf, 'gemma2'),
   source: (_c, name) => gemmaSource(name),
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  lmHead: lmHeadUnlessTied,
   defaultPooling: () => 'last',
 };
 
@@ -105,7 +106,7 @@ export const gemma3: HfArchitecture = {
   probe: 'embed_tokens.weight',
   config: (hf) => gemmaConfig(hf, 'gemma3'),
   source: (_c, name) => gemmaSource(name),
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  lmHead: lmHeadUnlessTied,
   defaultPooling: () => 'last',
 };
 

@@ -2,6 +2,19 @@
 // do_layer_norm_before is false (opt-350m: post-LN and no final norm), nn.Linear weights [out, in].
 import type { HfArchitecture } from './transformer.js';
 import { num } from './transformer.js';
+import { lmHeadUnlessTied, mapTensorName, type TensorNames } from './tensor-names.js';
+
+const OPT_TENSOR_NAMES: TensorNames = {
+  outside: {
+    'embed.tokens': { name: 'embed_tokens.weight' },
+    'embed.positions': { name: 'embed_positions.weight' },
+    'final_norm.weight': { name: 'final_layer_norm.weight' },
+    'final_norm.bias': { name: 'final_layer_norm.bias' },
+  },
+  block: (i) => `layers.${i}`,
+  norms: { attn_norm: 'self_attn_layer_norm', ffn_norm: 'final_layer_norm' },
+  linears: { 'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.out_proj', 'ffn.up': 'fc1', 'ffn.down': 'fc2' },
+};
 
 export const opt: HfArchitecture = {
   modelTypes: ['opt'],
@@ -43,17 +56,6 @@ export const opt: HfArchitecture = {
       padId: num(hf, 'pad_token_id', 1),
     };
   },
-  source(_c, name) {
-    if (name === 'embed.tokens') return { name: 'embed_tokens.weight' };
-    if (name === 'embed.positions') return { name: 'embed_positions.weight' };
-    if (name.startsWith('final_norm.')) return { name: `final_layer_norm.${name.split('.')[1]}` };
-    const m = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
-    if (!m) return undefined;
-    const [, i, part, kind] = m;
-    const norms: Record<string, string> = { attn_norm: 'self_attn_layer_norm', ffn_norm: 'final_layer_norm' };
-    if (norms[part!]) return { name: `layers.${i}.${norms[part!]}.${kind}` };
-    const lin: Record<string, string> = { 'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.out_proj', 'ffn.up': 'fc1', 'ffn.down': 'fc2' };
-    return lin[part!] ? { name: `layers.${i}.${lin[part!]}.${kind}`, transpose: kind === 'weight' } : undefined;
-  },
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  source: (_c, name) => mapTensorName(OPT_TENSOR_NAMES, name),
+  lmHead: lmHeadUnlessTied,
 };

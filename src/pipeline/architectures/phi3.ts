@@ -6,15 +6,15 @@
 // original_max_position_embeddings. partial_rotary_factor < 1 (Phi-4-mini) is refused.
 import type { HfArchitecture } from './transformer.js';
 import { num, str, tokenIdOf } from './transformer.js';
-import { llamaLikeSource, slidingEverywhere } from './llama.js';
+import { llamaLikeConfig, llamaLikeSource, slidingEverywhere } from './llama.js';
 import { readRopeScaling } from './rope-scaling.js';
+import { lmHeadUnlessTied } from './tensor-names.js';
 
 export const phi3: HfArchitecture = {
   modelTypes: ['phi3'],
   prefixes: ['model.', ''],
   probe: 'embed_tokens.weight',
   config(hf) {
-    const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
     const act = str(hf, ['hidden_act'], 'silu');
     if (act !== 'silu') throw new Error(`phi3: hidden_act ${act} is not supported`);
     const partial = num(hf, 'partial_rotary_factor', 1);
@@ -22,28 +22,7 @@ export const phi3: HfArchitecture = {
     const layers = num(hf, 'num_hidden_layers');
     const ropeScaling = readRopeScaling(hf, 'phi3', { longrope: true });
     return {
-      arch: 'phi3',
-      layers,
-      hidden: W,
-      heads,
-      kvHeads: num(hf, 'num_key_value_heads', heads),
-      headDim: num(hf, 'head_dim', W / heads),
-      ffn: num(hf, 'intermediate_size'),
-      vocab: num(hf, 'vocab_size'),
-      maxPositions: num(hf, 'max_position_embeddings', 4096),
-      positionOffset: 0,
-      norm: 'rms',
-      eps: num(hf, 'rms_norm_eps', 1e-5),
-      postNorm: false,
-      act: 'silu',
-      gated: true,
-      positions: 'rope',
-      ropeTheta: num(hf, 'rope_theta', 10000),
-      causal: true,
-      finalNorm: true,
-      embedNorm: false,
-      tokenTypes: false,
-      tiedEmbeddings: hf.tie_word_embeddings === true,
+      ...llamaLikeConfig(hf, 'phi3', { maxPositions: 4096, eps: 1e-5, ropeTheta: 10000 }),
       bosId: tokenIdOf(hf, 'bos_token_id', 1),
       eosId: tokenIdOf(hf, 'eos_token_id', 32000),
       padId: tokenIdOf(hf, 'pad_token_id'),
@@ -70,6 +49,6 @@ export const phi3: HfArchitecture = {
     const [tensor, range] = rows[part!]!;
     return { name: `layers.${i}.${tensor}.weight`, rows: range, transpose: true };
   },
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  lmHead: lmHeadUnlessTied,
   defaultPooling: () => 'last',
 };

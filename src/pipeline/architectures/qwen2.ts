@@ -4,39 +4,18 @@
 // that turns it on is refused (its per-layer rule, max_window_layers, is not implemented).
 import type { HfArchitecture, TransformerConfig } from './transformer.js';
 import { num, str, tokenIdOf } from './transformer.js';
-import { llamaLikeSource } from './llama.js';
+import { llamaLikeConfig, llamaLikeSource } from './llama.js';
 import { readRopeScaling } from './rope-scaling.js';
+import { lmHeadUnlessTied } from './tensor-names.js';
 
 /** The config.json keys Qwen2 and Qwen3 share with llama. */
 export function qwenConfig(hf: Record<string, unknown>, family: 'qwen2' | 'qwen3'): TransformerConfig {
-  const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
   const act = str(hf, ['hidden_act'], 'silu');
   if (act !== 'silu') throw new Error(`${family}: hidden_act ${act} is not supported`);
   if (hf.use_sliding_window === true) throw new Error(`${family}: use_sliding_window is not supported`);
   const ropeScaling = readRopeScaling(hf, family);
   return {
-    arch: family,
-    layers: num(hf, 'num_hidden_layers'),
-    hidden: W,
-    heads,
-    kvHeads: num(hf, 'num_key_value_heads', heads),
-    headDim: num(hf, 'head_dim', W / heads),
-    ffn: num(hf, 'intermediate_size'),
-    vocab: num(hf, 'vocab_size'),
-    maxPositions: num(hf, 'max_position_embeddings', 32768),
-    positionOffset: 0,
-    norm: 'rms',
-    eps: num(hf, 'rms_norm_eps', 1e-6),
-    postNorm: false,
-    act: 'silu',
-    gated: true,
-    positions: 'rope',
-    ropeTheta: num(hf, 'rope_theta', 1e6),
-    causal: true,
-    finalNorm: true,
-    embedNorm: false,
-    tokenTypes: false,
-    tiedEmbeddings: hf.tie_word_embeddings === true,
+    ...llamaLikeConfig(hf, family, { maxPositions: 32768, eps: 1e-6, ropeTheta: 1e6 }),
     bosId: tokenIdOf(hf, 'bos_token_id'),
     eosId: tokenIdOf(hf, 'eos_token_id'),
     prependBos: false,
@@ -51,6 +30,6 @@ export const qwen2: HfArchitecture = {
   config: (hf) => qwenConfig(hf, 'qwen2'),
   // q/k/v biases come through llamaLikeSource's `.bias` names; o_proj has none and is skipped.
   source: (_c, name) => llamaLikeSource(name),
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  lmHead: lmHeadUnlessTied,
   defaultPooling: () => 'last',
 };

@@ -4,6 +4,7 @@
 import type { HfArchitecture } from './transformer.js';
 import { llamaLikeSource } from './llama.js';
 import { qwenConfig } from './qwen2.js';
+import { lmHeadUnlessTied } from './tensor-names.js';
 
 export const qwen3: HfArchitecture = {
   modelTypes: ['qwen3'],
@@ -15,6 +16,6 @@ export const qwen3: HfArchitecture = {
     if (m) return { name: `layers.${m[1]}.self_attn.${m[2]}_norm.weight` };
     return llamaLikeSource(name);
   },
-  lmHead: (c) => (c.tiedEmbeddings ? undefined : 'lm_head.weight'),
+  lmHead: lmHeadUnlessTied,
   defaultPooling: () => 'last',
 };

@@ -6,7 +6,8 @@
 // Classifiers read <s> (the CLS position), as RobertaForSequenceClassification does.
 import type { HfArchitecture } from './transformer.js';
 import { num, str, tokenIdOf } from './transformer.js';
-import { bertLikeSource } from './bert.js';
+import { BERT_TENSOR_NAMES, bertLikeConfig } from './bert.js';
+import { mapTensorName } from './tensor-names.js';
 
 export const roberta: HfArchitecture = {
   modelTypes: ['roberta', 'xlm-roberta'],
@@ -14,42 +15,19 @@ export const roberta: HfArchitecture = {
   probe: 'embeddings.word_embeddings.weight',
   config(hf) {
     const family = String(hf.model_type);
-    const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
-    const act = str(hf, ['hidden_act'], 'gelu');
-    if (act !== 'gelu' && act !== 'gelu_new' && act !== 'relu') throw new Error(`${family}: hidden_act ${act} is not supported`);
     const pad = tokenIdOf(hf, 'pad_token_id', 1)!;
     const ptype = str(hf, ['position_embedding_type'], 'absolute');
     if (ptype !== 'absolute') throw new Error(`${family}: position_embedding_type ${ptype} is not supported`);
+    const positions = { maxPositions: num(hf, 'max_position_embeddings', 514) - pad - 1, positionOffset: pad + 1, eps: 1e-5 };
     return {
-      arch: 'roberta',
-      layers: num(hf, 'num_hidden_layers'),
-      hidden: W,
-      heads,
-      kvHeads: heads,
-      headDim: W / heads,
-      ffn: num(hf, 'intermediate_size'),
-      vocab: num(hf, 'vocab_size'),
-      maxPositions: num(hf, 'max_position_embeddings', 514) - pad - 1,
-      positionOffset: pad + 1,
-      norm: 'layer',
-      eps: num(hf, 'layer_norm_eps', 1e-5),
-      postNorm: true,
-      act: act === 'gelu' ? 'gelu' : act === 'relu' ? 'relu' : 'gelu_tanh',
-      gated: false,
-      positions: 'learned',
-      ropeTheta: 0,
-      causal: false,
-      finalNorm: false,
-      embedNorm: true,
-      tokenTypes: true,
-      tiedEmbeddings: true,
+      ...bertLikeConfig(hf, family, 'roberta', str(hf, ['hidden_act'], 'gelu'), positions),
       bosId: tokenIdOf(hf, 'bos_token_id', 0),
       eosId: tokenIdOf(hf, 'eos_token_id', 2),
       padId: pad,
       encoderMarks: { cls: '<s>', sep: '</s>' },
     };
   },
-  source: (_c, name) => bertLikeSource(name),
+  source: (_c, name) => mapTensorName(BERT_TENSOR_NAMES, name),
   lmHead: () => undefined,
   defaultPooling: () => 'cls',
 };
