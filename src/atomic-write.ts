@@ -9,16 +9,21 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   // Hidden (leading dot) so a directory scan never takes it for a real file.
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeFileSynced(temp, data);
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });
     throw err;
+  }
+}
+
+/** Create `path` (it must not exist) with `data` and fsync it: durable, but not atomic by itself. */
+export async function writeFileSynced(path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

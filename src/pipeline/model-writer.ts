@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { writeFileSynced } from '../atomic-write.js';
 import { jsonErrorOffset } from './datasets/index.js';
 import { TRANSFORMERS_JS_CONFIG_FILE, TRANSFORMERS_JS_ONNX_FILE, transformersJsConfig, transformersJsTokenizerConfig } from './transformers-js.js';
 import {
@@ -154,14 +155,14 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
   const tempDir = join(modelDir, `${TEMP_PREFIX}${manifest.variant}-${randomBytes(4).toString('hex')}`);
   await mkdir(tempDir);
   try {
-    await writeDurable(join(tempDir, ONNX_FILE), files.onnx);
+    await writeFileSynced(join(tempDir, ONNX_FILE), files.onnx);
     if (files.onnxData) await writeChunksDurable(join(tempDir, ONNX_DATA_FILE), files.onnxData);
-    await writeDurable(join(tempDir, TOKENIZER_FILE), asJsonText(files.tokenizer));
-    await writeDurable(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(transformersJsTokenizerConfig(files.tokenizerConfig, manifest.maxLength)));
-    await writeDurable(join(tempDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFileSynced(join(tempDir, TOKENIZER_FILE), asJsonText(files.tokenizer));
+    await writeFileSynced(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(transformersJsTokenizerConfig(files.tokenizerConfig, manifest.maxLength)));
+    await writeFileSynced(join(tempDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     // What transformers.js' pipeline('text-classification', <variant dir>) reads: config.json,
     // and the same model.onnx under onnx/ (its default file), hard-linked so it costs no space.
-    await writeDurable(join(tempDir, TRANSFORMERS_JS_CONFIG_FILE), `${JSON.stringify(transformersJsConfig(manifest), null, 2)}\n`);
+    await writeFileSynced(join(tempDir, TRANSFORMERS_JS_CONFIG_FILE), `${JSON.stringify(transformersJsConfig(manifest), null, 2)}\n`);
     await mkdir(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
     await linkOrCopy(join(tempDir, ONNX_FILE), join(tempDir, TRANSFORMERS_JS_ONNX_FILE), files.onnx);
     await fsyncDirectory(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
@@ -233,17 +234,7 @@ async function linkOrCopy(existing: string, path: string, data: Uint8Array): Pro
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK' && code !== 'EXDEV') throw err;
-    await writeDurable(path, data);
-  }
-}
-
-async function writeDurable(path: string, data: string | Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    await writeFileSynced(path, data);
   }
 }
 
