@@ -1,17 +1,18 @@
 // Lay out one of our variant directories the way transformers.js' from_pretrained expects a local
-// model, so a plain `pipeline('text-classification')` server runs the very same model.onnx:
-//
-//   <root>/<name>/config.json            model_type "bert" (transformers.js maps it to
-//                                        BertForSequenceClassification: an encoder whose ONNX takes
-//                                        input_ids + attention_mask and returns "logits"; it adds
-//                                        token_type_ids only when the graph asks for it, ours does not)
-//                                        and id2label from our manifest
-//   <root>/<name>/tokenizer.json         ours, unchanged
-//   <root>/<name>/tokenizer_config.json  ours, with model_max_length = the manifest's maxLength, so
-//                                        the pipeline truncates where our server does
-//   <root>/<name>/onnx/model.onnx        a symlink to ours (same bytes; dtype fp32 loads model.onnx)
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// model, so a plain `pipeline('text-classification')` server runs the very same model.onnx. The
+// layout is the build's own (src/pipeline/transformers-js.ts: config.json, tokenizer_config.json
+// adjusted to truncate and pad as our server does, onnx/model.onnx); this copies it under a name
+// of our choosing, with model.onnx symlinked (same bytes), so it works for a variant written
+// before the build added those files too.
+import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, validateManifest } from '../../src/manifest.js';
+import {
+  TRANSFORMERS_JS_CONFIG_FILE,
+  TRANSFORMERS_JS_ONNX_FILE,
+  transformersJsConfig,
+  transformersJsTokenizerConfig,
+} from '../../src/pipeline/transformers-js.js';
 
 export interface TransformersModelDir {
   /** Set env.localModelPath to this. */
@@ -22,24 +23,21 @@ export interface TransformersModelDir {
 
 export function makeTransformersModelDir(variantDir: string, root: string, name = 'slim-variant'): TransformersModelDir {
   const src = resolve(variantDir);
-  const manifest = JSON.parse(readFileSync(join(src, 'manifest.json'), 'utf8')) as { labels: string[]; maxLength: number };
+  const manifestFile = join(src, MANIFEST_FILE);
+  const manifest = validateManifest(JSON.parse(readFileSync(manifestFile, 'utf8')), manifestFile);
   const dir = join(resolve(root), name);
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(join(dir, 'onnx'), { recursive: true });
-  const id2label = Object.fromEntries(manifest.labels.map((l, i) => [String(i), l]));
-  const label2id = Object.fromEntries(manifest.labels.map((l, i) => [l, i]));
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({ model_type: 'bert', architectures: ['BertForSequenceClassification'], id2label, label2id, problem_type: 'single_label_classification' }, null, 2),
-  );
-  copyFileSync(join(src, 'tokenizer.json'), join(dir, 'tokenizer.json'));
-  let tokConfig: Record<string, unknown> = {};
+  mkdirSync(dirname(join(dir, TRANSFORMERS_JS_ONNX_FILE)), { recursive: true });
+  writeFileSync(join(dir, TRANSFORMERS_JS_CONFIG_FILE), JSON.stringify(transformersJsConfig(manifest), null, 2));
+  copyFileSync(join(src, TOKENIZER_FILE), join(dir, TOKENIZER_FILE));
+  let tokenizerConfig = '{}';
   try {
-    tokConfig = JSON.parse(readFileSync(join(src, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    tokenizerConfig = readFileSync(join(src, TOKENIZER_CONFIG_FILE), 'utf8');
   } catch {
-    // no tokenizer_config.json: transformers.js defaults apply
+    // no tokenizer_config.json: transformers.js defaults apply, with our maxLength
   }
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...tokConfig, model_max_length: manifest.maxLength }, null, 2));
-  symlinkSync(join(src, 'model.onnx'), join(dir, 'onnx', 'model.onnx'));
+  const adjusted = transformersJsTokenizerConfig(tokenizerConfig, manifest.maxLength);
+  writeFileSync(join(dir, TOKENIZER_CONFIG_FILE), typeof adjusted === 'string' ? adjusted : JSON.stringify(adjusted, null, 2));
+  symlinkSync(join(src, ONNX_FILE), join(dir, TRANSFORMERS_JS_ONNX_FILE));
   return { root: resolve(root), name };
 }
