@@ -1,6 +1,6 @@
-// gpt2, opt, llama (GQA) and bert exports against a plain-loop reference implementation written
-// here from the Hugging Face modelling code's definitions (float64 loops over the HF-named
-// tensors; it shares no code with the graph builder). Checkpoints are random, written by the
+// gpt2, opt, llama (GQA) and bert exports against the plain-loop reference implementation of
+// test/helpers/hf-reference.ts, written from the Hugging Face modelling code's definitions
+// (float64 loops over the HF-named tensors; it shares no code with the graph builder). Checkpoints are random, written by the
 // test in HF layout (safetensors: fp32, fp16, bf16, sharded), exported at depths 1, 2 and full,
 // and run by onnxruntime-node on right-padded batches.
 import { after, test } from 'node:test';
@@ -14,169 +14,10 @@ import { HfCheckpoint } from '../src/pipeline/checkpoints/hf.js';
 import { SafetensorsStore, floatToBf16, floatToHalf, halfToFloat, writeSafetensors } from '../src/pipeline/checkpoints/safetensors.js';
 import { exportTransformer, exportRandomGpt2Classifier } from '../src/pipeline/export-transformer.js';
 import { mulberry32 } from '../src/pipeline/random.js';
+import { referenceHidden, type Get } from './helpers/hf-reference.js';
 
 const work = mkdtempSync(join(tmpdir(), 'slim-llm-arch-'));
 after(() => rmSync(work, { recursive: true, force: true }));
-
-type Get = (name: string) => Float64Array;
-type Mat = Float64Array[]; // rows
-
-// ---------------------------------------------------------------------------------------------
-// Plain reference implementation
-
-/** torch.nn.Linear (weight [out, in]) or GPT-2 Conv1D (weight [in, out]). */
-function linear(x: Mat, w: Float64Array, b: Float64Array | undefined, inW: number, outW: number, conv1d: boolean, colOffset = 0, totalCols = outW): Mat {
-  return x.map((row) => {
-    const y = new Float64Array(outW);
-    for (let o = 0; o < outW; o++) {
-      let s = b ? b[colOffset + o]! : 0;
-      for (let i = 0; i < inW; i++) s += row[i]! * (conv1d ? w[i * totalCols + colOffset + o]! : w[o * inW + i]!);
-      y[o] = s;
-    }
-    return y;
-  });
-}
-function layerNorm(x: Mat, g: Float64Array, b: Float64Array, eps: number): Mat {
-  return x.map((row) => {
-    const n = row.length;
-    let mean = 0;
-    for (const v of row) mean += v / n;
-    let vr = 0;
-    for (const v of row) vr += (v - mean) ** 2 / n;
-    return row.map((v, i) => ((v - mean) / Math.sqrt(vr + eps)) * g[i]! + b[i]!);
-  });
-}
-function rmsNorm(x: Mat, g: Float64Array, eps: number): Mat {
-  return x.map((row) => {
-    let ms = 0;
-    for (const v of row) ms += (v * v) / row.length;
-    return row.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]!);
-  });
-}
-const add = (a: Mat, b: Mat): Mat => a.map((r, i) => r.map((v, j) => v + b[i]![j]!));
-const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-function erf(x: number): number {
-  // Abramowitz-Stegun 7.1.26 is too coarse for 1e-4; use a series / continued fraction.
-  const t = Math.abs(x);
-  if (t < 3) {
-    let sum = 0, term = t, n = 0;
-    while (Math.abs(term) > 1e-17 * Math.abs(sum) || n < 5) {
-      sum += term / (2 * n + 1);
-      n++;
-      term *= (-t * t) / n;
-      if (n > 200) break;
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  return Math.sign(x) * (1 - Math.exp(-t * t) / (t * Math.sqrt(Math.PI)) * (1 - 1 / (2 * t * t)));
-}
-const geluErf = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
-const mapM = (x: Mat, f: (v: number) => number): Mat => x.map((r) => r.map(f));
-
-function attention(q: Mat, k: Mat, v: Mat, H: number, KV: number, d: number, causal: boolean): Mat {
-  const S = q.length;
-  const out: Mat = q.map(() => new Float64Array(H * d));
-  for (let h = 0; h < H; h++) {
-    const kvh = Math.floor(h / (H / KV));
-    for (let i = 0; i < S; i++) {
-      const scores: number[] = [];
-      for (let j = 0; j < S; j++) {
-        if (causal && j > i) continue;
-        let s = 0;
-        for (let t = 0; t < d; t++) s += q[i]![h * d + t]! * k[j]![kvh * d + t]!;
-        scores.push(s / Math.sqrt(d));
-      }
-      const m = Math.max(...scores);
-      const e = scores.map((s) => Math.exp(s - m));
-      const z = e.reduce((a, b) => a + b, 0);
-      for (let j = 0; j < e.length; j++) for (let t = 0; t < d; t++) out[i]![h * d + t] += (e[j]! / z) * v[j]![kvh * d + t]!;
-    }
-  }
-  return out;
-}
-function ropeHf(x: Mat, heads: number, d: number, theta: number): Mat {
-  return x.map((row, p) => {
-    const y = new Float64Array(row.length);
-    for (let h = 0; h < heads; h++) {
-      for (let j = 0; j < d / 2; j++) {
-        const a = p * Math.pow(theta, (-2 * j) / d);
-        const x1 = row[h * d + j]!, x2 = row[h * d + j + d / 2]!;
-        y[h * d + j] = x1 * Math.cos(a) - x2 * Math.sin(a);
-        y[h * d + j + d / 2] = x2 * Math.cos(a) + x1 * Math.sin(a);
-      }
-    }
-    return y;
-  });
-}
-
-/** Hidden states [S, W] after `depth` layers (+ final norm for decoders) of one unpadded sequence. */
-function reference(cfg: Record<string, any>, get: Get, ids: number[], depth: number): Mat {
-  const type = cfg.model_type as string;
-  const rows = (name: string, W: number, idx: number[]) => idx.map((i) => get(name).slice(i * W, (i + 1) * W));
-  if (type === 'gpt2') {
-    const W = cfg.n_embd, H = cfg.n_head, F = cfg.n_inner, eps = cfg.layer_norm_epsilon;
-    let x: Mat = add(rows('transformer.wte.weight', W, ids), rows('transformer.wpe.weight', W, ids.map((_, p) => p)));
-    for (let l = 0; l < depth; l++) {
-      const p = (n: string) => get(`transformer.h.${l}.${n}`);
-      const a = layerNorm(x, p('ln_1.weight'), p('ln_1.bias'), eps);
-      const qkv = (o: number) => linear(a, p('attn.c_attn.weight'), p('attn.c_attn.bias'), W, W, true, o * W, 3 * W);
-      x = add(x, linear(attention(qkv(0), qkv(1), qkv(2), H, H, W / H, true), p('attn.c_proj.weight'), p('attn.c_proj.bias'), W, W, true));
-      const m = layerNorm(x, p('ln_2.weight'), p('ln_2.bias'), eps);
-      x = add(x, linear(mapM(linear(m, p('mlp.c_fc.weight'), p('mlp.c_fc.bias'), W, F, true), geluTanh), p('mlp.c_proj.weight'), p('mlp.c_proj.bias'), F, W, true));
-    }
-    return layerNorm(x, get('transformer.ln_f.weight'), get('transformer.ln_f.bias'), eps);
-  }
-  if (type === 'opt') {
-    const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.ffn_dim, eps = 1e-5, pre = cfg.do_layer_norm_before !== false;
-    const d = 'model.decoder';
-    let x: Mat = add(rows(`${d}.embed_tokens.weight`, W, ids), rows(`${d}.embed_positions.weight`, W, ids.map((_, p) => p + 2)));
-    for (let l = 0; l < depth; l++) {
-      const p = (n: string) => get(`${d}.layers.${l}.${n}`);
-      const lin = (z: Mat, n: string, i: number, o: number) => linear(z, p(`${n}.weight`), p(`${n}.bias`), i, o, false);
-      const ln1 = (z: Mat) => layerNorm(z, p('self_attn_layer_norm.weight'), p('self_attn_layer_norm.bias'), eps);
-      const ln2 = (z: Mat) => layerNorm(z, p('final_layer_norm.weight'), p('final_layer_norm.bias'), eps);
-      const a = pre ? ln1(x) : x;
-      x = add(x, lin(attention(lin(a, 'self_attn.q_proj', W, W), lin(a, 'self_attn.k_proj', W, W), lin(a, 'self_attn.v_proj', W, W), H, H, W / H, true), 'self_attn.out_proj', W, W));
-      if (!pre) x = ln1(x);
-      const m = pre ? ln2(x) : x;
-      x = add(x, lin(mapM(lin(m, 'fc1', W, F), (v) => Math.max(0, v)), 'fc2', F, W));
-      if (!pre) x = ln2(x);
-    }
-    return pre ? layerNorm(x, get(`${d}.final_layer_norm.weight`), get(`${d}.final_layer_norm.bias`), eps) : x;
-  }
-  if (type === 'llama') {
-    const W = cfg.hidden_size, H = cfg.num_attention_heads, KV = cfg.num_key_value_heads, F = cfg.intermediate_size, eps = cfg.rms_norm_eps, hd = W / H;
-    let x: Mat = rows('model.embed_tokens.weight', W, ids);
-    for (let l = 0; l < depth; l++) {
-      const p = (n: string) => get(`model.layers.${l}.${n}`);
-      const lin = (z: Mat, n: string, i: number, o: number) => linear(z, p(`${n}.weight`), undefined, i, o, false);
-      const a = rmsNorm(x, p('input_layernorm.weight'), eps);
-      const q = ropeHf(lin(a, 'self_attn.q_proj', W, H * hd), H, hd, cfg.rope_theta);
-      const k = ropeHf(lin(a, 'self_attn.k_proj', W, KV * hd), KV, hd, cfg.rope_theta);
-      x = add(x, lin(attention(q, k, lin(a, 'self_attn.v_proj', W, KV * hd), H, KV, hd, true), 'self_attn.o_proj', H * hd, W));
-      const m = rmsNorm(x, p('post_attention_layernorm.weight'), eps);
-      const gate = mapM(lin(m, 'mlp.gate_proj', W, F), (v) => v / (1 + Math.exp(-v)));
-      const up = lin(m, 'mlp.up_proj', W, F);
-      x = add(x, lin(gate.map((r, i) => r.map((v, j) => v * up[i]![j]!)), 'mlp.down_proj', F, W));
-    }
-    return rmsNorm(x, get('model.norm.weight'), eps);
-  }
-  // bert
-  const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.intermediate_size, eps = cfg.layer_norm_eps;
-  const e = 'bert.embeddings';
-  let x: Mat = add(add(rows(`${e}.word_embeddings.weight`, W, ids), rows(`${e}.position_embeddings.weight`, W, ids.map((_, p) => p))), rows(`${e}.token_type_embeddings.weight`, W, ids.map(() => 0)));
-  x = layerNorm(x, get(`${e}.LayerNorm.weight`), get(`${e}.LayerNorm.bias`), eps);
-  for (let l = 0; l < depth; l++) {
-    const p = (n: string) => get(`bert.encoder.layer.${l}.${n}`);
-    const lin = (z: Mat, n: string, i: number, o: number) => linear(z, p(`${n}.weight`), p(`${n}.bias`), i, o, false);
-    const ctx = attention(lin(x, 'attention.self.query', W, W), lin(x, 'attention.self.key', W, W), lin(x, 'attention.self.value', W, W), H, H, W / H, false);
-    x = layerNorm(add(x, lin(ctx, 'attention.output.dense', W, W)), p('attention.output.LayerNorm.weight'), p('attention.output.LayerNorm.bias'), eps);
-    x = layerNorm(add(x, lin(mapM(lin(x, 'intermediate.dense', W, F), geluErf), 'output.dense', F, W)), p('output.LayerNorm.weight'), p('output.LayerNorm.bias'), eps);
-  }
-  return x;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 function randomIds(n: number, vocab: number, seed: number): number[] {
   const rng = mulberry32(seed);
@@ -237,7 +78,7 @@ for (const c of CASES) {
       const data = out.data as Float32Array;
       let worst = 0;
       seqs.forEach((s, b) => {
-        const ref = reference(written.config as Record<string, any>, get, s, depth);
+        const ref = referenceHidden(written.config as Record<string, any>, get, s, depth);
         ref.forEach((row, i) => (worst = Math.max(worst, maxAbsDiff(row, data.subarray((b * S + i) * W, (b * S + i + 1) * W)))));
       });
       assert.ok(worst < 1e-4, `${c.label} depth ${depth}: max |onnx - reference| = ${worst}`);
@@ -273,7 +114,7 @@ test('LM logits and the label-word head at the last real token match the referen
     assert.deepEqual(logits.dims, [2, S, V]);
     assert.deepEqual(cls.dims, [2, words.length]);
     seqs.forEach((s, b) => {
-      const h = reference(written.config as Record<string, any>, get, s, depth);
+      const h = referenceHidden(written.config as Record<string, any>, get, s, depth);
       h.forEach((row, i) => {
         const want = Array.from({ length: V }, (_, v) => row.reduce((acc, x, k) => acc + x * head[v * W + k]!, 0));
         const got = (logits.data as Float32Array).subarray((b * S + i) * V, (b * S + i + 1) * V);

@@ -1,6 +1,6 @@
 // A float64 plain-loop forward pass of the Hugging Face model families, written from the HF
-// modelling code (modeling_llama/mistral/qwen2/qwen3/phi3/gemma2/gemma3/roberta/distilbert/
-// modernbert.py) over the HF tensor names of a checkpoint. It shares no code with the graph
+// modelling code (modeling_gpt2/opt/llama/mistral/qwen2/qwen3/phi3/gemma2/gemma3/bert/roberta/
+// distilbert/modernbert.py) over the HF tensor names of a checkpoint. It shares no code with the graph
 // builder (src/pipeline/architectures): tests compare the exported ONNX graphs against it.
 // One unpadded sequence at a time; positions 0..n-1 (RoBERTa: padding_idx + 1 + i).
 
@@ -16,6 +16,19 @@ export function linear(x: Mat, w: Float64Array, b: Float64Array | undefined, inW
       let s = b ? b[r0 + o]! : 0;
       const base = (r0 + o) * inW;
       for (let i = 0; i < inW; i++) s += row[i]! * w[base + i]!;
+      y[o] = s;
+    }
+    return y;
+  });
+}
+
+/** GPT-2's Conv1D: weight [in, totalCols] (x @ w), columns [colOffset, colOffset + outW) of a fused weight. */
+function conv1d(x: Mat, w: Float64Array, b: Float64Array, inW: number, outW: number, colOffset = 0, totalCols = outW): Mat {
+  return x.map((row) => {
+    const y = new Float64Array(outW);
+    for (let o = 0; o < outW; o++) {
+      let s = b[colOffset + o]!;
+      for (let i = 0; i < inW; i++) s += row[i]! * w[i * totalCols + colOffset + o]!;
       y[o] = s;
     }
     return y;
@@ -269,11 +282,51 @@ function modernbert(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
   return ln(x, 'model.final_norm.weight');
 }
 
+/** GPT-2: pre-LN, learned positions, fused c_attn, Conv1D weights, GELU (tanh), final ln_f. */
+function gpt2(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
+  const W = cfg.n_embd, H = cfg.n_head, F = cfg.n_inner ?? 4 * W, eps = cfg.layer_norm_epsilon;
+  let x = add(rows(get, 'transformer.wte.weight', W, ids), rows(get, 'transformer.wpe.weight', W, ids.map((_, i) => i)));
+  const causal = (i: number, j: number) => j <= i;
+  for (let l = 0; l < depth; l++) {
+    const p = (s: string) => get(`transformer.h.${l}.${s}`);
+    const a = layerNorm(x, p('ln_1.weight'), p('ln_1.bias'), eps);
+    const qkv = (o: number) => conv1d(a, p('attn.c_attn.weight'), p('attn.c_attn.bias'), W, W, o * W, 3 * W);
+    x = add(x, conv1d(attention(qkv(0), qkv(1), qkv(2), H, H, W / H, 1 / Math.sqrt(W / H), causal), p('attn.c_proj.weight'), p('attn.c_proj.bias'), W, W));
+    const m = layerNorm(x, p('ln_2.weight'), p('ln_2.bias'), eps);
+    x = add(x, conv1d(mapM(conv1d(m, p('mlp.c_fc.weight'), p('mlp.c_fc.bias'), W, F), geluTanh), p('mlp.c_proj.weight'), p('mlp.c_proj.bias'), F, W));
+  }
+  return layerNorm(x, get('transformer.ln_f.weight'), get('transformer.ln_f.bias'), eps);
+}
+
+/** OPT: positions offset by 2, ReLU; pre-LN with a final norm, or post-LN without (do_layer_norm_before false). */
+function opt(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
+  const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.ffn_dim, eps = 1e-5, pre = cfg.do_layer_norm_before !== false;
+  const d = 'model.decoder';
+  let x = add(rows(get, `${d}.embed_tokens.weight`, W, ids), rows(get, `${d}.embed_positions.weight`, W, ids.map((_, i) => i + 2)));
+  const causal = (i: number, j: number) => j <= i;
+  for (let l = 0; l < depth; l++) {
+    const p = (s: string) => get(`${d}.layers.${l}.${s}`);
+    const lin = (z: Mat, s: string, i: number, o: number) => linear(z, p(`${s}.weight`), p(`${s}.bias`), i, o);
+    const ln1 = (z: Mat) => layerNorm(z, p('self_attn_layer_norm.weight'), p('self_attn_layer_norm.bias'), eps);
+    const ln2 = (z: Mat) => layerNorm(z, p('final_layer_norm.weight'), p('final_layer_norm.bias'), eps);
+    const a = pre ? ln1(x) : x;
+    const ctx = attention(lin(a, 'self_attn.q_proj', W, W), lin(a, 'self_attn.k_proj', W, W), lin(a, 'self_attn.v_proj', W, W), H, H, W / H, 1 / Math.sqrt(W / H), causal);
+    x = add(x, lin(ctx, 'self_attn.out_proj', W, W));
+    if (!pre) x = ln1(x);
+    const m = pre ? ln2(x) : x;
+    x = add(x, lin(mapM(lin(m, 'fc1', W, F), (v) => Math.max(0, v)), 'fc2', F, W));
+    if (!pre) x = ln2(x);
+  }
+  return pre ? layerNorm(x, get(`${d}.final_layer_norm.weight`), get(`${d}.final_layer_norm.bias`), eps) : x;
+}
+
 /** Hidden states [n, W] of one unpadded sequence after `depth` blocks (decoders: and the final norm). */
 export function referenceHidden(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
   const type = cfg.model_type as string;
   if (['bert', 'roberta', 'xlm-roberta', 'distilbert'].includes(type)) return postLnEncoder(cfg, get, ids, depth);
   if (type === 'modernbert') return modernbert(cfg, get, ids, depth);
+  if (type === 'gpt2') return gpt2(cfg, get, ids, depth);
+  if (type === 'opt') return opt(cfg, get, ids, depth);
   return decoder(cfg, get, ids, depth);
 }
 
