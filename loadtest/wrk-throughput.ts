@@ -12,7 +12,7 @@
 //   npm run build && node dist/loadtest/wrk-throughput.js [--models models] [--model spam]
 //        [--variants k1,k2] [--duration 15] [--connections 32] [--wrk-threads 1] [-- <slim serve flags>]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,12 @@ const cores = availableParallelism();
 const texts = generateTexts('short', 512, 7);
 const REQUEST_SIZES = [1, 32] as const;
 
+for (const variant of variants) {
+  if (!existsSync(join(models, args.model!, variant, 'manifest.json'))) {
+    process.stderr.write(`wrk-throughput: ${join(models, args.model!, variant)} has no manifest.json (npm start builds the default model into models/; or pass --models, --model, --variants)\n`);
+    process.exit(1);
+  }
+}
 if (spawnSync('wrk', ['--version']).error) {
   process.stderr.write('wrk-throughput: wrk is not installed (apt-get install -y wrk)\n');
   process.exit(1);
