@@ -28,5 +28,6 @@ for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; p = nvidia.__pat
   [[ -d "$d" ]] && LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
-# Four minutes at most: the lease is short and a hung CUDA init must not eat it.
-exec timeout 240 node dist/loadtest/gpu-check.js "$@"
+# Four minutes at most (GPU_CHECK_TIMEOUT seconds): the lease is short and a hung CUDA init must not
+# eat it. The CPU dry run on a loaded 2-core machine can need more: GPU_CHECK_TIMEOUT=600.
+exec timeout "${GPU_CHECK_TIMEOUT:-240}" node dist/loadtest/gpu-check.js "$@"

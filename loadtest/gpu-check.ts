@@ -15,7 +15,7 @@
 // started once with --device cuda to show the fallback is caught), so every code path is exercised.
 //
 //   node dist/loadtest/gpu-check.js --models models [--model spam] [--allow-cpu] [--quick]
-//        [--texts 300] [--seconds 8] [--server-variants k1,k2] [--out loadtest/results]
+//        [--texts 300 (60 with --quick)] [--seconds 8 (2)] [--server-variants k1,k2] [--out loadtest/results]
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
     model: { type: 'string' },
     'allow-cpu': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
-    texts: { type: 'string', default: '300' },
+    texts: { type: 'string' },
     seconds: { type: 'string' },
     connections: { type: 'string', default: '64' },
     'server-variants': { type: 'string', default: 'k1,k2' },
@@ -241,7 +241,8 @@ if (device === 'cpu') {
   say(`fallback probe: server asked for cuda, ${fallbackProbe.caught ? `fallback detected (${fallbacks.length} variants on cpu)` : 'NO fallback reported'}`);
 }
 
-const textCount = Number(args.texts);
+// --quick (the dry run on a small CPU): 60 parity texts instead of 300.
+const textCount = Number(args.texts ?? (quick ? 60 : 300));
 const third = Math.ceil(textCount / 3);
 const parityTexts = [...generateTexts('short', third, 11), ...generateTexts('medium', third, 12), ...generateTexts('long', textCount - 2 * third, 13)];
 const parities: Parity[] = [];
