@@ -33,10 +33,13 @@ export interface SessionThreads {
   interOp: number;
 }
 
-export async function createSession(onnxPath: string, threads: SessionThreads): Promise<ort.InferenceSession> {
+/** 'cuda' asks for the CUDA provider only (ops it lacks run on the CPU); onnxruntime-node throws when its libraries are missing. */
+export type SessionDevice = 'cpu' | 'cuda';
+
+export async function createSession(onnxPath: string, threads: SessionThreads, device: SessionDevice = 'cpu'): Promise<ort.InferenceSession> {
   ort.env.logLevel = 'fatal';
   return ort.InferenceSession.create(onnxPath, {
-    executionProviders: ['cpu'],
+    executionProviders: [device],
     intraOpNumThreads: threads.intraOp,
     interOpNumThreads: threads.interOp,
     graphOptimizationLevel: 'all',
@@ -79,8 +82,9 @@ export async function measureCeiling(o: {
   batchSizes: readonly number[];
   secondsPerSize: number;
   threads: SessionThreads;
+  device?: SessionDevice;
 }): Promise<CeilingResult> {
-  const session = await createSession(`${o.variantDir}/model.onnx`, o.threads);
+  const session = await createSession(`${o.variantDir}/model.onnx`, o.threads, o.device);
   const tokenizer = await loadTokenizer(o.variantDir);
   const points: CeilingPoint[] = [];
   try {

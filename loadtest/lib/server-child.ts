@@ -76,6 +76,7 @@ async function startSlim(s: Extract<ChildSpec, { kind: 'slim' }>): Promise<{ url
       logLevel: 'silent',
       models: s.models,
       workers: s.workers,
+      ...(s.device ? { device: s.device } : {}),
       'threads.intraOp': s.intraOp,
       'threads.interOp': s.interOp,
       'batching.maxBatchSize': s.maxBatchSize,

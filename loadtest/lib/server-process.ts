@@ -18,6 +18,8 @@ export type ChildSpec =
       maxQueued: number;
       /** false: Prometheus collection off (and no /metrics). */
       metrics: boolean;
+      /** Execution provider asked for (the server's --device; default cpu). The server falls back to cpu when it is unavailable: check GET /models. */
+      device?: 'cpu' | 'cuda';
     }
   | {
       kind: 'transformers';

@@ -20,6 +20,11 @@ import type { DistillationRecord } from './report/index.js';
 
 /** Runs timed per batch size when measuring a variant's latency for the report. */
 export const LATENCY_RUNS = 10;
+/**
+ * Untimed runs before them: the first run of a shape allocates; after it the runs are steady. (It
+ * was 3: at batch 32 of 128-token emails that was 2 more full batches per variant and size.)
+ */
+export const LATENCY_WARMUP = 1;
 
 /** What the whole build shares: options, base, encoded data, where variants go, results so far. */
 export interface BuildContext {
@@ -144,7 +149,7 @@ const measure: DepthStep = {
     const { dir, manifest } = need(d.written, 'measure', 'written variant');
     const seqs = ctx.latencySequences, pad = ctx.base.padId;
     // From the written file, as the server loads it (external data is found beside it).
-    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS });
+    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
     d.latencyMs = { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) };
     ctx.results.push({
       variant: d.variant,
@@ -178,13 +183,16 @@ const precisions: DepthStep = {
     const seqs = ctx.latencySequences, pad = ctx.base.padId;
     const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
     const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
+    // The float32 bytes and manifest this build just wrote: not read back and hashed again.
+    const fromBuild = { manifest: need(d.written, 'precisions', 'written variant').manifest, onnx: need(d.exported, 'precisions', 'exported model').onnx };
     const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples, padId: pad, threads: o.threads }, async (onnxBytes) => {
-      const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS });
+      const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
       return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
-    });
+    }, fromBuild);
     for (const s of siblings) {
       ctx.results.push({ ...fp32, variant: s.variant, precision: s.precision, accuracy: s.accuracy, macroF1: s.macroF1, fileBytes: s.fileBytes, latencyMs: s.latencyMs });
-      ctx.log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}`);
+      ctx.log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}; `
+        + `${Object.entries(s.seconds).map(([part, sec]) => `${part} ${sec.toFixed(1)} s`).join(', ')}`);
     }
   },
 };
@@ -216,6 +224,8 @@ export interface BuildSummary {
   results: DepthResult[];
   recommended: string | null;
   seconds: number;
+  /** Wall seconds of each per-depth step, by variant then step name, in build order (where the time goes). */
+  stepSeconds: Record<string, Record<string, number>>;
 }
 
 export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DEPTH_STEPS): Promise<BuildSummary> {
@@ -253,11 +263,19 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
     await removeStaleTemporaries(modelDir);
     // Distilling from a depth of this build: that depth is trained (plain) first.
     const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((k) => k !== teacherDepth)];
+    const stepSeconds: BuildSummary['stepSeconds'] = {};
     for (const depth of depths) {
       const d: DepthState = { depth, variant: variantName(depth, modeSuffix(o.mode)) };
-      for (const step of steps) await step.run(ctx, d);
+      const times: Record<string, number> = (stepSeconds[d.variant] = {});
+      for (const step of steps) {
+        const started = performance.now();
+        await step.run(ctx, d);
+        times[step.name] = round((performance.now() - started) / 1000, 2);
+      }
+      // One line per depth: a long build says where its time went (training vs the rest).
+      log(`slim build: ${d.variant} step times: ${Object.entries(times).map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ')}`);
     }
-    return { modelDir, results: ctx.results, recommended: ctx.recommended, seconds: (performance.now() - t0) / 1000 };
+    return { modelDir, results: ctx.results, recommended: ctx.recommended, seconds: (performance.now() - t0) / 1000, stepSeconds };
   } finally {
     base.close();
   }

@@ -129,7 +129,11 @@ export function quantizeInt8(model: ModelProto, options: QuantizeInt8Options = {
     const names = { q: fresh(`${name}_q8`), scale: fresh(`${name}_scale`), zero: fresh(`${name}_zero_point`) };
     const zeros = perChannel ? n : 1;
     if (unsigned) {
-      added.push(makeTensor(names.q, [k, n], DataType.uint8, Uint8Array.from(q, (v) => v + 128)));
+      // A plain loop: Uint8Array.from with a map function goes through the iterator protocol per
+      // element and took 3 of the 3.3 s of quantizing a 4.3M-parameter k1 (build's precisions step).
+      const u = new Uint8Array(q.length);
+      for (let i = 0; i < q.length; i++) u[i] = q[i]! + 128;
+      added.push(makeTensor(names.q, [k, n], DataType.uint8, u));
       added.push(makeTensor(names.zero, perChannel ? [n] : [], DataType.uint8, new Uint8Array(zeros).fill(128)));
     } else {
       added.push(makeTensor(names.q, [k, n], DataType.int8, q));

@@ -102,6 +102,14 @@ export interface PrecisionVariantResult {
   manifest: Manifest;
   /** The converted model.onnx. */
   onnx: Uint8Array;
+  /** Wall seconds of converting and of evaluating (where a build's precisions step spends its time). */
+  seconds: { convert: number; evaluate: number };
+}
+
+/** The float32 variant as the build just wrote it: its manifest and model.onnx bytes, so they are not read and hashed again. */
+export interface Fp32Source {
+  manifest: Manifest;
+  onnx: Uint8Array;
 }
 
 /**
@@ -114,17 +122,22 @@ export async function writePrecisionVariant(
   precision: Exclude<Precision, 'fp32'>,
   evalData: { examples: readonly LabelledIds[]; padId: number; threads: number },
   int8?: QuantizeInt8Options,
+  fromBuild?: Fp32Source,
 ): Promise<PrecisionVariantResult> {
   const dir = resolve(fp32Dir);
-  const source = await readManifest(dir, { verifyOnnx: true });
+  // From a directory: the manifest is checked against the file (sha256) before converting it.
+  const source = fromBuild?.manifest ?? (await readManifest(dir, { verifyOnnx: true }));
   if ((source.precision ?? 'fp32') !== 'fp32') throw new Error(`${join(dir, MANIFEST_FILE)}: variant ${source.variant} is ${source.precision}; convert from a float32 variant`);
   const [fp32Onnx, tokenizer, tokenizerConfig] = await Promise.all([
-    readFile(join(dir, ONNX_FILE)),
+    fromBuild?.onnx ?? readFile(join(dir, ONNX_FILE)).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)),
     readFile(join(dir, TOKENIZER_FILE), 'utf8'),
     readFile(join(dir, TOKENIZER_CONFIG_FILE), 'utf8'),
   ]);
-  const onnx = convertOnnx(new Uint8Array(fp32Onnx.buffer, fp32Onnx.byteOffset, fp32Onnx.byteLength), precision, int8);
+  const t0 = performance.now();
+  const onnx = convertOnnx(fp32Onnx, precision, int8);
+  const t1 = performance.now();
   const measured = await evaluateOnnx(onnx, evalData.examples, source.labels, { padId: evalData.padId, threads: evalData.threads });
+  const t2 = performance.now();
   const { onnxSha256: _sha, ...rest } = source;
   const draft: ManifestDraft = {
     ...rest,
@@ -136,7 +149,7 @@ export async function writePrecisionVariant(
   };
   const written = await writeVariant(dirname(dir), draft, { onnx, tokenizer, tokenizerConfig });
   if (basename(written.dir) !== draft.variant) throw new Error(`precision variant written to ${written.dir}, expected ${draft.variant}`);
-  return { dir: written.dir, manifest: written.manifest, onnx };
+  return { dir: written.dir, manifest: written.manifest, onnx, seconds: { convert: (t1 - t0) / 1000, evaluate: (t2 - t1) / 1000 } };
 }
 
 /** One precision sibling as the depth report lists it. */
@@ -148,6 +161,8 @@ export interface PrecisionSiblingResult {
   macroF1: number;
   fileBytes: number;
   latencyMs: { batch1: number; batch32: number };
+  /** Wall seconds of each part: convert, evaluate, write (with reading the tokenizer files), time the latency. */
+  seconds: { convert: number; evaluate: number; write: number; latency: number };
 }
 
 /**
@@ -160,11 +175,17 @@ export async function buildPrecisionSiblings(
   precisions: readonly Precision[],
   evalData: { examples: readonly LabelledIds[]; padId: number; threads: number },
   measure: (onnx: Uint8Array) => Promise<{ batch1: number; batch32: number }>,
+  fromBuild?: Fp32Source,
 ): Promise<PrecisionSiblingResult[]> {
   const results: PrecisionSiblingResult[] = [];
   for (const precision of precisions) {
     if (precision === 'fp32') continue;
-    const written = await writePrecisionVariant(fp32Dir, precision, evalData);
+    const t0 = performance.now();
+    const written = await writePrecisionVariant(fp32Dir, precision, evalData, undefined, fromBuild);
+    const t1 = performance.now();
+    const latencyMs = await measure(written.onnx);
+    const latency = (performance.now() - t1) / 1000;
+    const { convert, evaluate } = written.seconds;
     results.push({
       variant: written.manifest.variant,
       precision,
@@ -172,7 +193,8 @@ export async function buildPrecisionSiblings(
       accuracy: written.manifest.eval.accuracy,
       macroF1: written.manifest.eval.macroF1,
       fileBytes: written.onnx.byteLength,
-      latencyMs: await measure(written.onnx),
+      latencyMs,
+      seconds: { convert, evaluate, write: (t1 - t0) / 1000 - convert - evaluate, latency },
     });
   }
   return results;
