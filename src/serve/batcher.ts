@@ -6,16 +6,22 @@
 // Grouping: the oldest queued input always goes into its variant's next batch (no input
 // starves), and the rest of the batch is filled with inputs of the closest lengths, within a
 // padding bound, so a 5-token text is not padded to 500 tokens beside a long one.
-import { padEncodings } from '../tokenizer.js';
+//
+// Texts are queued untokenized: the worker that runs a batch tokenizes it (off the event loop).
+// Lengths here are estimateTokens' upper bound from the text's bytes (tokenize.ts), so grouping
+// and the token budget hold before any text is tokenized; the worker pads to the real longest
+// row and reports each row's token count, from which too-long inputs are failed (truncate
+// false: TEXT_TOO_LONG) or marked truncated.
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
 import { CoreError } from './errors.js';
 import type { BatchFact } from './observer.js';
-import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTensors } from './worker-pool.js';
+import { estimateTokens } from './tokenize.js';
+import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTexts } from './worker-pool.js';
 
 export interface BatchLimits {
   maxBatchSize: number;
-  /** Budget of padded tokens: longest length x batch size. A single input always runs. */
+  /** Budget of padded tokens: longest (estimated) length x batch size. A single input always runs. */
   maxBatchTokens: number;
   maxQueueDelayMs: number;
   /** Most inputs waiting per variant. */
@@ -29,7 +35,7 @@ export interface BatchRunner {
   /** Busy workers that can hold one more batch (it starts when the running one ends). */
   readonly pipelineSlots: number;
   readonly size: number;
-  run(batch: BatchTensors): Promise<BatchOutput>;
+  run(batch: BatchTexts): Promise<BatchOutput>;
   onIdle: () => void;
 }
 
@@ -40,8 +46,8 @@ export interface BatchTarget {
   variant: string;
   device: Device;
   numLabels: number;
-  padId: number;
-  padSide: 'left' | 'right';
+  /** Most tokens the variant reads (the cap of the length estimate, and the TEXT_TOO_LONG limit). */
+  maxLength: number;
 }
 
 export interface SubmitOptions {
@@ -49,6 +55,8 @@ export interface SubmitOptions {
   deadline: number;
   /** Aborts the request (client went away): its queued inputs leave the queue. */
   signal?: AbortSignal;
+  /** Cut texts longer than maxLength (the outcome lists them); false fails the request with TEXT_TOO_LONG. */
+  truncate: boolean;
 }
 
 export interface InferenceOutcome {
@@ -58,6 +66,8 @@ export interface InferenceOutcome {
   queueMs: number[];
   /** Per input: inference time of the batch that carried it, ms. */
   inferenceMs: number[];
+  /** Indices of the inputs cut to maxLength, ascending. */
+  truncated: number[];
 }
 
 /**
@@ -75,7 +85,8 @@ const DROPPED = 2;
 interface QueuedInput {
   request: PendingRequest;
   index: number;
-  ids: readonly number[];
+  text: string;
+  /** estimateTokens(text): an upper bound of its token count, capped at maxLength. */
   length: number;
   enqueuedAt: number;
   state: typeof QUEUED | typeof RUNNING | typeof DROPPED;
@@ -84,6 +95,7 @@ interface QueuedInput {
 interface PendingRequest {
   queue: VariantQueue;
   deadline: number;
+  truncate: boolean;
   items: QueuedInput[];
   remaining: number;
   outcome: InferenceOutcome;
@@ -257,10 +269,6 @@ export class Batcher {
   }
 
   /**
-   * Queue a request's token ids. Throws QUEUE_FULL (with Retry-After) when the variant's queue
-   * cannot take them all; the promise fails with DEADLINE_EXCEEDED or CLIENT_CLOSED.
-   */
-  /**
    * Throws QUEUE_FULL (with Retry-After) when `count` more inputs would not fit the variant's
    * queue. Callers check before tokenizing, so that shedding under overload stays cheap.
    */
@@ -274,7 +282,12 @@ export class Batcher {
     }
   }
 
-  submit(key: string, inputs: readonly (readonly number[])[], opts: SubmitOptions): Promise<InferenceOutcome> {
+  /**
+   * Queue a request's texts (bounded by boundText). Throws QUEUE_FULL (with Retry-After) when the
+   * variant's queue cannot take them all; the promise fails with DEADLINE_EXCEEDED,
+   * CLIENT_CLOSED, or TEXT_TOO_LONG (a text over maxLength and truncate false).
+   */
+  submit(key: string, inputs: readonly string[], opts: SubmitOptions): Promise<InferenceOutcome> {
     const queue = this.queues.get(key);
     if (!queue) throw new Error(`batcher: unknown variant ${key}`);
     this.checkCapacity(key, inputs.length);
@@ -286,17 +299,19 @@ export class Batcher {
       const request: PendingRequest = {
         queue,
         deadline: opts.deadline,
+        truncate: opts.truncate,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
+        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0), truncated: [] },
         settled: false,
         resolve,
         reject,
         timer: null,
         detach: () => {},
       };
-      inputs.forEach((ids, index) => {
-        const item: QueuedInput = { request, index, ids, length: Math.max(1, ids.length), enqueuedAt: now, state: QUEUED };
+      const maxLength = queue.target.maxLength;
+      inputs.forEach((text, index) => {
+        const item: QueuedInput = { request, index, text, length: estimateTokens(text, maxLength), enqueuedAt: now, state: QUEUED };
         request.items.push(item);
         queue.add(item);
       });
@@ -375,40 +390,32 @@ export class Batcher {
   private dispatch(queue: VariantQueue, items: QueuedInput[], now: number): void {
     const t = queue.target;
     const rows = items.length;
-    let cols = 0;
-    let realTokens = 0;
-    let minLength = Infinity;
-    for (const it of items) {
-      cols = Math.max(cols, it.length);
-      minLength = Math.min(minLength, it.length);
-      realTokens += it.length;
-    }
     // Until the worker says when it started: the time to hand-off.
     let queueMs = items.map((it) => now - it.enqueuedAt);
-    // Ids are already cut to maxLength; padded to the longest in the batch, on the tokenizer's side.
-    const { inputIds, attentionMask } = padEncodings(
-      items.map((it) => it.ids),
-      { maxLength: cols, emptyAsPadToken: true },
-      t.padId,
-      t.padSide,
-    );
-    const fact = (ok: boolean, out?: BatchOutput): BatchFact => ({
-      model: t.model,
-      variant: t.variant,
-      device: t.device,
-      workerIndex: out?.workerIndex ?? -1,
-      size: rows,
-      tokens: rows * cols,
-      realTokens,
-      paddedLength: cols,
-      minLength,
-      queueMs,
-      inferenceMs: out?.inferenceMs ?? 0,
-      ok,
-    });
-    const expiresAt = Math.max(...items.map((it) => it.request.deadline));
+    const fact = (ok: boolean, out?: BatchOutput): BatchFact => {
+      // The worker's real lengths (cut to maxLength; an empty text runs as one pad token); the
+      // estimates when the batch failed before the worker counted.
+      const lengths = out ? Array.from(out.tokenCounts, (c) => Math.max(1, c < 0 ? t.maxLength : Math.min(c, t.maxLength))) : items.map((it) => it.length);
+      const paddedLength = out?.paddedLength ?? Math.max(...lengths);
+      return {
+        model: t.model,
+        variant: t.variant,
+        device: t.device,
+        workerIndex: out?.workerIndex ?? -1,
+        size: rows,
+        tokens: rows * paddedLength,
+        realTokens: lengths.reduce((a, b) => a + b, 0),
+        paddedLength,
+        minLength: Math.min(...lengths),
+        queueMs,
+        inferenceMs: out?.inferenceMs ?? 0,
+        ok,
+      };
+    };
+    let expiresAt = 0;
+    for (const it of items) expiresAt = Math.max(expiresAt, it.request.deadline);
     queue.running += rows;
-    this.runner.run({ key: t.key, rows, cols, inputIds, attentionMask, expiresAt }).then(
+    this.runner.run({ key: t.key, texts: items.map((it) => it.text), expiresAt }).then(
       (out) => {
         queue.running -= rows;
         queueMs = items.map((it) => Math.max(0, out.startedAt - it.enqueuedAt));
@@ -416,6 +423,16 @@ export class Batcher {
         items.forEach((it, r) => {
           const req = it.request;
           if (req.settled) return;
+          const count = out.tokenCounts[r]!;
+          if (count < 0 || count > t.maxLength) {
+            if (!req.truncate) {
+              const n = count < 0 ? `more than ${t.maxLength}` : `${count}`;
+              const msg = `inputs[${it.index}] has ${n} tokens; ${t.key} takes at most ${t.maxLength} (send "truncate": true to cut it)`;
+              this.fail(req, new CoreError('TEXT_TOO_LONG', msg));
+              return;
+            }
+            req.outcome.truncated.push(it.index);
+          }
           req.outcome.probabilities[it.index] = out.probabilities.subarray(r * out.numLabels, (r + 1) * out.numLabels);
           req.outcome.queueMs[it.index] = queueMs[r]!;
           req.outcome.inferenceMs[it.index] = out.inferenceMs;
@@ -443,6 +460,8 @@ export class Batcher {
 
   private succeed(req: PendingRequest): void {
     this.finish(req);
+    // Batches may come back in any order.
+    if (req.outcome.truncated.length > 1) req.outcome.truncated.sort((a, b) => a - b);
     req.resolve(req.outcome);
   }
 
