@@ -3,8 +3,8 @@
 //   loaded a tokenizer, and its probabilities are those of session.run on the tokenizer's own ids;
 // - the worker's packing (encodeBatch) gives the tokenizer's ids, cut and padded on the variant's
 //   side, checked against a plain loop;
-// - the length estimate the batcher forms batches by is an upper bound of every tokenizer
-//   family's count, and batches keep maxBatchTokens with it.
+// - the token estimate the batcher budgets by is an upper bound of every tokenizer family's
+//   count, and batches keep maxBatchTokens with it (and group inputs of similar size).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { loadConfig } from '../src/serve/config.js';
 import { Batcher, type BatchRunner, type BatchTarget } from '../src/serve/batcher.js';
 import { CoreError } from '../src/serve/errors.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
-import { encodeBatch, estimateTokens } from '../src/serve/tokenize.js';
+import { encodeBatch, estimateTokens, textSize } from '../src/serve/tokenize.js';
 import type { BatchOutput, BatchTexts } from '../src/serve/worker-pool.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
@@ -166,7 +166,7 @@ test('batches keep maxBatchTokens with the estimate (and with the real counts), 
   const batcher = new Batcher(runner, limits);
   const target: BatchTarget = { key: 'tiny/k1', model: 'tiny', variant: 'k1', device: 'cpu', numLabels: 3, maxLength: MAX_LENGTH };
   batcher.register(target);
-  // 1..30 words in a shuffled order: estimates from 6 to 16 (the cap).
+  // 1..30 words in a shuffled order: sizes from about 8 to 200 bytes, estimates from 8 to 16 (the cap).
   const texts = Array.from({ length: 120 }, (_, i) => fixtureText(1 + ((i * 7) % 30), i));
   const outcome = await batcher.submit(target.key, texts, { deadline: Date.now() + 60_000, truncate: true });
   assert.equal(outcome.probabilities.length, texts.length);
@@ -177,8 +177,8 @@ test('batches keep maxBatchTokens with the estimate (and with the real counts), 
     assert.ok(b.length === 1 || b.length * est <= limits.maxBatchTokens, `estimated ${b.length} x ${est} > ${limits.maxBatchTokens}`);
     const real = Math.max(...b.map((t) => Math.min(MAX_LENGTH, tok.encode(t).length)));
     assert.ok(b.length === 1 || b.length * real <= limits.maxBatchTokens, `real ${b.length} x ${real} > ${limits.maxBatchTokens}`);
-    const lens = b.map((t) => estimateTokens(t, MAX_LENGTH));
-    assert.ok(Math.max(...lens) <= Math.max(2 * Math.min(...lens), Math.min(...lens) + 8), `lengths ${lens} share a batch`);
+    const sizes = b.map((t) => textSize(t, MAX_LENGTH));
+    assert.ok(Math.max(...sizes) <= Math.max(2 * Math.min(...sizes), Math.min(...sizes) + 8), `sizes ${sizes} share a batch`);
   }
   await assert.rejects(
     batcher.submit(target.key, [texts[0]!, fixtureText(30, 9)], { deadline: Date.now() + 60_000, truncate: false }),

@@ -8,15 +8,16 @@
 // padding bound, so a 5-token text is not padded to 500 tokens beside a long one.
 //
 // Texts are queued untokenized: the worker that runs a batch tokenizes it (off the event loop).
-// Lengths here are estimateTokens' upper bound from the text's bytes (tokenize.ts), so grouping
-// and the token budget hold before any text is tokenized; the worker pads to the real longest
-// row and reports each row's token count, from which too-long inputs are failed (truncate
-// false: TEXT_TOO_LONG) or marked truncated.
+// Lengths here are sizes from the text's bytes (textSize, tokenize.ts): inputs are grouped by
+// size, and the token budget is kept with min(size, maxLength), an upper bound of the token
+// count (estimateTokens), so both hold before any text is tokenized. The worker pads to the real
+// longest row and reports each row's token count, from which too-long inputs are failed
+// (truncate false: TEXT_TOO_LONG) or marked truncated.
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
 import { CoreError } from './errors.js';
 import type { BatchFact } from './observer.js';
-import { estimateTokens } from './tokenize.js';
+import { textSize } from './tokenize.js';
 import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTexts } from './worker-pool.js';
 
 export interface BatchLimits {
@@ -86,7 +87,7 @@ interface QueuedInput {
   request: PendingRequest;
   index: number;
   text: string;
-  /** estimateTokens(text): an upper bound of its token count, capped at maxLength. */
+  /** textSize(text): what inputs are grouped by; min(length, maxLength) bounds its token count. */
   length: number;
   enqueuedAt: number;
   state: typeof QUEUED | typeof RUNNING | typeof DROPPED;
@@ -155,13 +156,18 @@ class VariantQueue {
 
   constructor(readonly target: BatchTarget) {}
 
+  /** The upper bound of an input's token count (estimateTokens), from its size. */
+  tokensOf(length: number): number {
+    return Math.min(length, this.target.maxLength);
+  }
+
   add(item: QueuedInput): void {
     this.fifo.push(item);
     let bucket = this.byLength.get(item.length);
     if (!bucket) this.byLength.set(item.length, (bucket = new LazyFifo()));
     bucket.push(item);
     this.count++;
-    this.tokenSum += item.length;
+    this.tokenSum += this.tokensOf(item.length);
   }
 
   /** Take an input out of the queued state (into a batch, or dropped). */
@@ -172,7 +178,7 @@ class VariantQueue {
     bucket.live--;
     if (bucket.live === 0) this.byLength.delete(item.length);
     this.count--;
-    this.tokenSum -= item.length;
+    this.tokenSum -= this.tokensOf(item.length);
   }
 
   /** Enough waiting for a full batch: no reason to wait for more. */
@@ -209,7 +215,7 @@ class VariantQueue {
       const bucket = this.byLength.get(length);
       if (!bucket) continue;
       for (const item of bucket.oldest()) {
-        if (batch.length >= limits.maxBatchSize || hi * (batch.length + 1) > limits.maxBatchTokens) break;
+        if (batch.length >= limits.maxBatchSize || this.tokensOf(hi) * (batch.length + 1) > limits.maxBatchTokens) break;
         take(item);
         shortest = lo;
         longest = hi;
@@ -311,7 +317,7 @@ export class Batcher {
       };
       const maxLength = queue.target.maxLength;
       inputs.forEach((text, index) => {
-        const item: QueuedInput = { request, index, text, length: estimateTokens(text, maxLength), enqueuedAt: now, state: QUEUED };
+        const item: QueuedInput = { request, index, text, length: textSize(text, maxLength), enqueuedAt: now, state: QUEUED };
         request.items.push(item);
         queue.add(item);
       });
@@ -395,7 +401,9 @@ export class Batcher {
     const fact = (ok: boolean, out?: BatchOutput): BatchFact => {
       // The worker's real lengths (cut to maxLength; an empty text runs as one pad token); the
       // estimates when the batch failed before the worker counted.
-      const lengths = out ? Array.from(out.tokenCounts, (c) => Math.max(1, c < 0 ? t.maxLength : Math.min(c, t.maxLength))) : items.map((it) => it.length);
+      const lengths = out
+        ? Array.from(out.tokenCounts, (c) => Math.max(1, c < 0 ? t.maxLength : Math.min(c, t.maxLength)))
+        : items.map((it) => queue.tokensOf(it.length));
       const paddedLength = out?.paddedLength ?? Math.max(...lengths);
       return {
         model: t.model,

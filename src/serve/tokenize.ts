@@ -86,18 +86,32 @@ export function encodeBounded(tokenizer: TextTokenizer, text: string, maxLength:
  */
 const ESTIMATE_SPECIALS = 4;
 
+/** textSize saturates here: a text of 16 bytes per token and more is far past maxLength anyway. */
+const SIZE_CAP_PER_TOKEN = 16;
+
+/**
+ * A text's size as the batcher groups by it: its UTF-8 bytes plus the specials, saturating at
+ * 16 x maxLength. Within a language bytes per token is near constant, so texts of similar size
+ * have similar token counts (grouping by size keeps padding low), and the size bounds the count
+ * from above (see estimateTokens). Texts past the cap are all cut to maxLength: one group.
+ */
+export function textSize(text: string, maxLength: number): number {
+  const cap = SIZE_CAP_PER_TOKEN * maxLength;
+  // At least as many bytes as UTF-16 units: a text of cap units is past the cap without counting.
+  if (text.length >= cap) return cap;
+  return Math.min(cap, Buffer.byteLength(text, 'utf8') + ESTIMATE_SPECIALS);
+}
+
 /**
  * An upper bound on a text's token count, capped at maxLength, from its size alone: every piece
  * of a BPE, WordPiece, Unigram or word-level vocabulary covers at least one UTF-8 byte of the
  * (normalised) text, byte fallback exactly one, so a text has at most its UTF-8 byte count plus the
- * specials. The batcher groups inputs by this estimate and keeps maxBatchTokens with it before any
- * text is tokenized; it errs high (English runs about 4 bytes per token), which only matters where
- * maxBatchTokens < maxBatchSize x maxLength (not at the defaults: 8192 >= 32 x 256).
+ * specials. The batcher keeps maxBatchTokens with it before any text is tokenized; it errs high
+ * (English runs about 4 bytes per token), which only matters where maxBatchTokens <
+ * maxBatchSize x maxLength (not at the defaults: 8192 >= 32 x 256).
  */
 export function estimateTokens(text: string, maxLength: number): number {
-  // At least as many bytes as UTF-16 units: a text of maxLength units already reaches the cap.
-  if (text.length >= maxLength) return maxLength;
-  return Math.max(1, Math.min(maxLength, Buffer.byteLength(text, 'utf8') + ESTIMATE_SPECIALS));
+  return Math.max(1, Math.min(maxLength, textSize(text, maxLength)));
 }
 
 export interface BoundedText {
