@@ -51,11 +51,21 @@ export interface BatchTarget {
   maxLength: number;
 }
 
+/**
+ * A client that may go away before its answer: what the batcher needs of it. Cheaper per request
+ * than an AbortController and its EventTarget (both showed in the main thread's profile).
+ */
+export interface ClientGone {
+  readonly aborted: boolean;
+  /** Call fn once if the client goes away; returns the function that stops listening. */
+  onAbort(fn: () => void): () => void;
+}
+
 export interface SubmitOptions {
   /** epochMs() time after which the request fails with DEADLINE_EXCEEDED. */
   deadline: number;
-  /** Aborts the request (client went away): its queued inputs leave the queue. */
-  signal?: AbortSignal;
+  /** Fires when the client goes away: its queued inputs leave the queue (CLIENT_CLOSED). */
+  signal?: ClientGone;
   /** Cut texts longer than maxLength (the outcome lists them); false fails the request with TEXT_TOO_LONG. */
   truncate: boolean;
 }
@@ -326,11 +336,7 @@ export class Batcher {
         request.items.push(item);
         queue.add(item);
       });
-      if (opts.signal) {
-        const onAbort = (): void => this.fail(request, new CoreError('CLIENT_CLOSED'));
-        opts.signal.addEventListener('abort', onAbort, { once: true });
-        request.detach = () => opts.signal!.removeEventListener('abort', onAbort);
-      }
+      if (opts.signal) request.detach = opts.signal.onAbort(() => this.fail(request, new CoreError('CLIENT_CLOSED')));
       this.pending.add(request);
       this.expireAt(request.deadline, now);
       this.pump();

@@ -11,7 +11,7 @@
 //            after the answer, a shadow run when the table asks for one)
 import { escalations, runCascade } from '../cascade-rule.js';
 import { argmax } from '../probabilities.js';
-import { Batcher } from './batcher.js';
+import { Batcher, type ClientGone } from './batcher.js';
 import { findVariant, resolveModel, type Catalogue, type ServedModel, type ServedVariant } from './catalogue.js';
 import type { ServeConfig } from './config.js';
 import { CoreError } from './errors.js';
@@ -58,7 +58,7 @@ export interface ClassifyRequest {
   /** epochMs() time; past it the request fails with DEADLINE_EXCEEDED. */
   deadline: number;
   /** Fires when the client goes away: its queued inputs leave the queue (CLIENT_CLOSED). */
-  signal?: AbortSignal;
+  signal?: ClientGone;
 }
 
 export interface ClassifyResult {
@@ -285,7 +285,7 @@ export class ServeCore {
     variant: ServedVariant,
     texts: readonly string[],
     truncate: boolean,
-    opts: { requestId: string; deadline: number; signal?: AbortSignal },
+    opts: { requestId: string; deadline: number; signal?: ClientGone },
   ): Promise<StageRun> {
     batcher.checkCapacity(variant.key, texts.length); // shed first: a 429 must stay cheap under overload
     const bounded = new Array<string>(texts.length);
