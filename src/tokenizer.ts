@@ -64,6 +64,16 @@ export interface TextTokenizer {
   encodeBatch(texts: ReadonlyArray<string>, options: PadOptions): EncodedBatch;
 }
 
+let loadsInThisThread = 0;
+
+/**
+ * How many tokenizers this thread (module instance) has loaded. The server's main thread must stay
+ * at 0: its inference workers tokenize (test/serve-tokenize-worker.test.ts holds it to that).
+ */
+export function tokenizersLoadedInThisThread(): number {
+  return loadsInThisThread;
+}
+
 type TokenizerClass = new (tokenizerJSON: object, tokenizerConfig: object) => PreTrainedTokenizer;
 
 /**
@@ -73,6 +83,7 @@ type TokenizerClass = new (tokenizerJSON: object, tokenizerConfig: object) => Pr
  * there is no network, no cache directory and no memoised file lookup.
  */
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
+  loadsInThisThread++;
   const absDir = resolve(dir);
   const tokenizerJSON = await readJsonObject(join(absDir, 'tokenizer.json'), true);
   const config = (await readJsonObject(join(absDir, 'tokenizer_config.json'), false)) ?? {};

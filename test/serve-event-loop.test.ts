@@ -1,5 +1,5 @@
 // While the workers are saturated, the event loop that answers HTTP must stay responsive:
-// session.run happens on worker threads, tokenization yields. Load comes from autocannon in a
+// session.run and tokenization happen on worker threads. Load comes from autocannon in a
 // child process; the event-loop delay is measured inside the server's own process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -6,16 +6,23 @@
 // Grouping: the oldest queued input always goes into its variant's next batch (no input
 // starves), and the rest of the batch is filled with inputs of the closest lengths, within a
 // padding bound, so a 5-token text is not padded to 500 tokens beside a long one.
-import { padEncodings } from '../tokenizer.js';
+//
+// Texts are queued untokenized: the worker that runs a batch tokenizes it (off the event loop).
+// Lengths here are sizes from the text's bytes (textSize, tokenize.ts): inputs are grouped by
+// size, and the token budget is kept with min(size, maxLength), an upper bound of the token
+// count (estimateTokens), so both hold before any text is tokenized. The worker pads to the real
+// longest row and reports each row's token count, from which too-long inputs are failed
+// (truncate false: TEXT_TOO_LONG) or marked truncated.
 import { epochMs } from './clock.js';
 import type { Device } from './config.js';
 import { CoreError } from './errors.js';
 import type { BatchFact } from './observer.js';
-import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTensors } from './worker-pool.js';
+import { textSize } from './tokenize.js';
+import { BatchExpiredError, WorkerFailedError, type BatchOutput, type BatchTexts } from './worker-pool.js';
 
 export interface BatchLimits {
   maxBatchSize: number;
-  /** Budget of padded tokens: longest length x batch size. A single input always runs. */
+  /** Budget of padded tokens: longest (estimated) length x batch size. A single input always runs. */
   maxBatchTokens: number;
   maxQueueDelayMs: number;
   /** Most inputs waiting per variant. */
@@ -29,7 +36,7 @@ export interface BatchRunner {
   /** Busy workers that can hold one more batch (it starts when the running one ends). */
   readonly pipelineSlots: number;
   readonly size: number;
-  run(batch: BatchTensors): Promise<BatchOutput>;
+  run(batch: BatchTexts): Promise<BatchOutput>;
   onIdle: () => void;
 }
 
@@ -40,15 +47,27 @@ export interface BatchTarget {
   variant: string;
   device: Device;
   numLabels: number;
-  padId: number;
-  padSide: 'left' | 'right';
+  /** Most tokens the variant reads (the cap of the length estimate, and the TEXT_TOO_LONG limit). */
+  maxLength: number;
+}
+
+/**
+ * A client that may go away before its answer: what the batcher needs of it. Cheaper per request
+ * than an AbortController and its EventTarget (both showed in the main thread's profile).
+ */
+export interface ClientGone {
+  readonly aborted: boolean;
+  /** Call fn once if the client goes away; returns the function that stops listening. */
+  onAbort(fn: () => void): () => void;
 }
 
 export interface SubmitOptions {
   /** epochMs() time after which the request fails with DEADLINE_EXCEEDED. */
   deadline: number;
-  /** Aborts the request (client went away): its queued inputs leave the queue. */
-  signal?: AbortSignal;
+  /** Fires when the client goes away: its queued inputs leave the queue (CLIENT_CLOSED). */
+  signal?: ClientGone;
+  /** Cut texts longer than maxLength (the outcome lists them); false fails the request with TEXT_TOO_LONG. */
+  truncate: boolean;
 }
 
 export interface InferenceOutcome {
@@ -58,6 +77,8 @@ export interface InferenceOutcome {
   queueMs: number[];
   /** Per input: inference time of the batch that carried it, ms. */
   inferenceMs: number[];
+  /** Indices of the inputs cut to maxLength, ascending. */
+  truncated: number[];
 }
 
 /**
@@ -75,7 +96,8 @@ const DROPPED = 2;
 interface QueuedInput {
   request: PendingRequest;
   index: number;
-  ids: readonly number[];
+  text: string;
+  /** textSize(text): what inputs are grouped by; min(length, maxLength) bounds its token count. */
   length: number;
   enqueuedAt: number;
   state: typeof QUEUED | typeof RUNNING | typeof DROPPED;
@@ -84,13 +106,13 @@ interface QueuedInput {
 interface PendingRequest {
   queue: VariantQueue;
   deadline: number;
+  truncate: boolean;
   items: QueuedInput[];
   remaining: number;
   outcome: InferenceOutcome;
   settled: boolean;
   resolve: (o: InferenceOutcome) => void;
   reject: (e: CoreError) => void;
-  timer: NodeJS.Timeout | null;
   detach: () => void;
 }
 
@@ -143,13 +165,18 @@ class VariantQueue {
 
   constructor(readonly target: BatchTarget) {}
 
+  /** The upper bound of an input's token count (estimateTokens), from its size. */
+  tokensOf(length: number): number {
+    return Math.min(length, this.target.maxLength);
+  }
+
   add(item: QueuedInput): void {
     this.fifo.push(item);
     let bucket = this.byLength.get(item.length);
     if (!bucket) this.byLength.set(item.length, (bucket = new LazyFifo()));
     bucket.push(item);
     this.count++;
-    this.tokenSum += item.length;
+    this.tokenSum += this.tokensOf(item.length);
   }
 
   /** Take an input out of the queued state (into a batch, or dropped). */
@@ -160,7 +187,7 @@ class VariantQueue {
     bucket.live--;
     if (bucket.live === 0) this.byLength.delete(item.length);
     this.count--;
-    this.tokenSum -= item.length;
+    this.tokenSum -= this.tokensOf(item.length);
   }
 
   /** Enough waiting for a full batch: no reason to wait for more. */
@@ -197,7 +224,7 @@ class VariantQueue {
       const bucket = this.byLength.get(length);
       if (!bucket) continue;
       for (const item of bucket.oldest()) {
-        if (batch.length >= limits.maxBatchSize || hi * (batch.length + 1) > limits.maxBatchTokens) break;
+        if (batch.length >= limits.maxBatchSize || this.tokensOf(hi) * (batch.length + 1) > limits.maxBatchTokens) break;
         take(item);
         shortest = lo;
         longest = hi;
@@ -211,8 +238,15 @@ export class Batcher {
   private readonly queues = new Map<string, VariantQueue>();
   private readonly pending = new Set<PendingRequest>();
   private drainWaiters: (() => void)[] = [];
+  /** Wakes pump() when a queue's oldest input has waited maxQueueDelayMs. */
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
+  /**
+   * One timer for every request's deadline, at the earliest one, instead of a setTimeout and
+   * clearTimeout per request (each was a visible share of the main thread's time per request).
+   */
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineAt = Infinity;
 
   constructor(
     private readonly runner: BatchRunner,
@@ -257,10 +291,6 @@ export class Batcher {
   }
 
   /**
-   * Queue a request's token ids. Throws QUEUE_FULL (with Retry-After) when the variant's queue
-   * cannot take them all; the promise fails with DEADLINE_EXCEEDED or CLIENT_CLOSED.
-   */
-  /**
    * Throws QUEUE_FULL (with Retry-After) when `count` more inputs would not fit the variant's
    * queue. Callers check before tokenizing, so that shedding under overload stays cheap.
    */
@@ -274,7 +304,12 @@ export class Batcher {
     }
   }
 
-  submit(key: string, inputs: readonly (readonly number[])[], opts: SubmitOptions): Promise<InferenceOutcome> {
+  /**
+   * Queue a request's texts (bounded by boundText). Throws QUEUE_FULL (with Retry-After) when the
+   * variant's queue cannot take them all; the promise fails with DEADLINE_EXCEEDED,
+   * CLIENT_CLOSED, or TEXT_TOO_LONG (a text over maxLength and truncate false).
+   */
+  submit(key: string, inputs: readonly string[], opts: SubmitOptions): Promise<InferenceOutcome> {
     const queue = this.queues.get(key);
     if (!queue) throw new Error(`batcher: unknown variant ${key}`);
     this.checkCapacity(key, inputs.length);
@@ -286,30 +321,24 @@ export class Batcher {
       const request: PendingRequest = {
         queue,
         deadline: opts.deadline,
+        truncate: opts.truncate,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
+        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0), truncated: [] },
         settled: false,
         resolve,
         reject,
-        timer: null,
         detach: () => {},
       };
-      inputs.forEach((ids, index) => {
-        const item: QueuedInput = { request, index, ids, length: Math.max(1, ids.length), enqueuedAt: now, state: QUEUED };
+      const maxLength = queue.target.maxLength;
+      inputs.forEach((text, index) => {
+        const item: QueuedInput = { request, index, text, length: textSize(text, maxLength), enqueuedAt: now, state: QUEUED };
         request.items.push(item);
         queue.add(item);
       });
-      request.timer = setTimeout(
-        () => this.fail(request, new CoreError('DEADLINE_EXCEEDED', `no answer within the request deadline (${key})`)),
-        opts.deadline - now,
-      );
-      if (opts.signal) {
-        const onAbort = (): void => this.fail(request, new CoreError('CLIENT_CLOSED'));
-        opts.signal.addEventListener('abort', onAbort, { once: true });
-        request.detach = () => opts.signal!.removeEventListener('abort', onAbort);
-      }
+      if (opts.signal) request.detach = opts.signal.onAbort(() => this.fail(request, new CoreError('CLIENT_CLOSED')));
       this.pending.add(request);
+      this.expireAt(request.deadline, now);
       this.pump();
     });
   }
@@ -329,11 +358,8 @@ export class Batcher {
    * (loadtest/results/*-ceiling.md), so a busy worker is worth more than a bigger batch.
    */
   private pump(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-      this.timerAt = Infinity;
-    }
+    // A wake-up timer already set stays: firing when nothing is due costs one empty pass, while
+    // clearing and setting it again on every submit cost two timer operations per request.
     const now = this.now();
     for (;;) {
       const idle = this.runner.idleCount > 0;
@@ -362,7 +388,7 @@ export class Batcher {
   }
 
   private wakeAt(at: number, now: number): void {
-    if (at >= this.timerAt) return;
+    if (this.timer && at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
     this.timer = setTimeout(() => {
@@ -372,43 +398,58 @@ export class Batcher {
     }, Math.max(0, Math.ceil(at - now)));
   }
 
+  /** Make sure the deadline timer fires by `at`. */
+  private expireAt(at: number, now: number): void {
+    if (this.deadlineTimer && at >= this.deadlineAt) return;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineAt = at;
+    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(1, Math.ceil(at - now)));
+  }
+
+  /** Fail the requests whose deadline has passed; set the timer for the next one. */
+  private expire(): void {
+    this.deadlineTimer = null;
+    this.deadlineAt = Infinity;
+    const now = this.now();
+    let next = Infinity;
+    for (const req of [...this.pending]) {
+      if (req.deadline <= now) this.fail(req, new CoreError('DEADLINE_EXCEEDED', `no answer within the request deadline (${req.queue.target.key})`));
+      else next = Math.min(next, req.deadline);
+    }
+    if (next < Infinity) this.expireAt(next, now);
+  }
+
   private dispatch(queue: VariantQueue, items: QueuedInput[], now: number): void {
     const t = queue.target;
     const rows = items.length;
-    let cols = 0;
-    let realTokens = 0;
-    let minLength = Infinity;
-    for (const it of items) {
-      cols = Math.max(cols, it.length);
-      minLength = Math.min(minLength, it.length);
-      realTokens += it.length;
-    }
     // Until the worker says when it started: the time to hand-off.
     let queueMs = items.map((it) => now - it.enqueuedAt);
-    // Ids are already cut to maxLength; padded to the longest in the batch, on the tokenizer's side.
-    const { inputIds, attentionMask } = padEncodings(
-      items.map((it) => it.ids),
-      { maxLength: cols, emptyAsPadToken: true },
-      t.padId,
-      t.padSide,
-    );
-    const fact = (ok: boolean, out?: BatchOutput): BatchFact => ({
-      model: t.model,
-      variant: t.variant,
-      device: t.device,
-      workerIndex: out?.workerIndex ?? -1,
-      size: rows,
-      tokens: rows * cols,
-      realTokens,
-      paddedLength: cols,
-      minLength,
-      queueMs,
-      inferenceMs: out?.inferenceMs ?? 0,
-      ok,
-    });
-    const expiresAt = Math.max(...items.map((it) => it.request.deadline));
+    const fact = (ok: boolean, out?: BatchOutput): BatchFact => {
+      // The worker's real lengths (cut to maxLength; an empty text runs as one pad token); the
+      // estimates when the batch failed before the worker counted.
+      const lengths = out
+        ? Array.from(out.tokenCounts, (c) => Math.max(1, c < 0 ? t.maxLength : Math.min(c, t.maxLength)))
+        : items.map((it) => queue.tokensOf(it.length));
+      const paddedLength = out?.paddedLength ?? Math.max(...lengths);
+      return {
+        model: t.model,
+        variant: t.variant,
+        device: t.device,
+        workerIndex: out?.workerIndex ?? -1,
+        size: rows,
+        tokens: rows * paddedLength,
+        realTokens: lengths.reduce((a, b) => a + b, 0),
+        paddedLength,
+        minLength: Math.min(...lengths),
+        queueMs,
+        inferenceMs: out?.inferenceMs ?? 0,
+        ok,
+      };
+    };
+    let expiresAt = 0;
+    for (const it of items) expiresAt = Math.max(expiresAt, it.request.deadline);
     queue.running += rows;
-    this.runner.run({ key: t.key, rows, cols, inputIds, attentionMask, expiresAt }).then(
+    this.runner.run({ key: t.key, texts: items.map((it) => it.text), expiresAt }).then(
       (out) => {
         queue.running -= rows;
         queueMs = items.map((it) => Math.max(0, out.startedAt - it.enqueuedAt));
@@ -416,6 +457,16 @@ export class Batcher {
         items.forEach((it, r) => {
           const req = it.request;
           if (req.settled) return;
+          const count = out.tokenCounts[r]!;
+          if (count < 0 || count > t.maxLength) {
+            if (!req.truncate) {
+              const n = count < 0 ? `more than ${t.maxLength}` : `${count}`;
+              const msg = `inputs[${it.index}] has ${n} tokens; ${t.key} takes at most ${t.maxLength} (send "truncate": true to cut it)`;
+              this.fail(req, new CoreError('TEXT_TOO_LONG', msg));
+              return;
+            }
+            req.outcome.truncated.push(it.index);
+          }
           req.outcome.probabilities[it.index] = out.probabilities.subarray(r * out.numLabels, (r + 1) * out.numLabels);
           req.outcome.queueMs[it.index] = queueMs[r]!;
           req.outcome.inferenceMs[it.index] = out.inferenceMs;
@@ -443,6 +494,8 @@ export class Batcher {
 
   private succeed(req: PendingRequest): void {
     this.finish(req);
+    // Batches may come back in any order.
+    if (req.outcome.truncated.length > 1) req.outcome.truncated.sort((a, b) => a - b);
     req.resolve(req.outcome);
   }
 
@@ -456,9 +509,14 @@ export class Batcher {
 
   private finish(req: PendingRequest): void {
     req.settled = true;
-    if (req.timer) clearTimeout(req.timer);
     req.detach();
     this.pending.delete(req);
+    if (this.pending.size === 0 && this.deadlineTimer) {
+      // Nothing left to expire: a pending timer must not hold the process open.
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = null;
+      this.deadlineAt = Infinity;
+    }
     if (this.pending.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters;
       this.drainWaiters = [];

@@ -5,7 +5,6 @@
 import type { Device } from './config.js';
 import { CoreError } from './errors.js';
 import type { Manifest } from './model-repository.js';
-import type { TextTokenizer } from './tokenize.js';
 
 export interface ServedVariant {
   readonly model: string;
@@ -18,7 +17,6 @@ export interface ServedVariant {
   readonly manifest: Manifest;
   readonly labels: readonly string[];
   readonly maxLength: number;
-  readonly tokenizer: TextTokenizer;
   /** Device asked for in the configuration. */
   readonly requestedDevice: Device;
   /** Device the sessions run on (cpu after a fallback). */

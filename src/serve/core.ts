@@ -6,13 +6,12 @@
 // One request, one way through (docs/architecture.md):
 //   decide  (routing/decide.ts: explicit > cascade > sticky > weighted; every decision is a
 //            cascade, a single variant is a one-stage one)
-//   execute (../cascade-rule.ts over the stages; each stage: tokenize, batch, run in a worker)
+//   execute (../cascade-rule.ts over the stages; each stage: batch, then tokenize and run in a worker)
 //   record  (routing/statistics.ts: served counts, escalations, the feedback request_id; then,
 //            after the answer, a shadow run when the table asks for one)
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { escalations, runCascade } from '../cascade-rule.js';
 import { argmax } from '../probabilities.js';
-import { Batcher } from './batcher.js';
+import { Batcher, type ClientGone } from './batcher.js';
 import { findVariant, resolveModel, type Catalogue, type ServedModel, type ServedVariant } from './catalogue.js';
 import type { ServeConfig } from './config.js';
 import { CoreError } from './errors.js';
@@ -25,7 +24,7 @@ import { routingCounters, routingShares, routingStatus, type RoutingCounters, ty
 import { shadowFits, shadowJob, shadowOutcomes, type ShadowJob } from './routing/shadow.js';
 import { RoutingStatistics, type FeedbackResult } from './routing/statistics.js';
 import { RoutingTables, type RebindPlan } from './routing/table-store.js';
-import { encodeBounded } from './tokenize.js';
+import { boundText } from './tokenize.js';
 import { WorkerPool } from './worker-pool.js';
 
 export type { RuntimeState } from './lifecycle.js';
@@ -59,7 +58,7 @@ export interface ClassifyRequest {
   /** epochMs() time; past it the request fails with DEADLINE_EXCEEDED. */
   deadline: number;
   /** Fires when the client goes away: its queued inputs leave the queue (CLIENT_CLOSED). */
-  signal?: AbortSignal;
+  signal?: ClientGone;
 }
 
 export interface ClassifyResult {
@@ -89,9 +88,6 @@ interface StageRun {
   /** Indices (into this stage's texts) of the texts cut to maxLength. */
   truncated: number[];
 }
-
-/** How long tokenization may hold the event loop before it yields to other requests. */
-const TOKENIZE_SLICE_MS = 4;
 
 export class ServeCore {
   readonly observers = new ObserverSet();
@@ -283,39 +279,30 @@ export class ServeCore {
     }
   }
 
-  /** One stage on one variant: tokenize (yielding to other requests), batch, run. */
+  /** One stage on one variant: bound the texts, batch, run (the worker tokenizes). */
   private async runStage(
     batcher: Batcher,
     variant: ServedVariant,
     texts: readonly string[],
     truncate: boolean,
-    opts: { requestId: string; deadline: number; signal?: AbortSignal },
+    opts: { requestId: string; deadline: number; signal?: ClientGone },
   ): Promise<StageRun> {
-    batcher.checkCapacity(variant.key, texts.length); // shed before tokenizing: a 429 must stay cheap under overload
-    const ids: number[][] = [];
-    const truncated: number[] = [];
-    let sliceStart = performance.now();
+    batcher.checkCapacity(variant.key, texts.length); // shed first: a 429 must stay cheap under overload
+    const bounded = new Array<string>(texts.length);
     for (let i = 0; i < texts.length; i++) {
-      const encoded = encodeBounded(variant.tokenizer, texts[i]!, variant.maxLength);
-      if (encoded.tooLong) {
-        if (!truncate) {
-          const count = encoded.count !== undefined ? `${encoded.count}` : `more than ${variant.maxLength}`;
-          throw new CoreError('TEXT_TOO_LONG', `inputs[${i}] has ${count} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`);
-        }
-        truncated.push(i);
+      const b = boundText(texts[i]!, variant.maxLength);
+      // Too long whatever it tokenizes to: refused here, without a trip to a worker.
+      if (b.surelyTooLong && !truncate) {
+        throw new CoreError('TEXT_TOO_LONG', `inputs[${i}] has more than ${variant.maxLength} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`);
       }
-      ids.push(encoded.ids);
-      if (performance.now() - sliceStart > TOKENIZE_SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStart = performance.now();
-      }
+      bounded[i] = b.text;
     }
-    const outcome = await batcher.submit(variant.key, ids, { deadline: opts.deadline, signal: opts.signal });
+    const outcome = await batcher.submit(variant.key, bounded, { deadline: opts.deadline, signal: opts.signal, truncate });
     return {
       probabilities: outcome.probabilities,
       queueMs: Math.max(...outcome.queueMs),
       inferenceMs: Math.max(...outcome.inferenceMs),
-      truncated,
+      truncated: outcome.truncated,
     };
   }
 

@@ -20,7 +20,6 @@ import type { BatchTarget } from './batcher.js';
 import { EMPTY_CATALOGUE, freezeModel, pickDefaultVariant, type Catalogue, type ServedModel, type ServedVariant } from './catalogue.js';
 import type { Device, ServeConfig } from './config.js';
 import { readRecommendedVariant, readRoutingFile, readVariant, RepositoryError, subdirectories, VARIANT_NAME, variantFingerprint, type VariantEntry } from './model-repository.js';
-import { loadTextTokenizer } from './tokenize.js';
 import type { LoadedSession, SessionSpec } from './worker-protocol.js';
 
 export interface StoreLogger {
@@ -249,12 +248,15 @@ export class ModelStore<Plan> {
   private async loadVariant(d: DiskVariant, key: string): Promise<ServedVariant> {
     const entry: VariantEntry = await readVariant(d.modelDir, d.model, d.variant);
     const requestedDevice: Device = this.config.devices[entry.model] ?? this.config.device;
-    const tokenizer = await loadTextTokenizer(entry.dir);
+    // Each worker loads the tokenizer with the session (it tokenizes its own batches); a broken
+    // tokenizer.json fails the load there, naming the file.
     const spec: SessionSpec = {
       key,
       onnxPath: entry.onnxPath,
       device: requestedDevice,
       numLabels: entry.manifest.labels.length,
+      tokenizerDir: entry.dir,
+      maxLength: entry.manifest.maxLength,
       warmupShapes: this.warmupShapes(entry.manifest.maxLength),
     };
     const [loaded] = await this.sessions.addSessions([spec]);
@@ -268,7 +270,6 @@ export class ModelStore<Plan> {
       manifest: entry.manifest,
       labels: Object.freeze([...entry.manifest.labels]),
       maxLength: entry.manifest.maxLength,
-      tokenizer,
       requestedDevice,
       device: loaded?.device ?? requestedDevice,
       ...(loaded?.fallbackReason !== undefined ? { fallbackReason: loaded.fallbackReason } : {}),
@@ -460,5 +461,5 @@ export class ModelStore<Plan> {
 
 /** A variant as the batcher sees it. */
 function batchTarget(v: ServedVariant): BatchTarget {
-  return { key: v.key, model: v.model, variant: v.name, device: v.device, numLabels: v.labels.length, padId: v.tokenizer.padId, padSide: v.tokenizer.padSide };
+  return { key: v.key, model: v.model, variant: v.name, device: v.device, numLabels: v.labels.length, maxLength: v.maxLength };
 }

@@ -1,6 +1,6 @@
 // A fixed set of inference worker threads. Every worker holds a session for every variant, so
 // any idle worker can take any batch; the batcher decides what runs, the pool only says who is
-// free and carries tensors there and probabilities back.
+// free and carries texts there and probabilities (with the token counts the worker found) back.
 import { Worker } from 'node:worker_threads';
 import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
 import type { GraphOptimizationLevel } from './config.js';
@@ -30,12 +30,11 @@ export interface WorkerEvent {
   lostBatches?: number;
 }
 
-export interface BatchTensors {
+/** A batch as the pool carries it: texts, which the worker tokenizes with the variant's tokenizer. */
+export interface BatchTexts {
   key: string;
-  rows: number;
-  cols: number;
-  inputIds: BigInt64Array;
-  attentionMask: BigInt64Array;
+  /** One per row, bounded by boundText (tokenize.ts). */
+  texts: string[];
   /** epochMs() after which the worker skips the batch instead of running it. */
   expiresAt: number;
 }
@@ -60,6 +59,11 @@ export interface BatchOutput {
   /** rows x numLabels, row-major. */
   probabilities: Float32Array;
   numLabels: number;
+  /** Per row: the text's token count, -1 for "more than maxLength". */
+  tokenCounts: Int32Array;
+  /** The length every row was padded to. */
+  paddedLength: number;
+  tokenizeMs: number;
   inferenceMs: number;
   /** epochMs() when the worker started the batch (it may have waited behind another). */
   startedAt: number;
@@ -177,7 +181,7 @@ export class WorkerPool {
   }
 
   /** Run one batch: on an idle worker if there is one, else behind a running batch. */
-  run(batch: BatchTensors): Promise<BatchOutput> {
+  run(batch: BatchTexts): Promise<BatchOutput> {
     const worker = this.workers.find((w) => w.jobs.size === 0) ?? this.workers.find((w) => w.jobs.size < PIPELINE_DEPTH);
     if (!worker) return Promise.reject(new Error('worker pool: no free worker'));
     const id = this.nextJobId++;
@@ -185,7 +189,7 @@ export class WorkerPool {
       worker.jobs.set(id, { resolve, reject });
       if (worker.jobs.size === 1) this.arm(worker); // it starts now
       const msg: RunRequest = { type: 'run', jobId: id, ...batch };
-      worker.thread.postMessage(msg, [batch.inputIds.buffer as ArrayBuffer, batch.attentionMask.buffer as ArrayBuffer]);
+      worker.thread.postMessage(msg);
     });
   }
 
@@ -255,7 +259,8 @@ export class WorkerPool {
       worker.jobs.delete(msg.jobId);
       this.arm(worker); // the next batch, if any, starts now
       if (msg.type === 'result') {
-        job.resolve({ probabilities: msg.probabilities, numLabels: msg.numLabels, inferenceMs: msg.inferenceMs, startedAt: msg.startedAt, workerIndex: index });
+        const { probabilities, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt } = msg;
+        job.resolve({ probabilities, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt, workerIndex: index });
       } else if (msg.type === 'run-expired') {
         job.reject(new BatchExpiredError());
       } else {

@@ -1,5 +1,7 @@
 // Messages between the main thread (worker-pool.ts) and an inference worker (worker.ts).
-// Tensors travel as transferred ArrayBuffers, never copied or serialised element by element.
+// A batch travels as its texts: the worker tokenizes them (tokenization is off the event loop)
+// and pads them into the tensors itself. Results travel as transferred ArrayBuffers, never copied
+// or serialised element by element.
 import type { Device, GraphOptimizationLevel } from './config.js';
 
 /** One variant a worker opens a session for. */
@@ -9,6 +11,10 @@ export interface SessionSpec {
   onnxPath: string;
   device: Device;
   numLabels: number;
+  /** The variant directory: the worker loads its tokenizer (tokenizer.json + tokenizer_config.json) from here. */
+  tokenizerDir: string;
+  /** Most tokens the model reads: longer texts are cut to their first maxLength ids. */
+  maxLength: number;
   /** Input shapes [rows, cols] run once after loading so first requests do not pay for allocation. */
   warmupShapes: [number, number][];
 }
@@ -41,10 +47,8 @@ export interface RunRequest {
   type: 'run';
   jobId: number;
   key: string;
-  rows: number;
-  cols: number;
-  inputIds: BigInt64Array;
-  attentionMask: BigInt64Array;
+  /** One text per row, already bounded by boundText (tokenize.ts): the worker encodes and pads them. */
+  texts: string[];
   /** epochMs() after which no input of the batch is wanted: the worker skips it then. */
   expiresAt: number;
 }
@@ -72,7 +76,21 @@ export type MainToWorker = RunRequest | CloseRequest | AddSessionsRequest | Drop
 export type WorkerToMain =
   | { type: 'loaded'; sessions: LoadedSession[] }
   | { type: 'load-failed'; message: string }
-  | { type: 'result'; jobId: number; probabilities: Float32Array; numLabels: number; inferenceMs: number; startedAt: number }
+  | {
+      type: 'result';
+      jobId: number;
+      probabilities: Float32Array;
+      numLabels: number;
+      /** Per row: the text's token count, or -1 for "more than maxLength" (too long to count in full). */
+      tokenCounts: Int32Array;
+      /** The length every row was padded to. */
+      paddedLength: number;
+      /** Tokenizing and padding the batch, ms. */
+      tokenizeMs: number;
+      /** session.run, ms. */
+      inferenceMs: number;
+      startedAt: number;
+    }
   | { type: 'run-failed'; jobId: number; message: string }
   | { type: 'run-expired'; jobId: number }
   | { type: 'sessions-loaded'; requestId: number; sessions: LoadedSession[] }

@@ -1,10 +1,12 @@
 // An inference worker thread. onnxruntime-node's session.run blocks the thread that calls it,
-// so it lives here, off the event loop that answers HTTP. Each worker opens one session per
-// variant, warms each up, and then runs one batch at a time as the pool sends them.
+// so it lives here, off the event loop that answers HTTP; so does tokenization. Each worker opens
+// one session and loads one tokenizer per variant, warms each session up, and then runs one batch
+// at a time as the pool sends them: texts in, tokenized and padded here, probabilities out.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { softmaxRows } from '../probabilities.js';
 import { epochMs } from './clock.js';
+import { encodeBatch, loadTextTokenizer, type TextTokenizer } from './tokenize.js';
 import type { Device } from './config.js';
 import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
@@ -14,7 +16,7 @@ const port = parentPort!;
 // one clear warning about the fallback instead, and real failures still throw.
 ort.env.logLevel = 'fatal';
 
-const sessions = new Map<string, { session: ort.InferenceSession; numLabels: number }>();
+const sessions = new Map<string, { session: ort.InferenceSession; numLabels: number; tokenizer: TextTokenizer; maxLength: number }>();
 /** Devices that failed in this worker already: do not probe them again for the next variant. */
 const unavailable = new Map<Device, string>();
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -93,6 +95,8 @@ async function runSession(key: string, rows: number, cols: number, ids: BigInt64
 
 async function openSession(spec: SessionSpec): Promise<LoadedSession> {
   const started = performance.now();
+  // The tokenizer first: a broken tokenizer.json fails the variant before a session is opened.
+  const tokenizer = await loadTextTokenizer(spec.tokenizerDir);
   let device = spec.device;
   let fallbackReason = unavailable.get(device);
   let session: ort.InferenceSession | undefined;
@@ -118,7 +122,8 @@ async function openSession(spec: SessionSpec): Promise<LoadedSession> {
     if (!session.inputNames.includes(name)) throw new Error(`${spec.onnxPath}: no input named ${name} (inputs: ${session.inputNames.join(', ')})`);
   }
   if (!session.outputNames.includes('logits')) throw new Error(`${spec.onnxPath}: no output named logits (outputs: ${session.outputNames.join(', ')})`);
-  sessions.set(spec.key, { session, numLabels: spec.numLabels });
+  sessions.set(spec.key, { session, numLabels: spec.numLabels, tokenizer, maxLength: spec.maxLength });
+  tokenizer.encode('warm up'); // the first encode compiles the tokenizer's code paths
   const loaded = performance.now();
   for (const [rows, cols] of spec.warmupShapes) {
     const ids = new BigInt64Array(rows * cols).fill(1n);
@@ -153,14 +158,21 @@ async function run(msg: RunRequest): Promise<void> {
   }
   try {
     const startedAt = epochMs();
+    const entry = sessions.get(msg.key);
+    if (!entry) throw new Error(`no session for ${msg.key}`);
+    const tokenizeStarted = performance.now();
+    const { inputIds, attentionMask, paddedLength, tokenCounts } = encodeBatch(entry.tokenizer, msg.texts, entry.maxLength);
     const started = performance.now();
     // Test-only slowdown; blocks like a long session.run would, and counts as inference time.
     if (init.testDelayMs > 0) Atomics.wait(sleeper, 0, 0, init.testDelayMs);
     if (fault && injectFault(msg.key)) return;
-    const probabilities = await runSession(msg.key, msg.rows, msg.cols, msg.inputIds, msg.attentionMask);
+    const rows = msg.texts.length;
+    const probabilities = await runSession(msg.key, rows, paddedLength, inputIds, attentionMask);
     const inferenceMs = performance.now() - started;
-    const numLabels = sessions.get(msg.key)!.numLabels;
-    post({ type: 'result', jobId: msg.jobId, probabilities, numLabels, inferenceMs, startedAt }, [probabilities.buffer as ArrayBuffer]);
+    post(
+      { type: 'result', jobId: msg.jobId, probabilities, numLabels: entry.numLabels, tokenCounts, paddedLength, tokenizeMs: started - tokenizeStarted, inferenceMs, startedAt },
+      [probabilities.buffer as ArrayBuffer, tokenCounts.buffer as ArrayBuffer],
+    );
   } catch (err) {
     post({ type: 'run-failed', jobId: msg.jobId, message: (err as Error).message });
   }

@@ -2,6 +2,7 @@
 // and the helpers inference routes share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { epochMs } from '../clock.js';
+import type { ClientGone } from '../batcher.js';
 import type { ClassifyResult } from '../core.js';
 
 export interface RequestNotes {
@@ -23,13 +24,32 @@ declare module 'fastify' {
   }
 }
 
-/** An AbortSignal that fires when the client goes away before the answer is written. */
-export function clientGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableEnded) controller.abort();
+/**
+ * Fires when the client goes away before the answer is written. One 'close' listener and a
+ * plain object per request: an AbortController with its EventTarget cost more (main-thread profile).
+ */
+export function clientGone(reply: FastifyReply): ClientGone {
+  const res = reply.raw;
+  let aborted = false;
+  let listeners: (() => void)[] = [];
+  res.once('close', () => {
+    if (res.writableEnded) return;
+    aborted = true;
+    const now = listeners;
+    listeners = [];
+    for (const fn of now) fn();
   });
-  return controller.signal;
+  return {
+    get aborted() {
+      return aborted;
+    },
+    onAbort(fn) {
+      listeners.push(fn);
+      return () => {
+        listeners = listeners.filter((x) => x !== fn);
+      };
+    },
+  };
 }
 
 /** epochMs() time at which this request's deadline passes (counted from its arrival). */
