@@ -8,10 +8,10 @@
 //     routing.json (or reload the repository) before the PUT is answered.
 // The process asks; the primary answers (`ask`). The primary asks every process (`handle`).
 import cluster from 'node:cluster';
-import type { ServeCore } from './core.js';
 import { CoreError } from './errors.js';
 import type { ServeMetrics } from './metrics.js';
 import { snapshotOf } from './routing/cluster-stats.js';
+import type { RoutingStatistics } from './routing/statistics.js';
 
 /** The feedback HMAC key the primary generates for its processes when none is configured. */
 export const CLUSTER_SECRET_ENV = 'SLIM_CLUSTER_FEEDBACK_SECRET';
@@ -115,8 +115,16 @@ export class ClusterPeer {
   }
 }
 
+/** What connectPeer needs of the serving core (core.ts, which imports this module's types). */
+export interface PeerCore {
+  readonly ready: boolean;
+  readonly statistics: RoutingStatistics;
+  readonly tables: { reread(model: string): Promise<void> };
+  readonly store: { reload(trigger: 'poll'): Promise<unknown> } | null;
+}
+
 /** Wire a server process to its primary: answer its collects and re-reads, take /metrics from it. */
-export function connectPeer(peer: ClusterPeer, core: ServeCore, metrics: ServeMetrics | null): void {
+export function connectPeer(peer: ClusterPeer, core: PeerCore, metrics: ServeMetrics | null): void {
   peer.handle('collect', async (body) => {
     const want = body as { metrics: boolean; stats: boolean };
     return {
