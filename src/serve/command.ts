@@ -1,9 +1,12 @@
 // `slim serve`: configuration from file, flags and environment; start; stop gracefully on
 // SIGTERM or SIGINT. Returns the process exit code.
+import cluster from 'node:cluster';
 import { statSync } from 'node:fs';
+import { CLUSTER_SECRET_ENV, ClusterPeer } from './cluster-peer.js';
 import { ConfigError, configHelp, loadConfig } from './config.js';
 import { RepositoryError } from './model-repository.js';
 import { startServer } from './server.js';
+import { superviseCluster } from './supervisor.js';
 
 export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -29,9 +32,20 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     return 2;
   }
 
+  // --processes N: this process supervises N server processes (supervisor.ts) and serves nothing
+  // itself. The checks above run once, here, before any process is forked.
+  if (config.processes > 1 && cluster.isPrimary) return superviseCluster(config);
+  const peer = ClusterPeer.current();
+  if (peer) {
+    // One HMAC key in every process, so a request_id from one is taken by all (none configured: the primary's).
+    const secret = env[CLUSTER_SECRET_ENV];
+    if (secret && config.feedbackSecret === null) config.feedbackSecret = secret;
+    delete process.env[CLUSTER_SECRET_ENV];
+  }
+
   let server;
   try {
-    server = await startServer(config);
+    server = await startServer(config, { peer });
   } catch (err) {
     console.error(`slim serve: could not listen on ${config.host}:${config.port}: ${(err as Error).message}`);
     return 1;
@@ -60,6 +74,10 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // The primary's SIGTERM or SIGINT (a terminal's Ctrl-C also reaches this process itself: one stop).
+    peer?.onStop(() => {
+      if (!stopping) stop('SIGTERM');
+    });
   });
 
   try {
@@ -71,6 +89,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
   }
   // Ready: log the address in one plain line too, for scripts that wait for it.
   server.app.log.info({ url: server.url }, `ready on ${server.url}`);
+  peer?.ready(server.url);
   return stopped;
 }
 

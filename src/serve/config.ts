@@ -27,6 +27,8 @@ export interface ServeConfig {
   devices: Record<string, Device>;
   threads: { intraOp: number; interOp: number };
   graphOptimization: GraphOptimizationLevel;
+  /** Server processes on the one port (node:cluster), each with its own inference workers (1: no cluster). */
+  processes: number;
   workers: number;
   batching: { maxBatchSize: number; maxBatchTokens: number; maxQueueDelayMs: number; maxQueued: number };
   requestTimeoutMs: number;
@@ -178,7 +180,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'threads.intraOp', flag: '--intra-op-threads', env: 'SLIM_INTRA_OP_THREADS', parse: integer(1, 256), defaultText: 'cores / workers', description: 'onnxruntime intra-op threads per session' },
   { key: 'threads.interOp', flag: '--inter-op-threads', env: 'SLIM_INTER_OP_THREADS', parse: integer(1, 256), defaultText: '1', description: 'onnxruntime inter-op threads per session' },
   { key: 'graphOptimization', flag: '--graph-optimization', env: 'SLIM_GRAPH_OPTIMIZATION', parse: oneOf(GRAPH_OPTIMIZATION_LEVELS), defaultText: 'all', description: 'onnxruntime graph optimisation level' },
-  { key: 'workers', flag: '--workers', env: 'SLIM_WORKERS', parse: integer(1, 64), defaultText: 'max(1, cores / 2)', description: 'worker threads; each holds one session per variant and runs one batch at a time' },
+  { key: 'processes', flag: '--processes', env: 'SLIM_PROCESSES', parse: integer(1, 256), defaultText: 'max(1, cores / 2)', description: 'server processes sharing the port (node:cluster), each parsing HTTP and running its own workers; metrics, routing and feedback are shared' },
+  { key: 'workers', flag: '--workers', env: 'SLIM_WORKERS', parse: integer(1, 64), defaultText: 'max(1, cores / 2 / processes)', description: 'worker threads per process; each holds one session per variant and runs one batch at a time' },
   { key: 'batching.maxBatchSize', flag: '--max-batch-size', env: 'SLIM_MAX_BATCH_SIZE', parse: integer(1, 4096), defaultText: '32', description: 'most inputs in one batch' },
   { key: 'batching.maxBatchTokens', flag: '--max-batch-tokens', env: 'SLIM_MAX_BATCH_TOKENS', parse: integer(1), defaultText: '8192', description: 'most padded tokens (longest length x batch size) in one batch; a single input always runs' },
   { key: 'batching.maxQueueDelayMs', flag: '--max-queue-delay-ms', env: 'SLIM_MAX_QUEUE_DELAY_MS', parse: integer(0, 10_000), defaultText: '2', description: 'how long a batch that is not full waits for more inputs' },
@@ -223,15 +226,17 @@ export class ConfigError extends Error {
 }
 
 export function defaultConfig(cores = availableParallelism()): ServeConfig {
-  const workers = Math.max(1, Math.floor(cores / 2));
+  const processes = defaultProcesses(cores);
+  const workers = defaultWorkers(cores, processes);
   return {
     port: 8080,
     host: '127.0.0.1',
     models: 'models',
     device: 'cpu',
     devices: {},
-    threads: { intraOp: Math.max(1, Math.floor(cores / workers)), interOp: 1 },
+    threads: { intraOp: Math.max(1, Math.floor(cores / (workers * processes))), interOp: 1 },
     graphOptimization: 'all',
+    processes,
     workers,
     batching: { maxBatchSize: 32, maxBatchTokens: 8192, maxQueueDelayMs: 2, maxQueued: 1024 },
     requestTimeoutMs: 10_000,
@@ -254,6 +259,20 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     batchTimeoutMs: 30_000,
     rateLimit: { max: 0, windowMs: 60_000, routes: {} },
   };
+}
+
+/**
+ * One server process per 2 cores: each process's event loop parses HTTP and JSON for its share of
+ * the connections, and its inference workers take the other core (measured in
+ * loadtest/results/processes.md). On 2 cores that is 1: the same single process as before.
+ */
+export function defaultProcesses(cores: number): number {
+  return Math.max(1, Math.floor(cores / 2));
+}
+
+/** Inference workers per process: the cores / 2 workers of one process, shared among the processes. */
+export function defaultWorkers(cores: number, processes: number): number {
+  return Math.max(1, Math.floor(cores / 2 / processes));
 }
 
 /** Keys whose value is an object in the file but a single option (not a group of options). */
@@ -367,9 +386,11 @@ export function loadConfig(input: LoadConfigInput = {}): ServeConfig {
   }
 
   const result = config as unknown as ServeConfig;
-  // Threads follow workers unless set: workers x intraOp should not oversubscribe the cores.
+  // Workers follow processes and threads follow both unless set: processes x workers x intraOp
+  // should not oversubscribe the cores.
+  if (!explicit.has('workers')) result.workers = defaultWorkers(availableParallelism(), result.processes);
   if (!explicit.has('threads.intraOp')) {
-    result.threads.intraOp = Math.max(1, Math.floor(availableParallelism() / result.workers));
+    result.threads.intraOp = Math.max(1, Math.floor(availableParallelism() / (result.workers * result.processes)));
   }
   if (!explicit.has('shutdownTimeoutMs')) result.shutdownTimeoutMs = result.requestTimeoutMs + 5_000;
   if (problems.length === 0 && result.maxInputs > result.batching.maxQueued) {

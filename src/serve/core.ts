@@ -23,6 +23,9 @@ import { decide, type Decision, type RoutingReason } from './routing/decide.js';
 import { routingCounters, routingShares, routingStatus, type RoutingCounters, type RoutingStatus } from './routing/render.js';
 import { shadowFits, shadowJob, shadowOutcomes, type ShadowJob } from './routing/shadow.js';
 import { RoutingStatistics, type FeedbackResult } from './routing/statistics.js';
+import { clusterView, type ModelSnapshot } from './routing/cluster-stats.js';
+import type { FeedbackCounts } from './routing/feedback-ledger.js';
+import type { ClusterPeer } from './cluster-peer.js';
 import { RoutingTables, type RebindPlan } from './routing/table-store.js';
 import { boundText } from './tokenize.js';
 import { WorkerPool } from './worker-pool.js';
@@ -40,6 +43,8 @@ export interface CoreLogger {
 export interface CoreOptions {
   /** Test-only: every batch takes at least this long (default: SLIM_TEST_WORKER_DELAY_MS). */
   testWorkerDelayMs?: number;
+  /** One of several server processes (--processes): routing statistics and feedback go through the primary. */
+  peer?: ClusterPeer | null;
 }
 
 /** One classification request, as every protocol route hands it to the core. */
@@ -186,7 +191,11 @@ export class ServeCore {
   reload(trigger: ReloadTrigger = 'api'): Promise<ReloadReport> {
     const refused = this.unavailable();
     if (refused || !this.store) return Promise.reject(refused ?? stateError('loading')!);
-    return this.store.reload(trigger);
+    const report = this.store.reload(trigger);
+    // The other server processes reload too (their result is in their own logs).
+    const peer = this.options.peer;
+    if (peer && trigger === 'api') void report.then(() => peer.ask('reloaded').catch(() => {}), () => {});
+    return report;
   }
 
   /** The model a request names (or the only one); the lifecycle error while nothing is loaded. */
@@ -307,21 +316,29 @@ export class ServeCore {
   }
 
   /** POST /feedback; `client` (its address key) counts toward the distinct clients of the online accuracy. */
-  feedback(requestId: string, labels: readonly (string | null)[], client = ''): FeedbackResult {
-    return this.statistics.recordFeedback(requestId, labels, client);
+  async feedback(requestId: string, labels: readonly (string | null)[], client = ''): Promise<FeedbackResult> {
+    const peer = this.options.peer;
+    if (!peer) return this.statistics.recordFeedback(requestId, labels, client);
+    // Checked here (this process has the models), counted once in the primary.
+    return peer.ask<FeedbackResult>('feedback', { claim: this.statistics.checkFeedback(requestId, labels), client });
   }
 
-  /** GET /routing/{model}. */
-  routingStatus(name: string): RoutingStatus {
+  /** GET /routing/{model}; with several processes, their counts summed and the primary's feedback tally. */
+  async routingStatus(name: string): Promise<RoutingStatus> {
     const model = this.model(name);
-    return routingStatus(this.tables.state(model.name), this.statistics.of(model.name)!, this.statistics);
+    const peer = this.options.peer;
+    if (!peer) return routingStatus(this.tables.state(model.name), this.statistics.of(model.name)!, this.statistics);
+    const whole = await peer.ask<{ counters: ModelSnapshot; feedback: FeedbackCounts }>('routing-stats', { model: model.name });
+    return routingStatus(this.tables.state(model.name), clusterView(model, whole.counters, whole.feedback), this.statistics);
   }
 
   /** PUT /routing/{model}: the new table in force, persisted where possible. */
   async replaceRouting(name: string, raw: unknown): Promise<RoutingStatus & { persisted: boolean; persistError?: string }> {
     const model = this.model(name);
     const persisted = await this.tables.replace(model.name, raw);
-    return { ...this.routingStatus(model.name), ...persisted };
+    // Every other server process re-reads routing.json before this PUT is answered.
+    if (this.options.peer && persisted.persisted) await this.options.peer.ask('routing-changed', { model: model.name });
+    return { ...(await this.routingStatus(model.name)), ...persisted };
   }
 
   /** Normalised routing weights of a model (slim_routing_weight). */

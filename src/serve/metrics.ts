@@ -110,6 +110,8 @@ export class ServeMetrics {
       help: 'Accuracy of a variant: source="build" from its manifest eval, source="online" from feedback.',
       labelNames: ['model', 'variant', 'source'],
       registers,
+      // With several processes (--processes) every one reports the same value: merged, it is taken once.
+      aggregator: 'first',
       collect() {
         this.reset();
         for (const m of self.core.catalogue.models) {
@@ -157,6 +159,8 @@ export class ServeMetrics {
       help: 'Share (0..1) of requests without an explicit variant that routing sends to a variant.',
       labelNames: ['model', 'variant'],
       registers,
+      // With several processes (--processes) every one reports the same value: merged, it is taken once.
+      aggregator: 'first',
       collect() {
         this.reset();
         for (const m of self.core.catalogue.models) {
@@ -171,6 +175,8 @@ export class ServeMetrics {
       help: 'Always 1: what a served variant is (depth, base model id, device it runs on, precision fp32/int8/fp16).',
       labelNames: ['model', 'variant', 'depth', 'base', 'device', 'precision'],
       registers,
+      // With several processes (--processes) every one reports the same value: merged, it is taken once.
+      aggregator: 'first',
       collect() {
         this.reset();
         for (const m of self.core.catalogue.models) {
@@ -208,13 +214,19 @@ export class ServeMetrics {
     };
   }
 
+  /**
+   * With several server processes (--processes): the exposition text of the whole server, which
+   * the primary merges from every process's registry (cluster-peer.ts). null: this registry.
+   */
+  wholeServerText: (() => Promise<string>) | null = null;
+
   get contentType(): string {
     return this.registry.contentType;
   }
 
   /** The exposition text of every metric of this server. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.wholeServerText ? this.wholeServerText() : this.registry.metrics();
   }
 
   /** Bounded model and variant label values: only what the core serves. */

@@ -27,6 +27,7 @@ import { teiRoutes } from './routes/tei.js';
 import { ServeCore, type CoreOptions } from './core.js';
 import { limitConnections } from './connection-limit.js';
 import { ConnectionTracker, IDLE_GRACE_MS, stopListening } from './drain.js';
+import { connectPeer } from './cluster-peer.js';
 
 export interface BuildOptions extends CoreOptions {
   /** false: no logs; default: JSON lines at config.logLevel on stdout. */
@@ -193,6 +194,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
   reloadRoutes(app, core);
   feedbackRoutes(app, core);
   if (metrics) metricsRoutes(app, metrics);
+  if (opts.peer) connectPeer(opts.peer, core, metrics);
   return { app, core };
 }
 

@@ -30,7 +30,7 @@ export function feedbackRoutes(app: FastifyInstance, core: ServeCore): void {
       if (token !== null) requireBearer(request, token, 'feedback');
       const { request_id: id, label, labels } = request.body;
       if ((label === undefined) === (labels === undefined)) throw new CoreError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
-      const result = core.feedback(id, labels ?? [label!], clientKey(request.ip));
+      const result = await core.feedback(id, labels ?? [label!], clientKey(request.ip));
       request.notes.model = result.model;
       const variants = new Set(result.results.map((r) => r.variant));
       if (variants.size === 1) request.notes.variant = [...variants][0]!;

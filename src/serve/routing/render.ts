@@ -3,7 +3,7 @@
 // (table-store.ts) and the statistics (statistics.ts).
 import { difference, type AccuracyEstimate, type Difference } from './online-accuracy.js';
 import type { ShadowOutcome } from './shadow.js';
-import type { ModelStats, RoutingStatistics } from './statistics.js';
+import type { ModelStats, RoutingStatistics, VariantStats } from './statistics.js';
 import { defaultTable, shares, tableToJson } from './table.js';
 import type { TableSource, TableState } from './table-store.js';
 
@@ -38,8 +38,15 @@ export function routingShares(state: Pick<TableState, 'model' | 'table'>): [stri
   return shares(table ?? defaultTable(model.defaultVariant), model.variants.map((v) => v.name));
 }
 
+/** What GET /routing reads of a model's statistics: this process's (ModelStats), or the sum over processes (cluster-stats.ts). */
+export interface StatsView {
+  variants: Map<string, Pick<VariantStats, 'requests' | 'inputs' | 'correct' | 'incorrect'> & { window: { estimate(): AccuracyEstimate } }>;
+  shadow: ModelStats['shadow'];
+  escalations: ModelStats['escalations'];
+}
+
 /** GET /routing/{model}. */
-export function routingStatus(state: TableState, stats: ModelStats, statistics: RoutingStatistics): RoutingStatus {
+export function routingStatus(state: TableState, stats: StatsView, statistics: RoutingStatistics): RoutingStatus {
   const model = state.model;
   const names = model.variants.map((v) => v.name);
   const table = state.table ?? defaultTable(model.defaultVariant);

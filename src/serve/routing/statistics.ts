@@ -113,6 +113,15 @@ export class RoutingStatistics {
    * request_id. Returns what was counted; inputs that already had feedback are not counted again.
    */
   recordFeedback(requestId: string, labels: readonly (string | null)[], client = ''): FeedbackResult {
+    return this.countFeedback(this.checkFeedback(requestId, labels), client);
+  }
+
+  /**
+   * The checks of POST /feedback (signature, age, model served, label count and names) and the
+   * outcome of every labelled input, not yet counted. With several server processes the primary
+   * counts them (src/serve/routing/feedback-ledger.ts), so every process sees one tally.
+   */
+  checkFeedback(requestId: string, labels: readonly (string | null)[]): FeedbackClaim {
     const { record, key } = this.feedback.resolve(requestId);
     const e = this.models.get(record.model);
     if (!e) throw new CoreError('REQUEST_ID_NOT_FOUND', `request_id names model ${record.model}, which this server does not serve`);
@@ -128,24 +137,63 @@ export class RoutingStatistics {
     labels.forEach((l, i) => {
       if (l !== null && !known.includes(l)) throw new CoreError('UNKNOWN_LABEL', `labels[${i}]: "${l}" is not a label of ${record.model} (labels: ${known.join(', ')})`);
     });
-    const out: FeedbackResult = { model: record.model, counted: 0, duplicates: 0, results: [] };
+    const outcomes: FeedbackOutcome[] = [];
     labels.forEach((label, i) => {
-      if (label === null) return;
-      const variant = record.variants[i]!;
-      const correct = label === record.labels[i];
-      const fresh = this.feedback.markAnswered(key, i);
-      out.results.push({ index: i, variant, predicted: record.labels[i]!, label, correct, counted: fresh });
-      if (!fresh) {
-        out.duplicates++;
-        return;
-      }
-      out.counted++;
-      const s = e.variants.get(variant);
-      if (!s) return;
-      if (correct) s.correct++;
-      else s.incorrect++;
-      s.window.add(correct, client);
+      if (label !== null) outcomes.push({ index: i, variant: record.variants[i]!, predicted: record.labels[i]!, label, correct: label === record.labels[i] });
     });
-    return out;
+    return { model: record.model, key, outcomes };
   }
+
+  /** Count checked feedback in this process; an input that already had feedback is not counted again. */
+  countFeedback(claim: FeedbackClaim, client = ''): FeedbackResult {
+    return countClaim(claim, (key, index) => this.feedback.markAnswered(key, index), (variant) => this.models.get(claim.model)?.variants.get(variant), client);
+  }
+}
+
+/** Checked feedback on one request_id: what each labelled input's outcome is. */
+export interface FeedbackClaim {
+  model: string;
+  /** Key of the "already answered" memory (src/serve/routing/feedback.ts). */
+  key: string;
+  outcomes: FeedbackOutcome[];
+}
+
+export interface FeedbackOutcome {
+  index: number;
+  variant: string;
+  predicted: string;
+  label: string;
+  correct: boolean;
+}
+
+/** Where feedback is counted: correct/incorrect totals and the online-accuracy window. */
+export interface FeedbackTally {
+  correct: number;
+  incorrect: number;
+  window: OutcomeWindow;
+}
+
+/** Count a claim: once per input (`fresh` says whether it is new), into the tally of its variant. */
+export function countClaim(
+  claim: FeedbackClaim,
+  fresh: (key: string, index: number) => boolean,
+  tally: (variant: string) => FeedbackTally | undefined,
+  client: string,
+): FeedbackResult {
+  const out: FeedbackResult = { model: claim.model, counted: 0, duplicates: 0, results: [] };
+  for (const o of claim.outcomes) {
+    const counted = fresh(claim.key, o.index);
+    out.results.push({ ...o, counted });
+    if (!counted) {
+      out.duplicates++;
+      continue;
+    }
+    out.counted++;
+    const s = tally(o.variant);
+    if (!s) continue;
+    if (o.correct) s.correct++;
+    else s.incorrect++;
+    s.window.add(o.correct, client);
+  }
+  return out;
 }

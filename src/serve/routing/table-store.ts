@@ -204,6 +204,12 @@ export class RoutingTables {
     }
   }
 
+  /** Re-read one model's routing.json now (another server process was told of a PUT: cluster-peer.ts). */
+  async reread(model: string): Promise<void> {
+    const e = this.entries.get(model);
+    if (e) await this.poll(e);
+  }
+
   private async poll(e: Entry): Promise<void> {
     if (e.writing) return;
     const file = routingFilePath(e.model.dir, this.routingDir);
