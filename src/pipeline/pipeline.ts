@@ -5,7 +5,8 @@
 // (BuildContext) and what the steps before it produced for this depth (DepthState).
 import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { onnx, type ModelProto } from './onnx-proto.js';
+import type { ModelProto } from './onnx-proto.js';
+import { modelPieces } from './onnx-pieces.js';
 import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets.js';
 import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
 import { moveToExternalData } from './onnx-external.js';
@@ -51,8 +52,8 @@ export interface DepthState {
   /** The variant's directory name, k<depth>[-mode]. */
   readonly variant: string;
   trained?: TrainResult;
-  /** model.onnx's bytes, and its external data when the weights are past --external-data-threshold. */
-  exported?: { model: ModelProto; onnx: Uint8Array; onnxData?: Uint8Array[]; params: number };
+  /** model.onnx as pieces (views of the weights, onnx-pieces.ts), and its external data when the weights are past --external-data-threshold. */
+  exported?: { model: ModelProto; onnx: Uint8Array[]; onnxData?: Uint8Array[]; params: number };
   written?: { dir: string; manifest: Manifest };
   latencyMs?: { batch1: number; batch32: number };
   /** A distilled student: teacher, recipe and the same depth's accuracy without distillation. */
@@ -109,7 +110,7 @@ const exportOnnx: DepthStep = {
   async run(ctx, d) {
     const { model, params } = ctx.base.exportModel(d.depth, need(d.trained, 'export', 'trained weights'));
     const onnxData = moveToExternalData(model, ONNX_DATA_FILE, ctx.options.externalDataThreshold);
-    d.exported = { model, onnx: onnx.ModelProto.encode(model).finish(), onnxData, params };
+    d.exported = { model, onnx: modelPieces(model).pieces, onnxData, params };
   },
 };
 
