@@ -16,6 +16,7 @@ import { openBase } from './bases/open.js';
 import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
 import { buildPrecisionSiblings } from './precision/variants.js';
+import { convertFp16 } from './precision/convert-fp16.js';
 import { findPlainSibling, loadVariantTeacher, readTransferTexts, type VariantTeacher } from './training/distill.js';
 import type { DistillationRecord } from './report.js';
 
@@ -109,6 +110,8 @@ const exportOnnx: DepthStep = {
   name: 'export',
   async run(ctx, d) {
     const { model, params } = ctx.base.exportModel(d.depth, need(d.trained, 'export', 'trained weights'));
+    // --weights-dtype fp16: the float32 graph rewritten to float16 (precision/convert-fp16.ts), one initializer at a time.
+    if (ctx.options.weightsDtype === 'fp16') convertFp16(model);
     const onnxData = moveToExternalData(model, ONNX_DATA_FILE, ctx.options.externalDataThreshold);
     d.exported = { model, onnx: modelPieces(model).pieces, onnxData, params };
   },
@@ -130,7 +133,7 @@ const write: DepthStep = {
       train: { mode: ctx.mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: ctx.train.length, dataSha256: ctx.dataSha256, seconds: round(res.seconds, 2) },
       eval: { split: ctx.data.evalSplit, examples: ctx.val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
       params: exp.params,
-      precision: 'fp32',
+      precision: ctx.options.weightsDtype,
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
@@ -151,7 +154,7 @@ const measure: DepthStep = {
       variant: d.variant,
       depth: d.depth,
       mode: ctx.mode,
-      precision: 'fp32',
+      precision: ctx.options.weightsDtype,
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
       params: exp.params,
@@ -255,7 +258,9 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
     // Distilling from a depth of this build: that depth is trained (plain) first.
     const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((k) => k !== teacherDepth)];
     for (const depth of depths) {
-      const d: DepthState = { depth, variant: variantName(depth, modeSuffix(o.mode)) };
+      // An fp16 build's variants say so in their name (k1-head-fp16), as the manifest validator wants.
+      const suffix = [modeSuffix(o.mode), o.weightsDtype === 'fp16' ? 'fp16' : undefined].filter(Boolean).join('-');
+      const d: DepthState = { depth, variant: variantName(depth, suffix || undefined) };
       for (const step of steps) await step.run(ctx, d);
     }
     return { modelDir, results: ctx.results, recommended: ctx.recommended, seconds: (performance.now() - t0) / 1000 };
