@@ -15,6 +15,9 @@ import { DEFAULT_PRECISIONS, parsePrecisions, type Precision } from './precision
 
 export const BUILD_VERSION = '0.1.0';
 
+/** --weights-dtype: the float type of a variant's weights. */
+export type WeightsDtype = 'fp32' | 'fp16';
+
 export const BUILD_DEFAULTS = {
   base: 'builtin:use-lite',
   depths: '1,2',
@@ -67,6 +70,11 @@ export interface BuildOptions {
   trainEmbeddings: boolean;
   /** Initializer bytes past which a variant's weights go to model.onnx.data (ONNX external data). */
   externalDataThreshold: number;
+  /**
+   * fp16: each depth's variant is written in float16 (weights and arithmetic, named k<d>[-mode]-fp16, manifest precision fp16),
+   * for GPU serving of fp16/bf16 checkpoints; training runs in float32 either way.
+   */
+  weightsDtype: WeightsDtype;
   /** fp32 plus the int8 / fp16 siblings written beside each depth (default fp32,int8 for builtin:use-lite, fp32 otherwise). */
   precisions: Precision[];
   quiet: boolean;
@@ -99,6 +107,7 @@ export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'val-split', value: 'X', default: '0.1', help: 'fraction of --data held out for validation when --val is absent' },
   { name: 'threads', value: 'N', default: String(BUILD_DEFAULTS.threads), help: 'onnxruntime threads for training and latency measurement' },
   { name: 'external-data-threshold', value: 'BYTES', default: String(EXTERNAL_DATA_THRESHOLD), help: 'weights past this many bytes are written to model.onnx.data beside model.onnx (ONNX external data; protobuf files stop at 2 GB)' },
+  { name: 'weights-dtype', value: 'DTYPE', default: 'fp32', help: 'fp16: write each depth\'s variant in float16 (k<depth>[-mode]-fp16; weights and arithmetic, float32 inputs and logits) for GPU serving, e.g. from an fp16/bf16 checkpoint; training runs in float32; transformer bases, not with --precision int8/fp16' },
   { name: 'precision', value: 'P,P,..', default: `${DEFAULT_PRECISIONS.join(',')} (fp32 for transformer bases)`, help: 'precisions written per depth: fp32 (k<d>), int8 (k<d>-int8: dynamic quantization, for CPUs), fp16 (k<d>-fp16: for GPU execution providers); fp32 is always built' },
   { name: 'distill-from', value: 'DIR|K', help: 'train the other depths as students of a teacher: a built variant directory with the same labels, or a depth of this build (trained first, plain); builtin:use-lite, --train full or top:N' },
   { name: 'transfer-data', value: 'FILE', help: 'with --distill-from: unlabelled texts (.jsonl with "text", or one text per line) the student also learns the teacher\'s soft labels on' },
@@ -212,10 +221,20 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     threads: intFlag('threads', str('threads'), BUILD_DEFAULTS.threads, 1, 256),
     trainEmbeddings: values['train-embeddings'] === true,
     externalDataThreshold: intFlag('external-data-threshold', str('external-data-threshold'), EXTERNAL_DATA_THRESHOLD, 0, EXTERNAL_DATA_THRESHOLD),
-    precisions: precisionFlag(str('precision'), useLite),
+    ...weightsDtypeFlag(str('weights-dtype'), str('precision'), base, useLite),
     quiet: values.quiet === true,
     ...distill,
   };
+}
+
+/** --weights-dtype and --precision together: the int8 / fp16 siblings are converted from an fp32 variant, which an fp16 build does not write. */
+function weightsDtypeFlag(text: string | undefined, precisionText: string | undefined, base: string, useLite: boolean): Pick<BuildOptions, 'weightsDtype' | 'precisions'> {
+  if (text === undefined || text === 'fp32') return { weightsDtype: 'fp32', precisions: precisionFlag(precisionText, useLite) };
+  if (text !== 'fp16') throw new UsageError(`--weights-dtype must be fp32 or fp16 (got ${JSON.stringify(text)})`);
+  if (useLite) throw new UsageError(`--weights-dtype fp16 needs a transformer base (a Hugging Face directory or a llama2.c file); for ${base} use --precision fp32,fp16 (an fp16 sibling of each variant)`);
+  const precisions = precisionFlag(precisionText, useLite);
+  if (precisions.some((p) => p !== 'fp32')) throw new UsageError(`--weights-dtype fp16 cannot be combined with --precision ${precisionText}: the int8/fp16 siblings are converted from an fp32 variant, which an fp16 build does not write`);
+  return { weightsDtype: 'fp16', precisions };
 }
 
 /** `--precision fp32,int8[,fp16]`; without it, fp32,int8 for builtin:use-lite and fp32 for transformer bases (int8 on request). */

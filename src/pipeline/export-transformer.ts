@@ -2,9 +2,10 @@
 // llama2.c .bin) as an ONNX file: hidden states, full-vocabulary LM logits, or a classifier on
 // the last real token (a linear head, or the LM-head rows of label words). Files whose weights
 // exceed protobuf's 2 GB limit keep their large initializers in `<file>.data` (ONNX external data).
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { onnx, type ModelProto } from './onnx-proto.js';
+import type { ModelProto } from './onnx-proto.js';
+import { modelPieces } from './onnx-pieces.js';
 import type { GraphBuilder } from './graph.js';
 import {
   buildTransformerGraph, checkDepth, countParams, loadParams, paramSpecs,
@@ -85,7 +86,8 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
 /**
  * Serialise a model to `file` atomically. When the initializers exceed `threshold` bytes, each
  * initializer of 1 KiB or more is written to `<file>.data` and referenced by ONNX external data
- * (location relative to the model file, offset, length), keeping the protobuf small.
+ * (location relative to the model file, offset, length), keeping the protobuf small. Either file
+ * is written piece by piece from the weights the model holds (onnx-pieces.ts): no second copy.
  */
 export function writeModel(model: ModelProto, file: string, threshold: number): { file: string; dataFile?: string; bytes: number } {
   mkdirSync(dirname(file), { recursive: true });
@@ -94,29 +96,39 @@ export function writeModel(model: ModelProto, file: string, threshold: number): 
   let dataBytes = 0;
   if (chunks) {
     dataFile = `${file}.data`;
-    const tmpData = `${dataFile}.tmp-${process.pid}`;
-    const fd = openSync(tmpData, 'w');
+    dataBytes = writeChunksAtomically(chunks, dataFile);
+  }
+  const { pieces } = modelPieces(model);
+  let bytes: number;
+  try {
+    bytes = writeChunksAtomically(pieces, file);
+  } catch (e) {
+    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
+  }
+  return { file, dataFile, bytes: bytes + dataBytes };
+}
+
+/** Write chunks to a temporary sibling, then rename it to `file`; returns the bytes written. */
+function writeChunksAtomically(chunks: readonly Uint8Array[], file: string): number {
+  const tmp = `${file}.tmp-${process.pid}`;
+  let total = 0;
+  try {
+    const fd = openSync(tmp, 'w');
     try {
       for (const c of chunks) {
         let done = 0;
         while (done < c.length) done += writeSync(fd, c, done, Math.min(c.length - done, 1 << 30));
-        dataBytes += c.length;
+        total += c.length;
       }
     } finally {
       closeSync(fd);
     }
-    renameSync(tmpData, dataFile);
-  }
-  const bytes = onnx.ModelProto.encode(model).finish();
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, bytes);
     renameSync(tmp, file);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
+    throw e;
   }
-  return { file, dataFile, bytes: bytes.length + dataBytes };
+  return total;
 }
 
 /** A checkpoint held in memory under canonical names (random models, converted tensors). */

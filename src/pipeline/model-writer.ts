@@ -110,7 +110,8 @@ function jsonErrorLocation(file: string, text: string): string {
 // Atomic writing
 
 export interface VariantFiles {
-  onnx: Uint8Array;
+  /** model.onnx: its bytes, or pieces whose concatenation it is (onnx-pieces.ts: the weights without a second copy). */
+  onnx: Uint8Array | readonly Uint8Array[];
   /** tokenizer.json: text as is, or a value to serialise as JSON. */
   tokenizer: string | object;
   tokenizerConfig: string | object;
@@ -133,16 +134,11 @@ export type ManifestDraft = Omit<Manifest, 'onnxSha256' | 'externalData'>;
  * cannot disagree with the files.
  */
 export async function writeVariant(modelDir: string, draft: ManifestDraft, files: VariantFiles): Promise<{ dir: string; manifest: Manifest }> {
-  const manifest: Manifest = { ...draft, onnxSha256: createHash('sha256').update(files.onnx).digest('hex') };
+  const onnxChunks = files.onnx instanceof Uint8Array ? [files.onnx] : files.onnx;
+  const manifest: Manifest = { ...draft, onnxSha256: sha256Chunks(onnxChunks).sha256 };
   if (files.onnxData) {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    // In slices: Hash.update refuses one input of 2 GiB or more (a large embedding is one chunk).
-    for (const c of files.onnxData) {
-      for (let at = 0; at < c.length; at += 1 << 30) hash.update(c.subarray(at, Math.min(c.length, at + (1 << 30))));
-      bytes += c.length;
-    }
-    manifest.externalData = [{ file: ONNX_DATA_FILE, bytes, sha256: hash.digest('hex') }];
+    const { sha256, bytes } = sha256Chunks(files.onnxData);
+    manifest.externalData = [{ file: ONNX_DATA_FILE, bytes, sha256 }];
   }
   const finalDir = join(modelDir, manifest.variant);
   validateManifest(manifest, join(finalDir, MANIFEST_FILE));
@@ -155,7 +151,7 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
   const tempDir = join(modelDir, `${TEMP_PREFIX}${manifest.variant}-${randomBytes(4).toString('hex')}`);
   await mkdir(tempDir);
   try {
-    await writeFileSynced(join(tempDir, ONNX_FILE), files.onnx);
+    await writeChunksDurable(join(tempDir, ONNX_FILE), onnxChunks);
     if (files.onnxData) await writeChunksDurable(join(tempDir, ONNX_DATA_FILE), files.onnxData);
     await writeFileSynced(join(tempDir, TOKENIZER_FILE), asJsonText(files.tokenizer));
     await writeFileSynced(join(tempDir, TOKENIZER_CONFIG_FILE), asJsonText(transformersJsTokenizerConfig(files.tokenizerConfig, manifest.maxLength)));
@@ -164,7 +160,7 @@ export async function writeVariant(modelDir: string, draft: ManifestDraft, files
     // and the same model.onnx under onnx/ (its default file), hard-linked so it costs no space.
     await writeFileSynced(join(tempDir, TRANSFORMERS_JS_CONFIG_FILE), `${JSON.stringify(transformersJsConfig(manifest), null, 2)}\n`);
     await mkdir(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
-    await linkOrCopy(join(tempDir, ONNX_FILE), join(tempDir, TRANSFORMERS_JS_ONNX_FILE), files.onnx);
+    await linkOrCopy(join(tempDir, ONNX_FILE), join(tempDir, TRANSFORMERS_JS_ONNX_FILE), onnxChunks);
     await fsyncDirectory(join(tempDir, dirname(TRANSFORMERS_JS_ONNX_FILE)));
     await fsyncDirectory(tempDir);
   } catch (err) {
@@ -227,14 +223,25 @@ function asJsonText(content: string | object): string {
   return typeof content === 'string' ? content : JSON.stringify(content);
 }
 
+/** SHA-256 and length of chunks, in slices: Hash.update refuses one input of 2 GiB or more (a large embedding is one chunk). */
+function sha256Chunks(chunks: readonly Uint8Array[]): { sha256: string; bytes: number } {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for (const c of chunks) {
+    for (let at = 0; at < c.length; at += 1 << 30) hash.update(c.subarray(at, Math.min(c.length, at + (1 << 30))));
+    bytes += c.length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
 /** A hard link where the file system allows one (no second copy of the weights), else a copy. */
-async function linkOrCopy(existing: string, path: string, data: Uint8Array): Promise<void> {
+async function linkOrCopy(existing: string, path: string, data: readonly Uint8Array[]): Promise<void> {
   try {
     await link(existing, path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK' && code !== 'EXDEV') throw err;
-    await writeFileSynced(path, data);
+    await writeChunksDurable(path, data);
   }
 }
 

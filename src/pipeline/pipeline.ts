@@ -6,6 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { onnx, type ModelProto } from './onnx-proto.js';
+import { modelPieces } from './onnx-pieces.js';
 import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets/index.js';
 import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';
 import { moveToExternalData } from './onnx-external.js';
@@ -15,6 +16,7 @@ import { openBase } from './bases/open.js';
 import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
 import { buildPrecisionSiblings } from './precision/variants.js';
+import { convertFp16 } from './precision/convert-fp16.js';
 import { findPlainSibling, loadVariantTeacher, readTransferTexts, type VariantTeacher } from './training/distill.js';
 import type { DistillationRecord } from './report/index.js';
 
@@ -56,8 +58,8 @@ export interface DepthState {
   /** The variant's directory name, k<depth>[-mode]. */
   readonly variant: string;
   trained?: TrainResult;
-  /** model.onnx's bytes, and its external data when the weights are past --external-data-threshold. */
-  exported?: { model: ModelProto; onnx: Uint8Array; onnxData?: Uint8Array[]; params: number };
+  /** model.onnx as pieces (views of the weights, onnx-pieces.ts), and its external data when the weights are past --external-data-threshold. */
+  exported?: { model: ModelProto; onnx: Uint8Array[]; onnxData?: Uint8Array[]; params: number };
   written?: { dir: string; manifest: Manifest };
   latencyMs?: { batch1: number; batch32: number };
   /** A distilled student: teacher, recipe and the same depth's accuracy without distillation. */
@@ -113,8 +115,10 @@ const exportOnnx: DepthStep = {
   name: 'export',
   async run(ctx, d) {
     const { model, params } = ctx.base.exportModel(d.depth, need(d.trained, 'export', 'trained weights'));
+    // --weights-dtype fp16: the float32 graph rewritten to float16 (precision/convert-fp16.ts), one initializer at a time.
+    if (ctx.options.weightsDtype === 'fp16') convertFp16(model);
     const onnxData = moveToExternalData(model, ONNX_DATA_FILE, ctx.options.externalDataThreshold);
-    d.exported = { model, onnx: onnx.ModelProto.encode(model).finish(), onnxData, params };
+    d.exported = { model, onnx: modelPieces(model).pieces, onnxData, params };
   },
 };
 
@@ -134,7 +138,7 @@ const write: DepthStep = {
       train: { mode: ctx.mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: ctx.train.length, dataSha256: ctx.dataSha256, seconds: round(res.seconds, 2) },
       eval: { split: ctx.data.evalSplit, examples: ctx.val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
       params: exp.params,
-      precision: 'fp32',
+      precision: ctx.options.weightsDtype,
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
@@ -155,7 +159,7 @@ const measure: DepthStep = {
       variant: d.variant,
       depth: d.depth,
       mode: ctx.mode,
-      precision: 'fp32',
+      precision: ctx.options.weightsDtype,
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
       params: exp.params,
@@ -183,8 +187,9 @@ const precisions: DepthStep = {
     const seqs = ctx.latencySequences, pad = ctx.base.padId;
     const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
     const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
-    // The float32 bytes and manifest this build just wrote: not read back and hashed again.
-    const fromBuild = { manifest: need(d.written, 'precisions', 'written variant').manifest, onnx: need(d.exported, 'precisions', 'exported model').onnx };
+    // The float32 bytes and manifest this build just wrote: not read back and hashed again (the
+    // converters decode one contiguous file, so the export's pieces are joined here).
+    const fromBuild = { manifest: need(d.written, 'precisions', 'written variant').manifest, onnx: new Uint8Array(Buffer.concat(need(d.exported, 'precisions', 'exported model').onnx)) };
     const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples, padId: pad, threads: o.threads }, async (onnxBytes) => {
       const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
       return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
@@ -265,7 +270,9 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
     const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((k) => k !== teacherDepth)];
     const stepSeconds: BuildSummary['stepSeconds'] = {};
     for (const depth of depths) {
-      const d: DepthState = { depth, variant: variantName(depth, modeSuffix(o.mode)) };
+      // An fp16 build's variants say so in their name (k1-head-fp16), as the manifest validator wants.
+      const suffix = [modeSuffix(o.mode), o.weightsDtype === 'fp16' ? 'fp16' : undefined].filter(Boolean).join('-');
+      const d: DepthState = { depth, variant: variantName(depth, suffix || undefined) };
       const times: Record<string, number> = (stepSeconds[d.variant] = {});
       for (const step of steps) {
         const started = performance.now();

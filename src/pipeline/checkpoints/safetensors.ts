@@ -77,10 +77,15 @@ export function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+// One scratch word for the bit conversions below: a fresh typed array per value made writing a
+// multi-GB fp16/bf16 random checkpoint take half an hour.
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
 /** float -> fp16 bits (round to nearest even). Used by tests and random checkpoints. */
 export function floatToHalf(x: number): number {
-  const f32 = new Float32Array([x]);
-  const u = new Uint32Array(f32.buffer)[0]!;
+  scratchF32[0] = x;
+  const u = scratchU32[0]!;
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
@@ -105,7 +110,8 @@ export function floatToHalf(x: number): number {
 
 /** float -> bf16 bits (round to nearest even). */
 export function floatToBf16(x: number): number {
-  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  scratchF32[0] = x;
+  const u = scratchU32[0]!;
   if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
@@ -273,9 +279,10 @@ export function writeSafetensors(
       let bytes: Buffer;
       if (dtype === 'F32') bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       else {
-        bytes = Buffer.allocUnsafe(count * 2);
+        const half = new Uint16Array(count);
         const conv = dtype === 'F16' ? floatToHalf : floatToBf16;
-        for (let i = 0; i < count; i++) bytes.writeUInt16LE(conv(data[i]!), i * 2);
+        for (let i = 0; i < count; i++) half[i] = conv(data[i]!);
+        bytes = Buffer.from(half.buffer, half.byteOffset, half.byteLength);
       }
       let done = 0;
       while (done < bytes.length) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30));

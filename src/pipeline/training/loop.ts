@@ -168,16 +168,29 @@ export function batchTensors(examples: readonly EncodedExample[], rows: readonly
 }
 
 /** Fixed-order inference batches (sorted by length, padded to the bucket). */
-export function inferenceBatches(examples: readonly EncodedExample[], buckets: readonly number[], size = 64): PlannedBatch[] {
+export function inferenceBatches(examples: readonly EncodedExample[], buckets: readonly number[], size = 64, maxTokens = Infinity): PlannedBatch[] {
   const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length || a - b);
+  const seqOf = (row: number) => buckets[bucketIndex(examples[row]!.ids.length, buckets)]!;
   const out: PlannedBatch[] = [];
-  for (let k = 0; k < order.length; k += size) {
-    const rows = order.slice(k, k + size);
+  for (let k = 0; k < order.length; ) {
+    // Rows are sorted by length, so the last row taken sets the batch's (bucketed) length.
+    let n = 1;
+    while (n < size && k + n < order.length && (n + 1) * seqOf(order[k + n]!) <= maxTokens) n++;
+    const rows = order.slice(k, k + n);
     const longest = Math.max(1, ...rows.map((r) => examples[r]!.ids.length));
     out.push({ seq: buckets[bucketIndex(longest, buckets)]!, rows });
+    k += n;
   }
   return out;
 }
+
+/**
+ * Tokens per batch of the frozen body's feature pass (head mode). A batch's activations grow
+ * with its tokens (a [batch, seq, ffn] float32 tensor is batch * seq * ffn * 4 bytes, several
+ * alive at once): 64 rows of 48 tokens through one 1024-wide block with a 3072 FFN took 330 MB
+ * of onnxruntime memory, 16 rows 90 MB. 512 tokens keep the GEMMs large enough to run at speed.
+ */
+export const FEATURE_BATCH_TOKENS = 512;
 
 function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
   return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3 };
@@ -271,7 +284,7 @@ export async function trainLoop(
     const encSession = await createGraphSession(graphs.features(), sessionOptions(threads));
     const featuresOf = async (examples: readonly EncodedExample[]) => {
       const out = new Float32Array(examples.length * width);
-      for (const b of inferenceBatches(examples, buckets)) {
+      for (const b of inferenceBatches(examples, buckets, 64, FEATURE_BATCH_TOKENS)) {
         const { ids, mask } = batchTensors(examples, b.rows, b.seq, padId);
         const f = (await encSession.run({ input_ids: ids, attention_mask: mask }, ['features'])).features!.data as Float32Array;
         b.rows.forEach((row, i) => out.set(f.subarray(i * width, (i + 1) * width), row * width));
