@@ -54,6 +54,8 @@ export interface SubmitOptions {
 export interface InferenceOutcome {
   /** Per input, in the order given: numLabels probabilities. */
   probabilities: Float32Array[];
+  /** Per input, in the order given: the numLabels logits those probabilities are the softmax of. */
+  logits: Float32Array[];
   /** Per input: enqueue to batch start, ms. */
   queueMs: number[];
   /** Per input: inference time of the batch that carried it, ms. */
@@ -288,7 +290,7 @@ export class Batcher {
         deadline: opts.deadline,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
+        outcome: { probabilities: new Array(n), logits: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
         settled: false,
         resolve,
         reject,
@@ -417,6 +419,7 @@ export class Batcher {
           const req = it.request;
           if (req.settled) return;
           req.outcome.probabilities[it.index] = out.probabilities.subarray(r * out.numLabels, (r + 1) * out.numLabels);
+          req.outcome.logits[it.index] = out.logits.subarray(r * out.numLabels, (r + 1) * out.numLabels);
           req.outcome.queueMs[it.index] = queueMs[r]!;
           req.outcome.inferenceMs[it.index] = out.inferenceMs;
           if (--req.remaining === 0) this.succeed(req);

@@ -59,6 +59,8 @@ export class WorkerFailedError extends Error {
 export interface BatchOutput {
   /** rows x numLabels, row-major. */
   probabilities: Float32Array;
+  /** rows x numLabels, row-major: the model's raw output, before the softmax. */
+  logits: Float32Array;
   numLabels: number;
   inferenceMs: number;
   /** epochMs() when the worker started the batch (it may have waited behind another). */
@@ -255,7 +257,7 @@ export class WorkerPool {
       worker.jobs.delete(msg.jobId);
       this.arm(worker); // the next batch, if any, starts now
       if (msg.type === 'result') {
-        job.resolve({ probabilities: msg.probabilities, numLabels: msg.numLabels, inferenceMs: msg.inferenceMs, startedAt: msg.startedAt, workerIndex: index });
+        job.resolve({ probabilities: msg.probabilities, logits: msg.logits, numLabels: msg.numLabels, inferenceMs: msg.inferenceMs, startedAt: msg.startedAt, workerIndex: index });
       } else if (msg.type === 'run-expired') {
         job.reject(new BatchExpiredError());
       } else {

@@ -72,7 +72,7 @@ export type MainToWorker = RunRequest | CloseRequest | AddSessionsRequest | Drop
 export type WorkerToMain =
   | { type: 'loaded'; sessions: LoadedSession[] }
   | { type: 'load-failed'; message: string }
-  | { type: 'result'; jobId: number; probabilities: Float32Array; numLabels: number; inferenceMs: number; startedAt: number }
+  | { type: 'result'; jobId: number; probabilities: Float32Array; logits: Float32Array; numLabels: number; inferenceMs: number; startedAt: number }
   | { type: 'run-failed'; jobId: number; message: string }
   | { type: 'run-expired'; jobId: number }
   | { type: 'sessions-loaded'; requestId: number; sessions: LoadedSession[] }

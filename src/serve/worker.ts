@@ -78,7 +78,13 @@ function inputs(rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Ar
   };
 }
 
-async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<Float32Array> {
+/** One batch's model outputs: the raw logits and their softmax, both rows x numLabels. */
+interface SessionOutput {
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<SessionOutput> {
   const entry = sessions.get(key);
   if (!entry) throw new Error(`no session for ${key}`);
   const out = await entry.session.run(inputs(rows, cols, ids, mask));
@@ -88,7 +94,10 @@ async function runSession(key: string, rows: number, cols: number, ids: BigInt64
   if (dims.length !== 2 || dims[0] !== rows || dims[1] !== entry.numLabels) {
     throw new Error(`${key}: logits have shape [${dims.join(', ')}], expected [${rows}, ${entry.numLabels}] (one column per manifest label)`);
   }
-  return softmaxRows(logits.data as Float32Array, rows, entry.numLabels);
+  // A copy: onnxruntime's output buffer is not ours to transfer. The logits travel beside the
+  // probabilities for the client routes that answer them (HF function_to_apply, TEI raw_scores).
+  const raw = Float32Array.from(logits.data as Float32Array);
+  return { logits: raw, probabilities: softmaxRows(raw, rows, entry.numLabels) };
 }
 
 async function openSession(spec: SessionSpec): Promise<LoadedSession> {
@@ -157,10 +166,10 @@ async function run(msg: RunRequest): Promise<void> {
     // Test-only slowdown; blocks like a long session.run would, and counts as inference time.
     if (init.testDelayMs > 0) Atomics.wait(sleeper, 0, 0, init.testDelayMs);
     if (fault && injectFault(msg.key)) return;
-    const probabilities = await runSession(msg.key, msg.rows, msg.cols, msg.inputIds, msg.attentionMask);
+    const { logits, probabilities } = await runSession(msg.key, msg.rows, msg.cols, msg.inputIds, msg.attentionMask);
     const inferenceMs = performance.now() - started;
     const numLabels = sessions.get(msg.key)!.numLabels;
-    post({ type: 'result', jobId: msg.jobId, probabilities, numLabels, inferenceMs, startedAt }, [probabilities.buffer as ArrayBuffer]);
+    post({ type: 'result', jobId: msg.jobId, probabilities, logits, numLabels, inferenceMs, startedAt }, [probabilities.buffer as ArrayBuffer, logits.buffer as ArrayBuffer]);
   } catch (err) {
     post({ type: 'run-failed', jobId: msg.jobId, message: (err as Error).message });
   }

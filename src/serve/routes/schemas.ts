@@ -5,7 +5,7 @@
 // contract is declared once: a field added to a schema is a field the handler sees.
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES, ERRORS } from '../errors.js';
-import { errorBodySchema, v2ErrorBodySchema } from './error-replies.js';
+import { errorBodySchema, hfErrorBodySchema, teiErrorBodySchema, v2ErrorBodySchema } from './error-replies.js';
 import { routingSchemas } from './routing-schemas.js';
 import { reloadSchemas } from './reload-schemas.js';
 
@@ -232,6 +232,8 @@ export const v2ReadySchema = {
 export const sharedSchemas = [
   errorBodySchema,
   v2ErrorBodySchema,
+  hfErrorBodySchema,
+  teiErrorBodySchema,
   classifyRequestSchema,
   classifyResultSchema,
   classifyResponseSchema,
@@ -250,9 +252,12 @@ export const sharedSchemas = [
 
 export const errorRef = { $ref: 'ErrorBody#' } as const;
 export const v2ErrorRef = { $ref: 'V2ErrorBody#' } as const;
+export const hfErrorRef = { $ref: 'HfErrorBody#' } as const;
+export const teiErrorRef = { $ref: 'TeiErrorBody#' } as const;
+type ErrorRef = typeof errorRef | typeof v2ErrorRef | typeof hfErrorRef | typeof teiErrorRef;
 
 /** Error responses of a route, by status, described by the catalogue codes with that status. */
-export function errorResponses(statuses: number[], ref: typeof errorRef | typeof v2ErrorRef = errorRef): Record<string, unknown> {
+export function errorResponses(statuses: number[], ref: ErrorRef = errorRef): Record<string, unknown> {
   return Object.fromEntries(
     statuses.map((status) => {
       const codes = ERROR_CODES.filter((c) => ERRORS[c].status === status && c !== 'CLIENT_CLOSED');

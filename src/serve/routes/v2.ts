@@ -13,6 +13,8 @@ import { BINARY_CONTENT_TYPE, binaryOutputs, decodeBinaryRequest, encodeBinaryRe
 
 export const V2_INPUT = 'text';
 export const V2_OUTPUTS = ['label', 'probabilities'] as const;
+/** Protocol extensions served, as GET /v2 lists them. */
+export const V2_EXTENSIONS = ['binary_tensor_data'] as const;
 
 interface V2Params {
   model: string;
@@ -119,7 +121,8 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
       config: v2,
       schema: { tags: ['open inference protocol'], summary: 'Server metadata', response: { 200: ok('V2ServerMetadata', 'Server metadata') } },
     },
-    async () => ({ name: 'slimserve', version: serverVersion, extensions: [] }),
+    // The extension names are Triton's: clients look for "binary_tensor_data" before they send binary bodies.
+    async () => ({ name: 'slimserve', version: serverVersion, extensions: [...V2_EXTENSIONS] }),
   );
 
   app.get(
@@ -252,7 +255,7 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
         schema: {
           tags: ['open inference protocol'],
           summary: 'Inference',
-          description: `One input "${V2_INPUT}" (BYTES, shape [N] or [N, 1]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key. JSON with or without a content type, or the binary tensor extension (Inference-Header-Content-Length; binary_data_output on outputs).`,
+          description: `One input "${V2_INPUT}" (BYTES, shape [N] or [N, 1]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key. JSON with or without a content type, or the binary tensor extension (Inference-Header-Content-Length; binary_data on an output, binary_data_output in the request parameters).`,
           params,
           body: { $ref: 'V2InferenceRequest#' },
           response: { 200: ok('V2InferenceResponse', 'Inference response'), ...errorResponses([400, 404, 413, 422, 429, 503, 504], v2ErrorRef) },
