@@ -1,42 +1,14 @@
 // JSON schemas of the routing and feedback endpoints (registered with the shared schemas, so
-// they appear as OpenAPI components). The routing table is validated by src/serve/routing/
-// table.ts, not by these schemas, so file reloads and PUT give the same messages.
+// they appear as OpenAPI components). The routing table's schema lives with its validator
+// (src/serve/routing/table-schema.ts), which file reloads and PUT share, so both give the same
+// messages.
 import type { FromSchema } from 'json-schema-to-ts';
+import { routingTableSchema } from '../routing/table-schema.js';
 
 const interval = {
   type: 'object',
   required: ['low', 'high'],
   properties: { low: { type: 'number' }, high: { type: 'number' } },
-} as const;
-
-export const routingTableSchema = {
-  $id: 'RoutingTable',
-  type: 'object',
-  description:
-    'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
-    'Refused with 400 INVALID_ROUTING: an unknown variant, a weight that is not 0 or within [1e-6, 1e6], weights adding up to 0, shadow.fraction outside [0, 1], ' +
-    'a cascade naming a missing variant (or one twice, or variants with different labels), cascade.threshold outside (0, 1].',
-  additionalProperties: false,
-  properties: {
-    variants: {
-      type: 'object',
-      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the default variant (GET /models/{model} defaultVariant).',
-      additionalProperties: { type: 'object', required: ['weight'], properties: { weight: { type: 'number', minimum: 0 } } },
-    },
-    sticky: { type: 'boolean', default: true, description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).' },
-    shadow: {
-      type: 'object',
-      required: ['variant', 'fraction'],
-      description: 'After the answer, this fraction of requests also runs on the shadow variant; only agreement is counted.',
-      properties: { variant: { type: 'string' }, fraction: { type: 'number', minimum: 0, maximum: 1 } },
-    },
-    cascade: {
-      type: 'object',
-      required: ['order', 'threshold'],
-      description: 'Every input runs on order[0]; inputs whose top probability is under threshold go to the next variant; the last one decides.',
-      properties: { order: { type: 'array', minItems: 2, items: { type: 'string' } }, threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 } },
-    },
-  },
 } as const;
 
 const accuracyEstimate = {
