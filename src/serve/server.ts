@@ -20,7 +20,7 @@ import { routingRoutes } from './routes/routing.js';
 import { reloadRoutes } from './routes/reload.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
-import { sharedSchemas } from './routes/schemas.js';
+import { completeErrorResponses, sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
 import { hfRoutes } from './routes/hf.js';
 import { teiRoutes } from './routes/tei.js';
@@ -180,6 +180,7 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     sendError(new CoreError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
   });
 
+  app.addHook('onRoute', completeErrorResponses);
   await registerOpenApi(app, version);
   healthRoutes(app, core);
   classifyRoutes(app, core);

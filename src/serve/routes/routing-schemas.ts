@@ -3,16 +3,22 @@
 // (src/serve/routing/table-schema.ts), which file reloads and PUT share, so both give the same
 // messages.
 import type { FromSchema } from 'json-schema-to-ts';
-import { routingTableSchema } from '../routing/table-schema.js';
+import { routingDocumentShape, routingTableSchema } from '../routing/table-schema.js';
+
+// Response schemas list every field and say additionalProperties: false: the serializer writes
+// only listed fields anyway, and the derived types are then exact, so a domain type that
+// grows a field must grow the schema too.
 
 const interval = {
   type: 'object',
+  additionalProperties: false,
   required: ['low', 'high'],
   properties: { low: { type: 'number' }, high: { type: 'number' } },
 } as const;
 
 const accuracyEstimate = {
   type: 'object',
+  additionalProperties: false,
   required: ['n', 'correct', 'accuracy', 'ci95', 'clients'],
   description:
     'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval. clients: how many distinct client addresses (IPv6: /64) those outcomes came from -- ' +
@@ -32,8 +38,8 @@ export const routingStatusSchema = {
     persisted: { type: 'boolean', description: 'PUT only: whether routing.json was rewritten (false on a read-only model directory: this replica only).' },
     persistError: { type: 'string' },
     lastReloadError: { type: 'string', description: 'Why the last changed routing.json was refused (the previous table stays).' },
-    routing: { type: 'object', nullable: true, additionalProperties: true, description: 'The live table, or null without one.' },
-    effective: { type: 'object', additionalProperties: true, description: 'The table in force (the default one without routing).' },
+    routing: { ...routingDocumentShape, nullable: true, description: 'The live table, or null without one.' },
+    effective: { ...routingDocumentShape, description: 'The table in force (the default one without routing).' },
     variants: {
       type: 'array',
       items: {
@@ -46,7 +52,11 @@ export const routingStatusSchema = {
           share: { type: 'number' },
           requests: { type: 'integer', description: 'Requests answered with this as the top-level variant.' },
           served: { type: 'integer', description: 'Inputs this variant decided.' },
-          feedback: { type: 'object', properties: { correct: { type: 'integer' }, incorrect: { type: 'integer' }, total: { type: 'integer' } } },
+          feedback: {
+            type: 'object',
+            required: ['correct', 'incorrect', 'total'],
+            properties: { correct: { type: 'integer' }, incorrect: { type: 'integer' }, total: { type: 'integer' } },
+          },
           buildAccuracy: { type: 'number' },
           online: accuracyEstimate,
         },
@@ -57,11 +67,14 @@ export const routingStatusSchema = {
       description: 'Online accuracy of a minus b for every pair with feedback, with the Newcombe 95% interval; significant: the interval excludes 0.',
       items: {
         type: 'object',
+        additionalProperties: false,
+        required: ['a', 'b', 'difference', 'ci95', 'significant'],
         properties: { a: { type: 'string' }, b: { type: 'string' }, difference: { type: 'number' }, ci95: interval, significant: { type: 'boolean' } },
       },
     },
     shadow: {
       type: 'object',
+      required: ['agreement'],
       properties: {
         variant: { type: 'string' },
         fraction: { type: 'number' },
@@ -69,6 +82,7 @@ export const routingStatusSchema = {
           type: 'array',
           items: {
             type: 'object',
+            required: ['served', 'shadow', 'agree', 'disagree', 'dropped', 'rate'],
             properties: {
               served: { type: 'string' },
               shadow: { type: 'string' },
@@ -83,18 +97,26 @@ export const routingStatusSchema = {
     },
     cascade: {
       type: 'object',
+      required: ['escalations'],
       properties: {
         order: { type: 'array', items: { type: 'string' } },
         threshold: { type: 'number' },
-        escalations: { type: 'array', items: { type: 'object', properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } } },
+        escalations: {
+          type: 'array',
+          items: { type: 'object', required: ['from', 'to', 'count'], properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } },
+        },
       },
     },
     feedback: {
       type: 'object',
+      required: ['signedIds', 'windowSize', 'ttlMs'],
       properties: { signedIds: { type: 'boolean' }, windowSize: { type: 'integer' }, ttlMs: { type: 'integer' } },
     },
   },
 } as const;
+
+/** The body of GET and PUT /routing/{model}. */
+export type RoutingStatusBody = FromSchema<typeof routingStatusSchema, { keepDefaultedPropertiesOptional: true }>;
 
 export const feedbackRequestSchema = {
   $id: 'FeedbackRequest',
@@ -124,6 +146,7 @@ export const feedbackResponseSchema = {
       type: 'array',
       items: {
         type: 'object',
+        required: ['index', 'variant', 'predicted', 'label', 'correct', 'counted'],
         properties: {
           index: { type: 'integer' },
           variant: { type: 'string' },
@@ -136,5 +159,8 @@ export const feedbackResponseSchema = {
     },
   },
 } as const;
+
+/** The body of POST /feedback's 202. */
+export type FeedbackResponseBody = FromSchema<typeof feedbackResponseSchema>;
 
 export const routingSchemas = [routingTableSchema, routingStatusSchema, feedbackRequestSchema, feedbackResponseSchema];

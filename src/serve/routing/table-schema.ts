@@ -6,8 +6,8 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 
-export const routingTableSchema = {
-  $id: 'RoutingTable',
+/** The document's shape; routingTableSchema is it with its $id (GET /routing embeds the shape). */
+export const routingDocumentShape = {
   type: 'object',
   description:
     'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
@@ -47,6 +47,8 @@ export const routingTableSchema = {
     },
   },
 } as const;
+
+export const routingTableSchema = { $id: 'RoutingTable', ...routingDocumentShape } as const;
 
 /** A routing.json document (or PUT /routing body) that passed the schema (sticky may be absent: nothing fills defaults in). */
 export type RoutingDocument = FromSchema<typeof routingTableSchema, { keepDefaultedPropertiesOptional: true }>;
