@@ -172,6 +172,18 @@ describe('routing over HTTP', () => {
     });
     assert.equal(s.version, version);
     assert.deepEqual(s.routing.variants, { k1: { weight: 80 }, k2: { weight: 20 } });
+    // One validator (the schema of the PUT body, then the variant checks): the file and PUT refuse
+    // the same document with the same message.
+    const bad = { variants: { k1: { weight: 1 } }, shadow: { variant: 'k2' } };
+    writeFileSync(file, JSON.stringify(bad));
+    s = await until('the schema refusal', async () => {
+      const g = (await call('GET', `${url}/routing/tiny`)).json;
+      return /shadow/.test(g.lastReloadError ?? '') ? g : undefined;
+    });
+    assert.equal(s.lastReloadError, 'routing of tiny: shadow.fraction is required');
+    const put = await call('PUT', `${url}/routing/tiny`, bad, { authorization: `Bearer ${ADMIN}` });
+    assert.equal(put.status, 400);
+    assert.equal(put.json.error.message, s.lastReloadError);
     assert.equal((await post(`${url}/classify`, { inputs: 'good', key: KEYS[0] })).status, 200);
     const t0 = Date.now();
     writeFileSync(file, JSON.stringify({ variants: { k1: { weight: 0 }, k2: { weight: 1 } } }));

@@ -9,6 +9,8 @@ import { difference, OutcomeWindow, wilson } from '../src/serve/routing/online-a
 import { shadowFits, shadowJob, shadowOutcomes } from '../src/serve/routing/shadow.js';
 import { decide, keyUniform, rendezvous } from '../src/serve/routing/decide.js';
 import { parseRoutingTable, RoutingTableError } from '../src/serve/routing/table.js';
+import { checkRoutingDocument, routingTableSchema, type RoutingDocument } from '../src/serve/routing/table-schema.js';
+import { sharedSchemas } from '../src/serve/routes/schemas.js';
 import { CoreError } from '../src/serve/errors.js';
 
 const LABELS = ['neg', 'pos'];
@@ -43,14 +45,26 @@ describe('routing table: validation', () => {
     refused({ shadow: { variant: 'k2', fraction: 1.5 } }, /shadow\.fraction must be a number in \[0, 1\], got 1\.5/);
     refused({ shadow: { variant: 'k9', fraction: 0.5 } }, /shadow\.variant names "k9"/);
     refused({ cascade: { order: ['k1', 'k3'], threshold: 0.9 } }, /cascade\.order\[1\] names "k3", which is not a variant/);
-    refused({ cascade: { order: ['k1'], threshold: 0.9 } }, /at least two variant names/);
+    refused({ cascade: { order: ['k1'], threshold: 0.9 } }, /cascade\.order must be a list of at least 2 strings, got \["k1"\]/);
+    refused({ cascade: { order: ['k1', 7], threshold: 0.9 } }, /cascade\.order\[1\] must be a string, got 7/);
+    refused({ shadow: { variant: 'k2' } }, /shadow\.fraction is required/);
+    refused({ variants: { k1: { weight: 1, share: 2 } } }, /variants\.k1: unknown field "share" \(fields: weight\)/);
+    refused({ variants: { k1: { weight: 1e-9 } } }, /must be 0 or between 0\.000001 and 1000000/);
     refused({ cascade: { order: ['k1', 'k1'], threshold: 0.9 } }, /names a variant twice/);
     refused({ cascade: { order: ['k1', 'k2-other'], threshold: 0.9 } }, /different labels/);
     refused({ cascade: { order: ['k1', 'k2'], threshold: 0 } }, /threshold must be a number in \(0, 1\], got 0/);
     refused({ cascade: { order: ['k1', 'k2'], threshold: 1.01 } }, /threshold must be a number in \(0, 1\]/);
-    refused({ sticky: 'yes' }, /"sticky" must be true or false/);
+    refused({ sticky: 'yes' }, /sticky must be true or false, got "yes"/);
     refused({ variant: { k1: { weight: 1 } } }, /unknown field "variant"/);
     refused([1, 2], /expected a JSON object/);
+  });
+
+  test('the validator is the PUT /routing body schema: what it accepts is typed as the schema says', () => {
+    // The app registers this very object as RoutingTable (the PUT body and the OpenAPI component).
+    assert.ok(sharedSchemas.includes(routingTableSchema as never));
+    const doc: RoutingDocument = { variants: { k1: { weight: 2 } }, shadow: null, cascade: { order: ['k1', 'k2'], threshold: 0.5 } };
+    assert.deepEqual(checkRoutingDocument('m', doc), doc);
+    assert.throws(() => checkRoutingDocument('m', { cascade: { order: ['k1', 'k2'] } }), /cascade\.threshold is required/);
   });
 });
 

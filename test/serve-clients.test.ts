@@ -1,13 +1,15 @@
 // Clients that already exist, unchanged, against a real server on loopback with a real ONNX
 // fixture: @huggingface/inference's textClassification (the real npm client), and TEI's
-// /predict, /info, /health shapes with plain fetch. Every score is checked against /classify's
-// answer for the same text (the same core, the same variant).
+// /predict, /info, /health shapes with plain fetch. Every probability is checked against
+// /classify's answer for the same text (the same core, the same variant); logits (HF
+// function_to_apply none and sigmoid, TEI raw_scores) against a plain float64 forward pass of
+// the fixture's weights (fixtureLogits).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InferenceClient } from '@huggingface/inference';
 import { loadConfig } from '../src/serve/config.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
-import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { createFixtureRepository, fixtureLogits, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call, post } from './helpers/http.js';
 
 const LABELS = ['negative', 'neutral', 'positive'];
@@ -34,11 +36,21 @@ async function reference(text: string): Promise<Record<string, number>> {
   return r.json.results[0].scores;
 }
 
-function assertSortedLabels(got: { label: string; score: number }[], want: Record<string, number>, what: string): void {
+/** The fixture's logits of one text by label, from the float64 reference (variant k2). */
+function referenceLogits(text: string): Record<string, number> {
+  const m = repo.models[0]!;
+  const z = fixtureLogits(text, { depth: 2, hidden: m.hidden, numLabels: m.labels.length, seed: m.seed });
+  return Object.fromEntries(LABELS.map((l, i) => [l, z[i]!]));
+}
+
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+
+/** Every label once, sorted by score, each within `tolerance` of `want`. */
+function assertSortedLabels(got: { label: string; score: number }[], want: Record<string, number>, what: string, tolerance = 1e-6): void {
   assert.equal(got.length, LABELS.length, what);
   assert.deepEqual([...got.map((g) => g.label)].sort(), [...LABELS].sort(), `${what}: every label once`);
   for (let i = 1; i < got.length; i++) assert.ok(got[i - 1]!.score >= got[i]!.score, `${what}: sorted by score`);
-  for (const g of got) assert.ok(Math.abs(g.score - want[g.label]!) <= 1e-6, `${what}: ${g.label} ${g.score} vs ${want[g.label]}`);
+  for (const g of got) assert.ok(Math.abs(g.score - want[g.label]!) <= tolerance, `${what}: ${g.label} ${g.score} vs ${want[g.label]}`);
 }
 
 describe('Hugging Face @huggingface/inference', () => {
@@ -63,20 +75,42 @@ describe('Hugging Face @huggingface/inference', () => {
     for (let i = 0; i < TEXTS.length; i++) assertSortedLabels(many.json[i], await reference(TEXTS[i]!), `input ${i}`);
   });
 
-  test('hf: function_to_apply other than softmax, an unknown model and a bad body are clear errors', async () => {
-    const sig = await post(`${server.url}/hf`, { inputs: 'the movie', parameters: { function_to_apply: 'sigmoid' } });
-    assert.equal(sig.status, 400);
-    assert.match(sig.json.error.message, /function_to_apply "sigmoid" is not served/);
+  test('hf: function_to_apply none answers the logits, sigmoid their sigmoid, softmax the probabilities (float64 reference)', async () => {
+    const client = new InferenceClient().endpoint(`${server.url}/models/tiny`);
+    for (const text of TEXTS.slice(0, 2)) {
+      const z = referenceLogits(text);
+      const none = await client.textClassification({ inputs: text, parameters: { function_to_apply: 'none' } });
+      assertSortedLabels(none, z, `none: ${text}`, 1e-4);
+      const sig = await client.textClassification({ inputs: text, parameters: { function_to_apply: 'sigmoid' } });
+      assertSortedLabels(sig, Object.fromEntries(Object.entries(z).map(([l, v]) => [l, sigmoid(v)])), `sigmoid: ${text}`, 1e-5);
+      const max = Math.max(...Object.values(z));
+      const sum = Object.values(z).reduce((s, v) => s + Math.exp(v - max), 0);
+      const soft = await client.textClassification({ inputs: text, parameters: { function_to_apply: 'softmax' } });
+      assertSortedLabels(soft, Object.fromEntries(Object.entries(z).map(([l, v]) => [l, Math.exp(v - max) / sum])), `softmax: ${text}`, 1e-5);
+    }
+    // The three differ (a test that cannot tell them apart proves nothing): logits are not in [0, 1] here.
+    const none = await post(`${server.url}/hf`, { inputs: TEXTS[0], parameters: { function_to_apply: 'none' } });
+    assert.ok(none.json[0].some((s: { score: number }) => s.score < 0 || s.score > 1), JSON.stringify(none.json));
+  });
+
+  test('hf: errors answer {"error": "<message>"}, so InferenceClient shows our message (unknown model, bad body)', async () => {
     const client = new InferenceClient().endpoint(`${server.url}/models/nope`);
-    // The client surfaces our status and error body (its message only reads a string `error`).
     await assert.rejects(client.textClassification({ inputs: 'the movie' }), (err: any) => {
+      assert.match(err.message, /^Failed to perform inference: no model named nope/, err.message);
       assert.equal(err.httpResponse.status, 404);
-      assert.equal(err.httpResponse.body.error.code, 'MODEL_NOT_FOUND');
+      assert.equal(err.httpResponse.body.code, 'MODEL_NOT_FOUND');
       return true;
     });
     const bad = await post(`${server.url}/hf`, { inputs: 7 });
     assert.equal(bad.status, 400);
-    assert.equal(bad.json.error.code, 'INVALID_REQUEST');
+    assert.equal(typeof bad.json.error, 'string');
+    assert.equal(bad.json.code, 'INVALID_REQUEST');
+    const badFn = new InferenceClient().endpoint(`${server.url}/hf`);
+    await assert.rejects(badFn.textClassification({ inputs: 'the movie', parameters: { function_to_apply: 'tanh' as never } }), (err: any) => {
+      assert.match(err.message, /function_to_apply/, err.message);
+      assert.equal(err.httpResponse.status, 400);
+      return true;
+    });
     // /classify keeps its own shape.
     const c = await post(`${server.url}/classify`, { inputs: 'the movie' });
     assert.equal(c.json.model, 'tiny');
@@ -100,29 +134,49 @@ describe('TEI /predict, /info, /health', () => {
     assertSortedLabels(batchOfOne.json[0], await reference(TEXTS[2]!), '[["text"]]');
   });
 
-  test('tei: pairs, raw_scores: true and a too-long text without truncate are refused with a clear error', async () => {
-    const pair = await post(`${server.url}/predict`, { inputs: ['the movie', 'the film'] });
-    assert.equal(pair.status, 400);
-    assert.match(pair.json.error.message, /pairs \["a", "b"\] are not served/);
-    const pairs = await post(`${server.url}/predict`, { inputs: [['the movie'], ['c', 'd']] });
-    assert.equal(pairs.status, 400);
-    assert.match(pairs.json.error.message, /pairs/);
-    const flat = await post(`${server.url}/predict`, { inputs: ['a', 'b', 'c'] });
-    assert.equal(flat.status, 400, 'three flat strings are neither a text, a pair nor a batch in TEI');
-    const raw = await post(`${server.url}/predict`, { inputs: 'the movie', raw_scores: true });
-    assert.equal(raw.status, 400);
-    assert.match(raw.json.error.message, /raw_scores/);
-    const long = fixtureText(200, 9);
-    const refused = await post(`${server.url}/predict`, { inputs: long });
-    assert.equal(refused.status, 422);
-    assert.equal(refused.json.error.code, 'TEXT_TOO_LONG');
-    const cut = await post(`${server.url}/predict`, { inputs: long, truncate: true });
-    assert.equal(cut.status, 200);
+  test('tei: raw_scores: true answers the logits (float64 reference), sorted; a batch too', async () => {
+    const raw = await post(`${server.url}/predict`, { inputs: TEXTS[0], raw_scores: true });
+    assert.equal(raw.status, 200, JSON.stringify(raw.json));
+    assertSortedLabels(raw.json, referenceLogits(TEXTS[0]!), 'raw_scores', 1e-4);
+    const batch = await post(`${server.url}/predict`, { inputs: TEXTS.slice(0, 2).map((t) => [t]), raw_scores: true });
+    for (let i = 0; i < 2; i++) assertSortedLabels(batch.json[i], referenceLogits(TEXTS[i]!), `raw batch ${i}`, 1e-4);
   });
 
-  test('tei: GET /info has TEI\'s fields and the classifier labels; GET /health is 200', async () => {
+  test('tei: pairs, left truncation and a too-long text without truncate are refused in TEI\'s {error, error_type}', async () => {
+    const assertTeiError = (r: { status: number; json: any }, status: number, errorType: string, message: RegExp): void => {
+      assert.equal(r.status, status, JSON.stringify(r.json));
+      assert.deepEqual(Object.keys(r.json).sort(), ['code', 'error', 'error_type']);
+      assert.equal(r.json.error_type, errorType);
+      assert.match(r.json.error, message);
+    };
+    assertTeiError(await post(`${server.url}/predict`, { inputs: ['the movie', 'the film'] }), 400, 'Validation', /pairs \["a", "b"\] are not served/);
+    assertTeiError(await post(`${server.url}/predict`, { inputs: [['the movie'], ['c', 'd']] }), 400, 'Validation', /pairs/);
+    // Three flat strings are neither a text, a pair nor a batch in TEI.
+    assertTeiError(await post(`${server.url}/predict`, { inputs: ['a', 'b', 'c'] }), 400, 'Validation', /inputs/);
+    const long = fixtureText(200, 9);
+    assertTeiError(await post(`${server.url}/predict`, { inputs: long, truncate: true, truncation_direction: 'Left' }), 400, 'Validation', /truncation_direction "Left" is not served/);
+    const refused = await post(`${server.url}/predict`, { inputs: long });
+    assertTeiError(refused, 422, 'Validation', /tokens/);
+    assert.equal(refused.json.code, 'TEXT_TOO_LONG');
+    const cut = await post(`${server.url}/predict`, { inputs: long, truncate: true, truncation_direction: 'Right' });
+    assert.equal(cut.status, 200);
+    // Left is harmless without truncation: nothing is cut.
+    assert.equal((await post(`${server.url}/predict`, { inputs: TEXTS[0], truncation_direction: 'Left' })).status, 200);
+  });
+
+  test('tei: GET /info has exactly TEI\'s Info fields and types and the classifier labels; GET /health is 200', async () => {
     const info = await call('GET', `${server.url}/info`);
     assert.equal(info.status, 200);
+    // TEI's router/src/lib.rs Info: every field, with its Rust type (Option<_> as null or a value).
+    const types: Record<string, string[]> = {
+      model_id: ['string'], model_sha: ['string', 'null'], model_dtype: ['string'], model_type: ['object'],
+      max_concurrent_requests: ['integer'], max_input_length: ['integer'], max_batch_tokens: ['integer'], max_batch_requests: ['integer', 'null'],
+      max_client_batch_size: ['integer'], auto_truncate: ['boolean'], tokenization_workers: ['integer'], version: ['string'], sha: ['string', 'null'], docker_label: ['string', 'null'],
+    };
+    assert.deepEqual(Object.keys(info.json).sort(), Object.keys(types).sort());
+    const typeOf = (v: unknown): string => (v === null ? 'null' : Number.isInteger(v) ? 'integer' : typeof v);
+    for (const [k, allowed] of Object.entries(types)) assert.ok(allowed.includes(typeOf(info.json[k])), `${k}: ${JSON.stringify(info.json[k])}`);
+    assert.equal(info.json.model_dtype, 'float32');
     assert.equal(info.json.model_id, 'tiny');
     assert.deepEqual(info.json.model_type, {
       classifier: { id2label: { 0: 'negative', 1: 'neutral', 2: 'positive' }, label2id: { negative: 0, neutral: 1, positive: 2 } },

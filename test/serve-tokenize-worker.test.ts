@@ -153,6 +153,7 @@ test('batches keep maxBatchTokens with the estimate (and with the real counts), 
       const enc = encodeBatch(tok, batch.texts, MAX_LENGTH);
       return Promise.resolve({
         probabilities: new Float32Array(batch.texts.length * 3).fill(1 / 3),
+        logits: new Float32Array(batch.texts.length * 3),
         numLabels: 3,
         tokenCounts: enc.tokenCounts,
         paddedLength: enc.paddedLength,

@@ -66,12 +66,14 @@ describe('open inference protocol: metadata and health', () => {
     assert.equal(schema('metadata_model_response')({ name: 'x' }), false, 'platform is required');
   });
 
-  test('GET /v2 and /v2/ answer server metadata', async () => {
+  test('GET /v2 and /v2/ answer server metadata listing the binary_tensor_data extension', async () => {
     for (const path of ['/v2', '/v2/']) {
       const r = await get(path);
       assert.equal(r.status, 200);
       assertValid('metadata_server_response', r.json);
       assert.equal(r.json.name, 'slimserve');
+      // Triton's name for the extension (docs/protocol/extension_binary_data.md), which clients look for.
+      assert.deepEqual(r.json.extensions, ['binary_tensor_data']);
     }
   });
 
@@ -214,7 +216,7 @@ describe('v2: what tritonclient sends (issue 19)', () => {
     const data = bytesTensor(texts);
     const header = Buffer.from(JSON.stringify({
       inputs: [{ name: 'text', datatype: 'BYTES', shape: [3, 1], parameters: { binary_data_size: data.length } }],
-      outputs: [{ name: 'label', parameters: { binary_data_output: true } }, { name: 'probabilities', parameters: { binary_data_output: true } }],
+      outputs: [{ name: 'label', parameters: { binary_data: true } }, { name: 'probabilities', parameters: { binary_data: true } }],
     }));
     const res = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: new Uint8Array(Buffer.concat([header, data])) });
     const body = Buffer.from(await res.arrayBuffer());
@@ -240,6 +242,21 @@ describe('v2: what tritonclient sends (issue 19)', () => {
     assert.equal(plain.status, 200);
     assertValid('inference_response', plainJson);
     assert.deepEqual(plainJson.outputs, reference.json.outputs);
+    // binary_data_output in the request's parameters (tritonclient's way when it names no outputs)
+    // makes every output binary, unless an output's own binary_data says false.
+    const mixedHeader = Buffer.from(JSON.stringify({
+      parameters: { binary_data_output: true },
+      inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }],
+      outputs: [{ name: 'label', parameters: { binary_data: false } }, { name: 'probabilities' }],
+    }));
+    const mixed = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(mixedHeader.length) }, body: new Uint8Array(Buffer.concat([mixedHeader, data])) });
+    const mixedBody = Buffer.from(await mixed.arrayBuffer());
+    assert.equal(mixed.status, 200, mixedBody.toString());
+    const mixedLength = Number(mixed.headers.get('inference-header-content-length'));
+    const mixedJson = JSON.parse(mixedBody.subarray(0, mixedLength).toString());
+    assert.deepEqual(mixedJson.outputs[0].data, reference.json.outputs[0].data, 'label stays JSON');
+    assert.equal(mixedJson.outputs[1].data, undefined, 'probabilities go binary');
+    assert.equal(mixedJson.outputs[1].parameters.binary_data_size, mixedBody.length - mixedLength);
   });
 
   test('binary bodies that do not add up are 400 with the protocol error body', async () => {

@@ -73,6 +73,8 @@ export interface SubmitOptions {
 export interface InferenceOutcome {
   /** Per input, in the order given: numLabels probabilities. */
   probabilities: Float32Array[];
+  /** Per input, in the order given: the numLabels logits those probabilities are the softmax of. */
+  logits: Float32Array[];
   /** Per input: enqueue to batch start, ms. */
   queueMs: number[];
   /** Per input: inference time of the batch that carried it, ms. */
@@ -324,7 +326,7 @@ export class Batcher {
         truncate: opts.truncate,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0), truncated: [] },
+        outcome: { probabilities: new Array(n), logits: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0), truncated: [] },
         settled: false,
         resolve,
         reject,
@@ -468,6 +470,7 @@ export class Batcher {
             req.outcome.truncated.push(it.index);
           }
           req.outcome.probabilities[it.index] = out.probabilities.subarray(r * out.numLabels, (r + 1) * out.numLabels);
+          req.outcome.logits[it.index] = out.logits.subarray(r * out.numLabels, (r + 1) * out.numLabels);
           req.outcome.queueMs[it.index] = queueMs[r]!;
           req.outcome.inferenceMs[it.index] = out.inferenceMs;
           if (--req.remaining === 0) this.succeed(req);

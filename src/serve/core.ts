@@ -77,6 +77,8 @@ export interface ClassifyResult {
   requestId: string;
   /** Per input, numLabels probabilities in manifest label order. */
   probabilities: Float32Array[];
+  /** Per input, the logits of the variant that decided it (probabilities are their softmax). */
+  logits: Float32Array[];
   /** Per input, the winning label (of the variant that decided it). */
   labels: string[];
   /** Slowest input's queue time and the inference time of its batch, ms (summed over stages). */
@@ -88,6 +90,7 @@ export interface ClassifyResult {
 
 interface StageRun {
   probabilities: Float32Array[];
+  logits: Float32Array[];
   queueMs: number;
   inferenceMs: number;
   /** Indices (into this stage's texts) of the texts cut to maxLength. */
@@ -237,11 +240,14 @@ export class ServeCore {
     let queueMs = 0;
     let inferenceMs = 0;
     let truncated: number[] = [];
+    // An input runs stages 0..d and stage d decides it, so the last logits written are the decider's.
+    const logits = new Array<Float32Array>(inputs.length);
     const cascade = await runCascade(stages, decision.threshold, inputs.length, async (_stage, s, indices) => {
       const r = await this.runStage(batcher, stages[s]!, s === 0 ? inputs : indices.map((i) => inputs[i]!), request.truncate, request);
       queueMs += r.queueMs;
       inferenceMs += r.inferenceMs;
       if (s === 0) truncated = r.truncated;
+      indices.forEach((input, j) => (logits[input] = r.logits[j]!));
       return r.probabilities;
     }).finally(release);
     const probabilities = cascade.probabilities as Float32Array[];
@@ -260,7 +266,7 @@ export class ServeCore {
     // route's reply, which is sent from the promise jobs of this call's continuation).
     if (job) setImmediate(() => void this.runShadow(job));
 
-    return { model, variant, routing: decision.reason, decidedBy, requestId, probabilities, labels, queueMs, inferenceMs, truncated };
+    return { model, variant, routing: decision.reason, decidedBy, requestId, probabilities, logits, labels, queueMs, inferenceMs, truncated };
   }
 
   /** A shadow run: never fails anything but itself; dropped when it would crowd real traffic. */
@@ -309,6 +315,7 @@ export class ServeCore {
     const outcome = await batcher.submit(variant.key, bounded, { deadline: opts.deadline, signal: opts.signal, truncate });
     return {
       probabilities: outcome.probabilities,
+      logits: outcome.logits,
       queueMs: Math.max(...outcome.queueMs),
       inferenceMs: Math.max(...outcome.inferenceMs),
       truncated: outcome.truncated,

@@ -14,6 +14,7 @@
 // modelReloadMs) leaves what was serving in place instead and lists the failure. A rebuilt
 // variant gets a new session key (model/variant#n): requests accepted before the swap finish on
 // the old session, new ones use the new one.
+import type { ReloadFailure, ReloadReport } from './routes/reload-schemas.js';
 import { existsSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import type { BatchTarget } from './batcher.js';
@@ -29,38 +30,10 @@ export interface StoreLogger {
   debug(obj: object, msg?: string): void;
 }
 
-export interface ReloadChange {
-  model: string;
-  variant: string;
-  depth: number;
-}
+export type { ReloadChange, ReloadFailure, ReloadReport } from './routes/reload-schemas.js';
 
-export interface ReloadFailure {
-  model: string;
-  variant: string;
-  /** The file at fault, relative to the model repository, when the error names one. */
-  file?: string;
-  /** Why; paths in it are relative to the model repository. */
-  error: string;
-  /** ISO time of the reload that found it. */
-  at: string;
-}
-
-export type ReloadTrigger = 'api' | 'poll';
-
-export interface ReloadReport {
-  trigger: ReloadTrigger;
-  startedAt: string;
-  ms: number;
-  added: ReloadChange[];
-  updated: ReloadChange[];
-  /** drainedMs: how long its accepted requests took to be answered before its sessions went. */
-  removed: (ReloadChange & { drainedMs: number })[];
-  /** Variants this reload could not load (or remove); what served before still serves. */
-  failed: ReloadFailure[];
-  /** Variants found on disk as they were. */
-  unchanged: number;
-}
+/** What started a reload. */
+export type ReloadTrigger = ReloadReport['trigger'];
 
 /** The worker pool, as the store uses it: sessions opened and warmed in every worker, or dropped. */
 export interface SessionHost {

@@ -104,7 +104,8 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         description:
           'Text classifiers built from the first k layers of pretrained language models, served with dynamic batching per depth variant. ' +
           'Errors are always {"error": {"code", "message"}} with a code from a closed catalogue; the Open Inference Protocol routes (/v2) ' +
-          'answer {"error": "<message>", "code"} as that protocol defines.',
+          'and the Hugging Face routes (/models/{model}, /hf) answer {"error": "<message>", "code"} as their clients read it, and the TEI routes ' +
+          '(/predict, /info, /health) TEI\'s {"error": "<message>", "error_type", "code"}.',
         license: { name: 'Apache-2.0' },
       },
       tags: [

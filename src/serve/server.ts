@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from './config.js';
 import { CoreError, rootCause } from './errors.js';
-import { errorBody, errorHeaders, httpStatus, toCoreError, v2ErrorBody } from './routes/error-replies.js';
+import { errorBodyIn, errorHeaders, httpStatus, toCoreError } from './routes/error-replies.js';
 import { answerUnknownExpectations, clientErrorHandler, frameworkErrorHandler, missingHostError } from './http-client-error.js';
 import { registerRateLimit } from './rate-limit.js';
 import { metricsRoutes, ServeMetrics } from './metrics.js';
@@ -20,7 +20,7 @@ import { routingRoutes } from './routes/routing.js';
 import { reloadRoutes } from './routes/reload.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
-import { sharedSchemas } from './routes/schemas.js';
+import { completeErrorResponses, sharedSchemas } from './routes/schemas.js';
 import { v2Routes } from './routes/v2.js';
 import { hfRoutes } from './routes/hf.js';
 import { teiRoutes } from './routes/tei.js';
@@ -172,17 +172,16 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
       const cause = rootCause(err);
       request.log.error({ err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
     }
-    const v2 = request.routeOptions.config?.v2 === true || request.url.startsWith('/v2');
-    return reply
-      .code(status)
-      .headers(errorHeaders(err))
-      .send(v2 ? v2ErrorBody(err) : errorBody(err));
+    const config = request.routeOptions.config;
+    const shape = config?.errorShape ?? (config?.v2 === true || request.url.startsWith('/v2') ? 'v2' : 'slimserve');
+    return reply.code(status).headers(errorHeaders(err)).send(errorBodyIn(shape, err));
   };
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(toCoreError(error), request, reply));
   app.setNotFoundHandler((request, reply) => {
     sendError(new CoreError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url.split('?')[0]}`), request, reply);
   });
 
+  app.addHook('onRoute', completeErrorResponses);
   await registerOpenApi(app, version);
   healthRoutes(app, core);
   classifyRoutes(app, core);

@@ -58,6 +58,8 @@ export class WorkerFailedError extends Error {
 export interface BatchOutput {
   /** rows x numLabels, row-major. */
   probabilities: Float32Array;
+  /** rows x numLabels, row-major: the model's raw output, before the softmax. */
+  logits: Float32Array;
   numLabels: number;
   /** Per row: the text's token count, -1 for "more than maxLength". */
   tokenCounts: Int32Array;
@@ -259,8 +261,8 @@ export class WorkerPool {
       worker.jobs.delete(msg.jobId);
       this.arm(worker); // the next batch, if any, starts now
       if (msg.type === 'result') {
-        const { probabilities, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt } = msg;
-        job.resolve({ probabilities, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt, workerIndex: index });
+        const { probabilities, logits, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt } = msg;
+        job.resolve({ probabilities, logits, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt, workerIndex: index });
       } else if (msg.type === 'run-expired') {
         job.reject(new BatchExpiredError());
       } else {

@@ -80,6 +80,8 @@ export type WorkerToMain =
       type: 'result';
       jobId: number;
       probabilities: Float32Array;
+      /** The model's raw logits, same layout (HF function_to_apply none/sigmoid, TEI raw_scores). */
+      logits: Float32Array;
       numLabels: number;
       /** Per row: the text's token count, or -1 for "more than maxLength" (too long to count in full). */
       tokenCounts: Int32Array;

@@ -80,7 +80,13 @@ function inputs(rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Ar
   };
 }
 
-async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<Float32Array> {
+/** One batch's model outputs: the raw logits and their softmax, both rows x numLabels. */
+interface SessionOutput {
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+async function runSession(key: string, rows: number, cols: number, ids: BigInt64Array, mask: BigInt64Array): Promise<SessionOutput> {
   const entry = sessions.get(key);
   if (!entry) throw new Error(`no session for ${key}`);
   const out = await entry.session.run(inputs(rows, cols, ids, mask));
@@ -90,7 +96,10 @@ async function runSession(key: string, rows: number, cols: number, ids: BigInt64
   if (dims.length !== 2 || dims[0] !== rows || dims[1] !== entry.numLabels) {
     throw new Error(`${key}: logits have shape [${dims.join(', ')}], expected [${rows}, ${entry.numLabels}] (one column per manifest label)`);
   }
-  return softmaxRows(logits.data as Float32Array, rows, entry.numLabels);
+  // A copy: onnxruntime's output buffer is not ours to transfer. The logits travel beside the
+  // probabilities for the client routes that answer them (HF function_to_apply, TEI raw_scores).
+  const raw = Float32Array.from(logits.data as Float32Array);
+  return { logits: raw, probabilities: softmaxRows(raw, rows, entry.numLabels) };
 }
 
 async function openSession(spec: SessionSpec): Promise<LoadedSession> {
@@ -167,11 +176,11 @@ async function run(msg: RunRequest): Promise<void> {
     if (init.testDelayMs > 0) Atomics.wait(sleeper, 0, 0, init.testDelayMs);
     if (fault && injectFault(msg.key)) return;
     const rows = msg.texts.length;
-    const probabilities = await runSession(msg.key, rows, paddedLength, inputIds, attentionMask);
+    const { logits, probabilities } = await runSession(msg.key, rows, paddedLength, inputIds, attentionMask);
     const inferenceMs = performance.now() - started;
     post(
-      { type: 'result', jobId: msg.jobId, probabilities, numLabels: entry.numLabels, tokenCounts, paddedLength, tokenizeMs: started - tokenizeStarted, inferenceMs, startedAt },
-      [probabilities.buffer as ArrayBuffer, tokenCounts.buffer as ArrayBuffer],
+      { type: 'result', jobId: msg.jobId, probabilities, logits, numLabels: entry.numLabels, tokenCounts, paddedLength, tokenizeMs: started - tokenizeStarted, inferenceMs, startedAt },
+      [probabilities.buffer as ArrayBuffer, logits.buffer as ArrayBuffer, tokenCounts.buffer as ArrayBuffer],
     );
   } catch (err) {
     post({ type: 'run-failed', jobId: msg.jobId, message: (err as Error).message });

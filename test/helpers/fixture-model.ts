@@ -55,15 +55,18 @@ function randomMatrix(next: () => number, n: number, scale: number): Float32Arra
   return Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale);
 }
 
-/** The classifier's ONNX bytes for `depth` layers of a stack seeded by `seed`. */
-export function buildFixtureOnnx(opts: { depth: number; hidden: number; numLabels: number; seed: number }): Uint8Array {
-  const { depth, hidden: d, numLabels, seed } = opts;
+interface FixtureWeights {
+  embeddings: Float32Array;
+  layers: { w: Float32Array; b: Float32Array }[];
+  headW: Float32Array;
+  headB: Float32Array;
+}
+
+/** The weights of a stack seeded by `seed`. Every variant draws the whole stack in the same order, so kN's layers are k(N+1)'s first N. */
+function fixtureWeights(hidden: number, numLabels: number, seed: number): FixtureWeights {
+  const d = hidden;
   const next = rng(seed);
-  const g = new GraphBuilder('fixture_classifier');
-  const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  const emb = g.initializer('embeddings', randomMatrix(next, VOCAB.length * d, 1), [VOCAB.length, d]);
-  // Every variant draws the whole stack in the same order, so kN's layers are k(N+1)'s first N.
+  const embeddings = randomMatrix(next, VOCAB.length * d, 1);
   const maxLayers = 8;
   const layers = Array.from({ length: maxLayers }, () => ({
     w: randomMatrix(next, d * d, 1 / Math.sqrt(d)),
@@ -71,6 +74,46 @@ export function buildFixtureOnnx(opts: { depth: number; hidden: number; numLabel
   }));
   const headW = randomMatrix(next, d * numLabels, 2 / Math.sqrt(d));
   const headB = randomMatrix(next, numLabels, 0.1);
+  return { embeddings, layers, headW, headB };
+}
+
+/**
+ * Independent reference for the fixture classifier: its logits for one text, in plain float64
+ * loops over the same weights (the tokenizer's rules: lowercase, split on whitespace, [CLS]
+ * first, unknown words [UNK]). For texts within maxLength.
+ */
+export function fixtureLogits(text: string, opts: { depth: number; hidden: number; numLabels: number; seed: number }): number[] {
+  const { depth, hidden: d, numLabels, seed } = opts;
+  const { embeddings, layers, headW, headB } = fixtureWeights(d, numLabels, seed);
+  const ids = [VOCAB.indexOf('[CLS]'), ...text.toLowerCase().split(/\s+/).filter(Boolean).map((w) => (VOCAB.includes(w) ? VOCAB.indexOf(w) : VOCAB.indexOf('[UNK]')))];
+  const pooled = new Array<number>(d).fill(0);
+  for (const id of ids) {
+    let h = Array.from({ length: d }, (_, j) => embeddings[id * d + j]!);
+    for (let l = 0; l < depth; l++) {
+      const { w, b } = layers[l]!;
+      h = h.map((x, j) => {
+        let z = b[j]!;
+        for (let i = 0; i < d; i++) z += h[i]! * w[i * d + j]!;
+        return x + Math.tanh(z);
+      });
+    }
+    for (let j = 0; j < d; j++) pooled[j]! += h[j]! / ids.length;
+  }
+  return Array.from({ length: numLabels }, (_, c) => {
+    let z = headB[c]!;
+    for (let j = 0; j < d; j++) z += pooled[j]! * headW[j * numLabels + c]!;
+    return z;
+  });
+}
+
+/** The classifier's ONNX bytes for `depth` layers of a stack seeded by `seed`. */
+export function buildFixtureOnnx(opts: { depth: number; hidden: number; numLabels: number; seed: number }): Uint8Array {
+  const { depth, hidden: d, numLabels, seed } = opts;
+  const { embeddings, layers, headW, headB } = fixtureWeights(d, numLabels, seed);
+  const g = new GraphBuilder('fixture_classifier');
+  const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
+  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const emb = g.initializer('embeddings', embeddings, [VOCAB.length, d]);
 
   // Named constants: GraphBuilder.constF/constI64 claim their fresh() name twice and throw.
   const axis1 = g.initializer('axis1', BigInt64Array.from([1n]), [1]);

@@ -2,11 +2,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServeCore } from '../core.js';
 import { argmax } from '../../probabilities.js';
-import { errorResponses, ok, type ClassifyRequestBody } from './schemas.js';
+import { errorResponses, ok, type ClassifyRequestBody, type ClassifyResponseBody } from './schemas.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 
 export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
-  app.post<{ Body: ClassifyRequestBody }>(
+  app.post<{ Body: ClassifyRequestBody; Reply: ClassifyResponseBody }>(
     '/classify',
     {
       config: { inference: true },

@@ -1,6 +1,7 @@
 // How a CoreError becomes an HTTP answer: the status from the catalogue, the headers its code
-// and retry hint call for, and the body (the slimserve shape, or the Open Inference Protocol's
-// on /v2). Also maps fastify's own errors (bad JSON, body too large, schema) into the catalogue,
+// and retry hint call for, and the body in the shape the route's clients parse (slimserve's own;
+// the Open Inference Protocol's on /v2; Hugging Face's on /models/:model and /hf; TEI's on
+// /predict, /info, /health). Also maps fastify's own errors (bad JSON, body too large, schema) into the catalogue,
 // so no response ever carries a code from outside it.
 import { CoreError, ERROR_CODES, ERRORS, type ErrorCode } from '../errors.js';
 
@@ -32,12 +33,80 @@ export interface V2ErrorBody {
   code: ErrorCode;
 }
 
+/**
+ * Hugging Face's Inference API answers `{"error": "<message>"}`; @huggingface/inference shows
+ * that string in its exception only when `error` is a string, so the HF routes answer in that
+ * shape, the catalogue code beside it.
+ */
+export type HfErrorBody = V2ErrorBody;
+
+/** TEI's error types (router/src/lib.rs ErrorType, serialised by name). */
+export type TeiErrorType = 'Unhealthy' | 'Backend' | 'Overloaded' | 'Validation' | 'Tokenizer' | 'Empty';
+
+/** TEI's ErrorResponse `{"error": "<message>", "error_type": "<TeiErrorType>"}`, the catalogue code beside it. */
+export interface TeiErrorBody {
+  error: string;
+  error_type: TeiErrorType;
+  code: ErrorCode;
+}
+
+/** Which clients' error body a route answers with (set in its config; slimserve's when absent). */
+export type ErrorShape = 'slimserve' | 'v2' | 'hf' | 'tei';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The error body this route's clients parse (see ErrorShape). */
+    errorShape?: ErrorShape;
+  }
+}
+
 export function errorBody(err: CoreError): ErrorBody {
   return { error: { code: err.code, message: err.message } };
 }
 
 export function v2ErrorBody(err: CoreError): V2ErrorBody {
   return { error: err.message, code: err.code };
+}
+
+/**
+ * TEI's error type of a catalogue code. TEI's own statuses differ from ours (it answers 413 for
+ * every validation error, 424 for backend failures); the status stays the catalogue's, which is
+ * the one a generic HTTP client or gateway acts on, and `error_type` names TEI's class of error.
+ */
+export function teiErrorType(code: ErrorCode): TeiErrorType {
+  switch (code) {
+    case 'NOT_READY':
+    case 'SHUTTING_DOWN':
+      return 'Unhealthy';
+    case 'QUEUE_FULL':
+    case 'TOO_MANY_CONNECTIONS':
+    case 'RATE_LIMITED':
+      return 'Overloaded';
+    case 'INTERNAL':
+    case 'INFERENCE_FAILED':
+    case 'WORKER_FAILED':
+    case 'DEADLINE_EXCEEDED':
+      return 'Backend';
+    default:
+      return 'Validation';
+  }
+}
+
+export function teiErrorBody(err: CoreError): TeiErrorBody {
+  return { error: err.message, error_type: teiErrorType(err.code), code: err.code };
+}
+
+/** The body of an error in the given shape. */
+export function errorBodyIn(shape: ErrorShape, err: CoreError): ErrorBody | V2ErrorBody | TeiErrorBody {
+  switch (shape) {
+    case 'v2':
+    case 'hf':
+      return v2ErrorBody(err);
+    case 'tei':
+      return teiErrorBody(err);
+    default:
+      return errorBody(err);
+  }
 }
 
 interface FrameworkError {
@@ -90,6 +159,30 @@ export const errorBodySchema = {
         message: { type: 'string' },
       },
     },
+  },
+} as const;
+
+const messageErrorProperties = {
+  error: { type: 'string' },
+  code: { type: 'string', enum: ERROR_CODES },
+} as const;
+
+export const hfErrorBodySchema = {
+  $id: 'HfErrorBody',
+  type: 'object',
+  description: 'Hugging Face Inference API error: `error` is the message; `code` is the slimserve catalogue code.',
+  required: ['error', 'code'],
+  properties: messageErrorProperties,
+} as const;
+
+export const teiErrorBodySchema = {
+  $id: 'TeiErrorBody',
+  type: 'object',
+  description: 'Text Embeddings Inference error: `error` is the message, `error_type` TEI\'s class of error; `code` is the slimserve catalogue code.',
+  required: ['error', 'error_type', 'code'],
+  properties: {
+    ...messageErrorProperties,
+    error_type: { type: 'string', enum: ['Unhealthy', 'Backend', 'Overloaded', 'Validation', 'Tokenizer', 'Empty'] },
   },
 } as const;
 

@@ -6,11 +6,11 @@ import { clientKey } from '../connection-limit.js';
 import { CoreError } from '../errors.js';
 import type { ServeCore } from '../core.js';
 import { requireBearer } from './admin-auth.js';
-import type { FeedbackRequestBody } from './routing-schemas.js';
+import type { FeedbackRequestBody, FeedbackResponseBody } from './routing-schemas.js';
 import { errorResponses, ok } from './schemas.js';
 
 export function feedbackRoutes(app: FastifyInstance, core: ServeCore): void {
-  app.post<{ Body: FeedbackRequestBody }>(
+  app.post<{ Body: FeedbackRequestBody; Reply: FeedbackResponseBody }>(
     '/feedback',
     {
       schema: {

@@ -3,7 +3,7 @@
 // The state -> answer rule is src/serve/lifecycle.ts.
 import type { FastifyInstance } from 'fastify';
 import type { ServeCore } from '../core.js';
-import { errorResponses, ok } from './schemas.js';
+import { errorResponses, ok, type HealthBody } from './schemas.js';
 
 export function healthRoutes(app: FastifyInstance, core: ServeCore): void {
   app.get(
@@ -15,7 +15,7 @@ export function healthRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('Health', 'Live') },
       },
     },
-    async () => ({ status: 'live' }),
+    async (): Promise<HealthBody> => ({ status: 'live' }),
   );
 
   app.get(
@@ -27,7 +27,7 @@ export function healthRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('Health', 'Ready'), ...errorResponses([503]) },
       },
     },
-    async () => {
+    async (): Promise<HealthBody> => {
       const refused = core.unavailable();
       if (refused) throw refused;
       return { status: 'ready' };

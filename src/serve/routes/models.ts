@@ -5,9 +5,9 @@ import type { ServedModel, ServedVariant } from '../catalogue.js';
 import type { ServeCore } from '../core.js';
 import { reloadStatus } from './reload.js';
 import { precisionOf } from '../../manifest.js';
-import { errorResponses, ok } from './schemas.js';
+import { errorResponses, ok, type ModelInfoBody, type ModelListBody, type VariantInfoBody } from './schemas.js';
 
-export function variantInfo(core: ServeCore, v: ServedVariant): Record<string, unknown> {
+export function variantInfo(core: ServeCore, v: ServedVariant): VariantInfoBody {
   const m = v.manifest;
   const reloadError = core.store?.failureOf(v.model, v.name);
   return {
@@ -20,7 +20,7 @@ export function variantInfo(core: ServeCore, v: ServedVariant): Record<string, u
     ready: core.ready,
     queueDepth: core.queueDepth(v.model, v.name),
     running: core.runningInputs(v.model, v.name),
-    labels: v.labels,
+    labels: [...v.labels],
     maxLength: v.maxLength,
     head: m.head,
     params: m.params,
@@ -41,10 +41,10 @@ function defaultVariant(core: ServeCore, model: ServedModel): string {
   return core.decide(model, {}, () => 0).stages[0]!;
 }
 
-export function modelInfo(core: ServeCore, model: ServedModel): Record<string, unknown> {
+export function modelInfo(core: ServeCore, model: ServedModel): ModelInfoBody {
   return {
     name: model.name,
-    labels: model.variants[0]!.labels,
+    labels: [...model.variants[0]!.labels],
     defaultVariant: defaultVariant(core, model),
     routing: core.tables.document(model.name),
     variants: model.variants.map((v) => variantInfo(core, v)),
@@ -62,7 +62,7 @@ export function modelRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('ModelList', 'Served models') },
       },
     },
-    async () => {
+    async (): Promise<ModelListBody> => {
       const reload = reloadStatus(core);
       return { ready: core.ready, models: core.catalogue.models.map((m) => modelInfo(core, m)), ...(reload ? { reload } : {}) };
     },
@@ -78,6 +78,6 @@ export function modelRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('ModelInfo', 'The model'), ...errorResponses([404, 503]) },
       },
     },
-    async (request) => modelInfo(core, core.model(request.params.model)),
+    async (request): Promise<ModelInfoBody> => modelInfo(core, core.model(request.params.model)),
   );
 }

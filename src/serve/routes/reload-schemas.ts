@@ -1,8 +1,11 @@
 // JSON schemas of hot reload (POST /admin/reload, and "reload" in GET /models); registered with
-// the shared schemas so they appear as OpenAPI components. No imports: schemas.ts includes them.
+// the shared schemas so they appear as OpenAPI components, and the types of the model store's
+// reports derive from them. No runtime imports: schemas.ts includes them.
+import type { FromSchema } from 'json-schema-to-ts';
 
 const change = {
   type: 'object',
+  additionalProperties: false,
   required: ['model', 'variant', 'depth'],
   properties: { model: { type: 'string' }, variant: { type: 'string' }, depth: { type: 'integer' } },
 } as const;
@@ -10,6 +13,7 @@ const change = {
 export const reloadFailureSchema = {
   $id: 'ReloadFailure',
   type: 'object',
+  additionalProperties: false,
   description: 'A variant directory that could not be loaded (or a removal refused); what served before keeps serving.',
   required: ['model', 'variant', 'error', 'at'],
   properties: {
@@ -24,6 +28,7 @@ export const reloadFailureSchema = {
 export const reloadReportSchema = {
   $id: 'ReloadReport',
   type: 'object',
+  additionalProperties: false,
   required: ['trigger', 'startedAt', 'ms', 'added', 'updated', 'removed', 'failed', 'unchanged'],
   properties: {
     trigger: { type: 'string', enum: ['api', 'poll'] },
@@ -52,5 +57,14 @@ export const reloadStatusSchema = {
     failures: { type: 'array', items: { $ref: 'ReloadFailure#' }, description: 'Variant directories that fail to load now.' },
   },
 } as const;
+
+/** A variant added, updated or removed by a reload. */
+export type ReloadChange = FromSchema<typeof change>;
+/** A variant directory that could not be loaded (or a removal refused). */
+export type ReloadFailure = FromSchema<typeof reloadFailureSchema>;
+/** What a reload did (POST /admin/reload's answer; GET /models reload.last). */
+export type ReloadReport = FromSchema<typeof reloadReportSchema, { references: [typeof reloadFailureSchema] }>;
+/** GET /models: "reload". */
+export type ReloadStatus = FromSchema<typeof reloadStatusSchema, { references: [typeof reloadFailureSchema, typeof reloadReportSchema] }>;
 
 export const reloadSchemas = [reloadFailureSchema, reloadReportSchema, reloadStatusSchema];

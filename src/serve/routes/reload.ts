@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServeCore } from '../core.js';
 import { requireAdmin } from './admin-auth.js';
+import type { ReloadReport, ReloadStatus } from './reload-schemas.js';
 import { errorResponses, ok } from './schemas.js';
 
 export { reloadSchemas } from './reload-schemas.js';
@@ -23,7 +24,7 @@ export function reloadRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('ReloadReport', 'What changed'), ...errorResponses([401, 403, 503]) },
       },
     },
-    async (request) => {
+    async (request): Promise<ReloadReport> => {
       requireAdmin(request, core.config.adminToken);
       return core.reload('api');
     },
@@ -31,7 +32,7 @@ export function reloadRoutes(app: FastifyInstance, core: ServeCore): void {
 }
 
 /** The "reload" member of GET /models (absent until the repository is loaded). */
-export function reloadStatus(core: ServeCore): Record<string, unknown> | undefined {
+export function reloadStatus(core: ServeCore): ReloadStatus | undefined {
   // Absent until the repository is loaded (the start is not a hot reload).
   const r = core.store;
   if (!r || core.state === 'loading' || core.state === 'failed') return undefined;

@@ -1,46 +1,24 @@
 // JSON schemas of the routing and feedback endpoints (registered with the shared schemas, so
-// they appear as OpenAPI components). The routing table is validated by src/serve/routing/
-// table.ts, not by these schemas, so file reloads and PUT give the same messages.
+// they appear as OpenAPI components). The routing table's schema lives with its validator
+// (src/serve/routing/table-schema.ts), which file reloads and PUT share, so both give the same
+// messages.
 import type { FromSchema } from 'json-schema-to-ts';
+import { routingDocumentShape, routingTableSchema } from '../routing/table-schema.js';
+
+// Response schemas list every field and say additionalProperties: false: the serializer writes
+// only listed fields anyway, and the derived types are then exact, so a domain type that
+// grows a field must grow the schema too.
 
 const interval = {
   type: 'object',
+  additionalProperties: false,
   required: ['low', 'high'],
   properties: { low: { type: 'number' }, high: { type: 'number' } },
 } as const;
 
-export const routingTableSchema = {
-  $id: 'RoutingTable',
-  type: 'object',
-  description:
-    'Routing of one model (models/<model>/routing.json). Decision order: explicit variant > cascade > sticky hash of key > weighted random. ' +
-    'Refused with 400 INVALID_ROUTING: an unknown variant, a weight that is not 0 or within [1e-6, 1e6], weights adding up to 0, shadow.fraction outside [0, 1], ' +
-    'a cascade naming a missing variant (or one twice, or variants with different labels), cascade.threshold outside (0, 1].',
-  additionalProperties: false,
-  properties: {
-    variants: {
-      type: 'object',
-      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the default variant (GET /models/{model} defaultVariant).',
-      additionalProperties: { type: 'object', required: ['weight'], properties: { weight: { type: 'number', minimum: 0 } } },
-    },
-    sticky: { type: 'boolean', default: true, description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).' },
-    shadow: {
-      type: 'object',
-      required: ['variant', 'fraction'],
-      description: 'After the answer, this fraction of requests also runs on the shadow variant; only agreement is counted.',
-      properties: { variant: { type: 'string' }, fraction: { type: 'number', minimum: 0, maximum: 1 } },
-    },
-    cascade: {
-      type: 'object',
-      required: ['order', 'threshold'],
-      description: 'Every input runs on order[0]; inputs whose top probability is under threshold go to the next variant; the last one decides.',
-      properties: { order: { type: 'array', minItems: 2, items: { type: 'string' } }, threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 } },
-    },
-  },
-} as const;
-
 const accuracyEstimate = {
   type: 'object',
+  additionalProperties: false,
   required: ['n', 'correct', 'accuracy', 'ci95', 'clients'],
   description:
     'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval. clients: how many distinct client addresses (IPv6: /64) those outcomes came from -- ' +
@@ -60,8 +38,8 @@ export const routingStatusSchema = {
     persisted: { type: 'boolean', description: 'PUT only: whether routing.json was rewritten (false on a read-only model directory: this replica only).' },
     persistError: { type: 'string' },
     lastReloadError: { type: 'string', description: 'Why the last changed routing.json was refused (the previous table stays).' },
-    routing: { type: 'object', nullable: true, additionalProperties: true, description: 'The live table, or null without one.' },
-    effective: { type: 'object', additionalProperties: true, description: 'The table in force (the default one without routing).' },
+    routing: { ...routingDocumentShape, nullable: true, description: 'The live table, or null without one.' },
+    effective: { ...routingDocumentShape, description: 'The table in force (the default one without routing).' },
     variants: {
       type: 'array',
       items: {
@@ -74,7 +52,11 @@ export const routingStatusSchema = {
           share: { type: 'number' },
           requests: { type: 'integer', description: 'Requests answered with this as the top-level variant.' },
           served: { type: 'integer', description: 'Inputs this variant decided.' },
-          feedback: { type: 'object', properties: { correct: { type: 'integer' }, incorrect: { type: 'integer' }, total: { type: 'integer' } } },
+          feedback: {
+            type: 'object',
+            required: ['correct', 'incorrect', 'total'],
+            properties: { correct: { type: 'integer' }, incorrect: { type: 'integer' }, total: { type: 'integer' } },
+          },
           buildAccuracy: { type: 'number' },
           online: accuracyEstimate,
         },
@@ -85,11 +67,14 @@ export const routingStatusSchema = {
       description: 'Online accuracy of a minus b for every pair with feedback, with the Newcombe 95% interval; significant: the interval excludes 0.',
       items: {
         type: 'object',
+        additionalProperties: false,
+        required: ['a', 'b', 'difference', 'ci95', 'significant'],
         properties: { a: { type: 'string' }, b: { type: 'string' }, difference: { type: 'number' }, ci95: interval, significant: { type: 'boolean' } },
       },
     },
     shadow: {
       type: 'object',
+      required: ['agreement'],
       properties: {
         variant: { type: 'string' },
         fraction: { type: 'number' },
@@ -97,6 +82,7 @@ export const routingStatusSchema = {
           type: 'array',
           items: {
             type: 'object',
+            required: ['served', 'shadow', 'agree', 'disagree', 'dropped', 'rate'],
             properties: {
               served: { type: 'string' },
               shadow: { type: 'string' },
@@ -111,18 +97,26 @@ export const routingStatusSchema = {
     },
     cascade: {
       type: 'object',
+      required: ['escalations'],
       properties: {
         order: { type: 'array', items: { type: 'string' } },
         threshold: { type: 'number' },
-        escalations: { type: 'array', items: { type: 'object', properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } } },
+        escalations: {
+          type: 'array',
+          items: { type: 'object', required: ['from', 'to', 'count'], properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } },
+        },
       },
     },
     feedback: {
       type: 'object',
+      required: ['signedIds', 'windowSize', 'ttlMs'],
       properties: { signedIds: { type: 'boolean' }, windowSize: { type: 'integer' }, ttlMs: { type: 'integer' } },
     },
   },
 } as const;
+
+/** The body of GET and PUT /routing/{model}. */
+export type RoutingStatusBody = FromSchema<typeof routingStatusSchema, { keepDefaultedPropertiesOptional: true }>;
 
 export const feedbackRequestSchema = {
   $id: 'FeedbackRequest',
@@ -152,6 +146,7 @@ export const feedbackResponseSchema = {
       type: 'array',
       items: {
         type: 'object',
+        required: ['index', 'variant', 'predicted', 'label', 'correct', 'counted'],
         properties: {
           index: { type: 'integer' },
           variant: { type: 'string' },
@@ -164,5 +159,8 @@ export const feedbackResponseSchema = {
     },
   },
 } as const;
+
+/** The body of POST /feedback's 202. */
+export type FeedbackResponseBody = FromSchema<typeof feedbackResponseSchema>;
 
 export const routingSchemas = [routingTableSchema, routingStatusSchema, feedbackRequestSchema, feedbackResponseSchema];

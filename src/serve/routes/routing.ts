@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServeCore } from '../core.js';
 import { requireAdmin } from './admin-auth.js';
+import type { RoutingStatusBody } from './routing-schemas.js';
 import { errorResponses, ok } from './schemas.js';
 
 const params = { type: 'object', required: ['model'], properties: { model: { type: 'string' } } } as const;
@@ -24,9 +25,7 @@ export function routingRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('RoutingStatus', 'Routing of the model'), ...errorResponses([404, 503]) },
       },
     },
-    async (request) => {
-      return core.routingStatus(request.params.model);
-    },
+    async (request): Promise<RoutingStatusBody> => core.routingStatus(request.params.model),
   );
 
   app.put<{ Params: { model: string }; Body: unknown }>(
@@ -46,7 +45,7 @@ export function routingRoutes(app: FastifyInstance, core: ServeCore): void {
         response: { 200: ok('RoutingStatus', 'The new routing'), ...errorResponses([400, 401, 403, 404, 503]) },
       },
     },
-    async (request) => {
+    async (request): Promise<RoutingStatusBody> => {
       requireAdmin(request, core.config.adminToken);
       return core.replaceRouting(request.params.model, request.body);
     },

@@ -1,13 +1,14 @@
 // JSON schemas of the HTTP API. They drive request validation (ajv), response serialisation
 // (fast-json-stringify) and the OpenAPI document (@fastify/swagger): one source for all three.
 // Shared shapes are registered with an $id and referenced as "<Id>#". The TypeScript types of
-// request bodies are derived from the same schemas (json-schema-to-ts FromSchema), so the
-// contract is declared once: a field added to a schema is a field the handler sees.
+// request bodies and of answers are derived from the same schemas (json-schema-to-ts
+// FromSchema), so the contract is declared once: a field added to a schema is a field the
+// handler sees, and a handler cannot answer a field of the wrong type or miss a required one.
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES, ERRORS } from '../errors.js';
-import { errorBodySchema, v2ErrorBodySchema } from './error-replies.js';
+import { errorBodySchema, hfErrorBodySchema, teiErrorBodySchema, v2ErrorBodySchema } from './error-replies.js';
 import { routingSchemas } from './routing-schemas.js';
-import { reloadSchemas } from './reload-schemas.js';
+import { reloadFailureSchema, reloadReportSchema, reloadSchemas, reloadStatusSchema } from './reload-schemas.js';
 
 export const classifyRequestSchema = {
   $id: 'ClassifyRequest',
@@ -63,6 +64,9 @@ export const classifyResponseSchema = {
   },
 } as const;
 
+/** The body of POST /classify's 200. */
+export type ClassifyResponseBody = FromSchema<typeof classifyResponseSchema, { references: [typeof classifyResultSchema] }>;
+
 export const variantInfoSchema = {
   $id: 'VariantInfo',
   type: 'object',
@@ -117,12 +121,23 @@ export const modelListSchema = {
   },
 } as const;
 
+type ReloadReferences = [typeof reloadFailureSchema, typeof reloadReportSchema, typeof reloadStatusSchema];
+/** One variant in GET /models. */
+export type VariantInfoBody = FromSchema<typeof variantInfoSchema, { references: ReloadReferences }>;
+/** GET /models/{model}. */
+export type ModelInfoBody = FromSchema<typeof modelInfoSchema, { references: [typeof variantInfoSchema, ...ReloadReferences] }>;
+/** GET /models. */
+export type ModelListBody = FromSchema<typeof modelListSchema, { references: [typeof modelInfoSchema, typeof variantInfoSchema, ...ReloadReferences] }>;
+
 export const healthSchema = {
   $id: 'Health',
   type: 'object',
   required: ['status'],
   properties: { status: { type: 'string', enum: ['live', 'ready'] } },
 } as const;
+
+/** GET /health/live and /health/ready. */
+export type HealthBody = FromSchema<typeof healthSchema>;
 
 // ---- Open Inference Protocol (KServe v2) subset -------------------------------------------
 
@@ -195,6 +210,9 @@ export const v2InferenceResponseSchema = {
   },
 } as const;
 
+/** The body of a v2 inference answer (JSON; the binary extension moves some `data` after it). */
+export type V2InferenceResponseBody = FromSchema<typeof v2InferenceResponseSchema>;
+
 const v2TensorMetadata = {
   type: 'object',
   required: ['name', 'datatype', 'shape'],
@@ -215,6 +233,8 @@ export const v2ModelMetadataSchema = {
   },
 } as const;
 
+export type V2ModelMetadataBody = FromSchema<typeof v2ModelMetadataSchema>;
+
 export const v2ServerMetadataSchema = {
   $id: 'V2ServerMetadata',
   type: 'object',
@@ -222,16 +242,22 @@ export const v2ServerMetadataSchema = {
   properties: { name: { type: 'string' }, version: { type: 'string' }, extensions: { type: 'array', items: { type: 'string' } } },
 } as const;
 
+export type V2ServerMetadataBody = FromSchema<typeof v2ServerMetadataSchema>;
+
 export const v2ReadySchema = {
   $id: 'V2Ready',
   type: 'object',
   properties: { name: { type: 'string' }, live: { type: 'boolean' }, ready: { type: 'boolean' } },
 } as const;
 
+export type V2ReadyBody = FromSchema<typeof v2ReadySchema>;
+
 /** Every shared schema, registered once on the app (and listed in the OpenAPI components). */
 export const sharedSchemas = [
   errorBodySchema,
   v2ErrorBodySchema,
+  hfErrorBodySchema,
+  teiErrorBodySchema,
   classifyRequestSchema,
   classifyResultSchema,
   classifyResponseSchema,
@@ -250,9 +276,12 @@ export const sharedSchemas = [
 
 export const errorRef = { $ref: 'ErrorBody#' } as const;
 export const v2ErrorRef = { $ref: 'V2ErrorBody#' } as const;
+export const hfErrorRef = { $ref: 'HfErrorBody#' } as const;
+export const teiErrorRef = { $ref: 'TeiErrorBody#' } as const;
+type ErrorRef = typeof errorRef | typeof v2ErrorRef | typeof hfErrorRef | typeof teiErrorRef;
 
 /** Error responses of a route, by status, described by the catalogue codes with that status. */
-export function errorResponses(statuses: number[], ref: typeof errorRef | typeof v2ErrorRef = errorRef): Record<string, unknown> {
+export function errorResponses(statuses: number[], ref: ErrorRef = errorRef): Record<string, unknown> {
   return Object.fromEntries(
     statuses.map((status) => {
       const codes = ERROR_CODES.filter((c) => ERRORS[c].status === status && c !== 'CLIENT_CLOSED');
@@ -260,6 +289,29 @@ export function errorResponses(statuses: number[], ref: typeof errorRef | typeof
       return [String(status), { description, ...ref }];
     }),
   );
+}
+
+/** The error body schema a route answers with, from its config (see ErrorShape). */
+function errorRefOf(config: { errorShape?: string; v2?: boolean } | undefined, url: string): ErrorRef {
+  const shape = config?.errorShape ?? (config?.v2 === true || url.startsWith('/v2') ? 'v2' : 'slimserve');
+  return shape === 'v2' ? v2ErrorRef : shape === 'hf' ? hfErrorRef : shape === 'tei' ? teiErrorRef : errorRef;
+}
+
+/**
+ * onRoute: every route that declares responses also declares the errors any route can answer,
+ * in its own error shape: 400 (no Host header), 500 (a bug), 429 (rateLimit, when configured;
+ * not the probes), and for a body 413 and 415. So every answer goes through a response schema
+ * (fast-json-stringify) and the OpenAPI document lists what a client can get.
+ */
+export function completeErrorResponses(route: { method: string | string[]; url: string; schema?: { response?: unknown }; config?: unknown }): void {
+  const response = route.schema?.response as Record<string, unknown> | undefined;
+  if (!response) return;
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  const statuses = [400, 500];
+  if (!route.url.startsWith('/health/') && !route.url.startsWith('/v2/health/')) statuses.push(429); // as rate-limit.ts exempts the probes
+  if (methods.some((m) => m === 'POST' || m === 'PUT')) statuses.push(413, 415);
+  const missing = statuses.filter((s) => response[String(s)] === undefined);
+  Object.assign(response, errorResponses(missing, errorRefOf(route.config as { errorShape?: string; v2?: boolean } | undefined, route.url)));
 }
 
 /** A success response: a shared schema and what it means. */

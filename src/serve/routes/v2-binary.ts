@@ -104,7 +104,10 @@ export function encodeBinaryResponse(answer: { outputs: JsonOutput[] } & Record<
   return { body: Buffer.concat([header, ...blobs]), headerLength: header.length };
 }
 
-/** Which outputs the request wants in binary: per output `binary_data_output`, else the request's. */
+/**
+ * Which outputs the request wants in binary: an output's `binary_data` parameter, else the
+ * request's `binary_data_output` (tritonclient sends the latter when it names no outputs).
+ */
 export function binaryOutputs(
   body: { parameters?: Record<string, unknown>; outputs?: { name: string; parameters?: Record<string, unknown> }[] },
   all: readonly string[],
@@ -112,7 +115,10 @@ export function binaryOutputs(
   const wanted = new Set<string>();
   const everyOutput = body.parameters?.binary_data_output === true;
   if (body.outputs && body.outputs.length > 0) {
-    for (const o of body.outputs) if (o.parameters?.binary_data_output === true || (everyOutput && o.parameters?.binary_data_output !== false)) wanted.add(o.name);
+    for (const o of body.outputs) {
+      const own = o.parameters?.binary_data;
+      if (own === true || (own === undefined && everyOutput)) wanted.add(o.name);
+    }
   } else if (everyOutput) {
     for (const n of all) wanted.add(n);
   }

@@ -8,11 +8,22 @@ import { CoreError } from '../errors.js';
 import type { ServeCore } from '../core.js';
 import { argmax } from '../../probabilities.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
-import { errorResponses, ok, v2ErrorRef, type V2InferenceRequestBody } from './schemas.js';
+import {
+  errorResponses,
+  ok,
+  v2ErrorRef,
+  type V2InferenceRequestBody,
+  type V2InferenceResponseBody,
+  type V2ModelMetadataBody,
+  type V2ReadyBody,
+  type V2ServerMetadataBody,
+} from './schemas.js';
 import { BINARY_CONTENT_TYPE, binaryOutputs, decodeBinaryRequest, encodeBinaryResponse, HEADER_LENGTH } from './v2-binary.js';
 
 export const V2_INPUT = 'text';
 export const V2_OUTPUTS = ['label', 'probabilities'] as const;
+/** Protocol extensions served, as GET /v2 lists them. */
+export const V2_EXTENSIONS = ['binary_tensor_data'] as const;
 
 interface V2Params {
   model: string;
@@ -20,6 +31,7 @@ interface V2Params {
 }
 
 type V2InferBody = V2InferenceRequestBody;
+type V2Output = NonNullable<V2InferenceResponseBody['outputs']>[number];
 
 const modelParams = {
   type: 'object',
@@ -84,7 +96,7 @@ function requestedOutputs(body: V2InferBody): Set<string> {
   return new Set(body.outputs.map((o) => o.name));
 }
 
-function modelMetadata(model: ServedModel, version: string | undefined): Record<string, unknown> {
+function modelMetadata(model: ServedModel, version: string | undefined): V2ModelMetadataBody {
   const variants = version === undefined ? model.variants : [findVariantOr404(model, version)];
   const labels = variants[0]!.labels;
   return {
@@ -119,13 +131,14 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
       config: v2,
       schema: { tags: ['open inference protocol'], summary: 'Server metadata', response: { 200: ok('V2ServerMetadata', 'Server metadata') } },
     },
-    async () => ({ name: 'slimserve', version: serverVersion, extensions: [] }),
+    // The extension names are Triton's: clients look for "binary_tensor_data" before they send binary bodies.
+    async (): Promise<V2ServerMetadataBody> => ({ name: 'slimserve', version: serverVersion, extensions: [...V2_EXTENSIONS] }),
   );
 
   app.get(
     '/v2/health/live',
     { config: v2, schema: { tags: ['open inference protocol'], summary: 'Server live', response: { 200: ok('V2Ready', 'Live') } } },
-    async () => ({ live: true }),
+    async (): Promise<V2ReadyBody> => ({ live: true }),
   );
 
   app.get(
@@ -134,14 +147,14 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
       config: v2,
       schema: { tags: ['open inference protocol'], summary: 'Server ready', response: { 200: ok('V2Ready', 'Ready'), ...errorResponses([503], v2ErrorRef) } },
     },
-    async () => {
+    async (): Promise<V2ReadyBody> => {
       const refused = core.unavailable();
       if (refused) throw refused;
       return { ready: true };
     },
   );
 
-  const metadata = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
+  const metadata = async (request: FastifyRequest<{ Params: V2Params }>): Promise<V2ModelMetadataBody> => {
     const model = core.model(request.params.model);
     return modelMetadata(model, request.params.version);
   };
@@ -161,7 +174,7 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     );
   }
 
-  const ready = async (request: FastifyRequest<{ Params: V2Params }>): Promise<Record<string, unknown>> => {
+  const ready = async (request: FastifyRequest<{ Params: V2Params }>): Promise<V2ReadyBody> => {
     const model = core.model(request.params.model);
     if (request.params.version !== undefined) findVariantOr404(model, request.params.version);
     const refused = core.unavailable();
@@ -184,7 +197,7 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     );
   }
 
-  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<unknown> => {
+  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<V2InferenceResponseBody | FastifyReply> => {
     const body = request.body;
     const texts = textsOf(body);
     const outputs = requestedOutputs(body);
@@ -209,7 +222,7 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     setInferenceHeaders(request, reply, outcome);
     const labels = outcome.variant.labels;
     const n = outcome.probabilities.length;
-    const tensors: Record<string, unknown>[] = [];
+    const tensors: V2Output[] = [];
     if (outputs.has('label')) {
       tensors.push({ name: 'label', datatype: 'BYTES', shape: [n], data: outcome.labels });
     }
@@ -224,8 +237,8 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
       id: body.id ?? request.id,
       // request_id: what POST /feedback takes (signed when feedbackSecret is set).
       parameters: { depth: outcome.variant.depth, request_id: outcome.requestId },
-      outputs: tensors as { name: string; datatype: string; shape: number[]; data: unknown[] }[],
-    };
+      outputs: tensors,
+    } satisfies V2InferenceResponseBody;
     if (binary.size === 0) return answer;
     const encoded = encodeBinaryResponse(answer, binary);
     reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
@@ -252,7 +265,7 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
         schema: {
           tags: ['open inference protocol'],
           summary: 'Inference',
-          description: `One input "${V2_INPUT}" (BYTES, shape [N] or [N, 1]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key. JSON with or without a content type, or the binary tensor extension (Inference-Header-Content-Length; binary_data_output on outputs).`,
+          description: `One input "${V2_INPUT}" (BYTES, shape [N] or [N, 1]); outputs label (BYTES [N]) and probabilities (FP32 [N, labels]). parameters: truncate, key. JSON with or without a content type, or the binary tensor extension (Inference-Header-Content-Length; binary_data on an output, binary_data_output in the request parameters).`,
           params,
           body: { $ref: 'V2InferenceRequest#' },
           response: { 200: ok('V2InferenceResponse', 'Inference response'), ...errorResponses([400, 404, 413, 422, 429, 503, 504], v2ErrorRef) },

@@ -5,32 +5,11 @@ import { difference, type AccuracyEstimate, type Difference } from './online-acc
 import type { ShadowOutcome } from './shadow.js';
 import type { ModelStats, RoutingStatistics, VariantStats } from './statistics.js';
 import { defaultTable, shares, tableToJson } from './table.js';
-import type { TableSource, TableState } from './table-store.js';
+import type { TableState } from './table-store.js';
+import type { RoutingStatusBody } from '../routes/routing-schemas.js';
 
-export interface RoutingStatus {
-  model: string;
-  source: TableSource;
-  version: number;
-  updatedAt: string;
-  lastReloadError?: string;
-  routing: Record<string, unknown> | null;
-  effective: Record<string, unknown>;
-  variants: {
-    name: string;
-    depth: number;
-    weight: number;
-    share: number;
-    requests: number;
-    served: number;
-    feedback: { correct: number; incorrect: number; total: number };
-    buildAccuracy: number;
-    online: AccuracyEstimate;
-  }[];
-  differences: Difference[];
-  shadow: { variant?: string; fraction?: number; agreement: { served: string; shadow: string; agree: number; disagree: number; dropped: number; rate: number | null }[] };
-  cascade: { order?: string[]; threshold?: number; escalations: { from: string; to: string; count: number }[] };
-  feedback: { signedIds: boolean; windowSize: number; ttlMs: number };
-}
+/** GET /routing/{model}'s answer: the type of its response schema (routes/routing-schemas.ts). */
+export type RoutingStatus = RoutingStatusBody;
 
 /** Normalised weights per variant of the table in force (the default table when there is none). */
 export function routingShares(state: Pick<TableState, 'model' | 'table'>): [string, number][] {

@@ -3,6 +3,7 @@
 // over a window of it, shadow agreement and cascade escalations. Counters only grow (Prometheus
 // reads them at scrape time); a new routing table never resets them. A variant's statistics go
 // when the model store stops serving it, so no series of a removed variant stays in /metrics.
+import type { FeedbackResponseBody } from '../routes/routing-schemas.js';
 import type { ServedModel } from '../catalogue.js';
 import { CoreError } from '../errors.js';
 import { FeedbackIds, type ServedRecord } from './feedback.js';
@@ -36,12 +37,8 @@ export interface ModelStats {
   escalations: Map<string, number>;
 }
 
-export interface FeedbackResult {
-  model: string;
-  counted: number;
-  duplicates: number;
-  results: { index: number; variant: string; predicted: string; label: string; correct: boolean; counted: boolean }[];
-}
+/** POST /feedback's answer: the type of its response schema (routes/routing-schemas.ts). */
+export type FeedbackResult = FeedbackResponseBody;
 
 export class RoutingStatistics {
   readonly feedback: FeedbackIds;
