@@ -288,7 +288,7 @@ export class Batcher {
         deadline: opts.deadline,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0) },
+        outcome: { probabilities: new Array<Float32Array>(n), queueMs: new Array<number>(n).fill(0), inferenceMs: new Array<number>(n).fill(0) },
         settled: false,
         resolve,
         reject,

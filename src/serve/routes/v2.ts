@@ -6,7 +6,6 @@ import type { ServedModel } from '../catalogue.js';
 import { findVariant } from '../catalogue.js';
 import { CoreError } from '../errors.js';
 import type { ServeCore } from '../core.js';
-import { argmax } from '../../probabilities.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 import { errorResponses, ok, v2ErrorRef, type V2InferenceRequestBody } from './schemas.js';
 import { BINARY_CONTENT_TYPE, binaryOutputs, decodeBinaryRequest, encodeBinaryResponse, HEADER_LENGTH } from './v2-binary.js';
