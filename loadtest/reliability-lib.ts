@@ -57,10 +57,8 @@ export function rssMB(pid: number): number {
   }
 }
 
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
+// One percentile definition for all load tests (nearest rank): soak and the reliability runs report the same p99 as run.ts.
+export { percentile } from './lib/stats.js';
 
 export interface Sample {
   /** ms since the phase started: scheduled send (open loop) or send (closed loop). */
