@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './lib/free-port.js';
 import { RawHttpClient } from './lib/raw-http.js';
+import { percentile } from './lib/stats.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 
@@ -58,7 +59,7 @@ export function rssMB(pid: number): number {
 }
 
 // One percentile definition for all load tests (nearest rank): soak and the reliability runs report the same p99 as run.ts.
-export { percentile } from './lib/stats.js';
+export { percentile };
 
 export interface Sample {
   /** ms since the phase started: scheduled send (open loop) or send (closed loop). */
