@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './lib/free-port.js';
 import { RawHttpClient } from './lib/raw-http.js';
+import { percentile } from './lib/stats.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 
@@ -57,10 +58,8 @@ export function rssMB(pid: number): number {
   }
 }
 
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
+// One percentile definition for all load tests (nearest rank): soak and the reliability runs report the same p99 as run.ts.
+export { percentile };
 
 export interface Sample {
   /** ms since the phase started: scheduled send (open loop) or send (closed loop). */

@@ -104,7 +104,7 @@ const save = (scenario: string, json: Record<string, unknown>, md: string) => {
 };
 const header = (title: string) =>
   `# ${title} (${date}${quick ? ', quick smoke run: not a result' : ''})\n\n` +
-  `\`${command}\` on ${meta.machine.cores} cores (${meta.machine.cpu}); model ${meta.model}; 1 worker, ${threads} intra-op thread(s); ` +
+  `\`${command}\` on ${String(meta.machine.cores)} cores (${String(meta.machine.cpu)}); model ${meta.model}; 1 worker, ${threads} intra-op thread(s); ` +
   `${seconds} s per run after ${warmupSeconds} s warm-up.\n\n`;
 
 const slimSpec = (batch: number, metrics = true): ChildSpec => ({

@@ -146,7 +146,7 @@ function unigramModelOf(tokenizer: PreTrainedTokenizer): UnigramModel | null {
  */
 export function installFastUnigram(model: UnigramModel, tieBreak: 'first' | 'last'): void {
   // Trie over code points: node 0 is the root; children in one Map per node.
-  const children: Map<number, number>[] = [new Map()];
+  const children: Map<number, number>[] = [new Map<number, number>()];
   const pieceScore: number[] = [NaN];
   const isPiece: boolean[] = [false];
   for (const piece of new Set(model.vocab)) {

@@ -35,7 +35,6 @@ import {
   makeBatch,
   measureLatency,
   recommendVariant,
-  renderReportSvg,
   writeReport,
   type DepthResult,
 } from '../src/pipeline/report/index.js';

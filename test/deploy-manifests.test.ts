@@ -45,7 +45,6 @@ function onPath(bin: string): boolean {
   });
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = Record<string, any>;
 
 function readDocs(file: string): Obj[] {

@@ -92,7 +92,11 @@ function byteLevelTokenizerJson(): Record<string, unknown> {
   for (let b = 174; b <= 255; b++) bs.push(b);
   const cs = [...bs];
   let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+  for (let b = 0; b < 256; b++) {
+    if (bs.includes(b)) continue;
+    bs.push(b);
+    cs.push(256 + n++);
+  }
   const vocab: Record<string, number> = {};
   bs.forEach((b, i) => (vocab[String.fromCharCode(cs[i]!)] = b));
   vocab['<|endoftext|>'] = 256;

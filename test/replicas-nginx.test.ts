@@ -23,7 +23,7 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
-import { freePort, prometheusQueries, type Sample } from './helpers/prometheus.js';
+import { freePort, prometheusQueries } from './helpers/prometheus.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const SECRET = 'replicas-test-secret-0123456789abcdef';
@@ -376,7 +376,7 @@ ${servers}
         for (;;) {
           const variants = await Promise.all(moving.map((k, i) => classify(r.url, k, i).then((a) => a.body.variant)));
           if (variants.every((v) => v === 'k2')) return Date.now() - changedAt;
-          assert.ok(Date.now() - changedAt < 5000, `${r.name} still routes ${moving} to ${variants} after 5 s:\n${r.log.slice(-1500)}`);
+          assert.ok(Date.now() - changedAt < 5000, `${r.name} still routes ${moving} to ${variants.join(',')} after 5 s:\n${r.log.slice(-1500)}`);
           await sleep(100);
         }
       }),

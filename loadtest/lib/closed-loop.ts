@@ -44,7 +44,7 @@ export interface ClosedLoopOptions {
 
 function run(opts: autocannon.Options, onLatency?: (ms: number) => void): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    const instance = autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
+    const instance = autocannon(opts, (err, result) => (err ? reject(err as Error) : resolve(result)));
     // autocannon's own histogram keeps p50/p97.5/p99 but no p95: record each 2xx latency here.
     if (onLatency) {
       instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {

@@ -29,7 +29,10 @@ export function moveToExternalData(model: ModelProto, location: string, threshol
     const raw = t.rawData;
     if (!raw || raw.length < MIN_EXTERNAL_BYTES) continue;
     const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
-    if (pad) chunks.push(new Uint8Array(pad)), (offset += pad);
+    if (pad) {
+      chunks.push(new Uint8Array(pad));
+      offset += pad;
+    }
     chunks.push(raw);
     t.externalData = [
       { key: 'location', value: location },

@@ -326,7 +326,7 @@ export class Batcher {
         truncate: opts.truncate,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array(n), logits: new Array(n), queueMs: new Array(n).fill(0), inferenceMs: new Array(n).fill(0), truncated: [] },
+        outcome: { probabilities: new Array<Float32Array>(n), logits: new Array<Float32Array>(n), queueMs: new Array<number>(n).fill(0), inferenceMs: new Array<number>(n).fill(0), truncated: [] },
         settled: false,
         resolve,
         reject,

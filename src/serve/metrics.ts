@@ -46,6 +46,7 @@ export class ServeMetrics {
 
   constructor(private readonly core: ServeCore) {
     const registers = [this.registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with `this` bound to the metric
     const self = this;
     this.requestDuration = new Histogram({
       name: 'slim_request_duration_seconds',

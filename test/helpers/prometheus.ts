@@ -12,9 +12,9 @@ export interface Sample {
 }
 
 export interface PrometheusQueries {
-  query(q: string): Promise<Sample[]>;
+  query: (q: string) => Promise<Sample[]>;
   /** Poll a query until `ok` holds (or fail after timeoutMs with what it last saw and the log). */
-  waitFor(q: string, ok: (r: Sample[]) => boolean, timeoutMs?: number): Promise<Sample[]>;
+  waitFor: (q: string, ok: (r: Sample[]) => boolean, timeoutMs?: number) => Promise<Sample[]>;
 }
 
 /** Queries against the Prometheus at url(); log() is its output so far, shown on a timeout. */

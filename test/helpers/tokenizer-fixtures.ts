@@ -35,7 +35,11 @@ function byteChars(): string[] {
   for (let b = 174; b <= 255; b++) bs.push(b);
   const cs = [...bs];
   let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+  for (let b = 0; b < 256; b++) {
+    if (bs.includes(b)) continue;
+    bs.push(b);
+    cs.push(256 + n++);
+  }
   const out: string[] = new Array(256);
   bs.forEach((b, i) => (out[b] = String.fromCodePoint(cs[i]!)));
   return out;
@@ -49,15 +53,17 @@ function learnMerges(words: Map<string, number>, split: (w: string) => string[],
     const counts = new Map<string, number>();
     for (const { s, c } of seqs) for (let i = 0; i + 1 < s.length; i++) { const k = `${s[i]}\u0000${s[i + 1]}`; counts.set(k, (counts.get(k) ?? 0) + c); }
     let best = '', bc = 1;
-    for (const [k, c] of counts) if (c > bc || (c === bc && best !== '' && k < best)) (best = k, bc = c);
+    for (const [k, c] of counts) if (c > bc || (c === bc && best !== '' && k < best)) [best, bc] = [k, c];
     if (!best) break;
     const [a, b] = best.split('\u0000') as [string, string];
     merges.push([a, b]);
     for (const q of seqs) {
       const s: string[] = [];
       for (let i = 0; i < q.s.length; i++) {
-        if (i + 1 < q.s.length && q.s[i] === a && q.s[i + 1] === b) (s.push(a + b), i++);
-        else s.push(q.s[i]!);
+        if (i + 1 < q.s.length && q.s[i] === a && q.s[i + 1] === b) {
+          s.push(a + b);
+          i++;
+        } else s.push(q.s[i]!);
       }
       q.s = s;
     }

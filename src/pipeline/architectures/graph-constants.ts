@@ -9,7 +9,7 @@ export function graphConstants(prefix: string): (g: GraphBuilder, data: Float32A
   const perGraph = new WeakMap<GraphBuilder, Map<string, string>>();
   return (g, data, dims) => {
     let known = perGraph.get(g);
-    if (!known) perGraph.set(g, (known = new Map()));
+    if (!known) perGraph.set(g, (known = new Map<string, string>()));
     const key = `${data instanceof Float32Array ? 'f32' : 'i64'}[${dims}]:${Array.from(data as ArrayLike<number | bigint>).join(',')}`;
     let name = known.get(key);
     if (!name) {

@@ -78,7 +78,7 @@ export const llama: HfArchitecture = {
   config(hf) {
     const act = (hf.hidden_act as string | undefined) ?? 'silu';
     if (act !== 'silu') throw new Error(`llama: hidden_act ${act} is not supported`);
-    const ropeScaling = readRopeScaling(hf, String(hf.model_type ?? 'llama'));
+    const ropeScaling = readRopeScaling(hf, String((hf.model_type as string | undefined) ?? 'llama'));
     const layers = num(hf, 'num_hidden_layers');
     // Mistral and Llama configs that carry a sliding_window (Mistral 7B v0.1: 4096) use it in every block.
     const window = hf.model_type === 'mistral' ? slidingEverywhere(hf, layers) : {};

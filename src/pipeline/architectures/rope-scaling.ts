@@ -8,7 +8,7 @@ import type { RopeScaling } from './transformer.js';
 export function readRopeScaling(hf: Record<string, unknown>, family: string, opts: { longrope?: boolean } = {}): RopeScaling | undefined {
   const rs = hf.rope_scaling as Record<string, unknown> | null | undefined;
   if (!rs) return undefined;
-  const type = String(rs.rope_type ?? rs.type ?? 'default');
+  const type = String((rs.rope_type ?? rs.type ?? 'default') as string);
   const factor = typeof rs.factor === 'number' ? rs.factor : undefined;
   const need = (v: number | undefined, key: string): number => {
     if (typeof v !== 'number') throw new Error(`${family}: rope_scaling ${type} needs a numeric ${key}`);

@@ -50,7 +50,7 @@ export class HfCheckpoint implements TransformerCheckpoint {
     const cfgPath = join(abs, 'config.json');
     if (!existsSync(cfgPath)) throw new Error(`${dir}: no config.json (not a Hugging Face checkpoint directory)`);
     this.hfConfig = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-    const type = String(this.hfConfig.model_type ?? '');
+    const type = String((this.hfConfig.model_type as string | undefined) ?? '');
     const arch = HF_ARCHITECTURES.find((a) => a.modelTypes.includes(type));
     if (!arch) throw new Error(`${dir}: model_type ${JSON.stringify(type)} is not supported (supported: ${HF_ARCHITECTURES.flatMap((a) => a.modelTypes).join(', ')})`);
     this.arch = arch;

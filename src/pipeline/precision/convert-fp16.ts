@@ -44,7 +44,7 @@ export function float16Bits(value: number): number {
     if (rest > half || (rest === half && (m & 1) === 1)) m++;
     return sign | m; // may carry into the smallest normal, which is correct
   }
-  let m = mant >>> 13;
+  const m = mant >>> 13;
   const rest = mant & 0x1fff;
   let out = sign | (e << 10) | m;
   if (rest > 0x1000 || (rest === 0x1000 && (m & 1) === 1)) out++; // carry may bump the exponent: correct rounding

@@ -28,7 +28,7 @@ import { DataType, type ModelProto, type NodeProto, type TensorProto } from '../
 import { onnx } from '../onnx-proto.js';
 import {
   attrFloat, attrInt, consumerCounts, consumersOf, ensureOpset, floatInitializer, floatTensor, initializerMap, makeTensor, nameAllocator,
-  type IAttributeProto, type INodeProto, type ITensorProto,
+  type IAttributeProto, type INodeProto,
 } from './onnx-edit.js';
 
 export interface QuantizeInt8Options {

@@ -9,7 +9,7 @@ export type TokenizerKind = 'byte-level BPE' | 'SentencePiece BPE, byte fallback
 /** The tokenizer.json model kind as the docs name it. */
 export function tokenizerKind(json: Record<string, unknown>): TokenizerKind {
   const model = (json.model ?? {}) as Record<string, unknown>;
-  const type = String(model.type ?? (Array.isArray(model.vocab) ? 'Unigram' : model.merges ? 'BPE' : 'WordPiece'));
+  const type = String((model.type as string | undefined) ?? (Array.isArray(model.vocab) ? 'Unigram' : model.merges ? 'BPE' : 'WordPiece'));
   if (type === 'Unigram' || type === 'WordPiece' || type === 'WordLevel') return type;
   if (JSON.stringify(json.pre_tokenizer ?? null).includes('"ByteLevel"')) return 'byte-level BPE';
   return model.byte_fallback === true ? 'SentencePiece BPE, byte fallback' : 'BPE';

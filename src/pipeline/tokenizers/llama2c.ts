@@ -55,7 +55,11 @@ export class Llama2cTokenizer {
       let best = -1e10, bestId = -1, bestIdx = -1;
       for (let i = 0; i + 1 < tokens.length; i++) {
         const id = this.lookup.get(this.vocab.pieces[tokens[i]!]! + this.vocab.pieces[tokens[i + 1]!]!);
-        if (id !== undefined && this.vocab.scores[id]! > best) (best = this.vocab.scores[id]!), (bestId = id), (bestIdx = i);
+        if (id !== undefined && this.vocab.scores[id]! > best) {
+          best = this.vocab.scores[id]!;
+          bestId = id;
+          bestIdx = i;
+        }
       }
       if (bestIdx < 0) break;
       tokens.splice(bestIdx, 2, bestId);

@@ -152,7 +152,7 @@ function checkSingleCharCoverage(vocab: UseLiteVocab, path: string): void {
 }
 
 function escapeForRegexClass(c: string): string {
-  return /[\\\]\[^\-]/.test(c) ? `\\${c}` : c;
+  return /[\\\][^-]/.test(c) ? `\\${c}` : c;
 }
 
 export interface UseLiteTokenizerFiles {

@@ -319,7 +319,10 @@ export async function trainLoop(
         for (let c = 0; c < numLabels; c++) {
           let s = B[c]!;
           for (let k = 0; k < width; k++) s += valFeatures[i * width + k]! * W[k * numLabels + c]!;
-          if (s > bestV) (bestV = s), (best = c);
+          if (s > bestV) {
+            bestV = s;
+            best = c;
+          }
         }
         return best;
       });

@@ -57,7 +57,7 @@ export function decodeBinaryRequest(body: Buffer, headerLengthText: string | und
   }
   let header: { inputs?: BinaryInput[] };
   try {
-    header = JSON.parse(body.subarray(0, headerLength).toString('utf8'));
+    header = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as { inputs?: BinaryInput[] };
   } catch {
     throw new CoreError('INVALID_JSON', `the first ${headerLength} bytes (${HEADER_LENGTH}) are not valid JSON`);
   }

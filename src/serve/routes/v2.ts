@@ -6,7 +6,6 @@ import type { ServedModel } from '../catalogue.js';
 import { findVariant } from '../catalogue.js';
 import { CoreError } from '../errors.js';
 import type { ServeCore } from '../core.js';
-import { argmax } from '../../probabilities.js';
 import { clientGone, deadlineOf, routingKey, setInferenceHeaders } from './request-context.js';
 import {
   errorResponses,
