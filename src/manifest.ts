@@ -146,7 +146,7 @@ export function validateManifest(value: unknown, file: string, directory?: { mod
   if (at('externalData') !== undefined) {
     check(
       'externalData',
-      (v) => Array.isArray(v) && v.every((e) => e !== null && typeof e === 'object' && isString(e.file) && !/[/\\]/.test(e.file) && isInt(0)(e.bytes) && typeof e.sha256 === 'string' && SHA256_HEX.test(e.sha256)),
+      (v) => Array.isArray(v) && v.every((e: Record<string, unknown> | null) => e !== null && typeof e === 'object' && isString(e.file) && !/[/\\]/.test(e.file) && isInt(0)(e.bytes) && typeof e.sha256 === 'string' && SHA256_HEX.test(e.sha256)),
       'an array of {file (a name in the variant directory), bytes, sha256}',
     );
   }

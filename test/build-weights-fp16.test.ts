@@ -41,7 +41,10 @@ async function probabilities(variantDir: string): Promise<Float64Array> {
   const lengths = [9, 4, 1, 7], S = 9;
   const ids = new BigInt64Array(4 * S), mask = new BigInt64Array(4 * S);
   lengths.forEach((n, b) => {
-    for (let s = 0; s < n; s++) (ids[b * S + s] = BigInt((b * 37 + s * 11 + 3) % vocab)), (mask[b * S + s] = 1n);
+    for (let s = 0; s < n; s++) {
+      ids[b * S + s] = BigInt((b * 37 + s * 11 + 3) % vocab);
+      mask[b * S + s] = 1n;
+    }
   });
   const session = await ort.InferenceSession.create(join(variantDir, 'model.onnx'), { logSeverityLevel: 3 });
   try {

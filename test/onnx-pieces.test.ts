@@ -12,7 +12,10 @@ import { modelPieces } from '../src/pipeline/onnx-pieces.js';
 function concat(pieces: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(pieces.reduce((s, p) => s + p.length, 0));
   let at = 0;
-  for (const p of pieces) out.set(p, at), (at += p.length);
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

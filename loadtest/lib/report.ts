@@ -8,7 +8,16 @@ export function today(): string {
   return new Date().toISOString().slice(0, 10);
 }
 
-export function machine(): Record<string, unknown> {
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  loadAverage1m: number;
+  node: string;
+  platform: string;
+}
+
+export function machine(): Machine {
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: availableParallelism(),

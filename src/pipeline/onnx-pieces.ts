@@ -80,14 +80,20 @@ function coalesce(pieces: Uint8Array[], small = 1 << 16): Uint8Array[] {
     else if (run.length > 1) {
       const joined = new Uint8Array(run.reduce((s, p) => s + p.length, 0));
       let at = 0;
-      for (const p of run) joined.set(p, at), (at += p.length);
+      for (const p of run) {
+        joined.set(p, at);
+        at += p.length;
+      }
       out.push(joined);
     }
     run = [];
   };
   for (const p of pieces) {
     if (p.length < small) run.push(p);
-    else flush(), out.push(p);
+    else {
+      flush();
+      out.push(p);
+    }
   }
   flush();
   return out;

@@ -5,7 +5,7 @@
 // (BuildContext) and what the steps before it produced for this depth (DepthState).
 import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { onnx, type ModelProto } from './onnx-proto.js';
+import type { ModelProto } from './onnx-proto.js';
 import { modelPieces } from './onnx-pieces.js';
 import { datasetSha256, prepareTrainingData, type TrainingData } from './datasets/index.js';
 import { ONNX_DATA_FILE, ONNX_FILE, removeStaleTemporaries, variantName, writeVariant, type Manifest, type ManifestDraft } from './model-writer.js';

@@ -3,7 +3,7 @@
 // (byte-level BPE) adds no BOS. use_sliding_window is false in every released config; a config
 // that turns it on is refused (its per-layer rule, max_window_layers, is not implemented).
 import type { HfArchitecture, TransformerConfig } from './transformer.js';
-import { num, str, tokenIdOf } from './transformer.js';
+import { str, tokenIdOf } from './transformer.js';
 import { llamaLikeConfig, llamaLikeSource } from './llama.js';
 import { readRopeScaling } from './rope-scaling.js';
 import { lmHeadUnlessTied } from './tensor-names.js';

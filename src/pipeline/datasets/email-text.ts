@@ -105,6 +105,7 @@ function decodeTransfer(part: MimePart, contentType: string): string {
       .replace(/=[ \t]*\n/g, '')
       .replace(/=([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
     // Only a string of byte values can be re-read in its charset.
+    // eslint-disable-next-line no-control-regex -- the range is every byte value, U+0000 included, on purpose
     return /[^\u0000-\u00ff]/.test(latin1) ? latin1 : decodeCharset(Buffer.from(latin1, 'latin1'), charset);
   }
   return part.body;

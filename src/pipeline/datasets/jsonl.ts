@@ -145,6 +145,8 @@ export function jsonErrorOffset(text: string): number {
   }
 }
 
-class JsonSyntaxAt {
-  constructor(readonly offset: number) {}
+class JsonSyntaxAt extends Error {
+  constructor(readonly offset: number) {
+    super(`JSON syntax error at offset ${offset}`);
+  }
 }

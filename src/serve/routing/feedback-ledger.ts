@@ -36,7 +36,7 @@ export class FeedbackLedger {
 
   private tally(model: string, variant: string): FeedbackTally {
     let m = this.tallies.get(model);
-    if (!m) this.tallies.set(model, (m = new Map()));
+    if (!m) this.tallies.set(model, (m = new Map<string, FeedbackTally>()));
     let t = m.get(variant);
     if (!t) m.set(variant, (t = { correct: 0, incorrect: 0, window: new OutcomeWindow(this.options.window) }));
     return t;
