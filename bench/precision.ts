@@ -37,7 +37,12 @@ const rounds = Number(args.rounds);
 const threads = Number(args.threads);
 const data = args.data;
 
-interface SpeedRow { form: string; batch: number; inputsPerSec: number; medianMs: number }
+interface SpeedRow {
+  form: string;
+  batch: number;
+  inputsPerSec: number;
+  medianMs: number;
+}
 interface VariantRow {
   variant: string;
   int8Variant: string;
@@ -74,7 +79,15 @@ for (const dir of args.variant.map((v) => resolve(v))) {
     { form: 'fp16 (CPU: casts inserted)', bytes: fp16Bytes },
   ];
   const sessions = await Promise.all(
-    forms.map((f) => ort.InferenceSession.create(f.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3 })),
+    forms.map((f) =>
+      ort.InferenceSession.create(f.bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3,
+      }),
+    ),
   );
   // The same texts for every form: the first 32 of the data, right-padded to the longest.
   const speed: SpeedRow[] = [];
@@ -124,7 +137,9 @@ for (const dir of args.variant.map((v) => resolve(v))) {
 const pct = (x: number) => (100 * x).toFixed(1);
 const lines: string[] = [];
 lines.push(`Data: \`${data}\`; ${threads} intra-op thread(s); session.run medians over ${rounds * 6} (batch 1) / ${rounds} (batch 32) alternating runs.`, '');
-lines.push('| variant | held-out acc fp32 | int8 | delta (points) | macro-F1 fp32 | int8 | model.onnx fp32 | int8 | ratio | transformer layers fp32 | int8 | ratio | fp16 file ratio |');
+lines.push(
+  '| variant | held-out acc fp32 | int8 | delta (points) | macro-F1 fp32 | int8 | model.onnx fp32 | int8 | ratio | transformer layers fp32 | int8 | ratio | fp16 file ratio |',
+);
 lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   lines.push(
@@ -145,6 +160,9 @@ for (const r of rows) {
 const md = lines.join('\n');
 console.log(md);
 if (args.out) {
-  writeFileSync(`${args.out}.md`, `# fp32 vs int8 (${new Date().toISOString()})\n\n\`node dist/bench/precision.js ${process.argv.slice(2).join(' ')}\`\n\n${md}\n`);
+  writeFileSync(
+    `${args.out}.md`,
+    `# fp32 vs int8 (${new Date().toISOString()})\n\n\`node dist/bench/precision.js ${process.argv.slice(2).join(' ')}\`\n\n${md}\n`,
+  );
   writeFileSync(`${args.out}.json`, `${JSON.stringify({ data, threads, rounds, rows }, null, 2)}\n`);
 }

@@ -61,7 +61,15 @@ const PLANS: DatasetPlan[] = [
   { name: 'cr', title: 'CR', train: 'train.jsonl', val: { split: 0.1 }, test: 'test.jsonl', epochs: 3, transferCopies: 1 },
   { name: 'mpqa', title: 'MPQA', train: 'train.jsonl', val: { split: 0.1 }, test: 'test.jsonl', epochs: 3, transferCopies: 1 },
   { name: 'sms_spam', title: 'SMS spam', train: 'train.jsonl', val: { split: 0.1 }, test: 'test.jsonl', epochs: 3, transferCopies: 0 },
-  { name: 'tweeteval_emotion', title: 'TweetEval emotion (train -> test)', train: 'train.jsonl', val: { file: 'dev.jsonl' }, test: 'test.jsonl', epochs: 3, transferCopies: 0 },
+  {
+    name: 'tweeteval_emotion',
+    title: 'TweetEval emotion (train -> test)',
+    train: 'train.jsonl',
+    val: { file: 'dev.jsonl' },
+    test: 'test.jsonl',
+    epochs: 3,
+    transferCopies: 0,
+  },
 ];
 
 /** Mode column: full, head, distilled (k1 student of the full build's k2), tfidf+lr. */
@@ -141,17 +149,27 @@ async function addRows(plan: DatasetPlan, mode: string, seed: number, out: strin
     const ev = await evaluateVariant(join(out, r.variant), join(dir, plan.test), { threads: 2 });
     const t = r.train;
     rows.push({
-      dataset: plan.title, mode, depth: r.depth, variant: r.variant, seed,
-      testAccuracy: ev.accuracy, testMacroF1: ev.macroF1, valAccuracy: r.accuracy, testExamples: ev.examples,
+      dataset: plan.title,
+      mode,
+      depth: r.depth,
+      variant: r.variant,
+      seed,
+      testAccuracy: ev.accuracy,
+      testMacroF1: ev.macroF1,
+      valAccuracy: r.accuracy,
+      testExamples: ev.examples,
       ...(t?.bestEpoch !== undefined ? { bestEpoch: t.bestEpoch } : {}),
       ...(t?.epochsRun ? { epochsRun: t.epochsRun } : {}),
       ...(t?.seconds !== undefined && t.epochsRun ? { secondsPerEpoch: t.seconds / t.epochsRun } : {}),
       ...(t?.examplesPerSecond !== undefined ? { examplesPerSecond: t.examplesPerSecond } : {}),
       ...(t?.stepsPerSecond !== undefined ? { stepsPerSecond: t.stepsPerSecond } : {}),
       ...(r.distillation ? { teacher: r.distillation.teacher, transferExamples: r.distillation.transferExamples } : {}),
-      buildSeconds: b.buildSeconds, command: b.command,
+      buildSeconds: b.buildSeconds,
+      command: b.command,
     });
-    console.log(`   k${r.depth} ${mode} seed ${seed}: held-out accuracy ${ev.accuracy.toFixed(4)} (macro-F1 ${ev.macroF1.toFixed(4)}, ${ev.examples} examples)`);
+    console.log(
+      `   k${r.depth} ${mode} seed ${seed}: held-out accuracy ${ev.accuracy.toFixed(4)} (macro-F1 ${ev.macroF1.toFixed(4)}, ${ev.examples} examples)`,
+    );
   }
   return b.results;
 }
@@ -165,7 +183,25 @@ for (const plan of PLANS) {
     const suffix = seed === 42 ? '' : `-s${seed}`;
     for (const mode of modes) {
       const out = join(args.work, `${plan.name}-${mode}${suffix}`);
-      const flags = ['build', '--base', 'builtin:use-lite', '--data', join(dir, plan.train), '--depths', '1,2', '--train', mode, ...valFlags, ...epochFlags, '--seed', String(seed), ...threadFlags, '--out', out, '--quiet'];
+      const flags = [
+        'build',
+        '--base',
+        'builtin:use-lite',
+        '--data',
+        join(dir, plan.train),
+        '--depths',
+        '1,2',
+        '--train',
+        mode,
+        ...valFlags,
+        ...epochFlags,
+        '--seed',
+        String(seed),
+        ...threadFlags,
+        '--out',
+        out,
+        '--quiet',
+      ];
       const results = await addRows(plan, mode, seed, out, build(flags, out));
       writeReport();
       if (!args.distill || mode !== 'full') continue;
@@ -177,12 +213,37 @@ for (const plan of PLANS) {
         const train = await loadDataset(join(dir, plan.train));
         // With a validation split, transfer text only comes from the training part of it.
         const texts = ('split' in plan.val ? splitDataset(train, plan.val.split, seed).train : train).map((e) => e.text);
-        writeFileSync(file, augmentSentences(texts, plan.transferCopies, 7).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+        writeFileSync(
+          file,
+          augmentSentences(texts, plan.transferCopies, 7)
+            .map((text) => JSON.stringify({ text }))
+            .join('\n') + '\n',
+        );
         transferFlags.push('--transfer-data', file);
       }
       const sout = join(args.work, `${plan.name}-distill${suffix}`);
-      const sflags = ['build', '--base', 'builtin:use-lite', '--data', join(dir, plan.train), '--depths', '1', '--train', 'full', ...valFlags, ...epochFlags,
-        '--distill-from', join(out, teacher.variant), ...transferFlags, '--seed', String(seed), ...threadFlags, '--out', sout, '--quiet'];
+      const sflags = [
+        'build',
+        '--base',
+        'builtin:use-lite',
+        '--data',
+        join(dir, plan.train),
+        '--depths',
+        '1',
+        '--train',
+        'full',
+        ...valFlags,
+        ...epochFlags,
+        '--distill-from',
+        join(out, teacher.variant),
+        ...transferFlags,
+        '--seed',
+        String(seed),
+        ...threadFlags,
+        '--out',
+        sout,
+        '--quiet',
+      ];
       await addRows(plan, 'distilled', seed, sout, build(sflags, sout));
       writeReport();
     }
@@ -195,8 +256,15 @@ for (const plan of PLANS) {
     const r = tfidfLogisticBaseline(split.train, split.val, test);
     const buildSeconds = (performance.now() - t0) / 1000;
     rows.push({
-      dataset: plan.title, mode: 'tfidf+lr', depth: 0, variant: `tfidf+lr (l2 ${r.l2}, ${r.epochs} epochs, ${r.features} features)`,
-      testAccuracy: r.accuracy, testMacroF1: NaN, valAccuracy: r.valAccuracy, testExamples: test.length, buildSeconds,
+      dataset: plan.title,
+      mode: 'tfidf+lr',
+      depth: 0,
+      variant: `tfidf+lr (l2 ${r.l2}, ${r.epochs} epochs, ${r.features} features)`,
+      testAccuracy: r.accuracy,
+      testMacroF1: NaN,
+      valAccuracy: r.valAccuracy,
+      testExamples: test.length,
+      buildSeconds,
       command: `node dist/bench/public-sets.js --only ${plan.name} --modes none --baseline`,
     });
     console.log(`   tfidf+lr: held-out accuracy ${r.accuracy.toFixed(4)} (val ${r.valAccuracy.toFixed(4)}, l2 ${r.l2}, ${r.epochs} epochs)`);
@@ -229,7 +297,10 @@ function writeReport(): void {
     '',
     '| dataset | mode | depth | seed | held-out acc | macro-F1 | val acc | best / run epochs | s/epoch | train ex/s | build s |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...all.map((r) => `| ${r.dataset} | ${r.mode} | ${r.depth ? `k${r.depth}` : ''} | ${r.seed ?? 42} | ${pct(r.testAccuracy)} | ${pct(r.testMacroF1)} | ${pct(r.valAccuracy)} | ${r.bestEpoch ?? ''}${r.epochsRun ? ` / ${r.epochsRun}` : ''} | ${r.secondsPerEpoch?.toFixed(0) ?? ''} | ${r.examplesPerSecond?.toFixed(0) ?? ''} | ${r.buildSeconds.toFixed(0)} |`),
+    ...all.map(
+      (r) =>
+        `| ${r.dataset} | ${r.mode} | ${r.depth ? `k${r.depth}` : ''} | ${r.seed ?? 42} | ${pct(r.testAccuracy)} | ${pct(r.testMacroF1)} | ${pct(r.valAccuracy)} | ${r.bestEpoch ?? ''}${r.epochsRun ? ` / ${r.epochsRun}` : ''} | ${r.secondsPerEpoch?.toFixed(0) ?? ''} | ${r.examplesPerSecond?.toFixed(0) ?? ''} | ${r.buildSeconds.toFixed(0)} |`,
+    ),
     '',
     ...seedSpread(all),
     '## Commands',

@@ -5,7 +5,10 @@
 // from a small grid; the chosen model is then scored on the held-out split.
 import { mulberry32, shuffleInPlace } from '../src/pipeline/random.js';
 
-export interface LabelledText { text: string; label: string }
+export interface LabelledText {
+  text: string;
+  label: string;
+}
 
 /** Lower-cased word tokens: letters/digits runs and single punctuation marks ("n't" stays whole). */
 export function words(text: string): string[] {
@@ -19,7 +22,10 @@ function features(text: string): string[] {
   return out;
 }
 
-interface SparseRow { idx: Int32Array; val: Float64Array }
+interface SparseRow {
+  idx: Int32Array;
+  val: Float64Array;
+}
 
 export class TfidfVectorizer {
   private readonly vocab = new Map<string, number>();
@@ -56,7 +62,10 @@ export class TfidfVectorizer {
 export class LogisticRegression {
   readonly w: Float64Array;
   readonly b: Float64Array;
-  constructor(readonly dim: number, readonly classes: number) {
+  constructor(
+    readonly dim: number,
+    readonly classes: number,
+  ) {
     this.w = new Float64Array(dim * classes);
     this.b = new Float64Array(classes);
   }
@@ -64,7 +73,8 @@ export class LogisticRegression {
   scores(x: SparseRow): Float64Array {
     const s = Float64Array.from(this.b);
     for (let k = 0; k < x.idx.length; k++) {
-      const base = x.idx[k]! * this.classes, v = x.val[k]!;
+      const base = x.idx[k]! * this.classes,
+        v = x.val[k]!;
       for (let c = 0; c < this.classes; c++) s[c]! += this.w[base + c]! * v;
     }
     return s;
@@ -84,10 +94,12 @@ export class LogisticRegression {
   fit(xs: readonly SparseRow[], ys: readonly number[], opts: { l2: number; epochs: number; lr?: number; seed?: number }): this {
     const rng = mulberry32(opts.seed ?? 1);
     const lr0 = opts.lr ?? 0.5;
-    const n = xs.length, C = this.classes;
+    const n = xs.length,
+      C = this.classes;
     // Lazy decay: weights of feature j were last brought up to date at step last[j].
     const last = new Float64Array(this.dim);
-    let t = 0, logScale = 0; // cumulative log of the shrink factors applied so far
+    let t = 0,
+      logScale = 0; // cumulative log of the shrink factors applied so far
     const shrinkLog: number[] = [0];
     const order = xs.map((_, i) => i);
     const p = new Float64Array(C);
@@ -105,7 +117,7 @@ export class LogisticRegression {
         const s = this.scores(x);
         const m = Math.max(...s);
         let z = 0;
-        for (let c = 0; c < C; c++) z += (p[c] = Math.exp(s[c]! - m));
+        for (let c = 0; c < C; c++) z += p[c] = Math.exp(s[c]! - m);
         for (let c = 0; c < C; c++) {
           const g = p[c]! / z - (c === ys[i] ? 1 : 0);
           this.b[c]! -= lr * g;
@@ -125,14 +137,21 @@ export class LogisticRegression {
   }
 }
 
-export interface BaselineResult { accuracy: number; valAccuracy: number; l2: number; epochs: number; features: number }
+export interface BaselineResult {
+  accuracy: number;
+  valAccuracy: number;
+  l2: number;
+  epochs: number;
+  features: number;
+}
 
 /** Fit on `train`, pick (l2, epochs) on `val` by accuracy, report accuracy on `test`. */
 export function tfidfLogisticBaseline(train: readonly LabelledText[], val: readonly LabelledText[], test: readonly LabelledText[]): BaselineResult {
   const labels = [...new Set(train.map((e) => e.label))].sort();
   const index = new Map(labels.map((l, i) => [l, i]));
   const vec = new TfidfVectorizer().fit(train.map((e) => e.text));
-  const xs = train.map((e) => vec.transform(e.text)), ys = train.map((e) => index.get(e.label)!);
+  const xs = train.map((e) => vec.transform(e.text)),
+    ys = train.map((e) => index.get(e.label)!);
   const acc = (m: LogisticRegression, set: readonly LabelledText[]) =>
     set.filter((e) => labels[m.predict(vec.transform(e.text))] === e.label).length / Math.max(1, set.length);
   let best: { model: LogisticRegression; val: number; l2: number; epochs: number } | undefined;

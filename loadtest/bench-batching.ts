@@ -43,7 +43,18 @@ const texts = (await loadTextSets(args.data))[0]!;
 const tokenizeUsPerText = (await measureTokenization(variantDir, maxLength, texts.texts, quick ? 0.2 : 1)).usPerText;
 
 async function runScenario(label: string, maxBatchSize: number, metrics = true): Promise<Row> {
-  const server = await ServerProcess.start({ kind: 'slim', models, workers: 1, intraOp: threads, interOp: 1, maxBatchSize, maxBatchTokens: 65536, maxQueueDelayMs: 2, maxQueued: 4096, metrics });
+  const server = await ServerProcess.start({
+    kind: 'slim',
+    models,
+    workers: 1,
+    intraOp: threads,
+    interOp: 1,
+    maxBatchSize,
+    maxBatchTokens: 65536,
+    maxQueueDelayMs: 2,
+    maxQueued: 4096,
+    metrics,
+  });
   try {
     return await measure(server, {
       label,
@@ -61,7 +72,14 @@ async function runScenario(label: string, maxBatchSize: number, metrics = true):
 }
 
 // The same session options and threads as the server's worker; 2 s per batch size.
-const ceiling = await measureCeiling({ variantDir, maxLength, texts: texts.texts, batchSizes: [1, 2, 4, 8, 16, 32], secondsPerSize: quick ? 0.3 : 2, threads: { intraOp: threads, interOp: 1 } });
+const ceiling = await measureCeiling({
+  variantDir,
+  maxLength,
+  texts: texts.texts,
+  batchSizes: [1, 2, 4, 8, 16, 32],
+  secondsPerSize: quick ? 0.3 : 2,
+  threads: { intraOp: threads, interOp: 1 },
+});
 const single = ceiling.points[0]!;
 const headroom = ceiling.best.inferenceInputsPerSec / single.inferenceInputsPerSec;
 
@@ -84,16 +102,26 @@ const offRate = avg(off.run.inputsPerSec, off2.run.inputsPerSec);
 const table = [
   mdTable(
     ['scenario', 'maxBatchSize', 'inputs/s', 'p50 ms', 'p99 ms', 'mean batch', 'event-loop p99 ms', 'errors', 'non-2xx'],
-    rows.map((r) => [r.label, r === off || r === off2 ? 1 : 32, n(r.run.inputsPerSec), n(r.run.latency.p50Ms), n(r.run.latency.p99Ms), n(r.meanBatchSize), n(r.server.eventLoopDelayMs.p99), r.run.errors, r.run.non2xx]),
+    rows.map((r) => [
+      r.label,
+      r === off || r === off2 ? 1 : 32,
+      n(r.run.inputsPerSec),
+      n(r.run.latency.p50Ms),
+      n(r.run.latency.p99Ms),
+      n(r.meanBatchSize),
+      n(r.server.eventLoopDelayMs.p99),
+      r.run.errors,
+      r.run.non2xx,
+    ]),
   ),
   '',
-  `throughput ratio (on / off, means of both runs): ${(onRate / offRate).toFixed(2)}x (${n(onRate)} vs ${n(offRate)} inputs/s); `
-    + `p99 on ${n(avg(on.run.latency.p99Ms, on2.run.latency.p99Ms))} ms vs off ${n(avg(off.run.latency.p99Ms, off2.run.latency.p99Ms))} ms`,
-  `the model's batching headroom (session.run, no server): batch 1 ${n(single.inferenceInputsPerSec)} inputs/s, best batch ${ceiling.best.batchSize} ${n(ceiling.best.inferenceInputsPerSec)} inputs/s: ${headroom.toFixed(2)}x `
-    + `(${ceiling.points.map((p) => `b${p.batchSize} ${n(p.inferenceInputsPerSec)}`).join(', ')})`,
+  `throughput ratio (on / off, means of both runs): ${(onRate / offRate).toFixed(2)}x (${n(onRate)} vs ${n(offRate)} inputs/s); ` +
+    `p99 on ${n(avg(on.run.latency.p99Ms, on2.run.latency.p99Ms))} ms vs off ${n(avg(off.run.latency.p99Ms, off2.run.latency.p99Ms))} ms`,
+  `the model's batching headroom (session.run, no server): batch 1 ${n(single.inferenceInputsPerSec)} inputs/s, best batch ${ceiling.best.batchSize} ${n(ceiling.best.inferenceInputsPerSec)} inputs/s: ${headroom.toFixed(2)}x ` +
+    `(${ceiling.points.map((p) => `b${p.batchSize} ${n(p.inferenceInputsPerSec)}`).join(', ')})`,
   `server with batching on / best session.run: ${(onRate / ceiling.best.inferenceInputsPerSec).toFixed(2)}; batching off / session.run at batch 1: ${(offRate / single.inferenceInputsPerSec).toFixed(2)}`,
-  `metrics cost (means of both runs): p50 ${n(p50On)} ms with vs ${n(p50Bare)} ms without (${(((p50On - p50Bare) / p50Bare) * 100).toFixed(1)}%); `
-    + `inputs/s ${n(onRate)} vs ${n(avg(bare.run.inputsPerSec, bare2.run.inputsPerSec))}`,
+  `metrics cost (means of both runs): p50 ${n(p50On)} ms with vs ${n(p50Bare)} ms without (${(((p50On - p50Bare) / p50Bare) * 100).toFixed(1)}%); ` +
+    `inputs/s ${n(onRate)} vs ${n(avg(bare.run.inputsPerSec, bare2.run.inputsPerSec))}`,
 ].join('\n');
 console.log(table);
 const date = today();

@@ -65,9 +65,13 @@ interface Row {
 }
 
 async function startServer(processes: number): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [MAIN, '--models', models, '--port', '0', '--host', '127.0.0.1', '--processes', String(processes), '--log-level', 'info'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [MAIN, '--models', models, '--port', '0', '--host', '127.0.0.1', '--processes', String(processes), '--log-level', 'info'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const url = await new Promise<string>((resolveUrl, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const l = JSON.parse(line) as { msg: string; url?: string; role?: string };
@@ -137,7 +141,7 @@ const markdown = [
   '',
   `\`${commandLine('dist/loadtest/bench-processes.js')}\`: wrk -t1 -c${connections}, ${seconds} s per run after a 2 s warm-up, single short texts per request to ${args.model}/${args.variant}` +
     `${fixture ? ' (generated fixture model, hidden 64)' : ''}, every server with the defaults of its process count. Machine: ${m.cores} cores (${m.cpu}), load average ${m.loadAverage1m} at the end: ` +
-    'shared with other engineers\' builds and tests, so absolute figures move; the runs are interleaved.',
+    "shared with other engineers' builds and tests, so absolute figures move; the runs are interleaved.",
   '',
   mdTable(
     ['processes', 'round', 'requests/s', 'p50 ms', 'p99 ms', 'non-2xx', 'socket errors'],
@@ -147,5 +151,10 @@ const markdown = [
   `${many} processes / 1 process (means of ${rounds} rounds): ${ratio.toFixed(2)}x (${n(mean(many))} vs ${n(mean(1))} requests/s)`,
 ].join('\n');
 console.log(markdown);
-const files = writeResult(resolve(args.out ?? 'loadtest/results'), `${today()}-processes`, { command: commandLine('dist/loadtest/bench-processes.js'), machine: m, rows, ratio }, markdown);
+const files = writeResult(
+  resolve(args.out ?? 'loadtest/results'),
+  `${today()}-processes`,
+  { command: commandLine('dist/loadtest/bench-processes.js'), machine: m, rows, ratio },
+  markdown,
+);
 console.log(`wrote ${files.md}`);

@@ -67,7 +67,11 @@ interface Variant {
 }
 function listVariants(): Variant[] {
   if (!existsSync(repo)) fail(`${repo}: no model repository (build one with npm start or slim build, and carry it)`);
-  const models = args.model ? [args.model] : readdirSync(repo, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const models = args.model
+    ? [args.model]
+    : readdirSync(repo, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
   const out: Variant[] = [];
   for (const model of models) {
     const modelDir = join(repo, model);
@@ -165,12 +169,32 @@ interface ServedDevice {
 async function servedDevices(url: string): Promise<ServedDevice[]> {
   const res = await fetch(`${url}/models`);
   const body = (await res.json()) as { models: { name: string; variants: (Omit<ServedDevice, 'model' | 'variant'> & { name: string })[] }[] };
-  return body.models.flatMap((m) => m.variants.map((v) => ({ model: m.name, variant: v.name, device: v.device, requestedDevice: v.requestedDevice, ...(v.fallbackReason ? { fallbackReason: v.fallbackReason } : {}) })));
+  return body.models.flatMap((m) =>
+    m.variants.map((v) => ({
+      model: m.name,
+      variant: v.name,
+      device: v.device,
+      requestedDevice: v.requestedDevice,
+      ...(v.fallbackReason ? { fallbackReason: v.fallbackReason } : {}),
+    })),
+  );
 }
 
 function startServer(device: SessionDevice, maxBatchSize: number): Promise<ServerProcess> {
   // One worker, as the server's default; on CUDA the intra-op threads only run the ops CUDA lacks.
-  return ServerProcess.start({ kind: 'slim', models: repo, workers: 1, intraOp: 2, interOp: 1, maxBatchSize, maxBatchTokens: 65536, maxQueueDelayMs: 2, maxQueued: 4096, metrics: true, device });
+  return ServerProcess.start({
+    kind: 'slim',
+    models: repo,
+    workers: 1,
+    intraOp: 2,
+    interOp: 1,
+    maxBatchSize,
+    maxBatchTokens: 65536,
+    maxQueueDelayMs: 2,
+    maxQueued: 4096,
+    metrics: true,
+    device,
+  });
 }
 
 /** Start on `device`; null and the fallbacks when any variant runs elsewhere. */
@@ -194,15 +218,25 @@ interface ServerResult {
 
 async function serverRun(v: Variant, device: SessionDevice, texts: readonly string[], ceiling: CeilingResult): Promise<ServerResult> {
   const rows: Row[] = [];
-  for (const [label, maxBatchSize] of [['batching on', 32], ['batching off', 1]] as const) {
+  for (const [label, maxBatchSize] of [
+    ['batching on', 32],
+    ['batching off', 1],
+  ] as const) {
     const { server, fallbacks } = await startChecked(device, maxBatchSize);
     try {
       if (fallbacks.length > 0) throw new FallbackError(fallbacks);
-      rows.push(await measure(server, {
-        label, texts: 'short', bodies: classifyBodies(texts, { model: v.model, variant: v.variant }),
-        seconds: serverSeconds, warmupSeconds: quick ? 1 : 2, load: { connections }, tokenizeUsPerText: null,
-        metrics: { model: v.model, variant: v.variant },
-      }));
+      rows.push(
+        await measure(server, {
+          label,
+          texts: 'short',
+          bodies: classifyBodies(texts, { model: v.model, variant: v.variant }),
+          seconds: serverSeconds,
+          warmupSeconds: quick ? 1 : 2,
+          load: { connections },
+          tokenizeUsPerText: null,
+          metrics: { model: v.model, variant: v.variant },
+        }),
+      );
     } finally {
       await server.close();
     }
@@ -210,7 +244,10 @@ async function serverRun(v: Variant, device: SessionDevice, texts: readonly stri
   const [on, off] = rows as [Row, Row];
   const b32 = ceiling.points.find((p) => p.batchSize === 32)!;
   return {
-    model: v.model, variant: v.variant, on, off,
+    model: v.model,
+    variant: v.variant,
+    on,
+    off,
     onOffRatio: on.run.inputsPerSec / off.run.inputsPerSec,
     serverOverCeilingB32: on.run.inputsPerSec / b32.inferenceInputsPerSec,
     serverOverCeilingBest: on.run.inputsPerSec / ceiling.best.inferenceInputsPerSec,
@@ -219,7 +256,9 @@ async function serverRun(v: Variant, device: SessionDevice, texts: readonly stri
 
 class FallbackError extends Error {
   constructor(readonly fallbacks: ServedDevice[]) {
-    super(`the server fell back: ${fallbacks.map((f) => `${f.model}/${f.variant} asked ${f.requestedDevice}, runs on ${f.device} (${f.fallbackReason ?? 'no reason given'})`).join('; ')}`);
+    super(
+      `the server fell back: ${fallbacks.map((f) => `${f.model}/${f.variant} asked ${f.requestedDevice}, runs on ${f.device} (${f.fallbackReason ?? 'no reason given'})`).join('; ')}`,
+    );
   }
 }
 
@@ -227,7 +266,8 @@ class FallbackError extends Error {
 const variants = listVariants();
 say(`${variants.length} variants in ${repo}: ${variants.map((v) => `${v.model}/${v.variant}`).join(', ')}`);
 const unavailable = await cudaUnavailable(join(variants[0]!.dir, 'model.onnx'));
-if (unavailable !== null && !allowCpu) fail(`no CUDA provider: ${unavailable} (see docs/benchmarks.md "GPU check" for what the machine needs; --allow-cpu runs every step on the CPU as a dry run)`);
+if (unavailable !== null && !allowCpu)
+  fail(`no CUDA provider: ${unavailable} (see docs/benchmarks.md "GPU check" for what the machine needs; --allow-cpu runs every step on the CPU as a dry run)`);
 const device: SessionDevice = unavailable === null ? 'cuda' : 'cpu';
 if (unavailable !== null) say(`no CUDA provider (${unavailable}): DRY RUN, every step on the CPU in CUDA's place`);
 else say('CUDA provider opens a session');
@@ -260,15 +300,26 @@ for (const v of fp32) {
   const onDevice = await measureCeiling({ ...common, threads: { intraOp: device === 'cpu' ? cores : 1, interOp: 1 }, device });
   const cpu = device === 'cpu' ? onDevice : await measureCeiling({ ...common, threads: { intraOp: cores, interOp: 1 }, device: 'cpu' });
   ceilings.push({ model: v.model, variant: v.variant, device: onDevice, cpu });
-  say(`session.run ${v.model}/${v.variant} on ${device}: best b${onDevice.best.batchSize} ${n(onDevice.best.inferenceInputsPerSec)} inputs/s (cpu best ${n(cpu.best.inferenceInputsPerSec)})`);
+  say(
+    `session.run ${v.model}/${v.variant} on ${device}: best b${onDevice.best.batchSize} ${n(onDevice.best.inferenceInputsPerSec)} inputs/s (cpu best ${n(cpu.best.inferenceInputsPerSec)})`,
+  );
 }
 
-const wanted = new Set(args['server-variants']!.split(',').map((s) => s.trim()).filter(Boolean));
+const wanted = new Set(
+  args['server-variants']!.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 const servers: ServerResult[] = [];
 let serverFailure: string | null = null;
 for (const c of ceilings.filter((c) => wanted.has(c.variant))) {
   try {
-    const r = await serverRun(variants.find((v) => v.model === c.model && v.variant === c.variant)!, device, shortTexts, c.device);
+    const r = await serverRun(
+      variants.find((v) => v.model === c.model && v.variant === c.variant)!,
+      device,
+      shortTexts,
+      c.device,
+    );
     servers.push(r);
     say(`server ${c.model}/${c.variant} on ${device}: batching on/off ${r.onOffRatio.toFixed(2)}x, server/ceiling(b32) ${r.serverOverCeilingB32.toFixed(2)}`);
   } catch (err) {
@@ -292,7 +343,9 @@ const ceilingTable = mdTable(
   ['variant', 'device', ...BATCH_SIZES.map((b) => `b${b}`), 'best'],
   ceilings.flatMap((c) => [
     [`${c.model}/${c.variant}`, device, ...c.device.points.map((p) => n(p.inferenceInputsPerSec)), `b${c.device.best.batchSize}`],
-    ...(device === 'cpu' ? [] : [[`${c.model}/${c.variant}`, `cpu (${cores} threads)`, ...c.cpu.points.map((p) => n(p.inferenceInputsPerSec)), `b${c.cpu.best.batchSize}`]]),
+    ...(device === 'cpu'
+      ? []
+      : [[`${c.model}/${c.variant}`, `cpu (${cores} threads)`, ...c.cpu.points.map((p) => n(p.inferenceInputsPerSec)), `b${c.cpu.best.batchSize}`]]),
   ]),
 );
 const md = [
@@ -300,11 +353,19 @@ const md = [
   '',
   `\`${command}\` on ${device === 'cuda' ? 'CUDA' : 'the CPU (dry run)'}, ${cores} cores, load average ${machine().loadAverage1m}, ${elapsed()} in all.`,
   ...(failures.length ? ['', 'Failures:', ...failures.map((f) => `- ${f}`)] : []),
-  ...(fallbackProbe ? ['', `Fallback check (server started with --device cuda): ${fallbackProbe.caught ? `caught, ${fallbackProbe.fallbacks[0]?.fallbackReason ?? ''}` : 'NOT caught'}`] : []),
+  ...(fallbackProbe
+    ? [
+        '',
+        `Fallback check (server started with --device cuda): ${fallbackProbe.caught ? `caught, ${fallbackProbe.fallbacks[0]?.fallbackReason ?? ''}` : 'NOT caught'}`,
+      ]
+    : []),
   '',
   `## Parity, ${device} against cpu (${parityTexts.length} generated texts, short/medium/long; bound max |dp| <= ${PARITY_TOLERANCE})`,
   '',
-  mdTable(['variant', 'precision', 'max abs dp', 'label flips', ''], parities.map((p) => [`${p.model}/${p.variant}`, p.precision, p.maxAbsDeltaP.toExponential(2), p.labelFlips, p.pass ? 'pass' : 'FAIL'])),
+  mdTable(
+    ['variant', 'precision', 'max abs dp', 'label flips', ''],
+    parities.map((p) => [`${p.model}/${p.variant}`, p.precision, p.maxAbsDeltaP.toExponential(2), p.labelFlips, p.pass ? 'pass' : 'FAIL']),
+  ),
   '',
   '## session.run inputs/s by batch size (short texts, inference only)',
   '',
@@ -314,15 +375,40 @@ const md = [
   '',
   servers.length
     ? mdTable(
-      ['variant', 'on inputs/s', 'off inputs/s', 'on/off', 'mean batch (on)', 'p50 / p99 ms (on)', 'server / session.run b32', 'server / best session.run'],
-      servers.map((s) => [`${s.model}/${s.variant}`, n(s.on.run.inputsPerSec), n(s.off.run.inputsPerSec), `${s.onOffRatio.toFixed(2)}x`, n(s.on.meanBatchSize), `${n(s.on.run.latency.p50Ms)} / ${n(s.on.run.latency.p99Ms)}`, s.serverOverCeilingB32.toFixed(2), s.serverOverCeilingBest.toFixed(2)]),
-    )
+        ['variant', 'on inputs/s', 'off inputs/s', 'on/off', 'mean batch (on)', 'p50 / p99 ms (on)', 'server / session.run b32', 'server / best session.run'],
+        servers.map((s) => [
+          `${s.model}/${s.variant}`,
+          n(s.on.run.inputsPerSec),
+          n(s.off.run.inputsPerSec),
+          `${s.onOffRatio.toFixed(2)}x`,
+          n(s.on.meanBatchSize),
+          `${n(s.on.run.latency.p50Ms)} / ${n(s.on.run.latency.p99Ms)}`,
+          s.serverOverCeilingB32.toFixed(2),
+          s.serverOverCeilingBest.toFixed(2),
+        ]),
+      )
     : `(not measured${serverFailure ? `: ${serverFailure}` : ''})`,
 ].join('\n');
-const files = writeResult(args.out ?? join('loadtest', 'results'), `${date}${device === 'cpu' ? '-dry-run' : ''}-gpu-check`, {
-  date, command, machine: machine(), verdict, device, cudaUnavailable: unavailable, failures, fallbackProbe, parityTolerance: PARITY_TOLERANCE,
-  parity: parities, ceilings, servers, seconds: (performance.now() - started) / 1000,
-}, md);
+const files = writeResult(
+  args.out ?? join('loadtest', 'results'),
+  `${date}${device === 'cpu' ? '-dry-run' : ''}-gpu-check`,
+  {
+    date,
+    command,
+    machine: machine(),
+    verdict,
+    device,
+    cudaUnavailable: unavailable,
+    failures,
+    fallbackProbe,
+    parityTolerance: PARITY_TOLERANCE,
+    parity: parities,
+    ceilings,
+    servers,
+    seconds: (performance.now() - started) / 1000,
+  },
+  md,
+);
 console.log(md);
 say(`${verdict}; wrote ${files.md} and ${files.json}`);
 // A dry run exercised the code paths; it has not shown anything about a GPU.

@@ -57,14 +57,16 @@ function threadCpuMs(pid: number, tid: number): number {
 
 /** The pid of this process' only child: the server under test (ServerProcess does not expose it). */
 function serverPid(): number {
-  const mine = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
-    } catch {
-      return false;
-    }
-  });
+  const mine = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+      } catch {
+        return false;
+      }
+    });
   if (mine.length !== 1) throw new Error(`expected one child process (the server), found ${mine.length}`);
   return Number(mine[0]);
 }
@@ -186,15 +188,51 @@ const md = [
   '## Median over rounds',
   '',
   mdTable(
-    ['build', 'main-thread CPU ms / request', 'main-thread busy (ELU x wall) ms / request', 'process CPU ms / request', 'event-loop delay p99 ms', 'requests/s'],
-    summary.map((s) => [s.build, n(s.mainThreadCpuMsPerRequest), n(s.mainThreadBusyMsPerRequest), n(s.processCpuMsPerRequest), n(s.eventLoopDelayP99Ms), n(s.requestsPerSec)]),
+    [
+      'build',
+      'main-thread CPU ms / request',
+      'main-thread busy (ELU x wall) ms / request',
+      'process CPU ms / request',
+      'event-loop delay p99 ms',
+      'requests/s',
+    ],
+    summary.map((s) => [
+      s.build,
+      n(s.mainThreadCpuMsPerRequest),
+      n(s.mainThreadBusyMsPerRequest),
+      n(s.processCpuMsPerRequest),
+      n(s.eventLoopDelayP99Ms),
+      n(s.requestsPerSec),
+    ]),
   ),
   '',
   '## Every run',
   '',
   mdTable(
-    ['build', 'round', 'main-thread CPU ms / request', 'busy ms / request', 'process CPU ms / request', 'event-loop utilisation', 'loop delay p99 ms', 'requests/s', 'mean batch', 'load avg 1m'],
-    rows.map((r) => [r.build, r.round, n(r.mainThreadCpuMsPerRequest), n(r.mainThreadBusyMsPerRequest), n(r.processCpuMsPerRequest), n(r.eventLoopUtilization), n(r.eventLoopDelayP99Ms), n(r.requestsPerSec), n(r.meanBatchSize), r.loadAverage1m.toFixed(1)]),
+    [
+      'build',
+      'round',
+      'main-thread CPU ms / request',
+      'busy ms / request',
+      'process CPU ms / request',
+      'event-loop utilisation',
+      'loop delay p99 ms',
+      'requests/s',
+      'mean batch',
+      'load avg 1m',
+    ],
+    rows.map((r) => [
+      r.build,
+      r.round,
+      n(r.mainThreadCpuMsPerRequest),
+      n(r.mainThreadBusyMsPerRequest),
+      n(r.processCpuMsPerRequest),
+      n(r.eventLoopUtilization),
+      n(r.eventLoopDelayP99Ms),
+      n(r.requestsPerSec),
+      n(r.meanBatchSize),
+      r.loadAverage1m.toFixed(1),
+    ]),
   ),
   '',
   '## Main-thread profile (one extra run per build, under the sampling profiler)',
@@ -202,6 +240,11 @@ const md = [
   ...profiles.flatMap((p) => [`### ${p.build}`, '', describeProfile(p.summary), '']),
 ].join('\n');
 const outDir = args.out ?? join('.tmp', 'loadtest-results');
-const files = writeResult(outDir, `${today()}-${args.name}`, { command: commandLine('dist/loadtest/main-thread.js'), machine: machine(), loadBefore, loadAfter, spec, rows, summary, profiles }, md);
+const files = writeResult(
+  outDir,
+  `${today()}-${args.name}`,
+  { command: commandLine('dist/loadtest/main-thread.js'), machine: machine(), loadBefore, loadAfter, spec, rows, summary, profiles },
+  md,
+);
 console.log(md);
 log(`written ${files.md}, ${files.json}`);

@@ -56,9 +56,17 @@ const texts = generateTexts('short', 2000, 7);
 const bodies = texts.map((t) => JSON.stringify({ inputs: t, model: args.model, variant: args.variant }));
 
 const server = await startServerProcess([
-  '--models', resolve(args.models!), '--workers', args.workers!, '--max-queued', args['max-queued']!, '--request-timeout-ms', String(requestTimeoutMs),
+  '--models',
+  resolve(args.models!),
+  '--workers',
+  args.workers!,
+  '--max-queued',
+  args['max-queued']!,
+  '--request-timeout-ms',
+  String(requestTimeoutMs),
   // The flood stands for many clients but comes from one address: only the global cap applies.
-  '--max-connections-per-client', '0',
+  '--max-connections-per-client',
+  '0',
   ...(args['intra-op-threads'] ? ['--intra-op-threads', args['intra-op-threads']] : []),
 ]);
 const { url } = server;
@@ -108,7 +116,8 @@ try {
 
   // 3. Recovery: 500 ms windows of answered closed-loop requests.
   const windows: number[] = [];
-  for (let w = 0; w < recoverySeconds * 2; w++) windows.push(recovery.filter((s) => s.status === 200 && s.done >= w * 500 && s.done < (w + 1) * 500).length * 2);
+  for (let w = 0; w < recoverySeconds * 2; w++)
+    windows.push(recovery.filter((s) => s.status === 200 && s.done >= w * 500 && s.done < (w + 1) * 500).length * 2);
   const firstFull = windows.findIndex((r) => r >= 0.9 * maxRate);
   const recoveryMs = firstFull < 0 ? null : (firstFull + 1) * 500;
   const floodRss = rss.filter((r) => r.at >= phaseAt.flood! && r.at <= phaseAt.recovery!).map((r) => r.mb);
@@ -116,7 +125,18 @@ try {
     date: new Date().toISOString(),
     command: `node dist/loadtest/overload.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { cpus: availableParallelism(), cpu: cpus()[0]?.model, memGB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    config: { model: args.model, variant: args.variant, connections, factor, seconds, probeSeconds, recoverySeconds, workers: Number(args.workers), maxQueued: Number(args['max-queued']), requestTimeoutMs },
+    config: {
+      model: args.model,
+      variant: args.variant,
+      connections,
+      factor,
+      seconds,
+      probeSeconds,
+      recoverySeconds,
+      workers: Number(args.workers),
+      maxQueued: Number(args['max-queued']),
+      requestTimeoutMs,
+    },
     probe: { maxRatePerSec: maxRate, runs: probes },
     flood: { ratePerSec: rate, ...floodSummary },
     rssMB: { beforeFlood: rssBeforeFlood, maxDuringFlood: Math.max(...floodRss), afterRecovery: rssMB(pid) },
@@ -130,13 +150,18 @@ try {
     '| phase | figure |',
     '|---|---|',
     `| probe (closed loop, ${probeSeconds} s each) | ${probes.map((p) => `${p.connections} conn: ${n(p.ratePerSec)} req/s, p99 ${n(p.p99Ms)} ms`).join('; ')}; max sustainable ${n(maxRate)} req/s |`,
-    `| flood (open loop, ${factor}x = ${n(rate)} req/s, ${seconds} s) | ${floodSummary.requests} requests: ${Object.entries(floodSummary.byStatus).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
+    `| flood (open loop, ${factor}x = ${n(rate)} req/s, ${seconds} s) | ${floodSummary.requests} requests: ${Object.entries(floodSummary.byStatus)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')} |`,
     `| 429 share | ${n(floodSummary.share429 * 100, 1)} % |`,
     `| admitted (200) | ${n(floodSummary.admittedPerSec)} req/s over the flood; from the scheduled send p50 ${n(floodSummary.admittedLatencyMs.p50)} ms, p99 ${n(floodSummary.admittedLatencyMs.p99)} ms, max ${n(floodSummary.admittedLatencyMs.max)} ms; from the write to a socket p50 ${n(floodSummary.admittedFromWriteMs.p50)} ms, p99 ${n(floodSummary.admittedFromWriteMs.p99)} ms, max ${n(floodSummary.admittedFromWriteMs.max)} ms |`,
     `| hung (no answer in ${HUNG_MS} ms) | ${floodSummary.hung}, of which ${floodSummary.hungUnsent} never got a socket (queued in the generator) |`,
     `| load generator lateness | p50 ${n(floodSummary.clientLagMs.p50, 1)} ms, p99 ${n(floodSummary.clientLagMs.p99, 1)} ms (large: the client, not the server, limited the rate) |`,
     `| server RSS | ${n(result.rssMB.beforeFlood)} MB before, max ${n(result.rssMB.maxDuringFlood)} MB during, ${n(result.rssMB.afterRecovery)} MB after |`,
-    `| recovery to >= 90% of max | ${recoveryMs === null ? `not within ${recoverySeconds} s` : `${recoveryMs} ms`} (per-500-ms rates: ${windows.slice(0, 12).map((w) => n(w)).join(', ')}) |`,
+    `| recovery to >= 90% of max | ${recoveryMs === null ? `not within ${recoverySeconds} s` : `${recoveryMs} ms`} (per-500-ms rates: ${windows
+      .slice(0, 12)
+      .map((w) => n(w))
+      .join(', ')}) |`,
     '',
   ].join('\n');
   console.log(md);

@@ -158,10 +158,16 @@ export class LoadClient {
 
 export function summarize(samples: Sample[], ms: number) {
   const count = (pred: (s: Sample) => boolean): number => samples.filter(pred).length;
-  const ok = samples.filter((s) => s.status === 200).map((s) => s.done - s.at).sort((a, b) => a - b);
+  const ok = samples
+    .filter((s) => s.status === 200)
+    .map((s) => s.done - s.at)
+    .sort((a, b) => a - b);
   // From the moment the request was on the wire: what the server (and the kernel's buffers in front
   // of it) made it wait, without the time it queued in the generator for a free socket.
-  const okSent = samples.filter((s) => s.status === 200).map((s) => s.done - s.sent).sort((a, b) => a - b);
+  const okSent = samples
+    .filter((s) => s.status === 200)
+    .map((s) => s.done - s.sent)
+    .sort((a, b) => a - b);
   const lags = samples.map((s) => s.lag).sort((a, b) => a - b);
   const byStatus: Record<string, number> = {};
   for (const s of samples) {

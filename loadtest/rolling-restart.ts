@@ -101,7 +101,17 @@ async function stopGeneration(gen: Generation): Promise<void> {
 // ---- load ----
 const agent = new Agent({ keepAlive: true, maxSockets: connections });
 const body = Buffer.from(JSON.stringify({ model: args.model, inputs: 'the film was really good but the ending was weak' }));
-const counts = { requests: 0, ok: 0, shuttingDown503: 0, retried: 0, resets: 0, refused: 0, timeouts: 0, otherErrors: 0, byStatus: {} as Record<string, number> };
+const counts = {
+  requests: 0,
+  ok: 0,
+  shuttingDown503: 0,
+  retried: 0,
+  resets: 0,
+  refused: 0,
+  timeouts: 0,
+  otherErrors: 0,
+  byStatus: {} as Record<string, number>,
+};
 const failures: { at: number; what: string }[] = [];
 let stopped = false;
 const t0 = performance.now();
@@ -109,7 +119,15 @@ const t0 = performance.now();
 function send(): Promise<{ status: number; code?: string } | { error: string }> {
   return new Promise((done) => {
     const req = request(
-      { host: '127.0.0.1', port, path: '/classify', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length }, timeout: 30_000 },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/classify',
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+        timeout: 30_000,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -170,8 +188,15 @@ for (let i = 1; i <= restarts; i++) {
   generations.push(fresh);
   const old = generations.find((g) => g.signalledAt === undefined && g !== fresh)!;
   await stopGeneration(old);
-  restartLog.push({ restart: i, newReadyMs: Math.round(fresh.readyAt! - fresh.startedAt), drainMs: Math.round(old.exitedAt! - old.signalledAt!), exitCode: old.exitCode });
-  console.log(`restart ${i}: new process ready in ${restartLog.at(-1)!.newReadyMs} ms; old one drained and exited ${old.exitCode} in ${restartLog.at(-1)!.drainMs} ms`);
+  restartLog.push({
+    restart: i,
+    newReadyMs: Math.round(fresh.readyAt! - fresh.startedAt),
+    drainMs: Math.round(old.exitedAt! - old.signalledAt!),
+    exitCode: old.exitCode,
+  });
+  console.log(
+    `restart ${i}: new process ready in ${restartLog.at(-1)!.newReadyMs} ms; old one drained and exited ${old.exitCode} in ${restartLog.at(-1)!.drainMs} ms`,
+  );
   await sleep(settleMs);
 }
 stopped = true;
@@ -184,7 +209,18 @@ fixture?.cleanup();
 // ---- report ----
 const date = new Date().toISOString().slice(0, 10);
 const pass = counts.resets === 0 && counts.refused === 0 && counts.requests === counts.ok;
-const result = { date, command: commandLine('dist/loadtest/rolling-restart.js'), machine: machine(), restarts, connections, seconds, counts, pass, restartLog, failures: failures.slice(0, 50) };
+const result = {
+  date,
+  command: commandLine('dist/loadtest/rolling-restart.js'),
+  machine: machine(),
+  restarts,
+  connections,
+  seconds,
+  counts,
+  pass,
+  restartLog,
+  failures: failures.slice(0, 50),
+};
 const md = [
   `# Rolling restart under load (${date})`,
   '',
@@ -192,12 +228,32 @@ const md = [
   '',
   mdTable(
     ['requests', '200', '503 SHUTTING_DOWN (retried)', 'resets', 'refused', 'timeouts', 'other errors', 'failed in the end', 'result'],
-    [[counts.requests, counts.ok, counts.shuttingDown503, counts.resets, counts.refused, counts.timeouts, counts.otherErrors, counts.requests - counts.ok, pass ? 'PASS' : 'FAIL']],
+    [
+      [
+        counts.requests,
+        counts.ok,
+        counts.shuttingDown503,
+        counts.resets,
+        counts.refused,
+        counts.timeouts,
+        counts.otherErrors,
+        counts.requests - counts.ok,
+        pass ? 'PASS' : 'FAIL',
+      ],
+    ],
   ),
   '',
-  mdTable(['restart', 'new process ready (ms)', 'old process drain to exit (ms)', 'exit code'], restartLog.map((r) => [r.restart, r.newReadyMs, r.drainMs, String(r.exitCode)])),
+  mdTable(
+    ['restart', 'new process ready (ms)', 'old process drain to exit (ms)', 'exit code'],
+    restartLog.map((r) => [r.restart, r.newReadyMs, r.drainMs, String(r.exitCode)]),
+  ),
   '',
-  failures.length > 0 ? `First failures (ms from start): ${failures.slice(0, 10).map((f) => `${f.at} ${f.what}`).join('; ')}` : 'No failures.',
+  failures.length > 0
+    ? `First failures (ms from start): ${failures
+        .slice(0, 10)
+        .map((f) => `${f.at} ${f.what}`)
+        .join('; ')}`
+    : 'No failures.',
   '',
 ].join('\n');
 const files = writeResult(args.out!, `${date}-rolling-restart`, result, md);

@@ -140,7 +140,14 @@ if (only.has('ceiling') || only.has('depth')) {
     header('Ceiling: onnxruntime-node session.run, no HTTP') +
       mdTable(
         ['batch', 'padded length', 'ms / batch', 'tokenize ms / batch', 'inputs/s (inference)', 'inputs/s (tokenize + inference)'],
-        ceiling.points.map((p) => [p.batchSize, n(p.seqLength), n(p.msPerBatch), n(p.tokenizeMsPerBatch), n(p.inferenceInputsPerSec), n(p.withTokenizationInputsPerSec)]),
+        ceiling.points.map((p) => [
+          p.batchSize,
+          n(p.seqLength),
+          n(p.msPerBatch),
+          n(p.tokenizeMsPerBatch),
+          n(p.inferenceInputsPerSec),
+          n(p.withTokenizationInputsPerSec),
+        ]),
       ) +
       `\n\nBest: batch ${ceiling.best.batchSize}, ${n(ceiling.best.inferenceInputsPerSec)} inputs/s (inference only); ` +
       `batch ${ceiling.bestWithTokenization.batchSize}, ${n(ceiling.bestWithTokenization.withTokenizationInputsPerSec)} inputs/s with tokenization on the same thread.\n\n` +
@@ -210,9 +217,15 @@ function profileSection(r: Row): string {
     `\n## Main-thread CPU profile: ${r.label}, ${r.texts}, ${r.run.connections} clients\n\n` +
     `A repeat of the run above under the V8 sampling profiler (${n(r.run.inputsPerSec)} inputs/s while profiled). ` +
     `Main thread busy ${n(p.busyMs)} of ${n(p.wallMs)} ms; per answered input ${n(p.busyMs / Math.max(1, r.run.ok))} ms.\n\n` +
-    mdTable(['where the main thread spends its busy time', 'share', 'ms per input'], p.categories.map((c) => [c.category, `${n(c.share * 100)}%`, n(c.ms / Math.max(1, r.run.ok))])) +
+    mdTable(
+      ['where the main thread spends its busy time', 'share', 'ms per input'],
+      p.categories.map((c) => [c.category, `${n(c.share * 100)}%`, n(c.ms / Math.max(1, r.run.ok))]),
+    ) +
     '\n\n' +
-    mdTable(['function (self time)', 'file:line', 'category', 'share'], p.top.map((f) => [f.fn, f.where, f.category, `${n(f.share * 100)}%`])) +
+    mdTable(
+      ['function (self time)', 'file:line', 'category', 'share'],
+      p.top.map((f) => [f.fn, f.where, f.category, `${n(f.share * 100)}%`]),
+    ) +
     '\n'
   );
 }
@@ -267,7 +280,9 @@ if (needOn) {
       // Rates: fractions of that maximum (default), or fixed requests/s given with --rates.
       const rates = args.rates
         ? args.rates.split(',').map((r) => ({ rate: Number(r), f: Number(r) / maxRate }))
-        : args['open-fractions']!.split(',').map(Number).map((f) => ({ rate: Math.max(1, Math.round(f * maxRate)), f }));
+        : args['open-fractions']!.split(',')
+            .map(Number)
+            .map((f) => ({ rate: Math.max(1, Math.round(f * maxRate)), f }));
       for (const { rate, f } of rates) {
         log(`open loop: ${rate} requests/s (${n(f)} x ${n(maxRate)})`);
         openRows.push(await run(on, `slim ${args.variant}, batching on, ${args.rates ? `${rate} req/s` : `${f} x max`}`, primary, { rate }));
@@ -292,11 +307,21 @@ if (needOn) {
               n(r.run.sendLagMs?.p99),
             ]),
           ) +
-          '\n\nMedian and tail requests split by the server\'s x-slim-* headers (ms): outside = client minus x-slim-total-ms ' +
+          "\n\nMedian and tail requests split by the server's x-slim-* headers (ms): outside = client minus x-slim-total-ms " +
           '(generator lateness, socket pool, loopback HTTP).\n\n' +
           mdTable(
             ['target req/s', 'band', 'client', 'outside server', 'queue', 'inference', 'other server'],
-            openRows.flatMap((r) => (r.run.splits ?? []).map((s) => [r.run.targetRate!, s.band, n(s.clientMs), n(s.outsideServerMs), n(s.queueMs), n(s.inferenceMs), n(s.otherServerMs)])),
+            openRows.flatMap((r) =>
+              (r.run.splits ?? []).map((s) => [
+                r.run.targetRate!,
+                s.band,
+                n(s.clientMs),
+                n(s.outsideServerMs),
+                n(s.queueMs),
+                n(s.inferenceMs),
+                n(s.otherServerMs),
+              ]),
+            ),
           ) +
           breakdownTable(openRows),
       );
@@ -305,7 +330,11 @@ if (needOn) {
     await on.close();
   }
   if (only.has('closed-loop')) {
-    save('closed-loop', { rows: closedRows }, header('Closed loop: our server, batching on') + rowTable(closedRows, 'clients', (r) => r.run.connections!) + breakdownTable(closedRows));
+    save(
+      'closed-loop',
+      { rows: closedRows },
+      header('Closed loop: our server, batching on') + rowTable(closedRows, 'clients', (r) => r.run.connections!) + breakdownTable(closedRows),
+    );
   }
 }
 
@@ -326,7 +355,15 @@ if (only.has('servers')) {
     const dir = makeTransformersModelDir(variantDir, tmp);
     const tjs = await ServerProcess.start({ kind: 'transformers', modelDir: join(dir.root, dir.name), intraOp: threads, interOp: 1 });
     try {
-      tjsAt32 = await measure(tjs, { label: 'fastify + transformers.js pipeline', texts: primary.name, bodies: classifyBodies(primary.texts), seconds, warmupSeconds, load: { connections: CLIENTS }, tokenizeUsPerText: tokenizeUs[primary.name] ?? null });
+      tjsAt32 = await measure(tjs, {
+        label: 'fastify + transformers.js pipeline',
+        texts: primary.name,
+        bodies: classifyBodies(primary.texts),
+        seconds,
+        warmupSeconds,
+        load: { connections: CLIENTS },
+        tokenizeUsPerText: tokenizeUs[primary.name] ?? null,
+      });
     } finally {
       await tjs.close();
     }
@@ -341,10 +378,12 @@ if (only.has('servers')) {
     header(`Servers side by side at ${CLIENTS} closed-loop clients, ${primary.name} texts`) +
       rowTable(rows, 'server', (r) => r.label) +
       `\n\nOurs (batching on) over: batching off ${times(base / (offAt32?.run.inputsPerSec ?? NaN))}, transformers.js ${times(base / (tjsAt32?.run.inputsPerSec ?? NaN))}` +
-      (ceiling ? `; ours is ${n((base / ceiling.best.inferenceInputsPerSec) * 100)}% of the ceiling (${n(ceiling.best.inferenceInputsPerSec)} inputs/s, inference only).` : '.') +
+      (ceiling
+        ? `; ours is ${n((base / ceiling.best.inferenceInputsPerSec) * 100)}% of the ceiling (${n(ceiling.best.inferenceInputsPerSec)} inputs/s, inference only).`
+        : '.') +
       breakdownTable(rows) +
       '\nThe transformers.js row has no queue or batches; its "server" time is the pipeline call (tokenize + session.run + post-processing). ' +
-      'onnxruntime-node runs session.run on libuv\'s thread pool, so that server may run up to UV_THREADPOOL_SIZE (default 4) requests at once, each with the same intra-op threads: see its CPU column.\n' +
+      "onnxruntime-node runs session.run on libuv's thread pool, so that server may run up to UV_THREADPOOL_SIZE (default 4) requests at once, each with the same intra-op threads: see its CPU column.\n" +
       (profiledAt32?.mainThreadProfile ? profileSection(profiledAt32) : ''),
   );
 }
@@ -355,7 +394,14 @@ let deepCeiling: CeilingResult | null = null;
 if (only.has('depth')) {
   const size = ceiling?.best.batchSize ?? 32;
   log(`depth: ${args['deep-variant']} ceiling at batch ${size}`);
-  deepCeiling = await measureCeiling({ variantDir: deepDir, maxLength, texts: primary.texts, batchSizes: [size], secondsPerSize: quick ? 0.3 : 2, threads: { intraOp: threads, interOp: 1 } });
+  deepCeiling = await measureCeiling({
+    variantDir: deepDir,
+    maxLength,
+    texts: primary.texts,
+    batchSizes: [size],
+    secondsPerSize: quick ? 0.3 : 2,
+    threads: { intraOp: threads, interOp: 1 },
+  });
   const k1Ceiling = ceiling?.points.find((p) => p.batchSize === size) ?? null;
   const layers = args['gpt2-layers']!.split(',').map(Number);
   const batch = Number(args['gpt2-batch'] ?? (quick ? 8 : 32));
@@ -406,7 +452,13 @@ if (only.has('depth')) {
         ['variant', 'server inputs/s (32 clients)', 'server p50 ms', 'server p99 ms', `ceiling inputs/s (batch ${size}, inference only)`],
         [
           [args.variant!, n(onAt32?.run.inputsPerSec), n(onAt32?.run.latency.p50Ms), n(onAt32?.run.latency.p99Ms), n(k1Ceiling?.inferenceInputsPerSec)],
-          [args['deep-variant']!, n(deepAt32?.run.inputsPerSec), n(deepAt32?.run.latency.p50Ms), n(deepAt32?.run.latency.p99Ms), n(deepCeiling.best.inferenceInputsPerSec)],
+          [
+            args['deep-variant']!,
+            n(deepAt32?.run.inputsPerSec),
+            n(deepAt32?.run.latency.p50Ms),
+            n(deepAt32?.run.latency.p99Ms),
+            n(deepCeiling.best.inferenceInputsPerSec),
+          ],
         ],
       ) +
       `\n\n## Random-weight GPT-2-small-shaped classifier (768 wide, 12 heads): session.run and our server\n\n` +
@@ -414,7 +466,18 @@ if (only.has('depth')) {
       `(tokenized by ${args.model}/${args.variant}'s tokenizer, whose ids are valid GPT-2 ids), maxBatchSize ${maxBatchSize}. ` +
       `Speed only, the weights are random. Built by ${gpt2[0]?.builder ?? '-'}.\n\n` +
       mdTable(
-        ['layers', 'parameters', 'session ms / batch', 'session inputs/s', `session vs ${Math.max(...layers)} layers`, 'server inputs/s', 'server p50 ms', 'server p99 ms', 'server mean batch', `server vs ${Math.max(...layers)} layers`],
+        [
+          'layers',
+          'parameters',
+          'session ms / batch',
+          'session inputs/s',
+          `session vs ${Math.max(...layers)} layers`,
+          'server inputs/s',
+          'server p50 ms',
+          'server p99 ms',
+          'server mean batch',
+          `server vs ${Math.max(...layers)} layers`,
+        ],
         gpt2.map((p) => [
           p.layers,
           n(p.parameters / 1e6) + 'M',
@@ -453,10 +516,19 @@ const add = (target: string, measured: number | null, threshold: number, atMost:
       ? `${r.label} (${r.texts}): the same row as above.`
       : (profiled.add(r),
         `${r.label} (${r.texts}): ${r.run.mode === 'open' ? explainTail(r.run) + ' Means: ' : ''}${explain(r.breakdown, ctx)}` +
-          (r === onAt32 && profiledAt32?.mainThreadProfile ? ` CPU profile of the same run repeated: ${describeProfile(profiledAt32.mainThreadProfile)}.` : ''));
+          (r === onAt32 && profiledAt32?.mainThreadProfile
+            ? ` CPU profile of the same run repeated: ${describeProfile(profiledAt32.mainThreadProfile)}.`
+            : ''));
   targets.push({ target, measured, threshold, met, ...(met === false && profileRow ? { profile: profile(profileRow) } : {}) });
 };
-if (onAt32 && ceiling) add(`our server at ${CLIENTS} clients, ${primary.name} texts, / ceiling (inference only)`, ratio(onAt32.run.inputsPerSec, ceiling.best.inferenceInputsPerSec), 0.8, false, onAt32);
+if (onAt32 && ceiling)
+  add(
+    `our server at ${CLIENTS} clients, ${primary.name} texts, / ceiling (inference only)`,
+    ratio(onAt32.run.inputsPerSec, ceiling.best.inferenceInputsPerSec),
+    0.8,
+    false,
+    onAt32,
+  );
 if (onAt32 && offAt32) add('batching on / batching off', ratio(onAt32.run.inputsPerSec, offAt32.run.inputsPerSec), 2, false, onAt32);
 if (onAt32 && tjsAt32) add('ours / transformers.js server', ratio(onAt32.run.inputsPerSec, tjsAt32.run.inputsPerSec), 3, false, onAt32);
 if (gpt2.length > 1) {
@@ -465,7 +537,13 @@ if (gpt2.length > 1) {
   const hi = gpt2.find((p) => p.layers === Math.max(...l));
   add(`GPT-2 768 wide: ${Math.min(...l)} layer / ${Math.max(...l)} layers inputs/s (session.run)`, ratio(lo?.inputsPerSec, hi?.inputsPerSec), 6, false, null);
   if (lo?.server && hi?.server) {
-    add(`GPT-2 768 wide: ${Math.min(...l)} layer / ${Math.max(...l)} layers inputs/s (our server, ${CLIENTS} clients)`, ratio(lo.server.run.inputsPerSec, hi.server.run.inputsPerSec), 6, false, lo.server);
+    add(
+      `GPT-2 768 wide: ${Math.min(...l)} layer / ${Math.max(...l)} layers inputs/s (our server, ${CLIENTS} clients)`,
+      ratio(lo.server.run.inputsPerSec, hi.server.run.inputsPerSec),
+      6,
+      false,
+      lo.server,
+    );
   }
 }
 const half = openRows.find((r) => r.label.endsWith(', 0.5 x max'));
@@ -474,24 +552,40 @@ if (half) add('open loop at half the maximum rate: p99 / p50', ratio(half.run.la
 if (targets.length > 0) {
   const profiles = targets.filter((t) => t.profile);
   // Even when every target is met, the breakdown of the main comparison row is worth keeping.
-  const always = onAt32 && !profiled.has(onAt32) ? `\n\n## Where the time goes at ${CLIENTS} clients (ours, batching on)\n\n${explain(onAt32.breakdown, ctx)}\n` : '';
+  const always =
+    onAt32 && !profiled.has(onAt32) ? `\n\n## Where the time goes at ${CLIENTS} clients (ours, batching on)\n\n${explain(onAt32.breakdown, ctx)}\n` : '';
   // A busy machine measures contention, not the server: say so above the table. Only the load
   // before the run counts (during it, the run itself keeps every core busy).
   const load = loadavg()[0]!;
-  const busy = (meta.machine.loadAverage1m as number) > cores * 0.5
-    ? `**The machine was busy during this run (1-minute load average ${n(meta.machine.loadAverage1m as number)} before the run, ${n(load)} at its end, on ${cores} cores): these numbers measure contention, not slimserve. Rerun on a quiet machine.**\n\n`
-    : '';
+  const busy =
+    (meta.machine.loadAverage1m as number) > cores * 0.5
+      ? `**The machine was busy during this run (1-minute load average ${n(meta.machine.loadAverage1m as number)} before the run, ${n(load)} at its end, on ${cores} cores): these numbers measure contention, not slimserve. Rerun on a quiet machine.**\n\n`
+      : '';
   save(
     'summary',
     { targets, files: written },
     header('Load-test summary: the issue targets') +
       busy +
-      mdTable(['target', 'measured', 'needed', 'met'], targets.map((t) => [t.target, n(t.measured), `${t.target.includes('p99') ? '<=' : '>='} ${t.threshold}`, t.met === null ? '-' : t.met ? 'yes' : '**no**'])) +
+      mdTable(
+        ['target', 'measured', 'needed', 'met'],
+        targets.map((t) => [
+          t.target,
+          n(t.measured),
+          `${t.target.includes('p99') ? '<=' : '>='} ${t.threshold}`,
+          t.met === null ? '-' : t.met ? 'yes' : '**no**',
+        ]),
+      ) +
       (profiles.length ? `\n\n## Missed targets: where the time goes\n\n${profiles.map((t) => `- **${t.target}**: ${t.profile}`).join('\n')}\n` : '\n') +
       always +
       (profiledAt32?.mainThreadProfile ? profileSection(profiledAt32) : '') +
       `\nTables: ${written.map((f) => f.split('/').pop()).join(', ')}.\n`,
   );
-  console.log('\n' + mdTable(['target', 'measured', 'needed', 'met'], targets.map((t) => [t.target, n(t.measured), String(t.threshold), t.met === null ? '-' : t.met ? 'yes' : 'NO'])));
+  console.log(
+    '\n' +
+      mdTable(
+        ['target', 'measured', 'needed', 'met'],
+        targets.map((t) => [t.target, n(t.measured), String(t.threshold), t.met === null ? '-' : t.met ? 'yes' : 'NO']),
+      ),
+  );
   for (const t of profiles) console.log(`\n${t.target}: ${t.profile}`);
 }

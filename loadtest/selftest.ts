@@ -90,23 +90,44 @@ test('parseHistograms sums sum/count over the series that match the labels', () 
 });
 
 const K1 = resolve('models/spam/k1');
-test('the transformers.js baseline runs the same model: same labels and probabilities', { skip: !existsSync(join(K1, 'model.onnx')) && 'models/spam/k1 not built' }, async () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'slim-selftest-tjs-'));
-  const texts = ['WIN a FREE cruise, click now!!!', 'Minutes of Tuesday meeting attached', 'cheap loan offer limited time order now', 'kernel patch release notes for the build server'];
-  const dir = makeTransformersModelDir(K1, tmp);
-  const ours = await ServerProcess.start({ kind: 'slim', models: resolve('models'), workers: 1, intraOp: 1, interOp: 1, maxBatchSize: 8, maxBatchTokens: 8192, maxQueueDelayMs: 2, maxQueued: 1024, metrics: true });
-  const theirs = await ServerProcess.start({ kind: 'transformers', modelDir: join(dir.root, dir.name), intraOp: 1, interOp: 1 });
-  try {
-    for (const text of texts) {
-      const post = (url: string, body: object) => fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
-      const a = (await post(ours.url, { inputs: text, model: 'spam', variant: 'k1' })) as { results: { label: string; score: number }[] };
-      const b = (await post(theirs.url, { inputs: text })) as { results: { label: string; score: number }[] };
-      assert.equal(b.results[0]!.label, a.results[0]!.label, text);
-      assert.ok(Math.abs(b.results[0]!.score - a.results[0]!.score) < 1e-4, `${text}: ${b.results[0]!.score} vs ${a.results[0]!.score}`);
+test(
+  'the transformers.js baseline runs the same model: same labels and probabilities',
+  { skip: !existsSync(join(K1, 'model.onnx')) && 'models/spam/k1 not built' },
+  async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'slim-selftest-tjs-'));
+    const texts = [
+      'WIN a FREE cruise, click now!!!',
+      'Minutes of Tuesday meeting attached',
+      'cheap loan offer limited time order now',
+      'kernel patch release notes for the build server',
+    ];
+    const dir = makeTransformersModelDir(K1, tmp);
+    const ours = await ServerProcess.start({
+      kind: 'slim',
+      models: resolve('models'),
+      workers: 1,
+      intraOp: 1,
+      interOp: 1,
+      maxBatchSize: 8,
+      maxBatchTokens: 8192,
+      maxQueueDelayMs: 2,
+      maxQueued: 1024,
+      metrics: true,
+    });
+    const theirs = await ServerProcess.start({ kind: 'transformers', modelDir: join(dir.root, dir.name), intraOp: 1, interOp: 1 });
+    try {
+      for (const text of texts) {
+        const post = (url: string, body: object) =>
+          fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+        const a = (await post(ours.url, { inputs: text, model: 'spam', variant: 'k1' })) as { results: { label: string; score: number }[] };
+        const b = (await post(theirs.url, { inputs: text })) as { results: { label: string; score: number }[] };
+        assert.equal(b.results[0]!.label, a.results[0]!.label, text);
+        assert.ok(Math.abs(b.results[0]!.score - a.results[0]!.score) < 1e-4, `${text}: ${b.results[0]!.score} vs ${a.results[0]!.score}`);
+      }
+    } finally {
+      await ours.close();
+      await theirs.close();
+      rmSync(tmp, { recursive: true, force: true });
     }
-  } finally {
-    await ours.close();
-    await theirs.close();
-    rmSync(tmp, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -51,7 +51,9 @@ const REQUEST_TIMEOUT_MS = 10_000;
 // A private copy of the model: routing.json is rewritten during the run.
 const repo = mkdtempSync(join(tmpdir(), 'slim-soak-'));
 cpSync(join(resolve(args.models!), model), join(repo, model), { recursive: true });
-const variants = readdirSync(join(repo, model)).filter((d) => /^k\d+/.test(d)).sort();
+const variants = readdirSync(join(repo, model))
+  .filter((d) => /^k\d+/.test(d))
+  .sort();
 if (variants.length < 2) throw new Error(`soak: ${model} needs at least two variants (has ${variants.join(', ')})`);
 const [a, b] = variants as [string, string];
 
@@ -98,7 +100,11 @@ try {
   let tableAt = 0;
   const putRouting = async (): Promise<void> => {
     const table = TABLES[tableAt++ % TABLES.length];
-    const res = await fetch(`${url}/routing/${model}`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(table) });
+    const res = await fetch(`${url}/routing/${model}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(table),
+    });
     events.push({ at: sinceStart(), kind: 'PUT /routing', ok: res.status === 200, detail: `${res.status} ${JSON.stringify(table)}` });
   };
   const reloadFile = async (): Promise<void> => {
@@ -115,8 +121,20 @@ try {
     }
     events.push({ at: sinceStart(), kind: 'routing.json reload', ok: seen, detail: JSON.stringify(table) });
   };
-  if (routingEveryS > 0) timers.push(setInterval(() => void putRouting().catch((e: Error) => events.push({ at: sinceStart(), kind: 'PUT /routing', ok: false, detail: e.message })), routingEveryS * 1000));
-  if (reloadEveryS > 0) timers.push(setInterval(() => void reloadFile().catch((e: Error) => events.push({ at: sinceStart(), kind: 'routing.json reload', ok: false, detail: e.message })), reloadEveryS * 1000));
+  if (routingEveryS > 0)
+    timers.push(
+      setInterval(
+        () => void putRouting().catch((e: Error) => events.push({ at: sinceStart(), kind: 'PUT /routing', ok: false, detail: e.message })),
+        routingEveryS * 1000,
+      ),
+    );
+  if (reloadEveryS > 0)
+    timers.push(
+      setInterval(
+        () => void reloadFile().catch((e: Error) => events.push({ at: sinceStart(), kind: 'routing.json reload', ok: false, detail: e.message })),
+        reloadEveryS * 1000,
+      ),
+    );
 
   // Per window: what was answered in it, and the server's RSS and event-loop delay at its end.
   const samples: Sample[] = [];
@@ -132,7 +150,10 @@ try {
       const key = s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
       byStatus[key] = (byStatus[key] ?? 0) + 1;
     }
-    const ok = slice.filter((s) => s.status === 200).map((s) => s.done - s.at).sort((x, y) => x - y);
+    const ok = slice
+      .filter((s) => s.status === 200)
+      .map((s) => s.done - s.at)
+      .sort((x, y) => x - y);
     const loop = await scrapeMetrics(url, ['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_min_seconds']);
     const row = {
       endS: Math.round(end),
@@ -146,7 +167,9 @@ try {
       loopP99Ms: (loop.nodejs_eventloop_lag_p99_seconds! - loop.nodejs_eventloop_lag_min_seconds!) * 1000,
     };
     windows.push(row);
-    console.log(`${row.endS} s: ${row.requests} answers ${JSON.stringify(byStatus)}, p99 ${n(row.p99Ms)} ms, rss ${n(row.rssMB)} MB, event-loop p99 ${n(row.loopP99Ms, 1)} ms`);
+    console.log(
+      `${row.endS} s: ${row.requests} answers ${JSON.stringify(byStatus)}, p99 ${n(row.p99Ms)} ms, rss ${n(row.rssMB)} MB, event-loop p99 ${n(row.loopP99Ms, 1)} ms`,
+    );
   };
   const windowTimer = setInterval(() => void closeWindow(), windowS * 1000);
   timers.push(windowTimer);
@@ -158,7 +181,9 @@ try {
   const injected = (key: string): boolean => args.fault !== undefined && key === '503 WORKER_FAILED';
   const totals: Record<string, number> = {};
   for (const w of windows) for (const [k, v] of Object.entries(w.byStatus)) totals[k] = (totals[k] ?? 0) + v;
-  const unexpected5xx = Object.entries(totals).filter(([k]) => /^5\d\d/.test(k) && !injected(k)).reduce((s, [, v]) => s + v, 0);
+  const unexpected5xx = Object.entries(totals)
+    .filter(([k]) => /^5\d\d/.test(k) && !injected(k))
+    .reduce((s, [, v]) => s + v, 0);
   const fifth = Math.max(1, Math.floor(windows.length / 5));
   const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
   const early = windows.slice(fifth, 2 * fifth);
@@ -178,15 +203,31 @@ try {
     reloadsFailed: events.filter((e) => e.kind === 'routing.json reload' && !e.ok).length,
   };
   const pass =
-    verdict.unexpected5xx === 0 && verdict.hung === 0 && verdict.transportErrors === 0 && verdict.rssGrowthPct < 10 &&
+    verdict.unexpected5xx === 0 &&
+    verdict.hung === 0 &&
+    verdict.transportErrors === 0 &&
+    verdict.rssGrowthPct < 10 &&
     verdict.eventLoopP99Ms.late <= Math.max(2 * verdict.eventLoopP99Ms.early, verdict.eventLoopP99Ms.early + 10) &&
-    verdict.routingChangesFailed === 0 && verdict.reloadsFailed === 0;
+    verdict.routingChangesFailed === 0 &&
+    verdict.reloadsFailed === 0;
   const date = new Date().toISOString();
   const result = {
     date,
     command: `node dist/loadtest/soak.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { cpus: availableParallelism(), cpu: cpus()[0]?.model, node: process.version },
-    config: { model, variants, seconds: totalS, fraction: Number(args.fraction), maxRatePerSec: maxRate, ratePerSec: rate, workers: Number(args.workers), fault: args.fault ?? null, windowS, routingEveryS, reloadEveryS },
+    config: {
+      model,
+      variants,
+      seconds: totalS,
+      fraction: Number(args.fraction),
+      maxRatePerSec: maxRate,
+      ratePerSec: rate,
+      workers: Number(args.workers),
+      fault: args.fault ?? null,
+      windowS,
+      routingEveryS,
+      reloadEveryS,
+    },
     pass,
     verdict,
     totals,
@@ -199,13 +240,20 @@ try {
     `\`${result.command}\` on ${result.machine.cpus} CPUs (${result.machine.cpu}); ${model} (${variants.join(', ')}), ${args.workers} worker(s); ${n(rate)} req/s open loop = ${args.fraction} x the ${n(maxRate)} req/s maximum, for ${totalS} s; ` +
       `PUT /routing every ${routingEveryS} s, routing.json rewritten every ${reloadEveryS} s${args.fault ? `; fault injected: ${args.fault}` : ''}.`,
     '',
-    `Totals: ${Object.entries(totals).map(([k, v]) => `${k}: ${v}`).join(', ')}. Unexpected 5xx: ${verdict.unexpected5xx}; hung: ${verdict.hung}; transport errors: ${verdict.transportErrors}. ` +
+    `Totals: ${Object.entries(totals)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')}. Unexpected 5xx: ${verdict.unexpected5xx}; hung: ${verdict.hung}; transport errors: ${verdict.transportErrors}. ` +
       `RSS growth (last fifth vs second fifth): ${n(verdict.rssGrowthPct, 1)} %; event-loop p99 ${n(loopEarly, 1)} -> ${n(loopLate, 1)} ms. ` +
       `Routing changes ${verdict.routingChanges} (${verdict.routingChangesFailed} failed), hot reloads ${verdict.reloads} (${verdict.reloadsFailed} not applied within 5 s).`,
     '',
     '| window end (s) | answers | by status | p50 ms | p99 ms | RSS MB | event-loop p99 ms |',
     '|---|---|---|---|---|---|---|',
-    ...windows.map((w) => `| ${w.endS} | ${w.requests} | ${Object.entries(w.byStatus).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${n(w.p50Ms)} | ${n(w.p99Ms)} | ${n(w.rssMB)} | ${n(w.loopP99Ms, 1)} |`),
+    ...windows.map(
+      (w) =>
+        `| ${w.endS} | ${w.requests} | ${Object.entries(w.byStatus)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', ')} | ${n(w.p50Ms)} | ${n(w.p99Ms)} | ${n(w.rssMB)} | ${n(w.loopP99Ms, 1)} |`,
+    ),
     '',
   ].join('\n');
   console.log(md);

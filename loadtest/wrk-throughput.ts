@@ -43,7 +43,10 @@ const { values: args } = parseArgs({
   },
 });
 const models = resolve(args.models!);
-const variants = args.variants!.split(',').map((v) => v.trim()).filter(Boolean);
+const variants = args
+  .variants!.split(',')
+  .map((v) => v.trim())
+  .filter(Boolean);
 const duration = Number(args.duration);
 const cores = availableParallelism();
 const texts = generateTexts('short', 512, 7);
@@ -51,7 +54,9 @@ const REQUEST_SIZES = [1, 32] as const;
 
 for (const variant of variants) {
   if (!existsSync(join(models, args.model!, variant, 'manifest.json'))) {
-    process.stderr.write(`wrk-throughput: ${join(models, args.model!, variant)} has no manifest.json (npm start builds the default model into models/; or pass --models, --model, --variants)\n`);
+    process.stderr.write(
+      `wrk-throughput: ${join(models, args.model!, variant)} has no manifest.json (npm start builds the default model into models/; or pass --models, --model, --variants)\n`,
+    );
     process.exit(1);
   }
 }
@@ -99,7 +104,10 @@ async function startServe(): Promise<{ url: string; child: ChildProcess; stop():
       child.kill('SIGKILL');
       throw new Error('slim serve was not ready in 300 s');
     }
-    const ready = await fetch(`${url}/health/ready`).then((r) => r.status === 200, () => false);
+    const ready = await fetch(`${url}/health/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready) break;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -134,8 +142,17 @@ try {
   for (const variant of variants) {
     const variantDir = join(models, args.model!, variant);
     const maxLength = (JSON.parse(readFileSync(join(variantDir, 'manifest.json'), 'utf8')) as { maxLength: number }).maxLength;
-    ceilings[variant] = await measureCeiling({ variantDir, maxLength, texts, batchSizes: [32], secondsPerSize: Number(args['ceiling-seconds']), threads: { intraOp: cores, interOp: 1 } });
-    process.stderr.write(`wrk-throughput: ceiling ${variant} (session.run, batch 32, ${cores} threads): ${n(ceilings[variant].best.inferenceInputsPerSec)} inputs/s\n`);
+    ceilings[variant] = await measureCeiling({
+      variantDir,
+      maxLength,
+      texts,
+      batchSizes: [32],
+      secondsPerSize: Number(args['ceiling-seconds']),
+      threads: { intraOp: cores, interOp: 1 },
+    });
+    process.stderr.write(
+      `wrk-throughput: ceiling ${variant} (session.run, batch 32, ${cores} threads): ${n(ceilings[variant].best.inferenceInputsPerSec)} inputs/s\n`,
+    );
   }
   // 2-3. One server for every scenario, as a user runs it.
   const server = await startServe();
@@ -154,11 +171,19 @@ try {
         const ok = r.requests - r.errors.status;
         const ceiling = ceilings[variant]!.best.inferenceInputsPerSec;
         const s: Scenario = {
-          variant, inputsPerRequest: size, wrk: r, okRequestsPerSec: ok / seconds, inputsPerSec: (ok * size) / seconds,
-          ceilingInputsPerSec: ceiling, ratio: (ok * size) / seconds / ceiling, loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
+          variant,
+          inputsPerRequest: size,
+          wrk: r,
+          okRequestsPerSec: ok / seconds,
+          inputsPerSec: (ok * size) / seconds,
+          ceilingInputsPerSec: ceiling,
+          ratio: (ok * size) / seconds / ceiling,
+          loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
         };
         scenarios.push(s);
-        process.stderr.write(`wrk-throughput: ${variant} ${size}-text requests: ${n(s.inputsPerSec)} inputs/s, server/ceiling ${s.ratio.toFixed(2)}, p99 ${n(r.latencyUs.p99 / 1000)} ms, load ${s.loadAverage1m}\n`);
+        process.stderr.write(
+          `wrk-throughput: ${variant} ${size}-text requests: ${n(s.inputsPerSec)} inputs/s, server/ceiling ${s.ratio.toFixed(2)}, p99 ${n(r.latencyUs.p99 / 1000)} ms, load ${s.loadAverage1m}\n`,
+        );
       }
     }
   } finally {
@@ -171,22 +196,47 @@ try {
 const date = today();
 const command = commandLine('dist/loadtest/wrk-throughput.js');
 const table = mdTable(
-  ['variant', 'texts/request', 'requests/s', 'inputs/s', 'session.run b32 inputs/s', 'server / ceiling', 'p50 ms', 'p90 ms', 'p99 ms', 'errors (status/timeout/other)', 'load avg 1m'],
+  [
+    'variant',
+    'texts/request',
+    'requests/s',
+    'inputs/s',
+    'session.run b32 inputs/s',
+    'server / ceiling',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'errors (status/timeout/other)',
+    'load avg 1m',
+  ],
   scenarios.map((s) => [
-    s.variant, s.inputsPerRequest, n(s.okRequestsPerSec), n(s.inputsPerSec), n(s.ceilingInputsPerSec), s.ratio.toFixed(2),
-    n(s.wrk.latencyUs.p50 / 1000), n(s.wrk.latencyUs.p90 / 1000), n(s.wrk.latencyUs.p99 / 1000),
-    `${s.wrk.errors.status}/${s.wrk.errors.timeout}/${s.wrk.errors.connect + s.wrk.errors.read + s.wrk.errors.write}`, s.loadAverage1m,
+    s.variant,
+    s.inputsPerRequest,
+    n(s.okRequestsPerSec),
+    n(s.inputsPerSec),
+    n(s.ceilingInputsPerSec),
+    s.ratio.toFixed(2),
+    n(s.wrk.latencyUs.p50 / 1000),
+    n(s.wrk.latencyUs.p90 / 1000),
+    n(s.wrk.latencyUs.p99 / 1000),
+    `${s.wrk.errors.status}/${s.wrk.errors.timeout}/${s.wrk.errors.connect + s.wrk.errors.read + s.wrk.errors.write}`,
+    s.loadAverage1m,
   ]),
 );
 const md = [
   `# Server throughput / session.run ceiling, wrk load (${date})`,
   '',
-  `\`${command}\`: \`slim serve\` with default options${serveArgs.length ? ` plus \`${serveArgs.join(' ')}\`` : ''}; wrk ${args['wrk-threads']} thread(s), ${args.connections} connections, `
-    + `${args.warmup} s warm-up then ${duration} s, POST /classify rotating ${texts.length} generated short texts (~10 words); the ceiling is session.run at batch 32 of the same texts, `
-    + `one session with ${cores} intra-op threads, measured before the server starts. ${cores} cores shared with the generator and with other work (load average in the table).`,
+  `\`${command}\`: \`slim serve\` with default options${serveArgs.length ? ` plus \`${serveArgs.join(' ')}\`` : ''}; wrk ${args['wrk-threads']} thread(s), ${args.connections} connections, ` +
+    `${args.warmup} s warm-up then ${duration} s, POST /classify rotating ${texts.length} generated short texts (~10 words); the ceiling is session.run at batch 32 of the same texts, ` +
+    `one session with ${cores} intra-op threads, measured before the server starts. ${cores} cores shared with the generator and with other work (load average in the table).`,
   '',
   table,
 ].join('\n');
 console.log(md);
-const files = writeResult(args.out ?? join('loadtest', 'results'), `${date}-wrk-throughput`, { date, command, serveArgs, machine: machine(), ceilings, scenarios }, md);
+const files = writeResult(
+  args.out ?? join('loadtest', 'results'),
+  `${date}-wrk-throughput`,
+  { date, command, serveArgs, machine: machine(), ceilings, scenarios },
+  md,
+);
 process.stderr.write(`wrk-throughput: wrote ${files.md} and ${files.json}\n`);

@@ -17,8 +17,14 @@ export const DEFAULT_MODEL_PURPOSE =
 
 /** The subcommands, in the order `slim --help` lists them, each loading its spec only when run. */
 const COMMANDS: Record<string, { summary: string; spec: () => Promise<CommandSpec> }> = {
-  build: { summary: 'cut a pretrained model to k layers, fine-tune, export ONNX classifiers + depth report', spec: async () => (await import('./pipeline/build-command.js')).BUILD_COMMAND },
-  eval: { summary: 'evaluate an exported variant on a labelled file (JSON: accuracy, macroF1, confusion)', spec: async () => (await import('./pipeline/eval-command.js')).EVAL_COMMAND },
+  build: {
+    summary: 'cut a pretrained model to k layers, fine-tune, export ONNX classifiers + depth report',
+    spec: async () => (await import('./pipeline/build-command.js')).BUILD_COMMAND,
+  },
+  eval: {
+    summary: 'evaluate an exported variant on a labelled file (JSON: accuracy, macroF1, confusion)',
+    spec: async () => (await import('./pipeline/eval-command.js')).EVAL_COMMAND,
+  },
   serve: { summary: 'serve every variant under a model repository over HTTP', spec: serveSpec },
   start: { summary: 'build the default spam model into models/ if it is missing, then serve it', spec: startSpec },
   openapi: { summary: 'write openapi/openapi.json from the route schemas', spec: async () => OPENAPI_COMMAND },
@@ -26,7 +32,9 @@ const COMMANDS: Record<string, { summary: string; spec: () => Promise<CommandSpe
 
 const USAGE = `usage: slim <command> [options]
 
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .join('\n')}
 
 Run \`slim <command> --help\` for the options of each.`;
 
@@ -54,7 +62,8 @@ async function serveFlags(): Promise<FlagSpec[]> {
   ];
 }
 
-const SERVE_NOTES = 'Every option is also a config-file key and an environment variable (in brackets):\nthe environment overrides flags, which override the file.';
+const SERVE_NOTES =
+  'Every option is also a config-file key and an environment variable (in brackets):\nthe environment overrides flags, which override the file.';
 
 async function serveSpec(): Promise<CommandSpec> {
   return {

@@ -36,7 +36,11 @@ function flagOption(f: FlagSpec): Option {
 }
 
 /** The commander command of a spec, with exit and output overridden so that nothing calls process.exit. */
-export function commanderFor(spec: CommandSpec, out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): { cmd: Command; values: () => FlagValues } {
+export function commanderFor(
+  spec: CommandSpec,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): { cmd: Command; values: () => FlagValues } {
   const cmd = new Command(`slim ${spec.name}`)
     .description(spec.summary)
     .helpOption('-h, --help', 'show this help and exit (the command does not run)')
@@ -47,13 +51,24 @@ export function commanderFor(spec: CommandSpec, out: (s: string) => void = (s) =
       writeOut: out,
       writeErr: err,
       // One line: "slim build: unknown option '--bogus' (Did you mean --base?)".
-      outputError: (text, write) => write(`slim ${spec.name}: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
+      outputError: (text, write) =>
+        write(
+          `slim ${spec.name}: ${text
+            .replace(/^error: /, '')
+            .replace(/\s*\n\s*/g, ' ')
+            .trim()}\n`,
+        ),
     });
   const options = spec.flags.map((f) => [f.name, flagOption(f)] as const);
   for (const [, o] of options) cmd.addOption(o);
-  const after = [spec.notes ? `\n${spec.notes.trimEnd()}` : '', `\nExample${spec.examples.length > 1 ? 's' : ''}:`, ...spec.examples.map((e) => `  ${e}`)].filter((s) => s !== '');
+  const after = [
+    spec.notes ? `\n${spec.notes.trimEnd()}` : '',
+    `\nExample${spec.examples.length > 1 ? 's' : ''}:`,
+    ...spec.examples.map((e) => `  ${e}`),
+  ].filter((s) => s !== '');
   cmd.addHelpText('after', after.join('\n'));
-  const values = (): FlagValues => Object.fromEntries(options.map(([name, o]) => [name, cmd.getOptionValue(o.attributeName()) as string | boolean | undefined]));
+  const values = (): FlagValues =>
+    Object.fromEntries(options.map(([name, o]) => [name, cmd.getOptionValue(o.attributeName()) as string | boolean | undefined]));
   return { cmd, values };
 }
 

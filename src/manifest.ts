@@ -92,14 +92,19 @@ export function validateManifest(value: unknown, file: string, directory?: { mod
   const problems: string[] = [];
   const describe = (v: unknown) => (v === undefined ? 'missing' : `got ${JSON.stringify(v)}`);
   const at = (path: string): unknown =>
-    path.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' && !Array.isArray(o) ? (o as Record<string, unknown>)[k] : undefined), value);
+    path
+      .split('.')
+      .reduce<unknown>((o, k) => (o !== null && typeof o === 'object' && !Array.isArray(o) ? (o as Record<string, unknown>)[k] : undefined), value);
   const check = (path: string, ok: (v: unknown) => boolean, expected: string) => {
     const v = at(path);
     if (!ok(v)) problems.push(`${path} must be ${expected} (${describe(v)})`);
   };
   const isString = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
   const isInt = (min: number) => (v: unknown) => Number.isInteger(v) && (v as number) >= min;
-  const isNumber = (min: number, max = Infinity) => (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
+  const isNumber =
+    (min: number, max = Infinity) =>
+    (v: unknown) =>
+      typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
 
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ManifestError(file, ['must be a JSON object']);
@@ -146,7 +151,18 @@ export function validateManifest(value: unknown, file: string, directory?: { mod
   if (at('externalData') !== undefined) {
     check(
       'externalData',
-      (v) => Array.isArray(v) && v.every((e: Record<string, unknown> | null) => e !== null && typeof e === 'object' && isString(e.file) && !/[/\\]/.test(e.file) && isInt(0)(e.bytes) && typeof e.sha256 === 'string' && SHA256_HEX.test(e.sha256)),
+      (v) =>
+        Array.isArray(v) &&
+        v.every(
+          (e: Record<string, unknown> | null) =>
+            e !== null &&
+            typeof e === 'object' &&
+            isString(e.file) &&
+            !/[/\\]/.test(e.file) &&
+            isInt(0)(e.bytes) &&
+            typeof e.sha256 === 'string' &&
+            SHA256_HEX.test(e.sha256),
+        ),
       'an array of {file (a name in the variant directory), bytes, sha256}',
     );
   }

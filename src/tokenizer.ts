@@ -37,10 +37,15 @@ export interface EncodedBatch {
 
 /** Texts longer than maxLength with truncation off; `tooLong` names them by batch index. */
 export class TextTooLongError extends Error {
-  constructor(readonly maxLength: number, readonly tooLong: ReadonlyArray<{ index: number; length: number }>) {
+  constructor(
+    readonly maxLength: number,
+    readonly tooLong: ReadonlyArray<{ index: number; length: number }>,
+  ) {
     const first = tooLong[0]!;
-    super(`${tooLong.length} input${tooLong.length === 1 ? ' is' : 's are'} longer than the model's ${maxLength} tokens `
-      + `(input ${first.index} has ${first.length}) and truncation is off`);
+    super(
+      `${tooLong.length} input${tooLong.length === 1 ? ' is' : 's are'} longer than the model's ${maxLength} tokens ` +
+        `(input ${first.index} has ${first.length}) and truncation is off`,
+    );
     this.name = 'TextTooLongError';
   }
 }
@@ -97,7 +102,8 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const tieBreak = config[UNIGRAM_TIE_BREAK_KEY] === 'last' ? 'last' : 'first';
   const unigram = unigramModelOf(tokenizer);
   if (unigram) installFastUnigram(unigram, tieBreak);
-  else if (tieBreak === 'last') throw new Error(`${join(absDir, 'tokenizer.json')}: ${UNIGRAM_TIE_BREAK_KEY} needs a Unigram model that this transformers.js exposes`);
+  else if (tieBreak === 'last')
+    throw new Error(`${join(absDir, 'tokenizer.json')}: ${UNIGRAM_TIE_BREAK_KEY} needs a Unigram model that this transformers.js exposes`);
   return new HfTextTokenizer(absDir, tokenizer, config);
 }
 
@@ -176,7 +182,7 @@ export function installFastUnigram(model: UnigramModel, tieBreak: 'first' | 'las
     // Code points and where each starts in the string (UTF-16 offsets), plus the end.
     const cps: number[] = [];
     const offsets: number[] = [];
-    for (let u = 0; u < text.length; ) {
+    for (let u = 0; u < text.length;) {
       const cp = text.codePointAt(u)!;
       cps.push(cp);
       offsets.push(u);
@@ -222,7 +228,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !required) return null;
-    throw new Error(`${path}: cannot read the tokenizer (${code === 'ENOENT' ? 'no such file' : code ?? String(err)})`);
+    throw new Error(`${path}: cannot read the tokenizer (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`);
   }
   let value: unknown;
   try {
@@ -249,7 +255,11 @@ class HfTextTokenizer implements TextTokenizer {
   readonly padSide: 'left' | 'right';
   readonly modelMaxLength: number | null;
 
-  constructor(readonly dir: string, private readonly tokenizer: PreTrainedTokenizer, config: Record<string, unknown>) {
+  constructor(
+    readonly dir: string,
+    private readonly tokenizer: PreTrainedTokenizer,
+    config: Record<string, unknown>,
+  ) {
     // transformers.js falls back from pad_token to eos_token (GPT-2 and Llama have no pad);
     // with neither, 0 is as good as any id since the mask hides padding.
     this.padId = Number.isInteger(tokenizer.pad_token_id) ? tokenizer.pad_token_id : 0;
@@ -272,7 +282,10 @@ class HfTextTokenizer implements TextTokenizer {
   }
 
   encodeBatch(texts: ReadonlyArray<string>, options: PadOptions): EncodedBatch {
-    return this.pad(texts.map((t) => this.tokenizer.encode(t)), options);
+    return this.pad(
+      texts.map((t) => this.tokenizer.encode(t)),
+      options,
+    );
   }
 
   pad(encodings: ReadonlyArray<ReadonlyArray<number>>, options: PadOptions): EncodedBatch {

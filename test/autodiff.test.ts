@@ -15,8 +15,16 @@ import { GradientSession, type ParamTensor } from '../src/pipeline/training/sess
 import { pruneToOutputs } from '../src/pipeline/training/prune.js';
 import { ShapeInference } from '../src/pipeline/training/shapes.js';
 import {
-  attentionKeyMask, constant, declareParams, encoderBlock, encoderBlockShapes, gelu, ints, linear,
-  maskedMeanPool, type FloatType,
+  attentionKeyMask,
+  constant,
+  declareParams,
+  encoderBlock,
+  encoderBlockShapes,
+  gelu,
+  ints,
+  linear,
+  maskedMeanPool,
+  type FloatType,
 } from '../src/pipeline/training/ops.js';
 import { mulberry32 } from '../src/pipeline/random.js';
 import { centralDifference } from './helpers/finite-differences.js';
@@ -38,7 +46,10 @@ function projectToScalar(g: GraphBuilder, type: FloatType, y: string, seed = 7):
   return g.op('ReduceSum', [g.op('Mul', [y, constant(g, type, r, shape)])], { keepdims: 0 });
 }
 
-interface ParamSpec { dims: number[]; init?: (rnd: () => number) => number }
+interface ParamSpec {
+  dims: number[];
+  init?: (rnd: () => number) => number;
+}
 
 interface GradCase {
   type: FloatType;
@@ -53,7 +64,13 @@ interface GradCase {
   declaredByBuild?: boolean;
 }
 
-interface GradCheck { maxAbsErr: number; checked: number; grads: Map<string, ArrayLike<number>>; g: GraphBuilder; loss: number }
+interface GradCheck {
+  maxAbsErr: number;
+  checked: number;
+  grads: Map<string, ArrayLike<number>>;
+  g: GraphBuilder;
+  loss: number;
+}
 
 async function checkGradients(name: string, c: GradCase): Promise<GradCheck> {
   const g = new GraphBuilder(name);
@@ -65,7 +82,10 @@ async function checkGradients(name: string, c: GradCase): Promise<GradCheck> {
   const rnd = mulberry32(c.seed ?? 1);
   const values: Record<string, Float32Array | Float64Array> = {};
   for (const [p, spec] of Object.entries(c.params)) {
-    values[p] = floatArray(c.type, Array.from({ length: count(spec.dims) }, () => (spec.init ? spec.init(rnd) : rnd() * 2 - 1)));
+    values[p] = floatArray(
+      c.type,
+      Array.from({ length: count(spec.dims) }, () => (spec.init ? spec.init(rnd) : rnd() * 2 - 1)),
+    );
   }
   const feeds = () => {
     const f: Record<string, ort.Tensor> = { ...c.feeds };
@@ -75,7 +95,8 @@ async function checkGradients(name: string, c: GradCase): Promise<GradCheck> {
   const out = await session.run(feeds());
   const lossAt = async () => Number((await session.run(feeds(), [loss]))[loss]!.data[0]);
   const [eps, atol, rtol] = c.type === 'float64' ? [1e-6, 1e-7, 1e-6] : [1e-3, 2e-3, 2e-3];
-  let maxAbsErr = 0, checked = 0;
+  let maxAbsErr = 0,
+    checked = 0;
   const grads = new Map<string, ArrayLike<number>>();
   for (const [p, spec] of Object.entries(c.params)) {
     const grad = out[result.grads.get(p)!]!.data as Float64Array | Float32Array;
@@ -110,7 +131,8 @@ test('autodiff: MatMul gradients (2-D, batched 3-D x 2-D, 4-D x 4-D, broadcast b
   ];
   for (const [label, a, b] of cases) {
     await checkGradients(`matmul-${label}`, {
-      type: 'float64', params: { a: { dims: a }, b: { dims: b } },
+      type: 'float64',
+      params: { a: { dims: a }, b: { dims: b } },
       build: (g, p) => projectToScalar(g, 'float64', g.op('MatMul', [p.a!, p.b!])),
     });
   }
@@ -129,7 +151,22 @@ test('autodiff: Gemm gradients for every transA/transB with alpha, beta and a br
 });
 
 test('autodiff: Add, Sub, Mul, Div with broadcasting undo it by summation', async () => {
-  const shapes: [number[], number[]][] = [[[2, 3, 4], [3, 1]], [[2, 3, 4], [4]], [[1, 3, 1], [2, 1, 4]], [[2, 3], [2, 3]], [[], [2, 3]]];
+  const shapes: [number[], number[]][] = [
+    [
+      [2, 3, 4],
+      [3, 1],
+    ],
+    [[2, 3, 4], [4]],
+    [
+      [1, 3, 1],
+      [2, 1, 4],
+    ],
+    [
+      [2, 3],
+      [2, 3],
+    ],
+    [[], [2, 3]],
+  ];
   for (const op of ['Add', 'Sub', 'Mul', 'Div']) {
     for (const [a, b] of shapes) {
       await checkGradients(`${op}-${a}-${b}`, {
@@ -145,7 +182,8 @@ test('autodiff: unary rules (Neg, Sqrt, Reciprocal, Exp, Log, Tanh, Relu, Sigmoi
   const domains: Record<string, (r: () => number) => number> = { Sqrt: positive, Log: positive, Reciprocal: awayFromZero, Relu: awayFromZero };
   for (const op of ['Neg', 'Sqrt', 'Reciprocal', 'Exp', 'Log', 'Tanh', 'Relu', 'Sigmoid', 'Identity']) {
     await checkGradients(`unary-${op}`, {
-      type: 'float64', params: { x: { dims: [3, 4], init: domains[op] } },
+      type: 'float64',
+      params: { x: { dims: [3, 4], init: domains[op] } },
       build: (g, p) => projectToScalar(g, 'float64', g.op(op, [p.x!])),
     });
   }
@@ -154,27 +192,32 @@ test('autodiff: unary rules (Neg, Sqrt, Reciprocal, Exp, Log, Tanh, Relu, Sigmoi
 test('autodiff: Pow with a constant exponent (and a trainable one) matches finite differences', async () => {
   for (const exponent of [3, 0.5, -1.5]) {
     await checkGradients(`pow-${exponent}`, {
-      type: 'float64', params: { x: { dims: [2, 3], init: positive } },
+      type: 'float64',
+      params: { x: { dims: [2, 3], init: positive } },
       build: (g, p) => projectToScalar(g, 'float64', g.op('Pow', [p.x!, constant(g, 'float64', exponent)])),
     });
   }
   await checkGradients('pow-param-exponent', {
-    type: 'float64', params: { x: { dims: [2, 3], init: positive }, e: { dims: [3] } },
+    type: 'float64',
+    params: { x: { dims: [2, 3], init: positive }, e: { dims: [3] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Pow', [p.x!, p.e!])),
   });
 });
 
 test('autodiff: Erf and the exact GELU decomposition match finite differences (float32)', async () => {
   await checkGradients('erf', {
-    type: 'float32', params: { x: { dims: [3, 4] } },
+    type: 'float32',
+    params: { x: { dims: [3, 4] } },
     build: (g, p) => projectToScalar(g, 'float32', g.op('Erf', [p.x!])),
   });
   await checkGradients('gelu-erf', {
-    type: 'float32', params: { x: { dims: [3, 4], init: (r) => r() * 4 - 2 } },
+    type: 'float32',
+    params: { x: { dims: [3, 4], init: (r) => r() * 4 - 2 } },
     build: (g, p) => projectToScalar(g, 'float32', gelu(g, 'float32', p.x!, 'erf')),
   });
   await checkGradients('gelu-tanh', {
-    type: 'float64', params: { x: { dims: [3, 4], init: (r) => r() * 4 - 2 } },
+    type: 'float64',
+    params: { x: { dims: [3, 4], init: (r) => r() * 4 - 2 } },
     build: (g, p) => projectToScalar(g, 'float64', gelu(g, 'float64', p.x!, 'tanh')),
   });
 });
@@ -190,7 +233,8 @@ test('autodiff: ReduceMean (axes attribute) and ReduceSum (axes input), keepdims
   ];
   for (const [label, f] of variants) {
     await checkGradients(`reduce-${label}`, {
-      type: 'float64', params: { x: { dims: [2, 3, 4] } },
+      type: 'float64',
+      params: { x: { dims: [2, 3, 4] } },
       build: (g, p) => projectToScalar(g, 'float64', f(g, p.x!)),
     });
   }
@@ -200,7 +244,8 @@ test('autodiff: Softmax and LogSoftmax (last axis and axis 1) match finite diffe
   for (const op of ['Softmax', 'LogSoftmax']) {
     for (const axis of [-1, 1]) {
       await checkGradients(`${op}-${axis}`, {
-        type: 'float64', params: { x: { dims: [2, 3, 4] } },
+        type: 'float64',
+        params: { x: { dims: [2, 3, 4] } },
         build: (g, p) => projectToScalar(g, 'float64', g.op(op, [p.x!], { axis })),
       });
     }
@@ -210,25 +255,31 @@ test('autodiff: Softmax and LogSoftmax (last axis and axis 1) match finite diffe
 test('autodiff: Gather accumulates repeated embedding rows; other axes and scalar indices work', async () => {
   const ids = new ort.Tensor('int64', BigInt64Array.from([1n, 4n, 1n, 0n, 4n, 4n]), [2, 3]);
   const res = await checkGradients('gather-embedding', {
-    type: 'float64', params: { table: { dims: [6, 4] } }, feeds: { ids }, samples: 24,
+    type: 'float64',
+    params: { table: { dims: [6, 4] } },
+    feeds: { ids },
+    samples: 24,
     build: (g, p) => projectToScalar(g, 'float64', g.op('Gather', [p.table!, g.input('ids', 'int64', [2, 3])])),
   });
   // Rows never gathered (2, 3, 5) get exactly zero.
   const grad = res.grads.get('table')!;
   for (const row of [2, 3, 5]) for (let k = 0; k < 4; k++) assert.equal(grad[row * 4 + k], 0);
   await checkGradients('gather-axis1-vector', {
-    type: 'float64', params: { x: { dims: [2, 5, 3] } },
+    type: 'float64',
+    params: { x: { dims: [2, 5, 3] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Gather', [p.x!, ints(g, [4, 0, 4])], { axis: 1 })),
   });
   await checkGradients('gather-axis1-scalar', {
-    type: 'float64', params: { x: { dims: [2, 5, 3] } },
+    type: 'float64',
+    params: { x: { dims: [2, 5, 3] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Gather', [p.x!, constant(g, 'int64', 0)], { axis: 1 })),
   });
 });
 
 test('autodiff: Reshape, Transpose, Unsqueeze, Squeeze, Flatten, Expand, Identity route gradients back', async () => {
   await checkGradients('shape-chain', {
-    type: 'float64', params: { x: { dims: [2, 3, 4] } },
+    type: 'float64',
+    params: { x: { dims: [2, 3, 4] } },
     build: (g, p) => {
       const r = g.op('Reshape', [p.x!, ints(g, [0, -1, 2])]); // [2, 6, 2]
       const t = g.op('Transpose', [r], { perm: [2, 0, 1] }); // [2, 2, 6]
@@ -239,29 +290,34 @@ test('autodiff: Reshape, Transpose, Unsqueeze, Squeeze, Flatten, Expand, Identit
     },
   });
   await checkGradients('expand', {
-    type: 'float64', params: { x: { dims: [3, 1] } },
+    type: 'float64',
+    params: { x: { dims: [3, 1] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Expand', [p.x!, ints(g, [2, 3, 4])])),
   });
   await checkGradients('transpose-default-perm', {
-    type: 'float64', params: { x: { dims: [2, 3, 4] } },
+    type: 'float64',
+    params: { x: { dims: [2, 3, 4] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Transpose', [p.x!])),
   });
 });
 
 test('autodiff: Concat, Split and Slice match finite differences', async () => {
   await checkGradients('concat', {
-    type: 'float64', params: { a: { dims: [2, 3] }, b: { dims: [2, 1] } },
+    type: 'float64',
+    params: { a: { dims: [2, 3] }, b: { dims: [2, 1] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Concat', [p.a!, constant(g, 'float64', [1, 2, 3, 4], [2, 2]), p.b!], { axis: 1 })),
   });
   await checkGradients('split-one-used', {
-    type: 'float64', params: { x: { dims: [2, 6] } },
+    type: 'float64',
+    params: { x: { dims: [2, 6] } },
     build: (g, p) => {
       const [first, , third] = g.node('Split', [p.x!, ints(g, [1, 2, 3])], { axis: 1 }, 3);
       return g.op('Add', [projectToScalar(g, 'float64', g.op('Exp', [first!])), projectToScalar(g, 'float64', third!, 3)]);
     },
   });
   await checkGradients('slice', {
-    type: 'float64', params: { x: { dims: [3, 5, 2] } },
+    type: 'float64',
+    params: { x: { dims: [3, 5, 2] } },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Slice', [p.x!, ints(g, [1, -4]), ints(g, [3, 99]), ints(g, [0, 1])])),
   });
 });
@@ -269,12 +325,16 @@ test('autodiff: Concat, Split and Slice match finite differences', async () => {
 test('autodiff: Where sends the gradient to the selected branch only; Cast passes it to floats only', async () => {
   const cond = new ort.Tensor('bool', Uint8Array.from([1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1]), [3, 4]);
   await checkGradients('where', {
-    type: 'float64', params: { a: { dims: [3, 4] }, b: { dims: [4] } }, feeds: { cond },
+    type: 'float64',
+    params: { a: { dims: [3, 4] }, b: { dims: [4] } },
+    feeds: { cond },
     build: (g, p) => projectToScalar(g, 'float64', g.op('Where', [g.input('cond', 'bool', [3, 4]), p.a!, p.b!])),
   });
   const ids = new ort.Tensor('int32', Int32Array.from([2, 0, 1]), [3]);
   await checkGradients('cast', {
-    type: 'float32', params: { x: { dims: [3, 4] }, table: { dims: [3, 4] } }, feeds: { ids },
+    type: 'float32',
+    params: { x: { dims: [3, 4] }, table: { dims: [3, 4] } },
+    feeds: { ids },
     build: (g, p) => {
       const wide = g.op('Tanh', [g.op('Cast', [p.x!], { to: DataType.float64 })]);
       const narrow = g.op('Cast', [wide], { to: DataType.float32 });
@@ -287,7 +347,8 @@ test('autodiff: Where sends the gradient to the selected branch only; Cast passe
 test('autodiff: ONNX LayerNormalization (float32 statistics reused, float64 recomputed) matches finite differences', async () => {
   for (const type of ['float32', 'float64'] as const) {
     await checkGradients(`layernorm-${type}`, {
-      type, params: { x: { dims: [2, 3, 5] }, scale: { dims: [5] }, bias: { dims: [5] } },
+      type,
+      params: { x: { dims: [2, 3, 5] }, scale: { dims: [5] }, bias: { dims: [5] } },
       build: (g, p) => projectToScalar(g, type, g.op('LayerNormalization', [p.x!, p.scale!, p.bias!], { axis: -1, epsilon: { float: 1e-5 } })),
     });
   }
@@ -296,13 +357,17 @@ test('autodiff: ONNX LayerNormalization (float32 statistics reused, float64 reco
 test('autodiff: fused softmax cross-entropy (class ids and one-hot targets) matches finite differences and the formula', async () => {
   const labels = new ort.Tensor('int64', BigInt64Array.from([2n, 0n, 1n, 2n]), [4]);
   const res = await checkGradients('ce-ids', {
-    type: 'float64', params: { x: { dims: [4, 3] }, w: { dims: [3, 3] } }, feeds: { labels },
+    type: 'float64',
+    params: { x: { dims: [4, 3] }, w: { dims: [3, 3] } },
+    feeds: { labels },
     build: (g, p) => softmaxCrossEntropy(g, g.op('MatMul', [p.x!, p.w!]), g.input('labels', 'int64', [4])),
   });
   assert.ok(res.loss > 0);
   const onehot = new ort.Tensor('float64', Float64Array.from([0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1]), [4, 3]);
   const res2 = await checkGradients('ce-onehot', {
-    type: 'float64', params: { x: { dims: [4, 3] }, w: { dims: [3, 3] } }, feeds: { onehot },
+    type: 'float64',
+    params: { x: { dims: [4, 3] }, w: { dims: [3, 3] } },
+    feeds: { onehot },
     build: (g, p) => softmaxCrossEntropy(g, g.op('MatMul', [p.x!, p.w!]), g.input('onehot', 'float64', [4, 3])),
   });
   assert.ok(Math.abs(res.loss - res2.loss) < 1e-12, 'ids and one-hot give the same loss');
@@ -315,23 +380,31 @@ test('autodiff: fused softmax cross-entropy (class ids and one-hot targets) matc
   addGradients(g, { loss, params: [logits] });
   const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
   const z = [1, 2, 3, 0, 0, 0];
-  const out = await s.run({ logits: new ort.Tensor('float32', Float32Array.from(z), [2, 3]), labels: new ort.Tensor('int64', BigInt64Array.from([2n, 1n]), [2]) });
-  const e = [Math.exp(1), Math.exp(2), Math.exp(3)], sum = e[0]! + e[1]! + e[2]!;
+  const out = await s.run({
+    logits: new ort.Tensor('float32', Float32Array.from(z), [2, 3]),
+    labels: new ort.Tensor('int64', BigInt64Array.from([2n, 1n]), [2]),
+  });
+  const e = [Math.exp(1), Math.exp(2), Math.exp(3)],
+    sum = e[0]! + e[1]! + e[2]!;
   const want = [e[0]! / sum / 2, e[1]! / sum / 2, (e[2]! / sum - 1) / 2, 1 / 6, (1 / 3 - 1) / 2, 1 / 6];
   const got = out['grad/logits']!.data as Float32Array;
   want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-6, `grad[${i}] ${got[i]} vs ${w}`));
-  assert.ok(Math.abs(Number(out.loss!.data[0]) - (-(Math.log(e[2]! / sum) + Math.log(1 / 3)) / 2)) < 1e-6);
+  assert.ok(Math.abs(Number(out.loss!.data[0]) - -(Math.log(e[2]! / sum) + Math.log(1 / 3)) / 2) < 1e-6);
 });
 
 test('autodiff: fused distillation loss (hard + T^2 KL to the teacher) matches finite differences and a float64 loop', async () => {
-  const B = 4, C = 3, T = 2.5;
+  const B = 4,
+    C = 3,
+    T = 2.5;
   const labels = [2, 0, 1, 0];
   const hard = [0.3, 0.3, 0.3, 0]; // the last row is transfer text: soft term only
   const soft = [0.7, 0.7, 0.7, 1];
   const teacher = [1.5, -0.5, 2, 0.1, 0.2, -1, -2, 3, 0.5, 0.9, 0.8, -0.4];
   const teacherLogProbs = teacher.map((_, i) => {
-    const r = Math.floor(i / C), row = teacher.slice(r * C, r * C + C).map((z) => z / T);
-    const m = Math.max(...row), lse = m + Math.log(row.reduce((a, z) => a + Math.exp(z - m), 0));
+    const r = Math.floor(i / C),
+      row = teacher.slice(r * C, r * C + C).map((z) => z / T);
+    const m = Math.max(...row),
+      lse = m + Math.log(row.reduce((a, z) => a + Math.exp(z - m), 0));
     return teacher[i]! / T - lse;
   });
   const feeds = {
@@ -340,12 +413,19 @@ test('autodiff: fused distillation loss (hard + T^2 KL to the teacher) matches f
     hard: new ort.Tensor('float64', Float64Array.from(hard), [B]),
     soft: new ort.Tensor('float64', Float64Array.from(soft), [B]),
   };
-  const build = (g: GraphBuilder, logits: string) => distillationLoss(g, logits, {
-    labels: g.input('labels', 'int64', [B]), teacherLogProbs: g.input('tlp', 'float64', [B, C]),
-    hardWeight: g.input('hard', 'float64', [B]), softWeight: g.input('soft', 'float64', [B]), temperature: T,
-  });
+  const build = (g: GraphBuilder, logits: string) =>
+    distillationLoss(g, logits, {
+      labels: g.input('labels', 'int64', [B]),
+      teacherLogProbs: g.input('tlp', 'float64', [B, C]),
+      hardWeight: g.input('hard', 'float64', [B]),
+      softWeight: g.input('soft', 'float64', [B]),
+      temperature: T,
+    });
   await checkGradients('distill', {
-    type: 'float64', params: { x: { dims: [B, 5] }, w: { dims: [5, C] } }, feeds, samples: 20,
+    type: 'float64',
+    params: { x: { dims: [B, 5] }, w: { dims: [5, C] } },
+    feeds,
+    samples: 20,
     build: (g, p) => build(g, g.op('MatMul', [p.x!, p.w!])),
   });
   // Loss and logits gradient against a plain float64 loop over the formula.
@@ -357,14 +437,16 @@ test('autodiff: fused distillation loss (hard + T^2 KL to the teacher) matches f
   const z = [0.3, -1.2, 0.8, 2, 0.1, -0.3, -0.7, 0.4, 1.1, 0, 0.5, -0.5];
   const out = await s.run({ ...feeds, logits: new ort.Tensor('float64', Float64Array.from(z), [B, C]) });
   const logSoftmax = (row: number[]) => {
-    const m = Math.max(...row), lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    const m = Math.max(...row),
+      lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
     return row.map((v) => v - lse);
   };
   let want = 0;
   const wantGrad: number[] = [];
   for (let b = 0; b < B; b++) {
     const row = z.slice(b * C, b * C + C);
-    const lp = logSoftmax(row), lpT = logSoftmax(row.map((v) => v / T));
+    const lp = logSoftmax(row),
+      lpT = logSoftmax(row.map((v) => v / T));
     const tl = teacherLogProbs.slice(b * C, b * C + C);
     let kl = 0;
     for (let c = 0; c < C; c++) kl += Math.exp(tl[c]!) * (tl[c]! - lpT[c]!);
@@ -377,7 +459,11 @@ test('autodiff: fused distillation loss (hard + T^2 KL to the teacher) matches f
   const got = out[grads.get(logits)!]!.data as Float64Array;
   wantGrad.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-12, `grad[${i}] ${got[i]} vs ${w}`));
   // Student equal to the teacher and no hard term: the KL and its gradient vanish.
-  const same = await s.run({ ...feeds, hard: new ort.Tensor('float64', new Float64Array(B), [B]), logits: new ort.Tensor('float64', Float64Array.from(teacher), [B, C]) });
+  const same = await s.run({
+    ...feeds,
+    hard: new ort.Tensor('float64', new Float64Array(B), [B]),
+    logits: new ort.Tensor('float64', Float64Array.from(teacher), [B, C]),
+  });
   assert.ok(Math.abs(Number(same.loss!.data[0])) < 1e-12);
   for (const v of same[grads.get(logits)!]!.data as Float64Array) assert.ok(Math.abs(v) < 1e-12);
   await s.release();
@@ -423,8 +509,13 @@ test('autodiff: only the part of the graph between the params and the loss is di
   assert.ok(!backward.some((n) => n.inputs.includes(x) || n.inputs.includes(dead)), 'no backward node reads x or the dead branch');
   assert.deepEqual(res.unreachable, ['z']);
   const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
-  const xs = Float64Array.from([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]), ws = Float64Array.from([1, 2, -1, 0.5, -2, 3]);
-  const out = await s.run({ x: new ort.Tensor('float64', xs, [2, 3]), w: new ort.Tensor('float64', ws, [2, 3]), z: new ort.Tensor('float64', new Float64Array(3), [3]) });
+  const xs = Float64Array.from([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]),
+    ws = Float64Array.from([1, 2, -1, 0.5, -2, 3]);
+  const out = await s.run({
+    x: new ort.Tensor('float64', xs, [2, 3]),
+    w: new ort.Tensor('float64', ws, [2, 3]),
+    z: new ort.Tensor('float64', new Float64Array(3), [3]),
+  });
   const gw = out['grad/w']!.data as Float64Array;
   for (let i = 0; i < 6; i++) assert.ok(Math.abs(gw[i]! - (2 * Math.tanh(xs[i]!) * ws[i]! + 1)) < 1e-12);
   assert.deepEqual(Array.from(out['grad/z']!.data as Float64Array), [0, 0, 0]);
@@ -450,7 +541,8 @@ const BLOCK = { batch: 2, seq: 5, width: 8, heads: 2, ffn: 12, classes: 3 };
 
 /** Pre-LN encoder block, masked mean pool, tanh, linear head, softmax cross-entropy. */
 function buildClassifier(
-  g: GraphBuilder, type: FloatType,
+  g: GraphBuilder,
+  type: FloatType,
   opts: { layerNorm: 'decomposed' | 'fused'; activation: 'gelu' | 'gelu-tanh' | 'relu'; batch?: Dim; seq?: Dim },
 ) {
   const { width, heads, ffn, classes } = BLOCK;
@@ -474,7 +566,15 @@ function blockFeeds(type: FloatType, hidden?: boolean) {
     attention_mask: new ort.Tensor('int64', BigInt64Array.from([1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, 0n, 0n]), [batch, seq]),
     labels: new ort.Tensor('int64', BigInt64Array.from([2n, 0n]), [batch]),
   };
-  if (hidden !== false) feeds.hidden = new ort.Tensor(type, floatArray(type, Array.from({ length: batch * seq * width }, () => rnd() * 2 - 1)), [batch, seq, width]);
+  if (hidden !== false)
+    feeds.hidden = new ort.Tensor(
+      type,
+      floatArray(
+        type,
+        Array.from({ length: batch * seq * width }, () => rnd() * 2 - 1),
+      ),
+      [batch, seq, width],
+    );
   return feeds;
 }
 
@@ -484,14 +584,24 @@ function blockParamSpecs(): Record<string, ParamSpec> {
   for (const [k, dims] of Object.entries(encoderBlockShapes(width, ffn))) {
     specs[`l0.${k}`] = { dims, init: k.endsWith('Scale') ? (r) => 1 + 0.2 * (r() - 0.5) : (r) => (r() * 2 - 1) * 0.5 };
   }
-  Object.assign(specs, { 'head.pool_w': { dims: [width, width] }, 'head.pool_b': { dims: [width] }, 'head.w': { dims: [width, classes] }, 'head.b': { dims: [classes] } });
+  Object.assign(specs, {
+    'head.pool_w': { dims: [width, width] },
+    'head.pool_b': { dims: [width] },
+    'head.w': { dims: [width, classes] },
+    'head.b': { dims: [classes] },
+  });
   return specs;
 }
 
 test('autodiff: a pre-LN transformer block with padding mask, pooling, tanh and linear head matches finite differences for every parameter', async () => {
   const specs = blockParamSpecs();
   const res = await checkGradients('encoder-block', {
-    type: 'float64', params: specs, feeds: blockFeeds('float64'), samples: 6, seed: 3, declaredByBuild: true,
+    type: 'float64',
+    params: specs,
+    feeds: blockFeeds('float64'),
+    samples: 6,
+    seed: 3,
+    declaredByBuild: true,
     build: (g) => buildClassifier(g, 'float64', { layerNorm: 'decomposed', activation: 'gelu-tanh' }).loss,
   });
   assert.equal(res.grads.size, 20);
@@ -503,7 +613,12 @@ test('autodiff: a pre-LN transformer block with padding mask, pooling, tanh and 
   const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
   const rnd = mulberry32(5);
   const feeds = blockFeeds('float64');
-  for (const [name, spec] of Object.entries(specs)) feeds[name] = new ort.Tensor('float64', Float64Array.from({ length: count(spec.dims) }, () => rnd() - 0.5), spec.dims);
+  for (const [name, spec] of Object.entries(specs))
+    feeds[name] = new ort.Tensor(
+      'float64',
+      Float64Array.from({ length: count(spec.dims) }, () => rnd() - 0.5),
+      spec.dims,
+    );
   const gx = (await s.run(feeds))[r2.grads.get(built.x)!]!.data as Float64Array;
   const { seq, width } = BLOCK;
   for (const t of [3, 4]) for (let k = 0; k < width; k++) assert.equal(gx[(seq + t) * width + k], 0, 'padded tokens get no gradient');
@@ -533,7 +648,9 @@ test('autodiff: the float32 block (fused LayerNormalization, exact GELU) agrees 
   let worst = 0;
   for (const [p, ref] of f64) {
     const scale = Math.max(...Array.from(ref, Math.abs));
-    const a = f32.get(p)!, b = f32erfFused.get(p)!, c = f32erfDecomposed.get(p)!;
+    const a = f32.get(p)!,
+      b = f32erfFused.get(p)!,
+      c = f32erfDecomposed.get(p)!;
     for (let i = 0; i < ref.length; i++) {
       // l0.bk's true gradient is zero (softmax ignores a per-query constant): rounding noise only.
       if (p !== 'l0.bk') worst = Math.max(worst, Math.abs(a[i]! - ref[i]!) / scale);
@@ -545,7 +662,7 @@ test('autodiff: the float32 block (fused LayerNormalization, exact GELU) agrees 
   assert.ok(worst < 1e-4, `worst relative difference ${worst}`);
 });
 
-test('autodiff: with symbolic batch and sequence axes the block gives the static graph\'s gradients, at two sizes', async () => {
+test("autodiff: with symbolic batch and sequence axes the block gives the static graph's gradients, at two sizes", async () => {
   const specs = blockParamSpecs();
   const rnd = mulberry32(17);
   const values = new Map(Object.entries(specs).map(([n, s]) => [n, Float64Array.from({ length: count(s.dims) }, () => (s.init ? s.init(rnd) : rnd() - 0.5))]));
@@ -556,7 +673,10 @@ test('autodiff: with symbolic batch and sequence axes the block gives the static
     const s = await ort.InferenceSession.create(g.toBytes(), SESSION_OPTS);
     for (const [n, spec] of Object.entries(specs)) feeds[n] = new ort.Tensor('float64', values.get(n)!, spec.dims);
     const out = await s.run(feeds);
-    return { shapeNodes: g.nodes.filter((n) => n.op === 'Shape').length, grads: new Map(built.params.map((p) => [p, out[res.grads.get(p)!]!.data as Float64Array])) };
+    return {
+      shapeNodes: g.nodes.filter((n) => n.op === 'Shape').length,
+      grads: new Map(built.params.map((p) => [p, out[res.grads.get(p)!]!.data as Float64Array])),
+    };
   };
   const feeds = blockFeeds('float64');
   const fixed = await gradsOf(BLOCK.batch, BLOCK.seq, { ...feeds });
@@ -569,7 +689,11 @@ test('autodiff: with symbolic batch and sequence axes the block gives the static
   }
   // A different bucket through the same dynamic graph: [1 x 3], no padding, also finite and non-zero.
   const one = {
-    hidden: new ort.Tensor('float64', Float64Array.from({ length: 3 * BLOCK.width }, (_, i) => Math.sin(i)), [1, 3, BLOCK.width]),
+    hidden: new ort.Tensor(
+      'float64',
+      Float64Array.from({ length: 3 * BLOCK.width }, (_, i) => Math.sin(i)),
+      [1, 3, BLOCK.width],
+    ),
     attention_mask: new ort.Tensor('int64', BigInt64Array.from([1n, 1n, 1n]), [1, 3]),
     labels: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]),
   };
@@ -607,8 +731,9 @@ test('optimizer: AdamW matches a plain loop of the AdamW formula, with clipping,
         const gi = g[i]! * clip;
         s.m[i] = b1 * s.m[i]! + (1 - b1) * gi;
         s.v[i] = b2 * s.v[i]! + (1 - b2) * gi * gi;
-        const mhat = s.m[i]! / (1 - b1 ** t), vhat = s.v[i]! / (1 - b2 ** t);
-        s.p[i] = s.p[i]! - lr * decay * s.p[i]! - lr * mhat / (Math.sqrt(vhat) + eps);
+        const mhat = s.m[i]! / (1 - b1 ** t),
+          vhat = s.v[i]! / (1 - b2 ** t);
+        s.p[i] = s.p[i]! - lr * decay * s.p[i]! - (lr * mhat) / (Math.sqrt(vhat) + eps);
       }
       const got = params.get(n)!;
       for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]! - s.p[i]!) < 2e-6, `${n}[${i}] step ${t}: ${got[i]} vs ${s.p[i]}`);
@@ -619,8 +744,10 @@ test('optimizer: AdamW matches a plain loop of the AdamW formula, with clipping,
 test('optimizer: schedule warms up linearly then decays linearly to zero; default no-decay names', () => {
   const f = linearWarmupDecay({ lr: 1, warmupSteps: 4, totalSteps: 12 });
   assert.deepEqual([0, 1, 2, 3, 4, 8, 12, 20].map(f), [0.25, 0.5, 0.75, 1, 1, 0.5, 0, 0]);
-  for (const n of ['l0.bq', 'l0.b1', 'encoder.layer.0.output.dense.bias', 'ln_f.weight', 'l0.ln1Scale', 'model.norm.weight', 'LayerNorm.gamma']) assert.ok(isNoDecayParam(n), n);
-  for (const n of ['l0.wq', 'l0.w1', 'encoder.layer.0.output.dense.weight', 'embed_tokens.weight', 'head.w', 'lm_head.weight']) assert.ok(!isNoDecayParam(n), n);
+  for (const n of ['l0.bq', 'l0.b1', 'encoder.layer.0.output.dense.bias', 'ln_f.weight', 'l0.ln1Scale', 'model.norm.weight', 'LayerNorm.gamma'])
+    assert.ok(isNoDecayParam(n), n);
+  for (const n of ['l0.wq', 'l0.w1', 'encoder.layer.0.output.dense.weight', 'embed_tokens.weight', 'head.w', 'lm_head.weight'])
+    assert.ok(!isNoDecayParam(n), n);
 });
 
 // ---------- training through GradientSession ----------
@@ -650,9 +777,21 @@ async function classifierSession(type: 'float32', width: number, heads: number, 
   const session = await GradientSession.create(g, { params, loss, grads: res.grads, intraOpNumThreads: 2, forwardModel: forward });
   const rndData = mulberry32(4);
   const feeds = {
-    hidden: new ort.Tensor('float32', Float32Array.from({ length: batch * seq * width }, () => rndData() * 2 - 1), [batch, seq, width]),
-    attention_mask: new ort.Tensor('int64', BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < seq - (i / seq) % 3 ? 1n : 0n)), [batch, seq]),
-    labels: new ort.Tensor('int64', BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % classes)), [batch]),
+    hidden: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: batch * seq * width }, () => rndData() * 2 - 1),
+      [batch, seq, width],
+    ),
+    attention_mask: new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < seq - ((i / seq) % 3) ? 1n : 0n)),
+      [batch, seq],
+    ),
+    labels: new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % classes)),
+      [batch],
+    ),
   };
   return { session, values, feeds, backwardNodes: res.backwardNodes, nodes: g.nodes.length, forwardNodes: forward.nodes.length };
 }
@@ -661,7 +800,8 @@ test('training: AdamW on a tiny encoder classifier drives the loss on a fixed ba
   const { session, values, feeds } = await classifierSession('float32', 16, 2, 32, 8, 6, 3);
   const opt = new AdamW(new Map([...values].map(([n, p]) => [n, p.data])), { lr: 1e-2, weightDecay: 0.01 });
   const first = (await session.step(feeds, values)).loss;
-  let last = first, steps = 0;
+  let last = first,
+    steps = 0;
   while (steps < 60 && last > first * 0.005) {
     const { loss, grads } = await session.step(feeds, values);
     last = loss;
@@ -679,7 +819,9 @@ test('training: speed of one 384-wide encoder layer + head, batch 32 x 64 tokens
   const opt = new AdamW(new Map([...values].map(([n, p]) => [n, p.data])), { lr: 1e-4 });
   const steps = Number(process.env.SLIM_AUTODIFF_BENCH_STEPS ?? 4);
   const warmup = 3; // ONNX Runtime sizes its memory arena and V8 compiles the update loop on the first runs
-  let runMs = 0, adamMs = 0, fwdMs = 0;
+  let runMs = 0,
+    adamMs = 0,
+    fwdMs = 0;
   const losses: number[] = [];
   for (let i = 0; i < warmup + steps; i++) {
     const t0 = performance.now();
@@ -688,7 +830,10 @@ test('training: speed of one 384-wide encoder layer + head, batch 32 x 64 tokens
     opt.step(grads);
     const t2 = performance.now();
     losses.push(loss);
-    if (i >= warmup) { runMs += t1 - t0; adamMs += t2 - t1; }
+    if (i >= warmup) {
+      runMs += t1 - t0;
+      adamMs += t2 - t1;
+    }
   }
   // Validation runs between epochs, not between steps: time the forward-only session on its own.
   for (let i = 0; i < warmup + steps; i++) {
@@ -699,7 +844,9 @@ test('training: speed of one 384-wide encoder layer + head, batch 32 x 64 tokens
   }
   const params = [...values.values()].reduce((a, p) => a + p.data.length, 0);
   t.diagnostic(`graph: ${nodes} nodes (${backwardNodes} backward; pruned forward graph ${forwardNodes}), ${params} parameters`);
-  t.diagnostic(`forward+backward ${(runMs / steps).toFixed(1)} ms/step, AdamW ${(adamMs / steps).toFixed(1)} ms/step, forward-only session ${(fwdMs / steps).toFixed(1)} ms`);
+  t.diagnostic(
+    `forward+backward ${(runMs / steps).toFixed(1)} ms/step, AdamW ${(adamMs / steps).toFixed(1)} ms/step, forward-only session ${(fwdMs / steps).toFixed(1)} ms`,
+  );
   assert.ok(forwardNodes < nodes / 2, 'the forward-only graph carries no backward nodes');
   assert.ok(losses.every(Number.isFinite));
   assert.ok(losses[losses.length - 1]! < losses[0]!, `loss falls: ${losses.join(', ')}`);

@@ -16,7 +16,9 @@ import { runSlim, type SlimRun } from './helpers/cli.js';
 import { SHARED_MODELS } from './helpers/paths.js';
 
 const STORIES = join(SHARED_MODELS, 'stories260K');
-let work = '', trainFile = '', valFile = '';
+let work = '',
+  trainFile = '',
+  valFile = '';
 
 before(async () => {
   ({ dir: work, trainFile, valFile } = await dataSlices('slim-build-bases-', 'sst2', { split: 'train', lines: 64 }, { split: 'dev', lines: 32 }));
@@ -37,7 +39,10 @@ async function llamaDir(name: string, extraConfig: Record<string, unknown> = {},
 /** `slim build --base <base> ...` on the small data; `out` is returned so a test can check nothing was written. */
 async function build(base: string, extra: string[] = [], cwd = work): Promise<SlimRun & { out: string }> {
   const out = join(work, 'models', `m${Math.random().toString(36).slice(2, 8)}`);
-  const r = await runSlim(['build', '--base', base, '--data', trainFile, '--val', valFile, '--epochs', '1', '--batch', '16', '--max-length', '16', '--quiet', '--out', out, ...extra], { cwd });
+  const r = await runSlim(
+    ['build', '--base', base, '--data', trainFile, '--val', valFile, '--epochs', '1', '--batch', '16', '--max-length', '16', '--quiet', '--out', out, ...extra],
+    { cwd },
+  );
   return { ...r, out };
 }
 
@@ -71,10 +76,13 @@ test('a tensor missing from the checkpoint is named as the checkpoint names it, 
   // config.json says 3 layers, the safetensors hold 2: depth 3 needs model.layers.2.*.
   const dir = await llamaDir('truncated', { num_hidden_layers: 3 });
   const r = await build(dir, ['--depths', '1,3', '--head', 'last']);
-  assertOneLineError(r, /tensor model\.layers\.2\.input_layernorm\.weight \(blocks\.2\.attn_norm\.weight, needed from depth 3\) is not in the checkpoint; .*download the model's safetensors again/);
+  assertOneLineError(
+    r,
+    /tensor model\.layers\.2\.input_layernorm\.weight \(blocks\.2\.attn_norm\.weight, needed from depth 3\) is not in the checkpoint; .*download the model's safetensors again/,
+  );
 });
 
-test('a depth above the model\'s layers names the layer count and the valid range', async () => {
+test("a depth above the model's layers names the layer count and the valid range", async () => {
   const dir = await llamaDir('two-layers');
   assertOneLineError(await build(dir, ['--depths', '1,5']), /--depths 5: .* has 2 layers \(use 1\.\.2\)/);
   assertOneLineError(await build('builtin:use-lite', ['--depths', '3']), /--depths 3: builtin:use-lite has 2 layers \(use 1\.\.2\)/);

@@ -23,21 +23,8 @@ import {
 } from '../src/pipeline/datasets/index.js';
 import { mulberry32, shuffleInPlace } from '../src/pipeline/random.js';
 import { accuracy, confusionMatrix, evaluate, macroF1 } from '../src/pipeline/evaluation.js';
-import {
-  ManifestError,
-  readManifest,
-  removeStaleTemporaries,
-  writeVariant,
-  type ManifestDraft,
-} from '../src/pipeline/model-writer.js';
-import {
-  buildReport,
-  makeBatch,
-  measureLatency,
-  recommendVariant,
-  writeReport,
-  type DepthResult,
-} from '../src/pipeline/report/index.js';
+import { ManifestError, readManifest, removeStaleTemporaries, writeVariant, type ManifestDraft } from '../src/pipeline/model-writer.js';
+import { buildReport, makeBatch, measureLatency, recommendVariant, writeReport, type DepthResult } from '../src/pipeline/report/index.js';
 import { ProgressReporter, formatDuration } from '../src/pipeline/progress.js';
 import { GraphBuilder } from '../src/pipeline/graph.js';
 
@@ -77,12 +64,7 @@ describe('datasets: formats', () => {
   });
 
   test('CSV: RFC 4180 quoting (commas, doubled quotes, newlines in quotes, CRLF), any column order, header case', async () => {
-    const csv =
-      'id,Label,TEXT\r\n' +
-      '1,spam,"Win $1,000, now!"\r\n' +
-      '2,ham,"She said ""hi""\nand left"\r\n' +
-      '3,ham,plain 5" screen\r\n' +
-      '4,ham,""\r\n';
+    const csv = 'id,Label,TEXT\r\n' + '1,spam,"Win $1,000, now!"\r\n' + '2,ham,"She said ""hi""\nand left"\r\n' + '3,ham,plain 5" screen\r\n' + '4,ham,""\r\n';
     const path = await file('a.csv', csv);
     assert.deepEqual(await loadDataset(path), [
       { text: 'Win $1,000, now!', label: 'spam', line: 2 },
@@ -135,9 +117,15 @@ describe('datasets: errors name the file and line', () => {
       loadDataset(await file('nofield.jsonl', '{"text":"a","label":"x"}\n{"text":"b","class":"y"}\n')),
       /nofield\.jsonl:2: missing field "label"; the object has keys: "text", "class"/,
     );
-    await rejectsWithDatasetError(loadDataset(await file('type.jsonl', '{"text":5,"label":"x"}\n')), /type\.jsonl:1: field "text" must be a string, got number/);
+    await rejectsWithDatasetError(
+      loadDataset(await file('type.jsonl', '{"text":5,"label":"x"}\n')),
+      /type\.jsonl:1: field "text" must be a string, got number/,
+    );
     await rejectsWithDatasetError(loadDataset(await file('arr.jsonl', '["a","x"]\n')), /arr\.jsonl:1: expected a JSON object .* got an array/);
-    await rejectsWithDatasetError(loadDataset(await file('pretty.json', '[\n  {"text": "a", "label": "x"}\n]\n')), /pretty\.json:1:2: malformed JSON: .*a JSON array is not JSONL/);
+    await rejectsWithDatasetError(
+      loadDataset(await file('pretty.json', '[\n  {"text": "a", "label": "x"}\n]\n')),
+      /pretty\.json:1:2: malformed JSON: .*a JSON array is not JSONL/,
+    );
   });
 
   test('non-UTF-8 bytes: names the line, column and byte offset', async () => {
@@ -148,21 +136,39 @@ describe('datasets: errors name the file and line', () => {
   });
 
   test('CSV structure: unterminated quote names where it opened; a wrong field count names the row', async () => {
-    await rejectsWithDatasetError(loadDataset(await file('unterminated.csv', 'text,label\n"abc,x\nmore\n')), /unterminated\.csv:2:1: unterminated quoted field/);
-    await rejectsWithDatasetError(loadDataset(await file('fields.csv', 'text,label\na,b\nhello, world,x\n')), /fields\.csv:3: expected 2 comma-separated fields as in the header, found 3; quote fields/);
-    await rejectsWithDatasetError(loadDataset(await file('afterquote.csv', 'text,label\n"a"b,x\n')), /afterquote\.csv:2:4: unexpected "b" after a closing quote/);
+    await rejectsWithDatasetError(
+      loadDataset(await file('unterminated.csv', 'text,label\n"abc,x\nmore\n')),
+      /unterminated\.csv:2:1: unterminated quoted field/,
+    );
+    await rejectsWithDatasetError(
+      loadDataset(await file('fields.csv', 'text,label\na,b\nhello, world,x\n')),
+      /fields\.csv:3: expected 2 comma-separated fields as in the header, found 3; quote fields/,
+    );
+    await rejectsWithDatasetError(
+      loadDataset(await file('afterquote.csv', 'text,label\n"a"b,x\n')),
+      /afterquote\.csv:2:4: unexpected "b" after a closing quote/,
+    );
     await rejectsWithDatasetError(loadDataset(await file('nolabelvalue.csv', 'text,label\na,\n')), /nolabelvalue\.csv:2: empty label/);
   });
 
   test('a single class in the training data; a validation label unseen in training (names its line)', async () => {
     const train = await loadDataset(await file('one.jsonl', '{"text":"a","label":"x"}\n{"text":"b","label":"x"}\n'));
-    assert.throws(() => checkTrainingSet(train, 'one.jsonl'), (e: unknown) => e instanceof DatasetError && /one\.jsonl: the training data has a single class \("x"\)/.test(e.message));
+    assert.throws(
+      () => checkTrainingSet(train, 'one.jsonl'),
+      (e: unknown) => e instanceof DatasetError && /one\.jsonl: the training data has a single class \("x"\)/.test(e.message),
+    );
     const val = await loadDataset(await file('val.jsonl', '{"text":"a","label":"x"}\n{"text":"b","label":"z"}\n'));
     assert.throws(
       () => checkLabelsKnown(val, ['x', 'y'], join(dir, 'val.jsonl')),
       (e: unknown) => e instanceof DatasetError && /val\.jsonl:2: label "z" does not occur in the training data \(labels: "x", "y"\)/.test(e.message),
     );
-    checkTrainingSet([{ text: 'a', label: 'x' }, { text: 'b', label: 'y' }], 't'); // two classes pass
+    checkTrainingSet(
+      [
+        { text: 'a', label: 'x' },
+        { text: 'b', label: 'y' },
+      ],
+      't',
+    ); // two classes pass
     checkLabelsKnown(val.slice(0, 1), ['x', 'y'], 'v');
   });
 
@@ -197,7 +203,18 @@ describe('datasets: errors name the file and line', () => {
     ];
     for (const [text, offset] of cases) {
       assert.equal(jsonErrorOffset(text), offset, text);
-      assert.equal(offset === -1, (() => { try { JSON.parse(text); return true; } catch { return false; } })(), text);
+      assert.equal(
+        offset === -1,
+        (() => {
+          try {
+            JSON.parse(text);
+            return true;
+          } catch {
+            return false;
+          }
+        })(),
+        text,
+      );
     }
   });
 
@@ -222,17 +239,30 @@ describe('datasets: split, labels, hash', () => {
     assert.deepEqual(labelCounts(val), { 'a-label': 2, 'b-label': 8 });
     assert.equal(train.length + val.length, examples.length);
     assert.equal(new Set([...train, ...val].map((e) => e.text)).size, examples.length);
-    assert.ok(train.some((e) => e.label === 'c-label'), 'a single-example class stays in training');
+    assert.ok(
+      train.some((e) => e.label === 'c-label'),
+      'a single-example class stays in training',
+    );
     assert.deepEqual(splitDataset(examples, 0.1, 7), { train, val });
     assert.notDeepEqual(splitDataset(examples, 0.1, 8).val, val);
     // Both halves keep the file order.
-    assert.deepEqual(val, [...val].sort((x, y) => examples.indexOf(x) - examples.indexOf(y)));
+    assert.deepEqual(
+      val,
+      [...val].sort((x, y) => examples.indexOf(x) - examples.indexOf(y)),
+    );
     assert.throws(() => splitDataset(examples, 1, 7), /between 0 and 1/);
   });
 
   test('labelSet is sorted by code unit; datasetSha256 depends on content only', async () => {
     assert.deepEqual(labelSet(examples), ['a-label', 'b-label', 'c-label']);
-    assert.deepEqual(labelSet([{ text: '', label: 'b' }, { text: '', label: 'B' }, { text: '', label: 'a' }]), ['B', 'a', 'b']);
+    assert.deepEqual(
+      labelSet([
+        { text: '', label: 'b' },
+        { text: '', label: 'B' },
+        { text: '', label: 'a' },
+      ]),
+      ['B', 'a', 'b'],
+    );
     const fromCsv = await loadDataset(await file('h.csv', 'text,label\n"x, y",1\nz,0\n'));
     const fromJsonl = await loadDataset(await file('h.jsonl', '\n{"label":"1","text":"x, y"}\n{"text":"z","label":0}\n'));
     assert.equal(datasetSha256(fromCsv), datasetSha256(fromJsonl));
@@ -244,14 +274,26 @@ describe('datasets: split, labels, hash', () => {
     const a = mulberry32(42);
     const b = mulberry32(42);
     const xs = Array.from({ length: 1000 }, () => a());
-    assert.deepEqual(xs, Array.from({ length: 1000 }, () => b()));
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 1000 }, () => b()),
+    );
     assert.ok(xs.every((x) => x >= 0 && x < 1));
     const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
     assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
     assert.notDeepEqual(Array.from({ length: 5 }, mulberry32(43)), xs.slice(0, 5));
-    const shuffled = shuffleInPlace(Array.from({ length: 50 }, (_, i) => i), mulberry32(1));
-    assert.deepEqual([...shuffled].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i));
-    assert.notDeepEqual(shuffled, Array.from({ length: 50 }, (_, i) => i));
+    const shuffled = shuffleInPlace(
+      Array.from({ length: 50 }, (_, i) => i),
+      mulberry32(1),
+    );
+    assert.deepEqual(
+      [...shuffled].sort((x, y) => x - y),
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+    assert.notDeepEqual(
+      shuffled,
+      Array.from({ length: 50 }, (_, i) => i),
+    );
   });
 });
 
@@ -301,7 +343,11 @@ describe('evaluation', () => {
   const predicted = ['a', 'a', 'b', 'b', 'c', 'c'];
 
   test('confusion matrix, accuracy and macro-F1 match hand-computed values', () => {
-    assert.deepEqual(confusionMatrix(truth, predicted, ['a', 'b', 'c']), [[2, 1, 0], [0, 1, 1], [0, 0, 1]]);
+    assert.deepEqual(confusionMatrix(truth, predicted, ['a', 'b', 'c']), [
+      [2, 1, 0],
+      [0, 1, 1],
+      [0, 0, 1],
+    ]);
     assert.equal(accuracy(truth, predicted), 4 / 6);
     assert.ok(Math.abs(macroF1(truth, predicted, ['a', 'b', 'c']) - 59 / 90) < 1e-12);
   });
@@ -460,7 +506,10 @@ describe('depth report', () => {
       version: '0.1.0',
       results: [row(2, 'full', 0.971, 3.4), row(1, 'head', 0.915), row(1, 'full', 0.962, 1.8)],
     });
-    assert.deepEqual(report.results.map((r) => r.variant), ['k1', 'k1-head', 'k2']);
+    assert.deepEqual(
+      report.results.map((r) => r.variant),
+      ['k1', 'k1-head', 'k2'],
+    );
     assert.equal(report.recommended!.variant, 'k1');
     const paths = await writeReport(modelDir, report);
     assert.deepEqual((await readdir(modelDir)).sort(), ['report.json', 'report.md', 'report.svg']);
@@ -470,7 +519,20 @@ describe('depth report', () => {
     assert.match(md, /\| k1 \(recommended\) \| 1 \| full \| fp32 \| 96\.2 \| 95\.2 \| 1\.0 k \| 3\.9 KiB \| 1\.80 \| 36\.0 \| 4\.00 \| 128\.0 \|/);
     const svg = await readFile(paths.svg, 'utf8');
     assertWellFormedSvg(svg);
-    for (const text of ['96.2', '97.1', '91.5', '1.80', '3.40', '36.0', '68.0', 'depth (transformer layers kept)', 'accuracy (%)', 'training: full', 'training: head', 'recommended: k1']) {
+    for (const text of [
+      '96.2',
+      '97.1',
+      '91.5',
+      '1.80',
+      '3.40',
+      '36.0',
+      '68.0',
+      'depth (transformer layers kept)',
+      'accuracy (%)',
+      'training: full',
+      'training: head',
+      'recommended: k1',
+    ]) {
       assert.ok(svg.includes(`>${text}<`), `svg lacks the text ${text}`);
     }
     assert.equal(svg.match(/<polyline/g)?.length, 3, 'one line per panel for the two-depth mode (a one-point mode has no line)');
@@ -482,7 +544,13 @@ describe('depth report', () => {
     assert.deepEqual(Array.from(batches[1]!.attentionMask.slice(16, 18)), [1n, 0n]);
     assert.deepEqual(Array.from(batches[1]!.inputIds.slice(32, 35)), [5n, 6n, 7n], 'rows cycle through the texts');
     const results = await measureLatency(onnx, batches, { threads: 1, warmup: 1, runs: 5 });
-    assert.deepEqual(results.map((r) => [r.batchSize, r.seqLength, r.runs]), [[1, 16, 5], [32, 16, 5]]);
+    assert.deepEqual(
+      results.map((r) => [r.batchSize, r.seqLength, r.runs]),
+      [
+        [1, 16, 5],
+        [32, 16, 5],
+      ],
+    );
     for (const r of results) assert.ok(r.medianMs > 0 && r.minMs <= r.medianMs && r.medianMs <= r.p90Ms, JSON.stringify(r));
   });
 });

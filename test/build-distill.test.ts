@@ -10,12 +10,38 @@ import { buildCommand } from '../src/pipeline/build-command.js';
 import { DistillError, findPlainSibling, loadVariantTeacher, logSoftmaxAtTemperature, readTransferTexts } from '../src/pipeline/training/distill.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 
-let dir = '', trainFile = '', valFile = '', transferFile = '';
-const common = () => ['--data', trainFile, '--val', valFile, '--train', 'full', '--epochs', '1', '--lr', '5e-4', '--max-length', '16', '--seed', '5', '--precision', 'fp32', '--quiet'];
+let dir = '',
+  trainFile = '',
+  valFile = '',
+  transferFile = '';
+const common = () => [
+  '--data',
+  trainFile,
+  '--val',
+  valFile,
+  '--train',
+  'full',
+  '--epochs',
+  '1',
+  '--lr',
+  '5e-4',
+  '--max-length',
+  '16',
+  '--seed',
+  '5',
+  '--precision',
+  'fp32',
+  '--quiet',
+];
 
 async function report(out: string) {
   return JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
-    results: { variant: string; depth: number; accuracy: number; distillation?: Record<string, unknown> & { withoutDistillation: { accuracy: number; source: string } } }[];
+    results: {
+      variant: string;
+      depth: number;
+      accuracy: number;
+      distillation?: Record<string, unknown> & { withoutDistillation: { accuracy: number; source: string } };
+    }[];
   };
 }
 
@@ -34,7 +60,11 @@ async function logits(variantDir: string): Promise<Float32Array> {
 before(async () => {
   ({ dir, trainFile, valFile } = await dataSlices('slim-build-distill-', 'sst2', { split: 'train', lines: 160 }, { split: 'dev', lines: 64 }));
   transferFile = join(dir, 'transfer.jsonl');
-  const texts = (await readFile(trainFile, 'utf8')).trim().split('\n').slice(0, 40).map((l) => (JSON.parse(l) as { text: string }).text.split(' ').slice(0, 6).join(' '));
+  const texts = (await readFile(trainFile, 'utf8'))
+    .trim()
+    .split('\n')
+    .slice(0, 40)
+    .map((l) => (JSON.parse(l) as { text: string }).text.split(' ').slice(0, 6).join(' '));
   await writeFile(transferFile, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
 });
 
@@ -44,11 +74,31 @@ after(async () => {
 
 test('slim build --distill-from 2: k2 first, then a k1 student on its soft labels and transfer text, recorded in the report', async () => {
   const out = join(dir, 'models', 'same-build');
-  const { value: rc, stderr } = await capture(() => buildCommand([...common(), '--depths', '1,2', '--distill-from', '2', '--transfer-data', transferFile, '--temperature', '3', '--alpha', '0.25', '--out', out]));
+  const { value: rc, stderr } = await capture(() =>
+    buildCommand([
+      ...common(),
+      '--depths',
+      '1,2',
+      '--distill-from',
+      '2',
+      '--transfer-data',
+      transferFile,
+      '--temperature',
+      '3',
+      '--alpha',
+      '0.25',
+      '--out',
+      out,
+    ]),
+  );
   assert.equal(rc, 0, stderr);
   const r = await report(out);
-  assert.deepEqual(r.results.map((x) => x.variant), ['k1', 'k2']);
-  const k1 = r.results[0]!, k2 = r.results[1]!;
+  assert.deepEqual(
+    r.results.map((x) => x.variant),
+    ['k1', 'k2'],
+  );
+  const k1 = r.results[0]!,
+    k2 = r.results[1]!;
   assert.equal(k2.distillation, undefined);
   const d = k1.distillation!;
   assert.equal(d.teacher, join(out, 'k2'));
@@ -73,7 +123,9 @@ test('slim build --distill-from 2: k2 first, then a k1 student on its soft label
   const out2 = join(dir, 'models', 'from-dir');
   const plainOut = join(dir, 'models', 'plain');
   assert.equal((await capture(() => buildCommand([...common(), '--depths', '1,2', '--out', plainOut]))).value, 0);
-  const { value: rc2, stderr: err2 } = await capture(() => buildCommand([...common(), '--depths', '1', '--distill-from', join(plainOut, 'k2'), '--alpha', '1', '--out', out2]));
+  const { value: rc2, stderr: err2 } = await capture(() =>
+    buildCommand([...common(), '--depths', '1', '--distill-from', join(plainOut, 'k2'), '--alpha', '1', '--out', out2]),
+  );
   assert.equal(rc2, 0, err2);
   const d2 = (await report(out2)).results[0]!.distillation!;
   assert.match(d2.withoutDistillation.source, /plain[/\\]k1 \(same data, split and seed\)/);
@@ -81,12 +133,16 @@ test('slim build --distill-from 2: k2 first, then a k1 student on its soft label
   const plainK1 = (await report(plainOut)).results.find((x) => x.depth === 1)!;
   assert.equal(d2.withoutDistillation.accuracy, plainK1.accuracy);
   // alpha 1 puts all weight on the true labels: the same training as the plain k1, step for step.
-  const a = await logits(join(out2, 'k1')), b = await logits(join(plainOut, 'k1'));
+  const a = await logits(join(out2, 'k1')),
+    b = await logits(join(plainOut, 'k1'));
   a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) < 1e-4, `alpha 1 student logit ${v} vs plain ${b[i]}`));
   assert.equal((await report(out2)).results[0]!.accuracy, plainK1.accuracy);
 
   // A distilled k1 beside the teacher is never taken for the plain one; another seed neither.
-  const m = JSON.parse(await readFile(join(plainOut, 'k1', 'manifest.json'), 'utf8')) as { train: { dataSha256: string; seed: number; lr: number }; eval: { split: string } };
+  const m = JSON.parse(await readFile(join(plainOut, 'k1', 'manifest.json'), 'utf8')) as {
+    train: { dataSha256: string; seed: number; lr: number };
+    eval: { split: string };
+  };
   const want = { dataSha256: m.train.dataSha256, evalSplit: m.eval.split, seed: m.train.seed, lr: m.train.lr };
   assert.ok(await findPlainSibling(join(plainOut, 'k2'), 'k1', want));
   assert.equal(await findPlainSibling(join(out, 'k2'), 'k1', want), undefined);
@@ -94,10 +150,13 @@ test('slim build --distill-from 2: k2 first, then a k1 student on its soft label
 
   // The teacher refuses another label set, naming both.
   const teacher = await loadVariantTeacher(join(plainOut, 'k2'));
-  await assert.rejects(teacher.logits(['a text'], ['x', 'y']), (e: Error) => e instanceof DistillError && /labels \(negative, positive\) are not the training data's \(x, y\)/.test(e.message));
+  await assert.rejects(
+    teacher.logits(['a text'], ['x', 'y']),
+    (e: Error) => e instanceof DistillError && /labels \(negative, positive\) are not the training data's \(x, y\)/.test(e.message),
+  );
   const l = await teacher.logits(['a fine film', 'a dull film'], ['positive', 'negative']);
   const l2 = await teacher.logits(['a fine film', 'a dull film'], ['negative', 'positive']);
-  assert.deepEqual([l[0], l[1], l[2], l[3]], [l2[1], l2[0], l2[3], l2[2]], 'columns follow the student\'s label order');
+  assert.deepEqual([l[0], l[1], l[2], l[3]], [l2[1], l2[0], l2[3], l2[2]], "columns follow the student's label order");
 });
 
 test('distillation flags: one-line errors with exit code 2', async () => {

@@ -22,13 +22,38 @@ import { SHARED_MODELS } from './helpers/paths.js';
 
 const ADMIN = 'external-data-admin';
 const TEXTS = ['a gorgeous , witty , seductive movie .', 'the plot is nothing but boilerplate clichés', 'it is a film'];
-let work = '', trainFile = '', valFile = '', repo = '', staging = '';
+let work = '',
+  trainFile = '',
+  valFile = '',
+  repo = '',
+  staging = '';
 
 async function build(out: string): Promise<void> {
-  const r = await capture(() => buildCommand([
-    '--base', join(SHARED_MODELS, 'stories260K'), '--data', trainFile, '--val', valFile, '--depths', '1', '--epochs', '1', '--batch', '16',
-    '--max-length', '24', '--verbalizer', 'negative=little,positive=happy', '--external-data-threshold', '1000', '--quiet', '--out', out,
-  ]));
+  const r = await capture(() =>
+    buildCommand([
+      '--base',
+      join(SHARED_MODELS, 'stories260K'),
+      '--data',
+      trainFile,
+      '--val',
+      valFile,
+      '--depths',
+      '1',
+      '--epochs',
+      '1',
+      '--batch',
+      '16',
+      '--max-length',
+      '24',
+      '--verbalizer',
+      'negative=little,positive=happy',
+      '--external-data-threshold',
+      '1000',
+      '--quiet',
+      '--out',
+      out,
+    ]),
+  );
   assert.equal(r.value, 0, r.stderr);
 }
 
@@ -64,13 +89,17 @@ test('slim build past --external-data-threshold writes model.onnx.data beside mo
   assert.equal(served.macroF1, manifest.eval.macroF1);
 });
 
-test('slim serve and hot reload load variants with external data; their scores are the model\'s', async () => {
+test("slim serve and hot reload load variants with external data; their scores are the model's", async () => {
   const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo, workers: 1, adminToken: ADMIN } });
   const server: RunningServer = await startServer(config, { logger: false });
   try {
     await server.ready;
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, inputs: TEXTS }) });
+      const res = await fetch(`${server.url}/classify`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, inputs: TEXTS }),
+      });
       assert.equal(res.status, 200);
       return ((await res.json()) as { results: { scores: Record<string, number> }[] }).results;
     };
@@ -82,7 +111,10 @@ test('slim serve and hot reload load variants with external data; their scores a
     for (const [i, text] of TEXTS.entries()) {
       const ids = tokenizer.encode(text).slice(0, 24);
       const dims = [1, ids.length];
-      const out = await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), dims), attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims) });
+      const out = await session.run({
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), dims),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
+      });
       const logits = Array.from(out.logits!.data as Float32Array);
       const max = Math.max(...logits);
       const e = logits.map((x) => Math.exp(x - max));
@@ -109,7 +141,10 @@ test('a variant whose external data is missing or differs from its hash is refus
     const bytes = readFileSync(dataFile);
     bytes[bytes.length - 1] ^= 0xff;
     writeFileSync(dataFile, bytes);
-    await assert.rejects(readVariant(join(copyRoot, 'ext'), 'ext', 'k1'), /model\.onnx\.data: sha256 [0-9a-f]{64} differs from the manifest's externalData sha256/);
+    await assert.rejects(
+      readVariant(join(copyRoot, 'ext'), 'ext', 'k1'),
+      /model\.onnx\.data: sha256 [0-9a-f]{64} differs from the manifest's externalData sha256/,
+    );
     await assert.rejects(readManifest(join(copyRoot, 'ext', 'k1'), { verifyOnnx: true }), /externalData model\.onnx\.data: sha256 .* does not match the file/);
     rmSync(dataFile);
     await assert.rejects(readVariant(join(copyRoot, 'ext'), 'ext', 'k1'), /model\.onnx\.data \(external data of model\.onnx\) is missing/);

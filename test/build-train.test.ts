@@ -38,8 +38,28 @@ after(async () => {
 test('slim build (full, k1) trains, exports the ONNX contract, writes manifest and report; slim eval agrees', async () => {
   const out = join(dir, 'models', 'spam');
   const { value: rc, stderr } = await capture(() =>
-    buildCommand(['--base', 'builtin:use-lite', '--data', trainFile, '--val', valFile, '--depths', '1', '--train', 'full',
-      '--epochs', '3', '--lr', '5e-4', '--max-length', '32', '--seed', '7', '--out', out]),
+    buildCommand([
+      '--base',
+      'builtin:use-lite',
+      '--data',
+      trainFile,
+      '--val',
+      valFile,
+      '--depths',
+      '1',
+      '--train',
+      'full',
+      '--epochs',
+      '3',
+      '--lr',
+      '5e-4',
+      '--max-length',
+      '32',
+      '--seed',
+      '7',
+      '--out',
+      out,
+    ]),
   );
   assert.equal(rc, 0, stderr);
   assert.match(stderr, /k1 full step \d+\/\d+/); // progress lines
@@ -84,7 +104,10 @@ test('slim build (full, k1) trains, exports the ONNX contract, writes manifest a
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   // The default --precision fp32,int8 adds k1-int8; the cheaper of the two within a point wins.
   assert.ok(['k1', 'k1-int8'].includes(report.recommended.variant), report.recommended.variant);
-  assert.deepEqual(report.results.map((r: { variant: string; precision: string }) => `${r.variant}:${r.precision}`), ['k1:fp32', 'k1-int8:int8']);
+  assert.deepEqual(
+    report.results.map((r: { variant: string; precision: string }) => `${r.variant}:${r.precision}`),
+    ['k1:fp32', 'k1-int8:int8'],
+  );
   assert.ok(report.results[0].latencyMs.batch1 > 0 && report.results[0].latencyMs.batch32 > 0);
   assert.match(await readFile(join(out, 'report.md'), 'utf8'), /k1/);
 
@@ -95,14 +118,34 @@ test('slim build (full, k1) trains, exports the ONNX contract, writes manifest a
   assert.deepEqual(metrics.labels, ['ham', 'spam']);
   assert.equal(metrics.accuracy, manifest.eval.accuracy);
   assert.equal(metrics.macroF1, manifest.eval.macroF1);
-  assert.equal(metrics.confusion.flat().reduce((a: number, b: number) => a + b, 0), 200);
+  assert.equal(
+    metrics.confusion.flat().reduce((a: number, b: number) => a + b, 0),
+    200,
+  );
 });
 
 test('the same seed gives identical weights and logits (head mode, twice)', async () => {
   const run = async (name: string) => {
     const out = join(dir, 'models', name);
     const { value: rc, stderr } = await capture(() =>
-      buildCommand(['--data', trainFile, '--val', valFile, '--depths', '1', '--train', 'head', '--epochs', '1', '--max-length', '32', '--seed', '3', '--out', out]),
+      buildCommand([
+        '--data',
+        trainFile,
+        '--val',
+        valFile,
+        '--depths',
+        '1',
+        '--train',
+        'head',
+        '--epochs',
+        '1',
+        '--max-length',
+        '32',
+        '--seed',
+        '3',
+        '--out',
+        out,
+      ]),
     );
     assert.equal(rc, 0, stderr);
     const manifest = JSON.parse(await readFile(join(out, 'k1-head', 'manifest.json'), 'utf8'));

@@ -20,7 +20,11 @@ import { dataSlices } from './helpers/build-run.js';
 import { tokenizerFixture, writeTokenizerFixture } from './helpers/tokenizer-fixtures.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
 
-let work = '', trainFile = '', valFile = '', base = '', vocab = 0;
+let work = '',
+  trainFile = '',
+  valFile = '',
+  base = '',
+  vocab = 0;
 before(async () => {
   ({ dir: work, trainFile, valFile } = await dataSlices('slim-weights-fp16-', 'sst2', { split: 'train', lines: 64 }, { split: 'dev', lines: 32 }));
   const tok = tokenizerFixture('llama3', sampleSentences(20));
@@ -34,12 +38,37 @@ after(async () => {
 });
 
 const build = (out: string, extra: string[]) =>
-  buildCommand(['--base', base, '--data', trainFile, '--val', valFile, '--depths', '1', '--train', 'head', '--head', 'last', '--epochs', '1', '--max-length', '20', '--seed', '7', '--quiet', '--out', out, ...extra]);
+  buildCommand([
+    '--base',
+    base,
+    '--data',
+    trainFile,
+    '--val',
+    valFile,
+    '--depths',
+    '1',
+    '--train',
+    'head',
+    '--head',
+    'last',
+    '--epochs',
+    '1',
+    '--max-length',
+    '20',
+    '--seed',
+    '7',
+    '--quiet',
+    '--out',
+    out,
+    ...extra,
+  ]);
 
 /** Softmax rows of a variant's logits on a right-padded batch (rows of 9, 4, 1 and 7 tokens). */
 async function probabilities(variantDir: string): Promise<Float64Array> {
-  const lengths = [9, 4, 1, 7], S = 9;
-  const ids = new BigInt64Array(4 * S), mask = new BigInt64Array(4 * S);
+  const lengths = [9, 4, 1, 7],
+    S = 9;
+  const ids = new BigInt64Array(4 * S),
+    mask = new BigInt64Array(4 * S);
   lengths.forEach((n, b) => {
     for (let s = 0; s < n; s++) {
       ids[b * S + s] = BigInt((b * 37 + s * 11 + 3) % vocab);
@@ -49,11 +78,14 @@ async function probabilities(variantDir: string): Promise<Float64Array> {
   const session = await ort.InferenceSession.create(join(variantDir, 'model.onnx'), { logSeverityLevel: 3 });
   try {
     const out = await session.run({ input_ids: new ort.Tensor('int64', ids, [4, S]), attention_mask: new ort.Tensor('int64', mask, [4, S]) });
-    const logits = out.logits!.data as Float32Array, L = logits.length / 4;
+    const logits = out.logits!.data as Float32Array,
+      L = logits.length / 4;
     const p = new Float64Array(logits.length);
     for (let b = 0; b < 4; b++) {
       const row = Array.from(logits.subarray(b * L, (b + 1) * L));
-      const m = Math.max(...row), e = row.map((x) => Math.exp(x - m)), z = e.reduce((a, c) => a + c, 0);
+      const m = Math.max(...row),
+        e = row.map((x) => Math.exp(x - m)),
+        z = e.reduce((a, c) => a + c, 0);
       e.forEach((x, j) => (p[b * L + j] = x / z));
     }
     return p;
@@ -66,7 +98,8 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
   const models = join(work, 'models');
   assert.equal(await build(join(models, 'ref'), []), 0);
   assert.equal(await build(join(models, 'half'), ['--weights-dtype', 'fp16']), 0);
-  const refDir = join(models, 'ref', 'k1-head'), halfDir = join(models, 'half', 'k1-head-fp16');
+  const refDir = join(models, 'ref', 'k1-head'),
+    halfDir = join(models, 'half', 'k1-head-fp16');
   const manifest = JSON.parse(await readFile(join(halfDir, 'manifest.json'), 'utf8'));
   assert.equal(manifest.precision, 'fp16');
   assert.equal(manifest.variant, 'k1-head-fp16');
@@ -94,13 +127,20 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
   try {
     await server.ready;
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, inputs: ['a gripping, funny film', 'dull and far too long'] }) });
+      const res = await fetch(`${server.url}/classify`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, inputs: ['a gripping, funny film', 'dull and far too long'] }),
+      });
       assert.equal(res.status, 200);
       return (await res.json()) as { variant: string; results: { label: string; score: number }[] };
     };
     const [ref, half] = [await classify('ref'), await classify('half')];
     assert.equal(half.variant, 'k1-head-fp16');
-    assert.deepEqual(half.results.map((r) => r.label), ref.results.map((r) => r.label));
+    assert.deepEqual(
+      half.results.map((r) => r.label),
+      ref.results.map((r) => r.label),
+    );
     half.results.forEach((r, i) => assert.ok(Math.abs(r.score - ref.results[i]!.score) <= 1e-3, `served score ${r.score} vs fp32 ${ref.results[i]!.score}`));
   } finally {
     await server.close();
@@ -109,9 +149,18 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
 
 test('--weights-dtype: a bad value, builtin:use-lite and --precision siblings are one-line usage errors', () => {
   const flags = (extra: Record<string, string>) => ({ data: trainFile, out: join(work, 'x'), base, ...extra });
-  assert.throws(() => validateBuildFlags(flags({ 'weights-dtype': 'bf16' })), (e: Error) => e instanceof UsageError && /--weights-dtype must be fp32 or fp16/.test(e.message));
-  assert.throws(() => validateBuildFlags(flags({ 'weights-dtype': 'fp16', base: 'builtin:use-lite' })), (e: Error) => e instanceof UsageError && /needs a transformer base.*--precision fp32,fp16/.test(e.message));
-  assert.throws(() => validateBuildFlags(flags({ 'weights-dtype': 'fp16', precision: 'fp32,int8' })), (e: Error) => e instanceof UsageError && /cannot be combined with --precision fp32,int8/.test(e.message));
+  assert.throws(
+    () => validateBuildFlags(flags({ 'weights-dtype': 'bf16' })),
+    (e: Error) => e instanceof UsageError && /--weights-dtype must be fp32 or fp16/.test(e.message),
+  );
+  assert.throws(
+    () => validateBuildFlags(flags({ 'weights-dtype': 'fp16', base: 'builtin:use-lite' })),
+    (e: Error) => e instanceof UsageError && /needs a transformer base.*--precision fp32,fp16/.test(e.message),
+  );
+  assert.throws(
+    () => validateBuildFlags(flags({ 'weights-dtype': 'fp16', precision: 'fp32,int8' })),
+    (e: Error) => e instanceof UsageError && /cannot be combined with --precision fp32,int8/.test(e.message),
+  );
   assert.equal(validateBuildFlags(flags({ 'weights-dtype': 'fp16' })).weightsDtype, 'fp16');
   assert.equal(validateBuildFlags(flags({})).weightsDtype, 'fp32');
 });

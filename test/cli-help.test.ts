@@ -45,7 +45,9 @@ function expectedFlags(cmd: (typeof SUBCOMMANDS)[number]): { name: string; defau
 
 test('every subcommand answers --help and -h with usage, its flags and their defaults, and an example; exit 0, nothing run', async () => {
   const openapiFile = join(REPO_ROOT, 'openapi', 'openapi.json');
-  const openapiBefore = createHash('sha256').update(await readFile(openapiFile)).digest('hex');
+  const openapiBefore = createHash('sha256')
+    .update(await readFile(openapiFile))
+    .digest('hex');
   for (const cmd of SUBCOMMANDS) {
     for (const flag of ['--help', '-h']) {
       const r = await runSlim([cmd, flag], { cwd: empty });
@@ -64,7 +66,13 @@ test('every subcommand answers --help and -h with usage, its flags and their def
   assert.deepEqual(await readdir(empty), []);
   const r = await runSlim(['openapi', '--help'], { cwd: REPO_ROOT });
   assert.equal(r.code, 0);
-  assert.equal(createHash('sha256').update(await readFile(openapiFile)).digest('hex'), openapiBefore, 'openapi/openapi.json unchanged');
+  assert.equal(
+    createHash('sha256')
+      .update(await readFile(openapiFile))
+      .digest('hex'),
+    openapiBefore,
+    'openapi/openapi.json unchanged',
+  );
 });
 
 test('slim build --help lists every kind of base and every model_type a Hugging Face directory may have', async () => {
@@ -102,7 +110,7 @@ test('unknown flags, missing values and stray arguments are one line on stderr, 
   assert.deepEqual(await readdir(empty), []);
 });
 
-test('slim --help lists every subcommand; slim help <command> is that command\'s help; bare slim is usage with exit 2', async () => {
+test("slim --help lists every subcommand; slim help <command> is that command's help; bare slim is usage with exit 2", async () => {
   const top = await runSlim(['--help'], { cwd: empty });
   assert.equal(top.code, 0);
   for (const cmd of SUBCOMMANDS) assert.match(top.stdout, new RegExp(`\\n {2}${cmd} +\\S`), cmd);

@@ -135,7 +135,10 @@ function strictFieldCheck(objs: { label: string; obj: Obj }[]): string[] {
 function applyJsonPatch(doc: Obj, ops: Obj[]): Obj {
   const out = structuredClone(doc);
   for (const op of ops) {
-    const parts = (op.path as string).split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
+    const parts = (op.path as string)
+      .split('/')
+      .slice(1)
+      .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
     const last = parts.pop()!;
     let parent: Obj = out;
     for (const p of parts) {
@@ -161,7 +164,8 @@ function envOf(container: Obj): Record<string, string> {
 const openapiPaths = Object.keys((JSON.parse(readFileSync(resolve(REPO_ROOT, 'openapi/openapi.json'), 'utf8')) as { paths: Obj }).paths);
 const dockerUser = Number(/^USER (\d+)/m.exec(readFileSync(resolve(REPO_ROOT, 'Dockerfile'), 'utf8'))![1]);
 
-const YAMLLINT_SKIP = !onPath('yamllint') && !inCi ? 'yamllint not on PATH: apt-get install -y --no-install-recommends yamllint (in CI this test fails instead)' : false;
+const YAMLLINT_SKIP =
+  !onPath('yamllint') && !inCi ? 'yamllint not on PATH: apt-get install -y --no-install-recommends yamllint (in CI this test fails instead)' : false;
 
 describe('deploy manifests', () => {
   test('yamllint passes on deploy/ with .yamllint.yml, and fails on a bad file', { skip: YAMLLINT_SKIP }, () => {
@@ -183,7 +187,9 @@ describe('deploy manifests', () => {
     for (const dir of [join(K8S, 'base'), KSERVE]) {
       const k = readDocs(join(dir, 'kustomization.yaml'))[0]!;
       const listed = (k.resources as string[]).map((r) => join(dir, r)).sort();
-      const present = yamlFiles(dir).filter((f) => !f.endsWith('kustomization.yaml')).sort();
+      const present = yamlFiles(dir)
+        .filter((f) => !f.endsWith('kustomization.yaml'))
+        .sort();
       assert.deepEqual(listed, present, dir);
     }
     const gpu = readDocs(join(K8S, 'gpu/kustomization.yaml'))[0]!;
@@ -193,7 +199,12 @@ describe('deploy manifests', () => {
   test('base objects pass the Kubernetes / Prometheus Operator schemas', async () => {
     const objs = resources(join(K8S, 'base'));
     assert.deepEqual(objs.map((o) => o.kind).sort(), [
-      'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Service', 'ServiceMonitor',
+      'ConfigMap',
+      'Deployment',
+      'HorizontalPodAutoscaler',
+      'PodDisruptionBudget',
+      'Service',
+      'ServiceMonitor',
     ]);
     for (const o of objs) await schemaValidate(o);
   });
@@ -208,7 +219,12 @@ describe('deploy manifests', () => {
     // The check can fail: a misspelt field in a copy of the Deployment.
     const typo = structuredClone(gpu);
     typo.spec.template.spec.containers[0].readinessProbe.periodSecond = 5;
-    const diags = strictFieldCheck([...base, { label: 'gpu Deployment', obj: gpu }, { label: 'ServingRuntime containers', obj: srPod }, { label: 'typo', obj: typo }]);
+    const diags = strictFieldCheck([
+      ...base,
+      { label: 'gpu Deployment', obj: gpu },
+      { label: 'ServingRuntime containers', obj: srPod },
+      { label: 'typo', obj: typo },
+    ]);
     const [typoDiags, others] = [diags.filter((d) => d.startsWith('typo:')), diags.filter((d) => !d.startsWith('typo:'))];
     assert.deepEqual(others, []);
     assert.equal(typoDiags.length, 1, diags.join('\n'));
@@ -242,7 +258,10 @@ describe('deploy manifests', () => {
     const port = c.ports.find((p: Obj) => p.name === 'http').containerPort;
     assert.equal(config.port, port);
     assert.equal(config.models, '/models');
-    assert.ok(c.volumeMounts.some((m: Obj) => m.mountPath === config.models), 'SLIM_MODELS is a mounted volume');
+    assert.ok(
+      c.volumeMounts.some((m: Obj) => m.mountPath === config.models),
+      'SLIM_MODELS is a mounted volume',
+    );
     assert.ok(config.feedbackSecret !== null, 'SLIM_FEEDBACK_SECRET is set (signed request ids)');
     assert.ok(config.routingReloadMs > 0, 'routing.json is re-read');
     // The drain fits: preStop sleep + shutdownTimeoutMs + margin <= grace period, and a request
@@ -251,9 +270,15 @@ describe('deploy manifests', () => {
     assert.equal(pre[0], 'sleep');
     const preStopS = Number(pre[1]);
     assert.ok(preStopS >= 3 && preStopS <= 15, `preStop sleep ${preStopS}s`);
-    assert.ok(config.shutdownTimeoutMs >= config.requestTimeoutMs, `shutdownTimeoutMs ${config.shutdownTimeoutMs} < requestTimeoutMs ${config.requestTimeoutMs}`);
+    assert.ok(
+      config.shutdownTimeoutMs >= config.requestTimeoutMs,
+      `shutdownTimeoutMs ${config.shutdownTimeoutMs} < requestTimeoutMs ${config.requestTimeoutMs}`,
+    );
     const grace = pod.terminationGracePeriodSeconds as number;
-    assert.ok(preStopS + config.shutdownTimeoutMs / 1000 + 5 <= grace, `preStop ${preStopS}s + drain ${config.shutdownTimeoutMs} ms + 5 s margin > grace ${grace}s`);
+    assert.ok(
+      preStopS + config.shutdownTimeoutMs / 1000 + 5 <= grace,
+      `preStop ${preStopS}s + drain ${config.shutdownTimeoutMs} ms + 5 s margin > grace ${grace}s`,
+    );
     // On CPU, workers x threads = the CPUs requested (Node sees the node's cores, not the request).
     if (config.device === 'cpu') assert.equal(config.workers * config.threads.intraOp, Number(c.resources.requests.cpu));
     assert.ok(c.resources.requests.memory && c.resources.limits.memory, 'memory request and limit');
@@ -270,7 +295,10 @@ describe('deploy manifests', () => {
     assert.ok(c.readinessProbe.timeoutSeconds < c.readinessProbe.periodSeconds);
     // Wherever the root filesystem is read-only, /tmp is a volume (HOME=/tmp in the image).
     for (const x of [...pod.containers, ...(pod.initContainers ?? [])]) {
-      assert.ok(x.volumeMounts.some((m: Obj) => m.mountPath === '/tmp'), `${x.name}: /tmp mounted`);
+      assert.ok(
+        x.volumeMounts.some((m: Obj) => m.mountPath === '/tmp'),
+        `${x.name}: /tmp mounted`,
+      );
     }
     // The model volume is filled by the init container from the model image, the way KServe's
     // storage initializer fills /mnt/models: cp -R <image>/models/. <volume>/.
@@ -320,7 +348,10 @@ describe('deploy manifests', () => {
     assert.ok(selects(svc.spec.selector, podLabels), 'Service selects the pods');
     assert.ok(selects(dep.spec.selector.matchLabels, podLabels), 'Deployment selects its pods');
     const port = svc.spec.ports.find((p: Obj) => p.name === 'http');
-    assert.ok(dep.spec.template.spec.containers[0].ports.some((p: Obj) => p.name === port.targetPort), 'targetPort names a container port');
+    assert.ok(
+      dep.spec.template.spec.containers[0].ports.some((p: Obj) => p.name === port.targetPort),
+      'targetPort names a container port',
+    );
     assert.ok(selects(byKind('PodDisruptionBudget').spec.selector.matchLabels, podLabels), 'PDB selects the pods');
     const hpa = byKind('HorizontalPodAutoscaler');
     assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: dep.metadata.name });
@@ -344,7 +375,7 @@ describe('deploy manifests', () => {
     }
   });
 
-  test('ConfigMap default routing follows the build report: a served model goes to report.json\'s recommended variant', async () => {
+  test("ConfigMap default routing follows the build report: a served model goes to report.json's recommended variant", async () => {
     const raw = JSON.parse(byKind('ConfigMap').data['spam.json']);
     assert.equal(raw.variants, undefined, 'no fixed split: the build report decides');
     // A real server with the manifests' layout: --routing-dir holding spam/routing.json, and a
@@ -356,9 +387,16 @@ describe('deploy manifests', () => {
       writeFileSync(join(repo.dir, 'spam', 'report.json'), JSON.stringify({ recommended: { variant: 'k2' } }));
       mkdirSync(join(routing, 'spam'));
       writeFileSync(join(routing, 'spam', 'routing.json'), byKind('ConfigMap').data['spam.json']);
-      server = await startServer(loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, routingDir: routing, workers: 1 } }), { logger: false });
+      server = await startServer(
+        loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, routingDir: routing, workers: 1 } }),
+        { logger: false },
+      );
       await server.ready;
-      const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": ["free money"], "key": "user-1"}' });
+      const res = await fetch(`${server.url}/classify`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"inputs": ["free money"], "key": "user-1"}',
+      });
       assert.equal(res.status, 200);
       assert.equal(((await res.json()) as { variant: string }).variant, 'k2');
     } finally {
@@ -376,8 +414,16 @@ describe('deploy manifests', () => {
     for (const p of dashboard.panels) for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/endpoint!~"((?:[^"\\]|\\.)*)"/g)) exprs.push(m[1]!);
     assert.ok(exprs.length >= 3, 'two in the alert, one in the dashboard');
     // Every endpoint label the server produces: its route patterns (fastify :param form).
-    const endpoints = [...openapiPaths.map((p) => p.replace(/\{(\w+)\}/g, ':$1')), '/metrics', '/docs', '/docs/static/index.html', '/openapi.json', 'unmatched'];
-    const probe = (e: string): boolean => /^(\/metrics|\/docs.*|\/openapi\.json|\/health\/.*|\/v2\/health\/.*|\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready)$/.test(e);
+    const endpoints = [
+      ...openapiPaths.map((p) => p.replace(/\{(\w+)\}/g, ':$1')),
+      '/metrics',
+      '/docs',
+      '/docs/static/index.html',
+      '/openapi.json',
+      'unmatched',
+    ];
+    const probe = (e: string): boolean =>
+      /^(\/metrics|\/docs.*|\/openapi\.json|\/health\/.*|\/v2\/health\/.*|\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready)$/.test(e);
     assert.ok(endpoints.includes('/v2/health/ready') && endpoints.includes('/v2/models/:model/versions/:version/ready'));
     for (const literal of exprs) {
       const re = new RegExp(`^(?:${literal.replaceAll('\\\\', '\\')})$`);
@@ -403,7 +449,9 @@ describe('deploy manifests', () => {
       // Cross-check the hand-applied patch against kustomize itself.
       const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
       assert.equal(run.status, 0, run.stderr);
-      const rendered = parseAllDocuments(run.stdout).map((d) => d.toJS() as Obj).find((o) => o.kind === 'Deployment')!;
+      const rendered = parseAllDocuments(run.stdout)
+        .map((d) => d.toJS() as Obj)
+        .find((o) => o.kind === 'Deployment')!;
       const rc = rendered.spec.template.spec.containers[0];
       assert.deepEqual(rc.env, c.env);
       assert.deepEqual(rc.resources, c.resources);
@@ -436,7 +484,10 @@ describe('deploy manifests', () => {
 
     const model = isvc!.spec.predictor.model;
     assert.equal(model.runtime, sr!.metadata.name);
-    assert.ok(sr!.spec.supportedModelFormats.some((f: Obj) => f.name === model.modelFormat.name), 'runtime supports the model format');
+    assert.ok(
+      sr!.spec.supportedModelFormats.some((f: Obj) => f.name === model.modelFormat.name),
+      'runtime supports the model format',
+    );
     assert.equal(model.protocolVersion, 'v2');
     assert.match(model.storageUri, /^(pvc|s3|gs|oci|https?):\/\//);
     // The same model image as the Deployment's init container (KServe modelcar).

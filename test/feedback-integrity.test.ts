@@ -27,12 +27,26 @@ async function serve(overrides: Record<string, unknown>): Promise<string> {
 }
 
 /** POST JSON from a chosen loopback source address. */
-function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}, localAddress = '127.0.0.1'): Promise<{ status: number; json: any }> {
+function post(
+  url: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  localAddress = '127.0.0.1',
+): Promise<{ status: number; json: any }> {
   const u = new URL(url);
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: u.hostname, port: u.port, path, method: 'POST', localAddress, agent: false, headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: 'POST',
+        localAddress,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers },
+      },
       (res) => {
         let text = '';
         res.on('data', (d) => (text += d));
@@ -62,7 +76,11 @@ describe('signed request ids (feedbackSecret)', () => {
     assert.deepEqual(Buffer.from(sameBytes.split('.')[2]!, 'base64url'), Buffer.from(mac, 'base64url'));
     for (const spelling of [sameBytes, `${id}=`, `${id}${'='.repeat(60_000)}`, `${id}!!`]) {
       const r = await post(url, '/feedback', { request_id: spelling, label });
-      assert.deepEqual([r.status, r.json.error?.code], [400, 'INVALID_REQUEST_ID'], `spelling of length ${spelling.length} answered ${JSON.stringify(r.json).slice(0, 200)}`);
+      assert.deepEqual(
+        [r.status, r.json.error?.code],
+        [400, 'INVALID_REQUEST_ID'],
+        `spelling of length ${spelling.length} answered ${JSON.stringify(r.json).slice(0, 200)}`,
+      );
     }
     const first = await post(url, '/feedback', { request_id: id, label });
     assert.deepEqual([first.status, first.json.counted], [202, 1]);
@@ -81,7 +99,7 @@ describe('signed request ids (feedbackSecret)', () => {
 });
 
 describe('in-memory request ids (no feedbackSecret)', () => {
-  test('a client reusing another client\'s x-request-id gets its own request_id and cannot re-target the first prediction', async () => {
+  test("a client reusing another client's x-request-id gets its own request_id and cannot re-target the first prediction", async () => {
     const url = await serve({});
     const a = await post(url, '/classify', { inputs: 'a great movie' }, { 'x-request-id': 'shared-id' }, '127.0.0.1');
     const b = await post(url, '/classify', { inputs: ['dull plot', 'boring', 'superb'] }, { 'x-request-id': 'shared-id' }, '127.0.0.2');
@@ -116,7 +134,8 @@ describe('guarding POST /feedback', () => {
     assert.ok(loadConfig({ env: {} }).feedback.rateLimit > 0, 'on by default');
     const url = await serve({ 'feedback.rateLimit': 3 });
     const answered = await Promise.all(Array.from({ length: 5 }, () => post(url, '/classify', { inputs: 'a great movie' })));
-    const fb = (i: number, from: string) => post(url, '/feedback', { request_id: answered[i]!.json.request_id, label: answered[i]!.json.results[0].label }, {}, from);
+    const fb = (i: number, from: string) =>
+      post(url, '/feedback', { request_id: answered[i]!.json.request_id, label: answered[i]!.json.results[0].label }, {}, from);
     for (let i = 0; i < 3; i++) assert.equal((await fb(i, '127.0.0.1')).status, 202);
     const limited = await fb(3, '127.0.0.1');
     assert.deepEqual([limited.status, limited.json.error?.code], [429, 'RATE_LIMITED']);

@@ -34,7 +34,10 @@ test('a graph past the threshold is opened through external data and computes wh
       await s.release();
     }
     // (Other libraries may leave their own files there; ours are slim-session-*.)
-    assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('slim-session-')), []);
+    assert.deepEqual(
+      readdirSync(tmp).filter((f) => f.startsWith('slim-session-')),
+      [],
+    );
   } finally {
     if (saved === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = saved;

@@ -46,9 +46,18 @@ interface Case {
 const CASES: Case[] = [
   { label: 'gpt2 fp32', opts: { arch: 'gpt2', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 1 } },
   { label: 'opt fp32', opts: { arch: 'opt', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 2 } },
-  { label: 'opt post-LN (do_layer_norm_before=false) fp16', opts: { arch: 'opt', layers: 3, hidden: 32, heads: 2, vocab: 61, maxPositions: 24, seed: 3, dtype: 'F16', extraConfig: { do_layer_norm_before: false } } },
-  { label: 'llama GQA bf16 sharded', opts: { arch: 'llama', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 40, vocab: 61, maxPositions: 24, seed: 4, dtype: 'BF16', shards: 3 } },
-  { label: 'llama GQA fp32 tied', opts: { arch: 'llama', layers: 3, hidden: 48, heads: 6, kvHeads: 3, vocab: 61, maxPositions: 24, seed: 5, untiedHead: false } },
+  {
+    label: 'opt post-LN (do_layer_norm_before=false) fp16',
+    opts: { arch: 'opt', layers: 3, hidden: 32, heads: 2, vocab: 61, maxPositions: 24, seed: 3, dtype: 'F16', extraConfig: { do_layer_norm_before: false } },
+  },
+  {
+    label: 'llama GQA bf16 sharded',
+    opts: { arch: 'llama', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 40, vocab: 61, maxPositions: 24, seed: 4, dtype: 'BF16', shards: 3 },
+  },
+  {
+    label: 'llama GQA fp32 tied',
+    opts: { arch: 'llama', layers: 3, hidden: 48, heads: 6, kvHeads: 3, vocab: 61, maxPositions: 24, seed: 5, untiedHead: false },
+  },
   { label: 'bert fp16', opts: { arch: 'bert', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 6, dtype: 'F16' } },
 ];
 
@@ -96,7 +105,8 @@ test('LM logits and the label-word head at the last real token match the referen
     const ckpt = new HfCheckpoint(dir);
     const store = SafetensorsStore.open(dir);
     const get: Get = (n) => Float64Array.from(store.read(n).data);
-    const W = c.opts.hidden, V = c.opts.vocab;
+    const W = c.opts.hidden,
+      V = c.opts.vocab;
     const headName = c.opts.arch === 'llama' ? 'lm_head.weight' : 'transformer.wte.weight';
     const head = get(headName);
     const seqs = [randomIds(6, V, 21), randomIds(3, V, 22)];
@@ -121,7 +131,10 @@ test('LM logits and the label-word head at the last real token match the referen
         const d = maxAbsDiff(want, got);
         assert.ok(d < 1e-4, `${c.label} lm logits row ${b} pos ${i}: ${d}`);
         if (i === s.length - 1) {
-          const d2 = maxAbsDiff(words.map((w) => want[w]!), (cls.data as Float32Array).subarray(b * words.length, (b + 1) * words.length));
+          const d2 = maxAbsDiff(
+            words.map((w) => want[w]!),
+            (cls.data as Float32Array).subarray(b * words.length, (b + 1) * words.length),
+          );
           assert.ok(d2 < 1e-4, `${c.label} label-word logits row ${b}: ${d2}`);
         }
       });
@@ -141,7 +154,14 @@ test('safetensors: fp16/bf16 conversion round trips, header-only open, row reads
   }
   const file = join(work, 'rows.safetensors');
   const a = Float32Array.from({ length: 12 }, (_, i) => i * 0.5);
-  writeSafetensors(file, [{ name: 'a', dims: [4, 3] }, { name: 'b', dims: [2], dtype: 'F16' }], (n) => (n === 'a' ? a : Float32Array.of(1.5, -2)));
+  writeSafetensors(
+    file,
+    [
+      { name: 'a', dims: [4, 3] },
+      { name: 'b', dims: [2], dtype: 'F16' },
+    ],
+    (n) => (n === 'a' ? a : Float32Array.of(1.5, -2)),
+  );
   const s = SafetensorsStore.open(file);
   assert.equal(s.bytesRead, 0);
   assert.deepEqual(Array.from(s.readRows('a', 1, 3).data), [1.5, 2, 2.5, 3, 3.5, 4]);
@@ -159,7 +179,10 @@ test('exportRandomGpt2Classifier: spec I/O, logits at the last real token indepe
   assert.deepEqual(s.inputNames, ['input_ids', 'attention_mask']);
   assert.deepEqual(s.outputNames, ['logits']);
   const one = padBatch([[5, 6, 7]]);
-  const padded = padBatch([[5, 6, 7], [1, 2, 3, 4, 5, 6]]);
+  const padded = padBatch([
+    [5, 6, 7],
+    [1, 2, 3, 4, 5, 6],
+  ]);
   const a = (await s.run({ input_ids: one.ids, attention_mask: one.mask })).logits!.data as Float32Array;
   const b = (await s.run({ input_ids: padded.ids, attention_mask: padded.mask })).logits!.data as Float32Array;
   assert.ok(maxAbsDiff(a, b.subarray(0, 3)) < 1e-5);

@@ -17,7 +17,9 @@ import { tokenizerFixture, writeTokenizerFixture, type FixtureKind } from './hel
 import { sampleSentences } from './helpers/dataset-sample.js';
 import { tokenIds } from '../src/pipeline/tokenizers/hf-special.js';
 
-let work = '', trainFile = '', valFile = '';
+let work = '',
+  trainFile = '',
+  valFile = '';
 before(async () => {
   ({ dir: work, trainFile, valFile } = await dataSlices('slim-build-families-', 'sst2', { split: 'train', lines: 64 }, { split: 'dev', lines: 32 }));
 });
@@ -28,7 +30,16 @@ after(async () => {
 const FAMILIES: { arch: RandomArch; tok: FixtureKind; extra?: Record<string, unknown>; pad: string; first?: string; last?: string }[] = [
   { arch: 'qwen2', tok: 'qwen2', pad: '<|endoftext|>' },
   { arch: 'qwen3', tok: 'qwen2', pad: '<|endoftext|>' },
-  { arch: 'llama', tok: 'llama3', pad: '<|end_of_text|>', first: '<|begin_of_text|>', extra: { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } } },
+  {
+    arch: 'llama',
+    tok: 'llama3',
+    pad: '<|end_of_text|>',
+    first: '<|begin_of_text|>',
+    extra: {
+      rope_theta: 500000,
+      rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    },
+  },
   { arch: 'mistral', tok: 'mistral', pad: '</s>', first: '<s>', extra: { sliding_window: 8 } },
   { arch: 'phi3', tok: 'llama2', pad: '</s>', extra: { sliding_window: 8 } },
   { arch: 'gemma2', tok: 'gemma', pad: '<pad>', first: '<bos>', extra: { sliding_window: 8 } },
@@ -46,7 +57,19 @@ for (const f of FAMILIES) {
     const ids = tokenIds(tok.json);
     // config.json's bos_token_id names the tokenizer's BOS, as in the released pairs.
     const bos = f.first && ids.has(f.first) && !f.last ? { bos_token_id: ids.get(f.first) } : {};
-    writeRandomHfCheckpoint(dir, { arch: f.arch, layers: 2, hidden: 32, heads: 4, kvHeads: 2, ffn: 48, vocab: tok.vocabSize, maxPositions: 64, seed: 5, dtype: 'BF16', extraConfig: { ...f.extra, ...bos } });
+    writeRandomHfCheckpoint(dir, {
+      arch: f.arch,
+      layers: 2,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 48,
+      vocab: tok.vocabSize,
+      maxPositions: 64,
+      seed: 5,
+      dtype: 'BF16',
+      extraConfig: { ...f.extra, ...bos },
+    });
     writeTokenizerFixture(dir, tok);
     const ckpt = new HfCheckpoint(dir);
     const c = ckpt.config;
@@ -55,9 +78,32 @@ for (const f of FAMILIES) {
     // What the graph's template puts around the text: BOS for the decoders whose tokenizer adds
     // one, the family's marks for encoders (found in the tokenizer), nothing for Qwen and Phi-3.
     if (c.causal) assert.equal(c.prependBos === true || c.arch === 'llama' ? ids.get(f.first!) : undefined, f.first ? c.bosId : undefined);
-    else assert.deepEqual([ids.has(c.encoderMarks!.cls), ids.has(c.encoderMarks!.sep), c.encoderMarks!.cls, c.encoderMarks!.sep], [true, true, f.first, f.last]);
+    else
+      assert.deepEqual([ids.has(c.encoderMarks!.cls), ids.has(c.encoderMarks!.sep), c.encoderMarks!.cls, c.encoderMarks!.sep], [true, true, f.first, f.last]);
     const out = join(work, `models-${f.arch}`);
-    const code = await buildCommand(['--base', dir, '--data', trainFile, '--val', valFile, '--depths', '2', '--head', 'last', '--train', 'top:1', '--epochs', '1', '--batch', '16', '--max-length', '20', '--quiet', '--out', out]);
+    const code = await buildCommand([
+      '--base',
+      dir,
+      '--data',
+      trainFile,
+      '--val',
+      valFile,
+      '--depths',
+      '2',
+      '--head',
+      'last',
+      '--train',
+      'top:1',
+      '--epochs',
+      '1',
+      '--batch',
+      '16',
+      '--max-length',
+      '20',
+      '--quiet',
+      '--out',
+      out,
+    ]);
     assert.equal(code, 0);
     const v = join(out, 'k2-top1');
     const manifest = JSON.parse(await readFile(join(v, 'manifest.json'), 'utf8'));
@@ -76,7 +122,9 @@ test('label words on an encoder are refused with the family named', async () => 
   writeRandomHfCheckpoint(dir, { arch: 'roberta', layers: 1, hidden: 16, heads: 2, vocab: tok.vocabSize, maxPositions: 64 });
   writeTokenizerFixture(dir, tok);
   const { capture } = await import('./helpers/build-run.js');
-  const r = await capture(() => buildCommand(['--base', dir, '--data', trainFile, '--depths', '1', '--head', 'label-words', '--quiet', '--out', join(work, 'lw')]));
+  const r = await capture(() =>
+    buildCommand(['--base', dir, '--data', trainFile, '--depths', '1', '--head', 'label-words', '--quiet', '--out', join(work, 'lw')]),
+  );
   assert.equal(r.value, 2);
   assert.match(r.stderr, /--head label-words needs a decoder LM head; roberta is an encoder: use --head last/);
 });

@@ -16,7 +16,8 @@ import { Llama2cTokenizer, readLlama2cTokenizer } from '../src/pipeline/tokenize
 
 const BASE = join(SHARED_MODELS, 'stories260K', 'stories260K.bin');
 let work = '';
-let trainFile = '', valFile = '';
+let trainFile = '',
+  valFile = '';
 
 before(async () => {
   ({ dir: work, trainFile, valFile } = await dataSlices('slim-llm-build-', 'sst2', { split: 'train', lines: 192 }, { split: 'dev', lines: 96 }));
@@ -28,12 +29,39 @@ after(async () => {
 test('slim build --base stories260K.bin --head label-words, depths 1,2,5 on SST-2: variants, report, served accuracy = training accuracy', async () => {
   const out = join(work, 'models', 'stories-sst2');
   const code = await buildCommand([
-    '--base', BASE, '--data', trainFile, '--val', valFile, '--depths', '1,2,5', '--head', 'label-words',
-    '--verbalizer', 'negative=little,positive=happy', '--epochs', '1', '--batch', '16', '--max-length', '32', '--lr', '1e-3', '--quiet', '--out', out,
+    '--base',
+    BASE,
+    '--data',
+    trainFile,
+    '--val',
+    valFile,
+    '--depths',
+    '1,2,5',
+    '--head',
+    'label-words',
+    '--verbalizer',
+    'negative=little,positive=happy',
+    '--epochs',
+    '1',
+    '--batch',
+    '16',
+    '--max-length',
+    '32',
+    '--lr',
+    '1e-3',
+    '--quiet',
+    '--out',
+    out,
   ]);
   assert.equal(code, 0);
-  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { results: { variant: string; depth: number; accuracy: number }[]; base: { arch: string; layers: number } };
-  assert.deepEqual(report.results.map((r) => r.variant), ['k1', 'k2', 'k5']);
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+    results: { variant: string; depth: number; accuracy: number }[];
+    base: { arch: string; layers: number };
+  };
+  assert.deepEqual(
+    report.results.map((r) => r.variant),
+    ['k1', 'k2', 'k5'],
+  );
   assert.equal(report.base.arch, 'llama');
   assert.equal(report.base.layers, 5);
   for (const r of report.results) {
@@ -54,7 +82,9 @@ test('slim build --base stories260K.bin --head label-words, depths 1,2,5 on SST-
 
 test('label words that are several tokens are refused, naming the word and its tokens; unknown flags combos are usage errors', async () => {
   const out = join(work, 'models', 'bad');
-  const r = await capture(() => buildCommand(['--base', BASE, '--data', trainFile, '--depths', '1', '--verbalizer', 'negative=terrible,positive=happy', '--quiet', '--out', out]));
+  const r = await capture(() =>
+    buildCommand(['--base', BASE, '--data', trainFile, '--depths', '1', '--verbalizer', 'negative=terrible,positive=happy', '--quiet', '--out', out]),
+  );
   assert.equal(r.value, 2);
   assert.match(r.stderr, /label word "terrible" is 5 tokens/);
   assert.match(r.stderr, /"\u2581t"=259/);
@@ -68,12 +98,45 @@ test('label words that are several tokens are refused, naming the word and its t
 
 test('slim build --base <Hugging Face dir> --head last (random llama with GQA, bf16, sharded): variants whose served accuracy = training accuracy', async () => {
   const dir = join(work, 'hf-llama');
-  writeRandomHfCheckpoint(dir, { arch: 'llama', layers: 3, hidden: 32, heads: 4, kvHeads: 2, vocab: 512, maxPositions: 128, dtype: 'BF16', shards: 2, seed: 3 });
+  writeRandomHfCheckpoint(dir, {
+    arch: 'llama',
+    layers: 3,
+    hidden: 32,
+    heads: 4,
+    kvHeads: 2,
+    vocab: 512,
+    maxPositions: 128,
+    dtype: 'BF16',
+    shards: 2,
+    seed: 3,
+  });
   // Any tokenizer.json of the right vocabulary size does: reuse stories260K's, converted.
   const tok = new Llama2cTokenizer(readLlama2cTokenizer(join(SHARED_MODELS, 'stories260K', 'tok512.bin'), 512));
   await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tok.toTokenizerJson()));
   const out = join(work, 'models', 'hf-llama');
-  const code = await buildCommand(['--base', dir, '--data', trainFile, '--val', valFile, '--depths', '1,3', '--head', 'last', '--train', 'top:1', '--epochs', '1', '--batch', '16', '--max-length', '24', '--quiet', '--out', out]);
+  const code = await buildCommand([
+    '--base',
+    dir,
+    '--data',
+    trainFile,
+    '--val',
+    valFile,
+    '--depths',
+    '1,3',
+    '--head',
+    'last',
+    '--train',
+    'top:1',
+    '--epochs',
+    '1',
+    '--batch',
+    '16',
+    '--max-length',
+    '24',
+    '--quiet',
+    '--out',
+    out,
+  ]);
   assert.equal(code, 0);
   for (const v of ['k1-top1', 'k3-top1']) {
     const manifest = JSON.parse(await readFile(join(out, v, 'manifest.json'), 'utf8'));
@@ -101,13 +164,25 @@ function byteLevelTokenizerJson(): Record<string, unknown> {
   bs.forEach((b, i) => (vocab[String.fromCharCode(cs[i]!)] = b));
   vocab['<|endoftext|>'] = 256;
   return {
-    version: '1.0', truncation: null, padding: null,
+    version: '1.0',
+    truncation: null,
+    padding: null,
     added_tokens: [{ id: 256, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: [],
+    },
   };
 }
 
@@ -122,7 +197,9 @@ function wordPieceTokenizerJson(): { json: Record<string, unknown>; size: number
   return {
     size: pieces.length,
     json: {
-      version: '1.0', truncation: null, padding: null,
+      version: '1.0',
+      truncation: null,
+      padding: null,
       added_tokens: [special(0, '[PAD]'), special(1, '[UNK]'), special(2, '[CLS]'), special(3, '[SEP]'), special(4, '[MASK]')],
       normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
       pre_tokenizer: { type: 'BertPreTokenizer' },
@@ -141,8 +218,18 @@ function wordPieceTokenizerJson(): { json: Record<string, unknown>; size: number
 test('slim build --head last on gpt2 (byte-level BPE) and bert (WordPiece, [CLS] ... [SEP] added by the graph) checkpoints', async () => {
   const wp = wordPieceTokenizerJson();
   const cases = [
-    { name: 'gpt2', opts: { arch: 'gpt2' as const, layers: 2, hidden: 32, heads: 4, vocab: 257, maxPositions: 256, seed: 8 }, tok: byteLevelTokenizerJson(), cfg: { tokenizer_class: 'GPT2Tokenizer', eos_token: '<|endoftext|>' } },
-    { name: 'bert', opts: { arch: 'bert' as const, layers: 2, hidden: 32, heads: 4, vocab: wp.size, maxPositions: 128, seed: 9, dtype: 'F16' as const }, tok: wp.json, cfg: { tokenizer_class: 'BertTokenizer', pad_token: '[PAD]', cls_token: '[CLS]', sep_token: '[SEP]', unk_token: '[UNK]' } },
+    {
+      name: 'gpt2',
+      opts: { arch: 'gpt2' as const, layers: 2, hidden: 32, heads: 4, vocab: 257, maxPositions: 256, seed: 8 },
+      tok: byteLevelTokenizerJson(),
+      cfg: { tokenizer_class: 'GPT2Tokenizer', eos_token: '<|endoftext|>' },
+    },
+    {
+      name: 'bert',
+      opts: { arch: 'bert' as const, layers: 2, hidden: 32, heads: 4, vocab: wp.size, maxPositions: 128, seed: 9, dtype: 'F16' as const },
+      tok: wp.json,
+      cfg: { tokenizer_class: 'BertTokenizer', pad_token: '[PAD]', cls_token: '[CLS]', sep_token: '[SEP]', unk_token: '[UNK]' },
+    },
   ];
   for (const c of cases) {
     const dir = join(work, `hf-${c.name}`);
@@ -150,7 +237,29 @@ test('slim build --head last on gpt2 (byte-level BPE) and bert (WordPiece, [CLS]
     await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(c.tok));
     await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(c.cfg));
     const out = join(work, 'models', `hf-${c.name}`);
-    const code = await buildCommand(['--base', dir, '--data', trainFile, '--val', valFile, '--depths', '1', '--head', 'last', '--train', 'head', '--epochs', '2', '--batch', '16', '--max-length', '40', '--quiet', '--out', out]);
+    const code = await buildCommand([
+      '--base',
+      dir,
+      '--data',
+      trainFile,
+      '--val',
+      valFile,
+      '--depths',
+      '1',
+      '--head',
+      'last',
+      '--train',
+      'head',
+      '--epochs',
+      '2',
+      '--batch',
+      '16',
+      '--max-length',
+      '40',
+      '--quiet',
+      '--out',
+      out,
+    ]);
     assert.equal(code, 0, c.name);
     const variant = join(out, 'k1-head');
     const manifest = JSON.parse(await readFile(join(variant, 'manifest.json'), 'utf8'));

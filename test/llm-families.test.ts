@@ -36,28 +36,222 @@ interface Case {
 
 const llama3Scaling = { factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, rope_type: 'llama3' };
 const CASES: Case[] = [
-  { label: 'qwen2 (Qwen2.5) bf16 sharded', opts: { arch: 'qwen2', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 48, vocab: 61, maxPositions: 64, seed: 21, dtype: 'BF16', shards: 2 }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
-  { label: 'qwen3 fp16 untied', opts: { arch: 'qwen3', layers: 3, hidden: 32, heads: 4, kvHeads: 2, headDim: 16, ffn: 48, vocab: 61, maxPositions: 64, seed: 22, dtype: 'F16', untiedHead: true }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'llama 3.2 rope_scaling llama3 bf16', opts: { arch: 'llama', layers: 3, hidden: 32, heads: 4, kvHeads: 1, ffn: 48, vocab: 61, maxPositions: 64, seed: 23, dtype: 'BF16', untiedHead: false, extraConfig: { rope_theta: 500000, rope_scaling: llama3Scaling, bos_token_id: 60, eos_token_id: [59, 58] } }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
-  { label: 'llama rope_scaling linear fp32', opts: { arch: 'llama', layers: 2, hidden: 32, heads: 4, vocab: 61, maxPositions: 64, seed: 24, extraConfig: { rope_scaling: { type: 'linear', factor: 4 } } }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'llama rope_scaling dynamic fp32', opts: { arch: 'llama', layers: 2, hidden: 32, heads: 4, vocab: 61, maxPositions: 64, seed: 25, extraConfig: { rope_scaling: { type: 'dynamic', factor: 2 } } }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'mistral sliding_window 4 bf16', opts: { arch: 'mistral', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 48, vocab: 61, maxPositions: 64, seed: 26, dtype: 'BF16', extraConfig: { sliding_window: 4 } }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'phi3 fused qkv/gate_up sliding_window 5 fp16', opts: { arch: 'phi3', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 48, vocab: 61, maxPositions: 64, seed: 27, dtype: 'F16', extraConfig: { sliding_window: 5 } }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'phi3 longrope (Phi-3.5) fp32', opts: { arch: 'phi3', layers: 2, hidden: 32, heads: 4, ffn: 48, vocab: 61, maxPositions: 128, seed: 28, extraConfig: { original_max_position_embeddings: 32, rope_scaling: { type: 'longrope', short_factor: [1, 1.2, 1.7, 3.1], long_factor: [2, 4, 8, 16] } } }, pooling: 'last', lmHead: 'lm_head.weight' },
-  { label: 'gemma2 softcaps, alternating window 4, fp32', opts: { arch: 'gemma2', layers: 3, hidden: 32, heads: 4, kvHeads: 2, headDim: 16, ffn: 48, vocab: 61, maxPositions: 64, seed: 29, extraConfig: { sliding_window: 4, query_pre_attn_scalar: 24, attn_logit_softcapping: 5, final_logit_softcapping: 3 } }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
-  { label: 'gemma3_text q/k norm, local rope, global linear rope_scaling, pattern 2 window 4, bf16 sharded', opts: { arch: 'gemma3_text', layers: 3, hidden: 32, heads: 4, kvHeads: 1, headDim: 16, ffn: 48, vocab: 61, maxPositions: 64, seed: 30, dtype: 'BF16', shards: 3, extraConfig: { sliding_window: 4, sliding_window_pattern: 2, rope_scaling: { rope_type: 'linear', factor: 8 } } }, pooling: 'last', lmHead: 'model.embed_tokens.weight' },
+  {
+    label: 'qwen2 (Qwen2.5) bf16 sharded',
+    opts: { arch: 'qwen2', layers: 3, hidden: 32, heads: 4, kvHeads: 2, ffn: 48, vocab: 61, maxPositions: 64, seed: 21, dtype: 'BF16', shards: 2 },
+    pooling: 'last',
+    lmHead: 'model.embed_tokens.weight',
+  },
+  {
+    label: 'qwen3 fp16 untied',
+    opts: {
+      arch: 'qwen3',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 22,
+      dtype: 'F16',
+      untiedHead: true,
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'llama 3.2 rope_scaling llama3 bf16',
+    opts: {
+      arch: 'llama',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 1,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 23,
+      dtype: 'BF16',
+      untiedHead: false,
+      extraConfig: { rope_theta: 500000, rope_scaling: llama3Scaling, bos_token_id: 60, eos_token_id: [59, 58] },
+    },
+    pooling: 'last',
+    lmHead: 'model.embed_tokens.weight',
+  },
+  {
+    label: 'llama rope_scaling linear fp32',
+    opts: {
+      arch: 'llama',
+      layers: 2,
+      hidden: 32,
+      heads: 4,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 24,
+      extraConfig: { rope_scaling: { type: 'linear', factor: 4 } },
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'llama rope_scaling dynamic fp32',
+    opts: {
+      arch: 'llama',
+      layers: 2,
+      hidden: 32,
+      heads: 4,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 25,
+      extraConfig: { rope_scaling: { type: 'dynamic', factor: 2 } },
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'mistral sliding_window 4 bf16',
+    opts: {
+      arch: 'mistral',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 26,
+      dtype: 'BF16',
+      extraConfig: { sliding_window: 4 },
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'phi3 fused qkv/gate_up sliding_window 5 fp16',
+    opts: {
+      arch: 'phi3',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 27,
+      dtype: 'F16',
+      extraConfig: { sliding_window: 5 },
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'phi3 longrope (Phi-3.5) fp32',
+    opts: {
+      arch: 'phi3',
+      layers: 2,
+      hidden: 32,
+      heads: 4,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 128,
+      seed: 28,
+      extraConfig: { original_max_position_embeddings: 32, rope_scaling: { type: 'longrope', short_factor: [1, 1.2, 1.7, 3.1], long_factor: [2, 4, 8, 16] } },
+    },
+    pooling: 'last',
+    lmHead: 'lm_head.weight',
+  },
+  {
+    label: 'gemma2 softcaps, alternating window 4, fp32',
+    opts: {
+      arch: 'gemma2',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 29,
+      extraConfig: { sliding_window: 4, query_pre_attn_scalar: 24, attn_logit_softcapping: 5, final_logit_softcapping: 3 },
+    },
+    pooling: 'last',
+    lmHead: 'model.embed_tokens.weight',
+  },
+  {
+    label: 'gemma3_text q/k norm, local rope, global linear rope_scaling, pattern 2 window 4, bf16 sharded',
+    opts: {
+      arch: 'gemma3_text',
+      layers: 3,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 1,
+      headDim: 16,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 30,
+      dtype: 'BF16',
+      shards: 3,
+      extraConfig: { sliding_window: 4, sliding_window_pattern: 2, rope_scaling: { rope_type: 'linear', factor: 8 } },
+    },
+    pooling: 'last',
+    lmHead: 'model.embed_tokens.weight',
+  },
   {
     label: 'gemma3 multimodal (gemma-3-4b layout: sparse text_config, language_model.model.*), pattern 6, bf16 sharded',
-    opts: { arch: 'gemma3', layers: 7, hidden: 32, heads: 4, kvHeads: 2, headDim: 8, ffn: 48, vocab: 61, maxPositions: 64, seed: 35, dtype: 'BF16', shards: 2, extraConfig: { sliding_window: 4 } },
+    opts: {
+      arch: 'gemma3',
+      layers: 7,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 8,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 35,
+      dtype: 'BF16',
+      shards: 2,
+      extraConfig: { sliding_window: 4 },
+    },
     pooling: 'last',
     lmHead: 'model.embed_tokens.weight',
     // Gemma3TextConfig defaults for what gemma-3-4b's text_config leaves out.
-    ref: { config: (w) => ({ rms_norm_eps: 1e-6, rope_theta: 1e6, rope_local_base_freq: 10000, sliding_window_pattern: 6, ...w.text_config }), tensor: (n) => (n.startsWith('model.') ? `language_model.${n}` : n) },
+    ref: {
+      config: (w) => ({ rms_norm_eps: 1e-6, rope_theta: 1e6, rope_local_base_freq: 10000, sliding_window_pattern: 6, ...w.text_config }),
+      tensor: (n) => (n.startsWith('model.') ? `language_model.${n}` : n),
+    },
   },
   { label: 'roberta fp32', opts: { arch: 'roberta', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 31 }, pooling: 'cls' },
-  { label: 'xlm-roberta bf16 sharded', opts: { arch: 'xlm-roberta', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 32, dtype: 'BF16', shards: 2 }, pooling: 'cls' },
-  { label: 'distilbert fp16', opts: { arch: 'distilbert', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 33, dtype: 'F16' }, pooling: 'cls' },
-  { label: 'modernbert global/local window 3 fp32 sharded', opts: { arch: 'modernbert', layers: 4, hidden: 32, heads: 4, ffn: 48, vocab: 61, maxPositions: 64, seed: 34, shards: 2, extraConfig: { local_attention: 6 } }, pooling: 'mean' },
+  {
+    label: 'xlm-roberta bf16 sharded',
+    opts: { arch: 'xlm-roberta', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 32, dtype: 'BF16', shards: 2 },
+    pooling: 'cls',
+  },
+  {
+    label: 'distilbert fp16',
+    opts: { arch: 'distilbert', layers: 3, hidden: 32, heads: 4, vocab: 61, maxPositions: 24, seed: 33, dtype: 'F16' },
+    pooling: 'cls',
+  },
+  {
+    label: 'modernbert global/local window 3 fp32 sharded',
+    opts: {
+      arch: 'modernbert',
+      layers: 4,
+      hidden: 32,
+      heads: 4,
+      ffn: 48,
+      vocab: 61,
+      maxPositions: 64,
+      seed: 34,
+      shards: 2,
+      extraConfig: { local_attention: 6 },
+    },
+    pooling: 'mean',
+  },
 ];
 
 function randomIds(n: number, vocab: number, seed: number): number[] {
@@ -109,7 +303,9 @@ for (const c of CASES) {
       const data = out.data as Float32Array;
       let worst = 0;
       seqs.forEach((s, b) => {
-        referenceHidden(cfg, get, s, depth).forEach((row, i) => (worst = Math.max(worst, maxAbsDiff(row, data.subarray((b * S + i) * W, (b * S + i + 1) * W)))));
+        referenceHidden(cfg, get, s, depth).forEach(
+          (row, i) => (worst = Math.max(worst, maxAbsDiff(row, data.subarray((b * S + i) * W, (b * S + i + 1) * W)))),
+        );
       });
       errors.push(worst.toExponential(1));
       assert.ok(worst < 1e-4, `${c.label} depth ${depth}: max |onnx - reference| = ${worst}`);
@@ -159,7 +355,7 @@ for (const c of CASES) {
   });
 }
 
-test('pooling is overridable: cls, mean and last on one checkpoint give the reference\'s vectors', async () => {
+test("pooling is overridable: cls, mean and last on one checkpoint give the reference's vectors", async () => {
   const c = CASES.find((x) => x.opts.arch === 'modernbert')!;
   const dir = join(work, 'pool-override');
   const written = writeRandomHfCheckpoint(dir, { ...c.opts, extraConfig: { ...c.opts.extraConfig, classifier_pooling: 'cls' } });
@@ -193,10 +389,19 @@ test('pooling is overridable: cls, mean and last on one checkpoint give the refe
 
 test('rope_scaling types that cannot be honoured, and unsupported switches, are refused by name', () => {
   const cases: [RandomCheckpointOptions, RegExp][] = [
-    [{ arch: 'llama', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { rope_scaling: { rope_type: 'yarn', factor: 4 } } }, /llama: rope_scaling type "yarn" is not supported \(supported: linear, dynamic, llama3\)/],
+    [
+      { arch: 'llama', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { rope_scaling: { rope_type: 'yarn', factor: 4 } } },
+      /llama: rope_scaling type "yarn" is not supported \(supported: linear, dynamic, llama3\)/,
+    ],
     [{ arch: 'qwen2', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { use_sliding_window: true } }, /qwen2: use_sliding_window is not supported/],
-    [{ arch: 'phi3', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { partial_rotary_factor: 0.75 } }, /phi3: partial_rotary_factor 0.75 is not supported/],
-    [{ arch: 'gemma2', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { hidden_activation: 'relu', hidden_act: 'relu' } }, /gemma2: hidden_activation relu is not supported/],
+    [
+      { arch: 'phi3', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { partial_rotary_factor: 0.75 } },
+      /phi3: partial_rotary_factor 0.75 is not supported/,
+    ],
+    [
+      { arch: 'gemma2', layers: 1, hidden: 16, heads: 2, vocab: 11, extraConfig: { hidden_activation: 'relu', hidden_act: 'relu' } },
+      /gemma2: hidden_activation relu is not supported/,
+    ],
   ];
   cases.forEach(([opts, re], i) => {
     const dir = join(work, `refuse-${i}`);
@@ -221,5 +426,6 @@ test('a sliding window no sequence can exceed adds no mask table; one that can, 
 });
 
 after(() => {
-  if (process.env.FAMILY_TABLE) process.stdout.write(`\n| case | hidden max error, depth 1 / 2 / full | pooled head | label words |\n|---|---|---|---|\n${table.join('\n')}\n`);
+  if (process.env.FAMILY_TABLE)
+    process.stdout.write(`\n| case | hidden max error, depth 1 / 2 / full | pooled head | label words |\n|---|---|---|---|\n${table.join('\n')}\n`);
 });

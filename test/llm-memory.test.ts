@@ -18,22 +18,41 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 test('building k=1 from a 1.2 GB, 24-layer checkpoint keeps peak RSS under 25% of the checkpoint and 3x the variant', () => {
   const dir = join(work, 'ckpt');
-  const written = writeRandomHfCheckpoint(dir, { arch: 'llama', layers: 24, hidden: 1024, heads: 16, kvHeads: 4, ffn: 3072, vocab: 2000, maxPositions: 256, fill: 'fast', shards: 4 });
+  const written = writeRandomHfCheckpoint(dir, {
+    arch: 'llama',
+    layers: 24,
+    hidden: 1024,
+    heads: 16,
+    kvHeads: 4,
+    ffn: 3072,
+    vocab: 2000,
+    maxPositions: 256,
+    fill: 'fast',
+    shards: 4,
+  });
   const onDisk = written.bytes;
   assert.ok(onDisk >= 1e9, `checkpoint is ${onDisk} bytes`);
   const exportModule = new URL('../src/pipeline/export-transformer.js', import.meta.url).href;
   const hfModule = new URL('../src/pipeline/checkpoints/hf.js', import.meta.url).href;
   const script = join(work, 'child.mjs');
   const outFile = join(work, 'k1.onnx');
-  writeFileSync(script, `
+  writeFileSync(
+    script,
+    `
     const { exportTransformer } = await import(${JSON.stringify(exportModule)});
     const { HfCheckpoint } = await import(${JSON.stringify(hfModule)});
     const baseRss = process.memoryUsage().rss;
     const ckpt = new HfCheckpoint(${JSON.stringify(dir)});
     const r = exportTransformer(ckpt, { depth: 1, head: { kind: 'label-words', ids: [5, 17] }, outFile: ${JSON.stringify(outFile)}, tableLength: 128 });
     console.log(JSON.stringify({ maxRssKb: process.resourceUsage().maxRSS, baseRss, bytesRead: ckpt.store.bytesRead, fileBytes: r.bytes }));
-  `);
-  const out = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!) as { maxRssKb: number; baseRss: number; bytesRead: number; fileBytes: number };
+  `,
+  );
+  const out = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!) as {
+    maxRssKb: number;
+    baseRss: number;
+    bytesRead: number;
+    fileBytes: number;
+  };
   const rss = out.maxRssKb * 1024;
   const layerBytes = (onDisk - 2 * 2000 * 1024 * 4) / 24;
   assert.ok(out.bytesRead < 2 * layerBytes, `read ${out.bytesRead} bytes of the checkpoint (one layer is ${Math.round(layerBytes)})`);

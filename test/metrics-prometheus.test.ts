@@ -50,7 +50,11 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
   let promLog = '';
   let promUrl = '';
 
-  const { query, waitFor } = prometheusQueries(() => promUrl, () => promLog, 15_000);
+  const { query, waitFor } = prometheusQueries(
+    () => promUrl,
+    () => promLog,
+    15_000,
+  );
 
   const byVariant = (r: Sample[]): Record<string, number> => Object.fromEntries(r.map((s) => [s.metric.variant ?? '', Number(s.value[1])]));
 
@@ -116,7 +120,10 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
     for (;;) {
       const early = await Promise.race([exited, sleep(200).then(() => 'running' as const)]);
       if (early !== 'running') assert.fail(`prometheus exited (${early}):\n${promLog.slice(-2000)}`);
-      const ready = await fetch(`${promUrl}/-/ready`).then((r) => r.ok, () => false);
+      const ready = await fetch(`${promUrl}/-/ready`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ready) break;
       if (Date.now() > until) assert.fail(`prometheus not ready after 20 s:\n${promLog.slice(-2000)}`);
     }
@@ -160,10 +167,10 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
     const accuracy = await query('slim_variant_accuracy{source="build"}');
     assert.deepEqual(byVariant(accuracy), { k1: 0.5, k2: 0.5 });
     const info = await query('slim_variant_info');
-    assert.deepEqual(
-      info.map((s) => `${s.metric.model}/${s.metric.variant} depth=${s.metric.depth} base=${s.metric.base} device=${s.metric.device}`).sort(),
-      ['tiny/k1 depth=1 base=fixture:tiny device=cpu', 'tiny/k2 depth=2 base=fixture:tiny device=cpu'],
-    );
+    assert.deepEqual(info.map((s) => `${s.metric.model}/${s.metric.variant} depth=${s.metric.depth} base=${s.metric.base} device=${s.metric.device}`).sort(), [
+      'tiny/k1 depth=1 base=fixture:tiny device=cpu',
+      'tiny/k2 depth=2 base=fixture:tiny device=cpu',
+    ]);
     assert.deepEqual(byVariant(await query('slim_routing_weight')), { k1: 1, k2: 0 });
     assert.deepEqual(byVariant(await query('slim_queue_depth')), { k1: 0, k2: 0 });
   });

@@ -25,7 +25,14 @@ test('model pieces: same decoded model and outputs as one encode(), weights not 
   // 300 x 200 floats (240 KB: past the 64 KiB coalescing size, so it stays a view) and small ones.
   const w = new Float32Array(300 * 200).map((_, i) => Math.sin(i) / 16);
   const h = g.op('MatMul', [x, g.initializer('w', w, [300, 200])]);
-  const y = g.op('Add', [h, g.initializer('b', new Float32Array(200).map((_, i) => i / 100), [200])]);
+  const y = g.op('Add', [
+    h,
+    g.initializer(
+      'b',
+      new Float32Array(200).map((_, i) => i / 100),
+      [200],
+    ),
+  ]);
   g.output(g.identity(g.op('Mul', [y, g.constF(0.5)]), 'y'), 'float32', ['batch', 200]);
   const model = g.toModel({ docString: 'pieces test', metadata: { a: 'b' } });
   const whole = onnx.ModelProto.encode(model).finish();
@@ -36,7 +43,10 @@ test('model pieces: same decoded model and outputs as one encode(), weights not 
   // Decoded and encoded again (in protobufjs' field order), it is byte for byte the one-piece encoding.
   assert.ok(Buffer.from(onnx.ModelProto.encode(onnx.ModelProto.decode(joined)).finish()).equals(Buffer.from(whole)));
   assert.ok(!Buffer.from(joined).equals(Buffer.from(whole)), 'the fields are in another order (else this test checks nothing new)');
-  assert.ok(pieces.some((p) => p.buffer === w.buffer), 'the weight is written from its own buffer');
+  assert.ok(
+    pieces.some((p) => p.buffer === w.buffer),
+    'the weight is written from its own buffer',
+  );
   // The model is left as it was.
   assert.ok(Buffer.from(onnx.ModelProto.encode(model).finish()).equals(Buffer.from(whole)));
 

@@ -91,8 +91,24 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
     ({ dir, trainFile, valFile } = await dataSlices('slim-precision-', 'sms_spam', { split: 'train', lines: 300 }, { split: 'test', lines: 120 }));
     out = join(dir, 'models', 'spam');
     const { value: rc, stderr } = await capture(() =>
-      buildCommand(['--data', trainFile, '--val', valFile, '--depths', '1,2', '--train', 'head', '--epochs', '2', '--max-length', '48',
-        '--precision', 'fp32,int8,fp16', '--out', out]),
+      buildCommand([
+        '--data',
+        trainFile,
+        '--val',
+        valFile,
+        '--depths',
+        '1,2',
+        '--train',
+        'head',
+        '--epochs',
+        '2',
+        '--max-length',
+        '48',
+        '--precision',
+        'fp32,int8,fp16',
+        '--out',
+        out,
+      ]),
     );
     assert.equal(rc, 0, stderr);
   });
@@ -163,7 +179,10 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
     const cascade = await capture(() => evalCommand(['--model', out, '--cascade', 'k1-head-int8,k2-head-int8', '--threshold', '0.9', '--data', valFile]));
     assert.equal(cascade.value, 0, cascade.stderr);
     const c = await evaluateCascade(out, ['k1-head-int8', 'k2-head-int8'], [0.9], valFile);
-    assert.deepEqual(c.variants.map((v: { variant: string; depth: number }) => `${v.variant}@${v.depth}`), ['k1-head-int8@1', 'k2-head-int8@2']);
+    assert.deepEqual(
+      c.variants.map((v: { variant: string; depth: number }) => `${v.variant}@${v.depth}`),
+      ['k1-head-int8@1', 'k2-head-int8@2'],
+    );
     assert.ok(c.cascades[0].meanCost >= 1 && c.cascades[0].meanCost <= 3);
   });
 
@@ -189,12 +208,19 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
       };
       const [fp32, int8] = [await classify('k2-head'), await classify('k2-head-int8')];
       assert.equal(int8.variant, 'k2-head-int8');
-      assert.deepEqual(int8.results.map((r) => r.label), fp32.results.map((r) => r.label));
+      assert.deepEqual(
+        int8.results.map((r) => r.label),
+        fp32.results.map((r) => r.label),
+      );
       int8.results.forEach((r, i) => assert.ok(Math.abs(r.score - fp32.results[i]!.score) <= 0.02, `score ${r.score} vs fp32 ${fp32.results[i]!.score}`));
       // Routing splits traffic between k1-head and its int8 sibling (A/B).
       const seen = new Set<string>();
       for (let i = 0; i < 20 && seen.size < 2; i++) {
-        const r = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'spam', inputs: [`hello ${i}`] }) });
+        const r = await fetch(`${server.url}/classify`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'spam', inputs: [`hello ${i}`] }),
+        });
         seen.add(((await r.json()) as { variant: string }).variant);
       }
       assert.deepEqual([...seen].sort(), ['k1-head', 'k1-head-int8']);
@@ -224,7 +250,10 @@ async function probabilities(variantDir: string, texts: string[]): Promise<numbe
     for (let k = 0; k < texts.length; k += 50) {
       const batch = tokenizer.encodeBatch(texts.slice(k, k + 50), { maxLength: manifest.maxLength });
       const dims = [batch.batchSize, batch.seqLength];
-      const r = await session.run({ input_ids: new ort.Tensor('int64', batch.inputIds, dims), attention_mask: new ort.Tensor('int64', batch.attentionMask, dims) });
+      const r = await session.run({
+        input_ids: new ort.Tensor('int64', batch.inputIds, dims),
+        attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
+      });
       const logits = r.logits!.data as Float32Array;
       const n = manifest.labels.length;
       for (let b = 0; b < batch.batchSize; b++) {

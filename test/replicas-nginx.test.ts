@@ -124,7 +124,11 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
 
   const classify = (base: string, key: string, i: number): Promise<Answer> => post(base, '/classify', { inputs: fixtureText(4 + (i % 6), 900 + i), key });
 
-  const { query, waitFor } = prometheusQueries(() => promUrl, () => promLog, 20_000);
+  const { query, waitFor } = prometheusQueries(
+    () => promUrl,
+    () => promLog,
+    20_000,
+  );
 
   async function startReplica(name: string): Promise<Replica> {
     const port = await freePort();
@@ -148,7 +152,10 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
     const until = Date.now() + 60_000;
     for (;;) {
       if (r.child.exitCode !== null) assert.fail(`${r.name} exited ${r.child.exitCode}:\n${r.log.slice(-2000)}`);
-      const ok = await fetch(`${r.url}/health/ready`).then((res) => res.ok, () => false);
+      const ok = await fetch(`${r.url}/health/ready`).then(
+        (res) => res.ok,
+        () => false,
+      );
       if (ok) return;
       if (Date.now() > until) assert.fail(`${r.name} not ready after 60 s:\n${r.log.slice(-2000)}`);
       await sleep(200);
@@ -241,7 +248,13 @@ ${servers}
     const nginxUntil = Date.now() + 10_000;
     for (;;) {
       if (nginx.exitCode !== null) assert.fail(`nginx exited ${nginx.exitCode}:\n${nginxLog}\n${readFileSync(join(dir, 'error.log'), 'utf8')}`);
-      if (await fetch(`${lb}/health/ready`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${lb}/health/ready`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       if (Date.now() > nginxUntil) assert.fail(`nginx not answering after 10 s:\n${nginxLog}`);
       await sleep(100);
     }
@@ -262,7 +275,12 @@ ${servers}
     );
     prom = spawn(
       PROMETHEUS!,
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'prom-data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'prom-data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+        '--log.level=warn',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     prom.stdout!.on('data', (d: Buffer) => (promLog += d.toString()));
@@ -270,7 +288,13 @@ ${servers}
     const promUntil = Date.now() + 20_000;
     for (;;) {
       if (prom.exitCode !== null) assert.fail(`prometheus exited ${prom.exitCode}:\n${promLog.slice(-2000)}`);
-      if (await fetch(`${promUrl}/-/ready`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${promUrl}/-/ready`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       if (Date.now() > promUntil) assert.fail(`prometheus not ready after 20 s:\n${promLog.slice(-2000)}`);
       await sleep(200);
     }
@@ -327,7 +351,11 @@ ${servers}
 
   test('feedback for 200 requests, each posted twice through nginx, counts exactly once each (Prometheus, summed over replicas)', async () => {
     const N = 200;
-    const answered = await pool(Array.from({ length: N }, (_, i) => i), 16, (i) => classify(lb, `fb-${i}`, i));
+    const answered = await pool(
+      Array.from({ length: N }, (_, i) => i),
+      16,
+      (i) => classify(lb, `fb-${i}`, i),
+    );
     for (const a of answered) assert.equal(a.status, 200, JSON.stringify(a));
     const ids = answered.map((a) => a.body.request_id as string);
     assert.equal(new Set(ids).size, N, 'request ids are unique');
@@ -365,7 +393,10 @@ ${servers}
   });
 
   test('a routing.json change (ConfigMap-style symlink swap) reaches all replicas within 5 s', async () => {
-    const moving = [...keyVariant].filter(([, v]) => v === 'k1').map(([k]) => k).slice(0, 3);
+    const moving = [...keyVariant]
+      .filter(([, v]) => v === 'k1')
+      .map(([k]) => k)
+      .slice(0, 3);
     assert.ok(moving.length > 0);
     for (const r of replicas) for (const k of moving) assert.equal((await classify(r.url, k, 1)).body.variant, 'k1');
     const changedAt = Date.now();
@@ -421,7 +452,10 @@ ${servers}
     const before = results.filter((r) => r.at < killedAt);
     const during = results.filter((r) => r.at >= killedAt && r.at <= exitedAt);
     const afterExit = results.filter((r) => r.at > exitedAt);
-    assert.ok(before.some((r) => r.upstream.startsWith(victimAddr)), 'the stopped replica took load before SIGTERM');
+    assert.ok(
+      before.some((r) => r.upstream.startsWith(victimAddr)),
+      'the stopped replica took load before SIGTERM',
+    );
     assert.ok(afterExit.length > 0 && afterExit.every((r) => r.status === 200), 'the other replicas answer after it is gone');
     const retried = results.filter((r) => r.upstream.includes(','));
     const clean503 = results.filter((r) => r.status === 503);

@@ -28,7 +28,6 @@ interface Result {
   depth: number;
 }
 
-
 /** Value of one Prometheus sample whose labels include `labels`; 0 when absent. */
 async function metric(url: string, name: string, labels: Record<string, string>): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -42,14 +41,16 @@ async function metric(url: string, name: string, labels: Record<string, string>)
   return sum;
 }
 
-
 let repo: FixtureRepository;
 let modelDir: string;
 const servers: RunningServer[] = [];
 let url: string;
 
 async function serve(overrides: Record<string, unknown>): Promise<RunningServer> {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'batching.maxQueueDelayMs': 0, ...overrides } });
+  const config = loadConfig({
+    env: {},
+    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'batching.maxQueueDelayMs': 0, ...overrides },
+  });
   const server = await startServer(config, { logger: false });
   servers.push(server);
   await server.ready;
@@ -92,10 +93,20 @@ const byKey = new Map<string, string>();
 describe('routing over HTTP', () => {
   test('sticky: a key (body or x-slim-key) goes where the pure hash says, every time', async () => {
     for (const [i, key] of KEYS.entries()) {
-      const r = i % 2 === 0 ? await post(`${url}/classify`, { inputs: 'good film', key }) : await post(`${url}/classify`, { inputs: 'good film' }, { 'x-slim-key': key });
+      const r =
+        i % 2 === 0
+          ? await post(`${url}/classify`, { inputs: 'good film', key })
+          : await post(`${url}/classify`, { inputs: 'good film' }, { 'x-slim-key': key });
       assert.equal(r.status, 200);
       assert.equal(r.json.routing, 'sticky');
-      assert.equal(r.json.variant, rendezvous(key, [['k1', 90], ['k2', 10]]), key);
+      assert.equal(
+        r.json.variant,
+        rendezvous(key, [
+          ['k1', 90],
+          ['k2', 10],
+        ]),
+        key,
+      );
       assert.equal(r.headers.get('x-slim-variant'), r.json.variant);
       assert.equal(r.json.results[0].variant, r.json.variant);
       byKey.set(key, r.json.variant);
@@ -147,7 +158,13 @@ describe('routing over HTTP', () => {
     let moved = 0;
     for (const key of KEYS) {
       const v = (await post(`${url}/classify`, { inputs: 'good film', key })).json.variant;
-      assert.equal(v, rendezvous(key, [['k1', 80], ['k2', 20]]));
+      assert.equal(
+        v,
+        rendezvous(key, [
+          ['k1', 80],
+          ['k2', 20],
+        ]),
+      );
       if (v !== byKey.get(key)) {
         moved++;
         assert.equal(byKey.get(key), 'k1', `${key} moved from k2 to k1`);
@@ -209,7 +226,12 @@ describe('routing over HTTP', () => {
   test('shadow: results never reach the client; agreement is counted per variant', async () => {
     const k1 = await explicit('k1');
     const k4 = await explicit('k4');
-    const put = await call('PUT', `${url}/routing/tiny`, { variants: { k1: { weight: 1 } }, sticky: false, shadow: { variant: 'k4', fraction: 1 } }, { authorization: `Bearer ${ADMIN}` });
+    const put = await call(
+      'PUT',
+      `${url}/routing/tiny`,
+      { variants: { k1: { weight: 1 } }, sticky: false, shadow: { variant: 'k4', fraction: 1 } },
+      { authorization: `Bearer ${ADMIN}` },
+    );
     assert.equal(put.status, 200);
     for (const [i, text] of TEXTS.entries()) {
       const r = await post(`${url}/classify`, { inputs: text });
@@ -240,7 +262,12 @@ describe('routing over HTTP', () => {
     // A threshold half way between two neighbouring k1 confidences near the median: no input sits on it.
     const tops = k1.map((r) => r.score).sort((a, b) => a - b);
     const threshold = (tops[29]! + tops[30]!) / 2;
-    const put = await call('PUT', `${url}/routing/tiny`, { variants: { k1: { weight: 1 } }, cascade: { order: ['k1', 'k2'], threshold } }, { authorization: `Bearer ${ADMIN}` });
+    const put = await call(
+      'PUT',
+      `${url}/routing/tiny`,
+      { variants: { k1: { weight: 1 } }, cascade: { order: ['k1', 'k2'], threshold } },
+      { authorization: `Bearer ${ADMIN}` },
+    );
     assert.equal(put.status, 200);
     const escalatedBefore = await metric(url, 'slim_cascade_escalations_total', { model: 'tiny', from: 'k1', to: 'k2' });
     const results: Result[] = [];
@@ -268,7 +295,13 @@ describe('routing over HTTP', () => {
     assert.ok(served.meanCost > 1 && served.meanCost < 3, `cost ${served.meanCost}`);
 
     const report = await evaluateCascade(modelDir, ['k1', 'k2'], [threshold, 0.99], dataFile, { threads: 1 });
-    assert.deepEqual(report.variants.map((v) => [v.variant, v.accuracy, v.meanCost]), [['k1', a1, 1], ['k2', a2, 2]]);
+    assert.deepEqual(
+      report.variants.map((v) => [v.variant, v.accuracy, v.meanCost]),
+      [
+        ['k1', a1, 1],
+        ['k2', a2, 2],
+      ],
+    );
     assert.equal(report.cascades[0]!.accuracy, served.accuracy);
     assert.equal(report.cascades[0]!.meanCost, served.meanCost);
     assert.equal(report.cascades[0]!.escalated, 0.5);
@@ -306,7 +339,10 @@ describe('routing over HTTP', () => {
     assert.deepEqual([k1.online.n, k1.online.accuracy, k1.feedback.total], [1, 1, 1]);
 
     const two = await post(`${url}/classify`, { inputs: ['dull plot', 'superb ending', 'boring'] });
-    const ok = await post(`${url}/feedback`, { request_id: two.json.request_id, labels: [wrongLabel === two.json.results[0].label ? predicted : wrongLabel, null, two.json.results[2].label] });
+    const ok = await post(`${url}/feedback`, {
+      request_id: two.json.request_id,
+      labels: [wrongLabel === two.json.results[0].label ? predicted : wrongLabel, null, two.json.results[2].label],
+    });
     assert.equal(ok.status, 202);
     assert.equal(ok.json.counted, 2);
     k1 = (await call('GET', `${url}/routing/tiny`)).json.variants.find((v: any) => v.name === 'k1');
@@ -350,7 +386,13 @@ describe('routing across replicas (signed request ids, no admin token)', () => {
     for (const key of KEYS.slice(0, 50)) {
       const [vb, vc] = await Promise.all([post(`${b}/classify`, { inputs: 'film', key }), post(`${c}/classify`, { inputs: 'film', key })]);
       assert.equal(vb.json.variant, vc.json.variant);
-      assert.equal(vb.json.variant, rendezvous(key, [['k1', 50], ['k2', 50]]));
+      assert.equal(
+        vb.json.variant,
+        rendezvous(key, [
+          ['k1', 50],
+          ['k2', 50],
+        ]),
+      );
     }
   });
 

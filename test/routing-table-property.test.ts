@@ -18,7 +18,19 @@ const ADMIN = 'admin-token-for-tests';
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
 let server: RunningServer;
 before(async () => {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, adminToken: ADMIN, routingReloadMs: 20, 'feedback.rateLimit': 0 } });
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      port: 0,
+      host: '127.0.0.1',
+      logLevel: 'silent',
+      models: repo.dir,
+      workers: 1,
+      adminToken: ADMIN,
+      routingReloadMs: 20,
+      'feedback.rateLimit': 0,
+    },
+  });
   server = await startServer(config, { logger: false });
   await server.ready;
 });
@@ -44,7 +56,11 @@ const number = fc.oneof(
 );
 const fraction = fc.oneof(fc.double({ min: -0.5, max: 1.5, noNaN: true }), fc.constantFrom(0, 1, 5e-324, 1 + Number.EPSILON));
 const weights = fc.record({ k1: fc.option(number, { nil: undefined }), k2: fc.option(number, { nil: undefined }) }).map((w) =>
-  Object.fromEntries(Object.entries(w).filter(([, v]) => v !== undefined).map(([k, v]) => [k, { weight: v }])),
+  Object.fromEntries(
+    Object.entries(w)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, { weight: v }]),
+  ),
 );
 const table = fc.record(
   {
@@ -99,7 +115,11 @@ test('concurrent PUTs: the live table, routing.json and the last acknowledged PU
     );
     const last = acknowledged.at(-1)!;
     const liveAtOnce = (await call('GET', '/routing/tiny')).json;
-    assert.equal(liveAtOnce.routing.variants.k1.weight, last, `round ${round}: right after the PUTs live k1=${liveAtOnce.routing.variants.k1.weight}, the last acknowledged PUT k1=${last}`);
+    assert.equal(
+      liveAtOnce.routing.variants.k1.weight,
+      last,
+      `round ${round}: right after the PUTs live k1=${liveAtOnce.routing.variants.k1.weight}, the last acknowledged PUT k1=${last}`,
+    );
     const file = JSON.parse(readFileSync(join(repo.dir, 'tiny', 'routing.json'), 'utf8'));
     assert.equal(file.variants.k1.weight, last, `round ${round}: routing.json holds k1=${file.variants.k1.weight}, the last acknowledged PUT k1=${last}`);
     await sleep(100); // five reload polls: none may swap an older file back in

@@ -24,11 +24,23 @@ const keys = (n: number, prefix = 'user-'): string[] => Array.from({ length: n }
 
 describe('routing table: validation', () => {
   const refused = (raw: unknown, message: RegExp): void => {
-    assert.throws(() => parseRoutingTable('m', raw, VARIANTS), (err: unknown) => err instanceof RoutingTableError && message.test(err.message));
+    assert.throws(
+      () => parseRoutingTable('m', raw, VARIANTS),
+      (err: unknown) => err instanceof RoutingTableError && message.test(err.message),
+    );
   };
 
   test('the spec example parses, with defaults filled in', () => {
-    const t = parseRoutingTable('m', { variants: { k1: { weight: 90 }, k2: { weight: 10 } }, sticky: true, shadow: { variant: 'k2', fraction: 0.1 }, cascade: { order: ['k1', 'k2'], threshold: 0.9 } }, VARIANTS)!;
+    const t = parseRoutingTable(
+      'm',
+      {
+        variants: { k1: { weight: 90 }, k2: { weight: 10 } },
+        sticky: true,
+        shadow: { variant: 'k2', fraction: 0.1 },
+        cascade: { order: ['k1', 'k2'], threshold: 0.9 },
+      },
+      VARIANTS,
+    )!;
     assert.deepEqual(t.variants, { k1: { weight: 90 }, k2: { weight: 10 } });
     assert.deepEqual(t.cascade, { order: ['k1', 'k2'], threshold: 0.9 });
     assert.equal(parseRoutingTable('m', { variants: { k2: { weight: 1 } } }, VARIANTS)!.sticky, true);
@@ -77,9 +89,19 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
   });
 
   for (const weights of [
-    [['k1', 90], ['k2', 10]],
-    [['k1', 50], ['k2', 30], ['k4', 20]],
-    [['k1', 1], ['k2', 1]],
+    [
+      ['k1', 90],
+      ['k2', 10],
+    ],
+    [
+      ['k1', 50],
+      ['k2', 30],
+      ['k4', 20],
+    ],
+    [
+      ['k1', 1],
+      ['k2', 1],
+    ],
   ] as [string, number][][]) {
     test(`10,000 keys split within 2 points of ${weights.map(([n, w]) => `${n}=${w}`).join(', ')}`, () => {
       const counts = new Map<string, number>();
@@ -96,7 +118,10 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
   }
 
   test('the same key keeps its variant; the order variants are listed in does not matter', () => {
-    const w: [string, number][] = [['k1', 70], ['k2', 30]];
+    const w: [string, number][] = [
+      ['k1', 70],
+      ['k2', 30],
+    ];
     for (const k of keys(1000)) {
       const v = rendezvous(k, w);
       assert.equal(rendezvous(k, w), v);
@@ -107,8 +132,14 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
   test('90/10 -> 80/20 moves about 10% of keys, all from k1 to k2, none back', () => {
     let moved = 0;
     for (const k of keys(10_000, 'session:')) {
-      const before = rendezvous(k, [['k1', 90], ['k2', 10]]);
-      const after = rendezvous(k, [['k1', 80], ['k2', 20]]);
+      const before = rendezvous(k, [
+        ['k1', 90],
+        ['k2', 10],
+      ]);
+      const after = rendezvous(k, [
+        ['k1', 80],
+        ['k2', 20],
+      ]);
       if (before !== after) {
         moved++;
         assert.equal(before, 'k1', `key ${k} moved from k2 to k1`);
@@ -119,8 +150,15 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
 
   test('adding a variant takes keys only to it', () => {
     for (const k of keys(3000)) {
-      const before = rendezvous(k, [['k1', 50], ['k2', 50]]);
-      const after = rendezvous(k, [['k1', 50], ['k2', 50], ['k4', 20]]);
+      const before = rendezvous(k, [
+        ['k1', 50],
+        ['k2', 50],
+      ]);
+      const after = rendezvous(k, [
+        ['k1', 50],
+        ['k2', 50],
+        ['k4', 20],
+      ]);
       assert.ok(after === before || after === 'k4', `key ${k}: ${before} -> ${after}`);
     }
   });
@@ -132,18 +170,41 @@ describe('routing: sticky keys (weighted rendezvous hashing)', () => {
     const one = (reason: string, variant: string) => ({ reason, stages: [variant], threshold: 1 });
     assert.deepEqual(decide(cascade, 'k1', { variant: 'k4', key: 'x' }), one('explicit', 'k4'));
     assert.deepEqual(decide(cascade, 'k1', { key: 'x' }), { reason: 'cascade', stages: cascade.cascade!.order, threshold: cascade.cascade!.threshold });
-    assert.deepEqual(decide(base, 'k1', { key: 'x' }), one('sticky', rendezvous('x', [['k1', 50], ['k2', 50]])));
-    assert.deepEqual(decide(base, 'k1', {}, () => 0.75), one('weighted', 'k2'));
-    assert.deepEqual(decide({ ...base, sticky: false }, 'k1', { key: 'x' }, () => 0.1), one('weighted', 'k1'));
+    assert.deepEqual(
+      decide(base, 'k1', { key: 'x' }),
+      one(
+        'sticky',
+        rendezvous('x', [
+          ['k1', 50],
+          ['k2', 50],
+        ]),
+      ),
+    );
+    assert.deepEqual(
+      decide(base, 'k1', {}, () => 0.75),
+      one('weighted', 'k2'),
+    );
+    assert.deepEqual(
+      decide({ ...base, sticky: false }, 'k1', { key: 'x' }, () => 0.1),
+      one('weighted', 'k1'),
+    );
     assert.deepEqual(decide(null, 'k1', { key: 'x' }), one('default', 'k1'));
   });
 });
 
 describe('routing: cascade', () => {
   test('inputs under the threshold go to the next stage; the last one decides; cost sums depths', async () => {
-    const stages = [{ name: 'k1', depth: 1 }, { name: 'k2', depth: 2 }, { name: 'k4', depth: 4 }];
+    const stages = [
+      { name: 'k1', depth: 1 },
+      { name: 'k2', depth: 2 },
+      { name: 'k4', depth: 4 },
+    ];
     // Per stage: top probability of each of 4 inputs.
-    const top = [[0.95, 0.6, 0.7, 0.99], [0.5, 0.92, 0.6, 0.5], [0.55, 0.55, 0.51, 0.5]];
+    const top = [
+      [0.95, 0.6, 0.7, 0.99],
+      [0.5, 0.92, 0.6, 0.5],
+      [0.55, 0.55, 0.51, 0.5],
+    ];
     const calls: number[][] = [];
     const r = await runCascade(stages, 0.9, 4, async (_s, s, inputs) => {
       calls.push(inputs);
@@ -153,12 +214,23 @@ describe('routing: cascade', () => {
     assert.deepEqual(r.decidedBy, [0, 1, 2, 0]);
     assert.deepEqual(r.cost, [1, 3, 7, 1]);
     assert.deepEqual(r.ran, [4, 2, 1]);
-    assert.deepEqual(escalations(stages, r), [['k1', 'k2', 2], ['k2', 'k4', 1]]);
+    assert.deepEqual(escalations(stages, r), [
+      ['k1', 'k2', 2],
+      ['k2', 'k4', 1],
+    ]);
     assert.equal(r.probabilities[2]![0], 0.51);
   });
 
   test('threshold 1 sends everything not certain to the end', async () => {
-    const r = await runCascade([{ name: 'a', depth: 1 }, { name: 'b', depth: 2 }], 1, 3, async (_s, s, inputs) => inputs.map(() => (s === 0 ? [0.999, 0.001] : [0.4, 0.6])));
+    const r = await runCascade(
+      [
+        { name: 'a', depth: 1 },
+        { name: 'b', depth: 2 },
+      ],
+      1,
+      3,
+      async (_s, s, inputs) => inputs.map(() => (s === 0 ? [0.999, 0.001] : [0.4, 0.6])),
+    );
     assert.deepEqual(r.decidedBy, [1, 1, 1]);
   });
 });
@@ -217,13 +289,28 @@ describe('routing: feedback ids', () => {
       }
       return 'none';
     };
-    assert.equal(codeOf(() => a.resolve(`${p}.${Buffer.from(JSON.stringify(altered)).toString('base64url')}.${mac}`)), 'INVALID_REQUEST_ID');
-    assert.equal(codeOf(() => a.resolve(`${p}.${body}.${mac!.slice(0, -2)}AA`)), 'INVALID_REQUEST_ID');
-    assert.equal(codeOf(() => a.resolve('req-1')), 'INVALID_REQUEST_ID');
+    assert.equal(
+      codeOf(() => a.resolve(`${p}.${Buffer.from(JSON.stringify(altered)).toString('base64url')}.${mac}`)),
+      'INVALID_REQUEST_ID',
+    );
+    assert.equal(
+      codeOf(() => a.resolve(`${p}.${body}.${mac!.slice(0, -2)}AA`)),
+      'INVALID_REQUEST_ID',
+    );
+    assert.equal(
+      codeOf(() => a.resolve('req-1')),
+      'INVALID_REQUEST_ID',
+    );
     const other = new FeedbackIds({ secret: 'another-secret', ttlMs: 60_000, capacity: 10, now: () => 1_000_500 });
-    assert.equal(codeOf(() => other.resolve(id)), 'INVALID_REQUEST_ID');
+    assert.equal(
+      codeOf(() => other.resolve(id)),
+      'INVALID_REQUEST_ID',
+    );
     const later = new FeedbackIds({ secret: 'shared-secret-1', ttlMs: 60_000, capacity: 10, now: () => 1_000_000 + 60_001 });
-    assert.equal(codeOf(() => later.resolve(id)), 'REQUEST_ID_NOT_FOUND');
+    assert.equal(
+      codeOf(() => later.resolve(id)),
+      'REQUEST_ID_NOT_FOUND',
+    );
   });
 
   test('without a secret: a bounded store with a TTL', () => {
@@ -238,7 +325,10 @@ describe('routing: feedback ids', () => {
     assert.throws(() => s.resolve('d'), /no answered request/); // the trace id names nothing
     assert.equal(s.resolve(ids[3]!).record.labels[1], 'pos');
     t = 1001;
-    assert.throws(() => s.resolve(ids[3]!), (err: unknown) => (err as CoreError).code === 'REQUEST_ID_NOT_FOUND');
+    assert.throws(
+      () => s.resolve(ids[3]!),
+      (err: unknown) => (err as CoreError).code === 'REQUEST_ID_NOT_FOUND',
+    );
   });
 });
 
@@ -248,14 +338,24 @@ describe('routing: shadow', () => {
   test('a job leaves out inputs the shadow variant answered itself', () => {
     const job = shadowJob(table, 'm', ['a', 'b', 'c'], ['k1', 'k2', 'k1'], ['neg', 'pos', 'pos'], true)!;
     assert.deepEqual(job.texts, ['a', 'c']);
-    assert.equal(shadowJob({ ...table, shadow: { variant: 'k2', fraction: 0.5 } }, 'm', ['a'], ['k1'], ['neg'], true, () => 0.6), null);
+    assert.equal(
+      shadowJob({ ...table, shadow: { variant: 'k2', fraction: 0.5 } }, 'm', ['a'], ['k1'], ['neg'], true, () => 0.6),
+      null,
+    );
     assert.equal(shadowJob(table, 'm', ['a'], ['k2'], ['neg'], true), null);
   });
 
   test('agreement is counted per input; over half a queue the job is dropped, not queued', () => {
     const job = shadowJob(table, 'm', ['a', 'b', 'c'], ['k1', 'k1', 'k4'], ['neg', 'pos', 'neg'], true)!;
-    assert.deepEqual(shadowOutcomes(job, ['neg', 'neg', 'neg']), [['k1', 'agree', 1], ['k1', 'disagree', 1], ['k4', 'agree', 1]]);
-    assert.deepEqual(shadowOutcomes(job, null), [['k1', 'dropped', 2], ['k4', 'dropped', 1]]);
+    assert.deepEqual(shadowOutcomes(job, ['neg', 'neg', 'neg']), [
+      ['k1', 'agree', 1],
+      ['k1', 'disagree', 1],
+      ['k4', 'agree', 1],
+    ]);
+    assert.deepEqual(shadowOutcomes(job, null), [
+      ['k1', 'dropped', 2],
+      ['k4', 'dropped', 1],
+    ]);
     assert.equal(shadowFits(2, 3, 10), true); // 2 + 3 <= 10 / 2
     assert.equal(shadowFits(3, 3, 10), false);
   });

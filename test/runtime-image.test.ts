@@ -17,7 +17,10 @@ function prunedPackages(): string[] {
   const dockerfile = readFileSync(resolve(REPO_ROOT, 'Dockerfile'), 'utf8');
   const line = /rm -rf ((?:node_modules\/\S+\s*)+)/.exec(dockerfile);
   assert.ok(line, 'the Dockerfile removes build-only packages');
-  return line[1]!.trim().split(/\s+/).map((p) => p.replace(/^node_modules\//, ''));
+  return line[1]!
+    .trim()
+    .split(/\s+/)
+    .map((p) => p.replace(/^node_modules\//, ''));
 }
 
 /** Bare specifiers (package names) reachable from `roots` through relative imports. */

@@ -27,7 +27,6 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-
 let repo: FixtureRepository;
 const servers: RunningServer[] = [];
 
@@ -78,7 +77,11 @@ describe('classify: answers', () => {
     assert.equal(body.model, 'tiny');
     assert.equal(body.variant, 'k1', 'no routing.json: the shallowest variant');
     assert.equal(body.depth, 1);
-    assert.match(body.request_id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'the feedback id is issued by the server, not the client\'s x-request-id');
+    assert.match(
+      body.request_id,
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      "the feedback id is issued by the server, not the client's x-request-id",
+    );
     assert.equal(r.headers.get('x-request-id'), 'req-123');
     assert.equal(r.headers.get('x-slim-variant'), 'k1');
     for (const h of ['x-slim-queue-ms', 'x-slim-inference-ms', 'x-slim-total-ms']) {
@@ -99,7 +102,7 @@ describe('classify: answers', () => {
     const r = await post(`${url}/classify`, { inputs: 'film' }, { 'x-request-id': 'bad id with spaces' });
     assert.equal(r.status, 200);
     assert.match(r.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
-    assert.match(r.json.request_id, /^[0-9a-f-]{36}$/, 'the feedback id: the server\'s own');
+    assert.match(r.json.request_id, /^[0-9a-f-]{36}$/, "the feedback id: the server's own");
   });
 
   test('batching returns for every input the probabilities of a batch of one (within 1e-5)', async () => {
@@ -157,7 +160,10 @@ describe('classify: batching', () => {
     assert.equal(r.status, 200);
     assert.ok(batches.length >= 5, `19 inputs in batches of at most 4: ${batches.length} batches`);
     assert.ok(batches.every((b) => b.size <= 4));
-    assert.equal(batches.reduce((a, b) => a + b.size, 0), 19);
+    assert.equal(
+      batches.reduce((a, b) => a + b.size, 0),
+      19,
+    );
     (r.json as ClassifyBody).results.forEach((res, i) => assertClose(res.scores, singles[i]!, `input ${i}`));
   });
 
@@ -169,7 +175,10 @@ describe('classify: batching', () => {
     batches.length = 0;
     const r = await post(`${server.url}/classify`, { inputs: mixed });
     assert.equal(r.status, 200);
-    assert.equal(batches.reduce((a, b) => a + b.size, 0), 16);
+    assert.equal(
+      batches.reduce((a, b) => a + b.size, 0),
+      16,
+    );
     for (const b of batches) {
       assert.ok(similarLength(b.minLength, b.paddedLength), `a batch mixed lengths ${b.minLength} and ${b.paddedLength}`);
       assert.ok(b.size === 1 || b.tokens <= 256, `batch of ${b.size} x ${b.paddedLength} over the token budget`);
@@ -207,7 +216,14 @@ describe('classify: batching', () => {
       assert.equal(advised.json.variant, 'k2');
       assert.equal((await (await fetch(`${server.url}/models/advised`)).json()).defaultVariant, 'k2');
       const routing = await (await fetch(`${server.url}/routing/advised`)).json();
-      assert.deepEqual(routing.variants.map((v: { name: string; share: number }) => [v.name, v.share]), [['k1', 0], ['k2', 1], ['k4', 0]]);
+      assert.deepEqual(
+        routing.variants.map((v: { name: string; share: number }) => [v.name, v.share]),
+        [
+          ['k1', 0],
+          ['k2', 1],
+          ['k4', 0],
+        ],
+      );
       const misadvised = await post(`${server.url}/classify`, { inputs: 'good', model: 'misadvised' });
       assert.equal(misadvised.json.variant, 'k1');
       // An explicit variant still wins over the recommendation.
@@ -294,7 +310,10 @@ describe('models, docs, OpenAPI', () => {
     const m = list.models[0];
     assert.equal(m.name, 'tiny');
     assert.equal(m.defaultVariant, 'k1');
-    assert.deepEqual(m.variants.map((v: { name: string }) => v.name), ['k1', 'k2']);
+    assert.deepEqual(
+      m.variants.map((v: { name: string }) => v.name),
+      ['k1', 'k2'],
+    );
     const k2 = m.variants[1];
     assert.equal(k2.depth, 2);
     assert.equal(k2.device, 'cpu');

@@ -68,7 +68,10 @@ describe('Hugging Face @huggingface/inference', () => {
     const top = await client.textClassification({ inputs: TEXTS[1]!, parameters: { top_k: 1 } });
     const want = await reference(TEXTS[1]!);
     const best = Object.entries(want).sort((a, b) => b[1] - a[1])[0]!;
-    assert.deepEqual(top.map((t) => t.label), [best[0]]);
+    assert.deepEqual(
+      top.map((t) => t.label),
+      [best[0]],
+    );
     const many = await post(`${server.url}/models/tiny`, { inputs: TEXTS, parameters: { function_to_apply: 'softmax' } });
     assert.equal(many.status, 200);
     assert.equal(many.json.length, TEXTS.length);
@@ -90,7 +93,10 @@ describe('Hugging Face @huggingface/inference', () => {
     }
     // The three differ (a test that cannot tell them apart proves nothing): logits are not in [0, 1] here.
     const none = await post(`${server.url}/hf`, { inputs: TEXTS[0], parameters: { function_to_apply: 'none' } });
-    assert.ok(none.json[0].some((s: { score: number }) => s.score < 0 || s.score > 1), JSON.stringify(none.json));
+    assert.ok(
+      none.json[0].some((s: { score: number }) => s.score < 0 || s.score > 1),
+      JSON.stringify(none.json),
+    );
   });
 
   test('hf: errors answer {"error": "<message>"}, so InferenceClient shows our message (unknown model, bad body)', async () => {
@@ -142,7 +148,7 @@ describe('TEI /predict, /info, /health', () => {
     for (let i = 0; i < 2; i++) assertSortedLabels(batch.json[i], referenceLogits(TEXTS[i]!), `raw batch ${i}`, 1e-4);
   });
 
-  test('tei: pairs, left truncation and a too-long text without truncate are refused in TEI\'s {error, error_type}', async () => {
+  test("tei: pairs, left truncation and a too-long text without truncate are refused in TEI's {error, error_type}", async () => {
     const assertTeiError = (r: { status: number; json: any }, status: number, errorType: string, message: RegExp): void => {
       assert.equal(r.status, status, JSON.stringify(r.json));
       assert.deepEqual(Object.keys(r.json).sort(), ['code', 'error', 'error_type']);
@@ -154,7 +160,12 @@ describe('TEI /predict, /info, /health', () => {
     // Three flat strings are neither a text, a pair nor a batch in TEI.
     assertTeiError(await post(`${server.url}/predict`, { inputs: ['a', 'b', 'c'] }), 400, 'Validation', /inputs/);
     const long = fixtureText(200, 9);
-    assertTeiError(await post(`${server.url}/predict`, { inputs: long, truncate: true, truncation_direction: 'Left' }), 400, 'Validation', /truncation_direction "Left" is not served/);
+    assertTeiError(
+      await post(`${server.url}/predict`, { inputs: long, truncate: true, truncation_direction: 'Left' }),
+      400,
+      'Validation',
+      /truncation_direction "Left" is not served/,
+    );
     const refused = await post(`${server.url}/predict`, { inputs: long });
     assertTeiError(refused, 422, 'Validation', /tokens/);
     assert.equal(refused.json.code, 'TEXT_TOO_LONG');
@@ -164,14 +175,25 @@ describe('TEI /predict, /info, /health', () => {
     assert.equal((await post(`${server.url}/predict`, { inputs: TEXTS[0], truncation_direction: 'Left' })).status, 200);
   });
 
-  test('tei: GET /info has exactly TEI\'s Info fields and types and the classifier labels; GET /health is 200', async () => {
+  test("tei: GET /info has exactly TEI's Info fields and types and the classifier labels; GET /health is 200", async () => {
     const info = await call('GET', `${server.url}/info`);
     assert.equal(info.status, 200);
     // TEI's router/src/lib.rs Info: every field, with its Rust type (Option<_> as null or a value).
     const types: Record<string, string[]> = {
-      model_id: ['string'], model_sha: ['string', 'null'], model_dtype: ['string'], model_type: ['object'],
-      max_concurrent_requests: ['integer'], max_input_length: ['integer'], max_batch_tokens: ['integer'], max_batch_requests: ['integer', 'null'],
-      max_client_batch_size: ['integer'], auto_truncate: ['boolean'], tokenization_workers: ['integer'], version: ['string'], sha: ['string', 'null'], docker_label: ['string', 'null'],
+      model_id: ['string'],
+      model_sha: ['string', 'null'],
+      model_dtype: ['string'],
+      model_type: ['object'],
+      max_concurrent_requests: ['integer'],
+      max_input_length: ['integer'],
+      max_batch_tokens: ['integer'],
+      max_batch_requests: ['integer', 'null'],
+      max_client_batch_size: ['integer'],
+      auto_truncate: ['boolean'],
+      tokenization_workers: ['integer'],
+      version: ['string'],
+      sha: ['string', 'null'],
+      docker_label: ['string', 'null'],
     };
     assert.deepEqual(Object.keys(info.json).sort(), Object.keys(types).sort());
     const typeOf = (v: unknown): string => (v === null ? 'null' : Number.isInteger(v) ? 'integer' : typeof v);

@@ -82,9 +82,25 @@ function fileObject(key: string, value: unknown): Record<string, unknown> {
 }
 
 describe('config: forms and precedence', () => {
-  test('the spec\'s keys are all there', () => {
+  test("the spec's keys are all there", () => {
     const keys = OPTIONS.map((o) => o.key);
-    for (const k of ['port', 'host', 'models', 'device', 'threads.intraOp', 'threads.interOp', 'workers', 'batching.maxBatchSize', 'batching.maxBatchTokens', 'batching.maxQueueDelayMs', 'batching.maxQueued', 'requestTimeoutMs', 'maxInputs', 'bodyLimit', 'adminToken']) {
+    for (const k of [
+      'port',
+      'host',
+      'models',
+      'device',
+      'threads.intraOp',
+      'threads.interOp',
+      'workers',
+      'batching.maxBatchSize',
+      'batching.maxBatchTokens',
+      'batching.maxQueueDelayMs',
+      'batching.maxQueued',
+      'requestTimeoutMs',
+      'maxInputs',
+      'bodyLimit',
+      'adminToken',
+    ]) {
       assert.ok(keys.includes(k), k);
     }
     const spec = OPTIONS.find((o) => o.key === 'batching.maxBatchSize')!;
@@ -131,7 +147,11 @@ describe('config: forms and precedence', () => {
 
 describe('config: refusals name the key', () => {
   test('unknown keys in the file, nested ones by their dotted name', () => {
-    refused(() => loadConfig({ env: {}, argv: ['--config', writeConfig({ prot: 1, batching: { maxBatchSze: 2 } })] }), /unknown key "prot"/, /unknown key "batching\.maxBatchSze"/);
+    refused(
+      () => loadConfig({ env: {}, argv: ['--config', writeConfig({ prot: 1, batching: { maxBatchSze: 2 } })] }),
+      /unknown key "prot"/,
+      /unknown key "batching\.maxBatchSze"/,
+    );
   });
 
   test('unknown flags and stray arguments', () => {
@@ -142,7 +162,10 @@ describe('config: refusals name the key', () => {
   test('bad values, by form', () => {
     refused(() => loadConfig({ env: {}, argv: ['--max-batch-size', '0'] }), /batching\.maxBatchSize \(flag --max-batch-size\)/);
     refused(() => loadConfig({ env: { SLIM_PORT: 'eighty' } }), /bad value for port \(environment SLIM_PORT\)/);
-    refused(() => loadConfig({ env: {}, argv: ['--config', writeConfig({ device: 'tpu' })] }), /bad value for device \(in .*\): expected one of cpu, cuda, webgpu/);
+    refused(
+      () => loadConfig({ env: {}, argv: ['--config', writeConfig({ device: 'tpu' })] }),
+      /bad value for device \(in .*\): expected one of cpu, cuda, webgpu/,
+    );
     refused(() => loadConfig({ env: {}, argv: ['--config', writeConfig({ threads: { intraOp: 1.5 } })] }), /threads\.intraOp/);
     refused(() => loadConfig({ env: { SLIM_DEVICES: 'spam' } }), /devices \(environment SLIM_DEVICES\)/);
     refused(() => loadConfig({ env: {}, argv: ['--max-inputs', '100', '--max-queued', '10'] }), /maxInputs: 100 is more than batching\.maxQueued/);
@@ -150,7 +173,11 @@ describe('config: refusals name the key', () => {
   });
 
   test('slim serve exits 2 and names the key on stderr', () => {
-    const r = spawnSync(process.execPath, [MAIN, '--max-queue-delay-ms', 'soon'], { encoding: 'utf8', env: { ...process.env, SLIM_PORT: '0' }, timeout: 30_000 });
+    const r = spawnSync(process.execPath, [MAIN, '--max-queue-delay-ms', 'soon'], {
+      encoding: 'utf8',
+      env: { ...process.env, SLIM_PORT: '0' },
+      timeout: 30_000,
+    });
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /batching\.maxQueueDelayMs \(flag --max-queue-delay-ms\)/);
   });

@@ -61,17 +61,50 @@ const v2Shape = (r: { body: any }): string => {
 
 describe('answers decided before our routes run', () => {
   const cases: { name: string; request: string; status: number; code: string; v2?: boolean }[] = [
-    { name: 'a path parameter over maxParamLength', request: `GET /models/${'a'.repeat(200)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`, status: 414, code: 'URI_TOO_LONG' },
+    {
+      name: 'a path parameter over maxParamLength',
+      request: `GET /models/${'a'.repeat(200)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+      status: 414,
+      code: 'URI_TOO_LONG',
+    },
     { name: 'an undecodable URL', request: 'GET /models/%zz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', status: 400, code: 'INVALID_REQUEST' },
-    { name: 'an undecodable /v2 URL', request: 'GET /v2/models/%zz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', status: 400, code: 'INVALID_REQUEST', v2: true },
+    {
+      name: 'an undecodable /v2 URL',
+      request: 'GET /v2/models/%zz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+      status: 400,
+      code: 'INVALID_REQUEST',
+      v2: true,
+    },
     { name: 'an HTTP/1.1 request without Host', request: 'GET /models HTTP/1.1\r\nconnection: close\r\n\r\n', status: 400, code: 'INVALID_REQUEST' },
-    { name: 'an unknown Expect', request: 'POST /classify HTTP/1.1\r\nhost: x\r\nexpect: 200-ok\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}', status: 417, code: 'EXPECTATION_FAILED' },
-    { name: 'an unknown Expect on /v2', request: 'POST /v2/models/tiny/infer HTTP/1.1\r\nhost: x\r\nexpect: 200-ok\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}', status: 417, code: 'EXPECTATION_FAILED', v2: true },
-    { name: 'a header the parser refuses, on /v2', request: 'GET /v2/health/ready HTTP/1.1\r\nhost: x\r\nx-bad: a\u0000b\r\n\r\n', status: 400, code: 'INVALID_REQUEST', v2: true },
-    { name: 'headers over the limit', request: `GET /models HTTP/1.1\r\nhost: x\r\nx-big: ${'b'.repeat(20_000)}\r\n\r\n`, status: 431, code: 'HEADERS_TOO_LARGE' },
+    {
+      name: 'an unknown Expect',
+      request: 'POST /classify HTTP/1.1\r\nhost: x\r\nexpect: 200-ok\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
+      status: 417,
+      code: 'EXPECTATION_FAILED',
+    },
+    {
+      name: 'an unknown Expect on /v2',
+      request: 'POST /v2/models/tiny/infer HTTP/1.1\r\nhost: x\r\nexpect: 200-ok\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
+      status: 417,
+      code: 'EXPECTATION_FAILED',
+      v2: true,
+    },
+    {
+      name: 'a header the parser refuses, on /v2',
+      request: 'GET /v2/health/ready HTTP/1.1\r\nhost: x\r\nx-bad: a\u0000b\r\n\r\n',
+      status: 400,
+      code: 'INVALID_REQUEST',
+      v2: true,
+    },
+    {
+      name: 'headers over the limit',
+      request: `GET /models HTTP/1.1\r\nhost: x\r\nx-big: ${'b'.repeat(20_000)}\r\n\r\n`,
+      status: 431,
+      code: 'HEADERS_TOO_LARGE',
+    },
   ];
   for (const c of cases) {
-    test(`${c.name}: ${c.status} ${c.code}${c.v2 ? ' in the protocol\'s shape' : ''}`, async () => {
+    test(`${c.name}: ${c.status} ${c.code}${c.v2 ? " in the protocol's shape" : ''}`, async () => {
       const r = await raw(c.request);
       assert.equal(r.status, c.status, JSON.stringify(r.body));
       assert.match(r.contentType, /^application\/json/);
@@ -106,7 +139,7 @@ test('an unexpected exception: 500 INTERNAL without detail; the log line has the
   }
 });
 
-test('a routing table that cannot be persisted: the answer names the failure, not the server\'s paths', async () => {
+test("a routing table that cannot be persisted: the answer names the failure, not the server's paths", async () => {
   // routing.json turned into a directory: the rename onto it fails.
   const file = join(repo.dir, 'tiny', 'routing.json');
   rmSync(file, { force: true });
@@ -130,12 +163,23 @@ test('a routing table that cannot be persisted: the answer names the failure, no
 
 test('an input over maxLength is cut and the answer says so: results[].truncated and x-slim-truncated-inputs', async () => {
   const long = Array.from({ length: 80 }, (_, i) => FIXTURE_WORDS[i % FIXTURE_WORDS.length]).join(' '); // 80 tokens > maxLength 32
-  const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: ['good film', long] }) });
+  const res = await fetch(`${server.url}/classify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: ['good film', long] }),
+  });
   const body = (await res.json()) as any;
   assert.equal(res.status, 200);
-  assert.deepEqual(body.results.map((r: any) => r.truncated), [false, true]);
+  assert.deepEqual(
+    body.results.map((r: any) => r.truncated),
+    [false, true],
+  );
   assert.equal(res.headers.get('x-slim-truncated-inputs'), '1');
-  const strict = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: long, truncate: false }) });
+  const strict = await fetch(`${server.url}/classify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: long, truncate: false }),
+  });
   assert.equal(strict.status, 422);
   assert.equal(((await strict.json()) as any).error.code, 'TEXT_TOO_LONG');
 });

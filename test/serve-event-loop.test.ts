@@ -28,8 +28,15 @@ test('event-loop delay stays under 20 ms p99 while the workers are saturated', a
   const config = loadConfig({
     env: {},
     overrides: {
-      port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'threads.intraOp': 1,
-      'batching.maxBatchSize': 16, 'batching.maxQueued': 4096, requestTimeoutMs: 60_000,
+      port: 0,
+      host: '127.0.0.1',
+      logLevel: 'silent',
+      models: repo.dir,
+      workers: 1,
+      'threads.intraOp': 1,
+      'batching.maxBatchSize': 16,
+      'batching.maxQueued': 4096,
+      requestTimeoutMs: 60_000,
     },
   });
   const server = await startServer(config, { logger: false, observers: [{ onBatch: (f) => batches.push({ ...f, at: performance.now() }) }] });
@@ -45,9 +52,13 @@ test('event-loop delay stays under 20 ms p99 while the workers are saturated', a
     }
 
     const body = JSON.stringify({ inputs: [0, 1, 2, 3].map((i) => fixtureText(30 + i * 8, i)) });
-    const cannon = spawn(process.execPath, [AUTOCANNON, '-c', '32', '-d', String(LOAD_SECONDS), '-m', 'POST', '-H', 'content-type=application/json', '-b', body, '-j', `${server.url}/classify`], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
+    const cannon = spawn(
+      process.execPath,
+      [AUTOCANNON, '-c', '32', '-d', String(LOAD_SECONDS), '-m', 'POST', '-H', 'content-type=application/json', '-b', body, '-j', `${server.url}/classify`],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
     let out = '';
     cannon.stdout.on('data', (d) => (out += d));
     const done = new Promise<void>((resolve) => cannon.once('exit', () => resolve()));
@@ -70,7 +81,8 @@ test('event-loop delay stays under 20 ms p99 while the workers are saturated', a
     const busyMs = window.reduce((a, b) => a + b.inferenceMs, 0);
     const meanSize = window.reduce((a, b) => a + b.size, 0) / Math.max(1, window.length);
     const maxBatchMs = Math.max(0, ...window.map((b) => b.inferenceMs));
-    const figures = `p99 ${p99Ms(loaded).toFixed(2)} ms (idle ${p99Ms(idle).toFixed(2)}), max ${(loaded.max / 1e6).toFixed(1)} ms; ` +
+    const figures =
+      `p99 ${p99Ms(loaded).toFixed(2)} ms (idle ${p99Ms(idle).toFixed(2)}), max ${(loaded.max / 1e6).toFixed(1)} ms; ` +
       `worker busy ${((100 * busyMs) / (to - from)).toFixed(0)}%, ${window.length} batches, mean size ${meanSize.toFixed(1)}, ` +
       `longest batch ${maxBatchMs.toFixed(1)} ms, max queued ${maxQueued}, ${result.requests.average} req/s`;
     t.diagnostic(figures);

@@ -21,14 +21,21 @@ const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
 after(() => repo.cleanup());
 
-
-
 /** A server on loopback whose worker 0 carries the fault `spec`; log lines are collected. */
 async function faultyServer(spec: string, overrides: Record<string, unknown> = {}): Promise<{ server: RunningServer; log: any[] }> {
   const log: any[] = [];
   const config = loadConfig({
     env: {},
-    overrides: { port: 0, host: '127.0.0.1', models: repo.dir, workers: 2, 'threads.intraOp': 1, logLevel: 'info', 'batching.maxQueueDelayMs': 0, ...overrides },
+    overrides: {
+      port: 0,
+      host: '127.0.0.1',
+      models: repo.dir,
+      workers: 2,
+      'threads.intraOp': 1,
+      logLevel: 'info',
+      'batching.maxQueueDelayMs': 0,
+      ...overrides,
+    },
   });
   // Workers copy the environment when they are spawned: set it for the start only.
   process.env.SLIM_FAULT_INJECT = spec;
@@ -61,7 +68,10 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
         assert.ok(failed.ms < 2000, `the failure is answered at once (${failed.ms.toFixed(0)} ms), not at the deadline`);
         // Worker 1 serves every variant while worker 0 is replaced.
         const during = await Promise.all(Array.from({ length: 6 }, (_, i) => classify(server.url, { inputs: `story ${i}`, variant: i % 2 ? 'k1' : 'k2' })));
-        assert.deepEqual(during.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
+        assert.deepEqual(
+          during.map((a) => a.status),
+          [200, 200, 200, 200, 200, 200],
+        );
         await until('the replacement is ready', () => log.some((l) => l.msg === 'inference worker replaced'));
         const died = log.find((l) => l.msg === 'inference worker failed');
         assert.equal(died.kind, 'died');

@@ -25,7 +25,16 @@ let core: ServeCore;
 before(async () => {
   const config = loadConfig({
     env: {},
-    overrides: { port: 0, models: repo.dir, workers: 1, 'threads.intraOp': 1, logLevel: 'silent', maxInputs: MAX_INPUTS, bodyLimit: 300_000, 'batching.maxQueueDelayMs': 0 },
+    overrides: {
+      port: 0,
+      models: repo.dir,
+      workers: 1,
+      'threads.intraOp': 1,
+      logLevel: 'silent',
+      maxInputs: MAX_INPUTS,
+      bodyLimit: 300_000,
+      'batching.maxQueueDelayMs': 0,
+    },
   });
   ({ app, core } = await buildApp(config, { logger: false }));
   await app.ready();
@@ -46,7 +55,14 @@ const anyText = fc.oneof(
   fc.array(fc.constantFrom(...FIXTURE_WORDS, 'UNKNOWN', '!', '\u0000', '🎬'), { maxLength: 30 }).map((w) => w.join(' ')),
   fc.constantFrom('', ' ', '\t\n', '\ud800', '\udfff\ud800', '__proto__', 'constructor'),
 );
-const notAString = fc.oneof(fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 3 }));
+const notAString = fc.oneof(
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.integer(), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 3 }),
+);
 
 const inputsArb = fc.oneof(
   { weight: 4, arbitrary: anyText },
@@ -169,11 +185,16 @@ test('fuzz: any JSON value (2,500 cases) and raw bytes (2,500 cases) never get a
       fc.oneof(
         fc.uint8Array({ maxLength: 200 }),
         // Near-valid JSON: a valid body with a few bytes overwritten.
-        fc.tuple(fc.array(fc.constantFrom(...FIXTURE_WORDS), { minLength: 1, maxLength: 5 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 })).map(([words, edits]) => {
-          const b = Buffer.from(JSON.stringify({ inputs: words, truncate: true }));
-          for (const [at, byte] of edits) b[at % b.length] = byte;
-          return new Uint8Array(b);
-        }),
+        fc
+          .tuple(
+            fc.array(fc.constantFrom(...FIXTURE_WORDS), { minLength: 1, maxLength: 5 }),
+            fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+          )
+          .map(([words, edits]) => {
+            const b = Buffer.from(JSON.stringify({ inputs: words, truncate: true }));
+            for (const [at, byte] of edits) b[at % b.length] = byte;
+            return new Uint8Array(b);
+          }),
       ),
       fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/octet-stream'),
       async (bytes, contentType) => {
@@ -203,7 +224,10 @@ test('fuzz: Open Inference Protocol infer bodies (2,000 cases) never get a 500',
         // Spliced into the payload as text: JSON.stringify (and fast-check's reporting) recurse.
         fc.constant(DEEP),
       ),
-      parameters: fc.oneof(fc.constant(undefined), fc.record({ truncate: fc.oneof(fc.boolean(), notAString), key: fc.oneof(fc.string(), notAString) }, { requiredKeys: [] })),
+      parameters: fc.oneof(
+        fc.constant(undefined),
+        fc.record({ truncate: fc.oneof(fc.boolean(), notAString), key: fc.oneof(fc.string(), notAString) }, { requiredKeys: [] }),
+      ),
     },
     { requiredKeys: ['name', 'datatype', 'shape', 'data'] },
   );
@@ -211,7 +235,10 @@ test('fuzz: Open Inference Protocol infer bodies (2,000 cases) never get a 500',
     {
       id: fc.oneof(fc.string({ maxLength: 20 }), notAString),
       inputs: fc.oneof(
-        { weight: 4, arbitrary: fc.array(anyText, { minLength: 1, maxLength: 6 }).map((d) => [{ name: 'text', datatype: 'BYTES', shape: [d.length], data: d }]) },
+        {
+          weight: 4,
+          arbitrary: fc.array(anyText, { minLength: 1, maxLength: 6 }).map((d) => [{ name: 'text', datatype: 'BYTES', shape: [d.length], data: d }]),
+        },
         { weight: 4, arbitrary: fc.array(tensor, { minLength: 1, maxLength: 2 }) },
         { weight: 1, arbitrary: fc.oneof(fc.constant([]), notAString) },
       ),
@@ -220,7 +247,13 @@ test('fuzz: Open Inference Protocol infer bodies (2,000 cases) never get a 500',
     },
     { requiredKeys: [] },
   );
-  const path = fc.constantFrom('/v2/models/tiny/infer', '/v2/models/tiny/versions/k1/infer', '/v2/models/tiny/versions/k2/infer', '/v2/models/tiny/versions/k9/infer', '/v2/models/nope/infer');
+  const path = fc.constantFrom(
+    '/v2/models/tiny/infer',
+    '/v2/models/tiny/versions/k1/infer',
+    '/v2/models/tiny/versions/k2/infer',
+    '/v2/models/tiny/versions/k9/infer',
+    '/v2/models/nope/infer',
+  );
   await fc.assert(
     fc.asyncProperty(body, path, async (b, url) => {
       const payload = JSON.stringify(b).replace(`"${DEEP}"`, '['.repeat(100_000) + '"x"' + ']'.repeat(100_000));
@@ -242,7 +275,15 @@ test('fuzz: Open Inference Protocol infer bodies (2,000 cases) never get a 500',
 
 test('fuzz coverage: the cases reached the model and every kind of refusal', (t) => {
   t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries([...seen].sort()))}`);
-  for (const kind of ['200', '400 INVALID_REQUEST', '400 INVALID_JSON', '404 MODEL_NOT_FOUND', '404 VARIANT_NOT_FOUND', '413 TOO_MANY_INPUTS', '415 UNSUPPORTED_MEDIA_TYPE']) {
+  for (const kind of [
+    '200',
+    '400 INVALID_REQUEST',
+    '400 INVALID_JSON',
+    '404 MODEL_NOT_FOUND',
+    '404 VARIANT_NOT_FOUND',
+    '413 TOO_MANY_INPUTS',
+    '415 UNSUPPORTED_MEDIA_TYPE',
+  ]) {
     assert.ok((seen.get(kind) ?? 0) > 0, `no case got ${kind}: ${JSON.stringify([...seen])}`);
   }
   assert.ok((seen.get('200') ?? 0) >= 1000, `only ${seen.get('200')} cases reached the model`);

@@ -35,8 +35,6 @@ async function serve(overrides: Record<string, unknown>, delayMs: number): Promi
   return { server, batches };
 }
 
-
-
 test('429 with Retry-After once a variant holds maxQueued inputs; the accepted ones are answered', async () => {
   const { server } = await serve({ 'batching.maxBatchSize': 2, 'batching.maxQueued': 4, maxInputs: 4 }, 300);
   // a: one batch runs, one waits in the worker's pipeline slot; b fills the queue.

@@ -29,7 +29,14 @@ function fakes(opts: { fallback?: string } = {}) {
   const host = {
     async addSessions(specs: SessionSpec[]): Promise<LoadedSession[]> {
       for (const s of specs) sessions.add(s.key);
-      return specs.map((s) => ({ key: s.key, requested: s.device, device: opts.fallback ? 'cpu' : s.device, ...(opts.fallback ? { fallbackReason: opts.fallback } : {}), loadMs: 5, warmupMs: 2 }));
+      return specs.map((s) => ({
+        key: s.key,
+        requested: s.device,
+        device: opts.fallback ? 'cpu' : s.device,
+        ...(opts.fallback ? { fallbackReason: opts.fallback } : {}),
+        loadMs: 5,
+        warmupMs: 2,
+      }));
     },
     dropSessions(keys: string[]): void {
       for (const k of keys) sessions.delete(k);
@@ -107,7 +114,7 @@ describe('model store: startup is a strict reload from empty', () => {
     }
   });
 
-  test('a build\'s temporary directory beside the variants is skipped; the snapshot is frozen', async () => {
+  test("a build's temporary directory beside the variants is skipped; the snapshot is frozen", async () => {
     const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
     try {
       createFixtureRepository([{ name: '.k2.tmp-1' }], join(repo.dir, 'tiny'));
@@ -115,7 +122,10 @@ describe('model store: startup is a strict reload from empty', () => {
       const { store: s } = store(repo.dir, f);
       await s.load();
       const models = s.catalogue.models;
-      assert.deepEqual(models.map((m) => [m.name, m.variants.map((v) => v.name)]), [['tiny', ['k1']]]);
+      assert.deepEqual(
+        models.map((m) => [m.name, m.variants.map((v) => v.name)]),
+        [['tiny', ['k1']]],
+      );
       assert.deepEqual([...f.sessions], ['tiny/k1']);
       assert.deepEqual([...f.queues], ['tiny/k1']);
       // What the workers reported is in the variant as built, not patched in later.
@@ -151,7 +161,10 @@ describe('model store: hot reload', () => {
       assert.ok(f.sessions.has('tiny/k1') && f.sessions.has('tiny/k1#1'), 'both sessions while the old one is held');
       release();
       const report = await reloading;
-      assert.deepEqual(report.updated.map((c) => c.variant), ['k1']);
+      assert.deepEqual(
+        report.updated.map((c) => c.variant),
+        ['k1'],
+      );
       assert.deepEqual([...f.sessions], ['tiny/k1#1']);
       assert.deepEqual([...f.queues], ['tiny/k1#1']);
       assert.equal(s.counts.updated, 1);
@@ -170,8 +183,14 @@ describe('model store: hot reload', () => {
       const file = join(repo.dir, 'tiny/k2/manifest.json');
       writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), depth: 5 }));
       const report = await s.reload('api');
-      assert.deepEqual(report.failed.map((x) => [x.variant, x.file]), [['k2', 'tiny/k2/manifest.json']]);
-      assert.deepEqual(s.catalogue.models[0]!.variants.map((v) => v.name), ['k1']);
+      assert.deepEqual(
+        report.failed.map((x) => [x.variant, x.file]),
+        [['k2', 'tiny/k2/manifest.json']],
+      );
+      assert.deepEqual(
+        s.catalogue.models[0]!.variants.map((v) => v.name),
+        ['k1'],
+      );
       assert.equal(s.failureOf('tiny', 'k2')?.error.includes('depth 5 does not match variant "k2"'), true);
     } finally {
       repo.cleanup();

@@ -31,7 +31,10 @@ before(async () => {
   mkdirSync(join(routingDir, 'spam'));
   // The routing directory says k2; the model directory's own routing.json (k1) must be ignored.
   writeFileSync(join(routingDir, 'spam', 'routing.json'), JSON.stringify({ variants: { k2: { weight: 1 } } }));
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, routingDir, adminToken: TOKEN } });
+  const config = loadConfig({
+    env: {},
+    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, routingDir, adminToken: TOKEN },
+  });
   server = await startServer(config, { logger: false });
   await server.ready;
 });
@@ -57,8 +60,11 @@ test('slim serve --models /nonexistent: exit 2 with one line, before the port is
   await once(holder, 'listening');
   const port = (holder.address() as { port: number }).port;
   try {
-    const child = spawn(process.execPath, [MAIN, '--models', '/nonexistent/models', '--port', String(port), '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    const child = spawn(process.execPath, [MAIN, '--models', '/nonexistent/models', '--port', String(port), '--host', '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const [code] = (await once(child, 'exit')) as [number];
@@ -71,9 +77,13 @@ test('slim serve --models /nonexistent: exit 2 with one line, before the port is
 });
 
 test('--log-format pretty --access-log: readable lines, one per request, on the real entry point', async () => {
-  const child = spawn(process.execPath, [MAIN, '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'pretty', '--access-log'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [MAIN, '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'pretty', '--access-log'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -87,7 +97,11 @@ test('--log-format pretty --access-log: readable lines, one per request, on the 
       });
       child.once('exit', (code) => reject(new Error(`server exited ${code} before ready: ${stderr}`)));
     });
-    const res = await fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": ["free money now", "team meeting"]}' });
+    const res = await fetch(`${url}/classify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"inputs": ["free money now", "team meeting"]}',
+    });
     assert.equal(res.status, 200);
     assert.equal((await fetch(`${url}/models/nope`)).status, 404);
     for (let i = 0; i < 100 && lines.filter((l) => l.includes('/models/nope')).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -106,11 +120,15 @@ test('--log-format pretty --access-log: readable lines, one per request, on the 
 test('--routing-dir: routing.json is read from <dir>/<model>/ and PUT /routing writes it there', async () => {
   const first = await send('POST', '/classify', { inputs: ['free money'] });
   assert.equal(first.status, 200);
-  assert.equal(first.json.variant, 'k2', 'the routing directory\'s table, not models/spam/routing.json');
+  assert.equal(first.json.variant, 'k2', "the routing directory's table, not models/spam/routing.json");
   const put = await send('PUT', '/routing/spam', { variants: { k1: { weight: 2 } } }, { authorization: `Bearer ${TOKEN}` });
   assert.equal(put.status, 200, JSON.stringify(put.json));
   assert.deepEqual(JSON.parse(readFileSync(join(routingDir, 'spam', 'routing.json'), 'utf8')).variants, { k1: { weight: 2 } });
-  assert.deepEqual(JSON.parse(readFileSync(join(repo.dir, 'spam', 'routing.json'), 'utf8')).variants, { k1: { weight: 1 } }, 'the model directory is not written');
+  assert.deepEqual(
+    JSON.parse(readFileSync(join(repo.dir, 'spam', 'routing.json'), 'utf8')).variants,
+    { k1: { weight: 1 } },
+    'the model directory is not written',
+  );
   assert.equal((await send('POST', '/classify', { inputs: ['free money'] })).json.variant, 'k1');
   // Another edit of the file in the routing directory is picked up by the poll.
   writeFileSync(join(routingDir, 'spam', 'routing.json'), JSON.stringify({ variants: { k2: { weight: 1 } } }));
@@ -124,7 +142,11 @@ test('--routing-dir: routing.json is read from <dir>/<model>/ and PUT /routing w
 
 test('OpenAPI for Swagger UI: bearer scheme on exactly the admin routes, unique operationIds, working examples, no bare <placeholders>', async () => {
   const doc = (await send('GET', '/openapi.json')).json;
-  assert.deepEqual(doc.components.securitySchemes.adminToken, { type: 'http', scheme: 'bearer', description: "The server's adminToken (--admin-token or SLIM_ADMIN_TOKEN)" });
+  assert.deepEqual(doc.components.securitySchemes.adminToken, {
+    type: 'http',
+    scheme: 'bearer',
+    description: "The server's adminToken (--admin-token or SLIM_ADMIN_TOKEN)",
+  });
   const ids = new Set<string>();
   for (const [path, ops] of Object.entries<any>(doc.paths)) {
     for (const [method, op] of Object.entries<any>(ops)) {
@@ -160,7 +182,10 @@ test('OpenAPI for Swagger UI: bearer scheme on exactly the admin routes, unique 
   walk(doc);
   assert.ok(texts.some((t) => t.includes('`<adminToken>`')));
   for (const t of texts) {
-    const outside = t.split('`').filter((_, i) => i % 2 === 0).join(' ');
+    const outside = t
+      .split('`')
+      .filter((_, i) => i % 2 === 0)
+      .join(' ');
     assert.doesNotMatch(outside, /<[^<>\s]+>/, t);
   }
   // The committed document is the served one (also checked in serve-classify).

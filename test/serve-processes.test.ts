@@ -140,7 +140,27 @@ test('two server processes share one port, their metrics, routing and feedback; 
   let server: Running | null = null;
   try {
     server = await startCluster(
-      ['--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--processes', '2', '--workers', '1', '--intra-op-threads', '1', '--admin-token', ADMIN, '--access-log', '--max-batch-size', '1', '--max-queue-delay-ms', '0'],
+      [
+        '--models',
+        repo.dir,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--processes',
+        '2',
+        '--workers',
+        '1',
+        '--intra-op-threads',
+        '1',
+        '--admin-token',
+        ADMIN,
+        '--access-log',
+        '--max-batch-size',
+        '1',
+        '--max-queue-delay-ms',
+        '0',
+      ],
       { SLIM_TEST_WORKER_DELAY_MS: '150' },
     );
     const s = server;
@@ -150,7 +170,9 @@ test('two server processes share one port, their metrics, routing and feedback; 
     // /classify on fresh connections: both processes answer.
     const classified: { requestId: string; pid: number }[] = [];
     for (let round = 0; round < 5; round++) {
-      const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => send(s.url, 'POST', '/classify', { inputs: `the movie was good ${round} ${i}`, variant: 'k1' })));
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, (_, i) => send(s.url, 'POST', '/classify', { inputs: `the movie was good ${round} ${i}`, variant: 'k1' })),
+      );
       for (const a of answers) {
         assert.equal(a.status, 200, a.text);
         classified.push({ requestId: a.json.request_id, pid: await s.servedBy(a.id) });
@@ -231,9 +253,16 @@ test('two server processes share one port, their metrics, routing and feedback; 
     // A connection handed to it in the instant before the primary saw it die is lost with it.
     await s.waitLog('the crash', (l) => l.role === 'primary' && l.msg.includes('exited unexpectedly'));
     const during = await Promise.all(Array.from({ length: 4 }, (_, i) => send(s.url, 'POST', '/classify', { inputs: `film ${i}`, variant: 'k1' })));
-    assert.deepEqual(during.map((a) => a.status), [200, 200, 200, 200], 'the other process answers');
+    assert.deepEqual(
+      during.map((a) => a.status),
+      [200, 200, 200, 200],
+      'the other process answers',
+    );
     await s.waitLog('the replacement', (l) => l.role === 'primary' && l.msg.includes('replaced and ready'));
-    assert.ok(s.logs.some((l) => l.role === 'primary' && l.msg.includes('exited unexpectedly') && l.msg.includes('SIGKILL')), 'the crash is logged');
+    assert.ok(
+      s.logs.some((l) => l.role === 'primary' && l.msg.includes('exited unexpectedly') && l.msg.includes('SIGKILL')),
+      'the crash is logged',
+    );
     const after = await send(s.url, 'GET', '/metrics');
     assert.equal(metricValue(after.text, 'slim_process_restarts_total'), 1);
     assert.equal(metricValue(after.text, 'slim_processes'), 2);
@@ -259,7 +288,11 @@ test('two server processes share one port, their metrics, routing and feedback; 
     const signalledAt = Date.now();
     s.child.kill('SIGTERM');
     const answers = await Promise.all(inflight);
-    assert.deepEqual(answers.map((a) => a.status), Array(12).fill(200), 'every accepted request answered');
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(12).fill(200),
+      'every accepted request answered',
+    );
     assert.ok(answeredAt.filter((t) => t > signalledAt).length >= 2, 'answers came after the signal: the drain waited for them');
     const [code] = await s.exited;
     assert.equal(code, 0, s.stderr());
@@ -279,7 +312,10 @@ test('--processes 2: a port in use or a missing model repository fails fast, wit
   const port = (blocker.address() as { port: number }).port;
   try {
     const run = async (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-      const child = spawn(process.execPath, [MAIN, '--processes', '2', '--workers', '1', '--host', '127.0.0.1', ...args], { env: serverEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [MAIN, '--processes', '2', '--workers', '1', '--host', '127.0.0.1', ...args], {
+        env: serverEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));

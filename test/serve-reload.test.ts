@@ -23,11 +23,9 @@ const AUTH = { authorization: `Bearer ${ADMIN}` };
 /** Every batch takes at least this long, so queues are observable. */
 const DELAY_MS = 25;
 
-
 async function metricText(url: string): Promise<string> {
   return (await fetch(`${url}/metrics`)).text();
 }
-
 
 const TEXTS = Array.from({ length: 12 }, (_, i) => fixtureText(3 + ((i * 7) % 15), 900 + i));
 
@@ -67,7 +65,16 @@ before(async () => {
   trash = mkdtempSync(join(tmpdir(), 'slim-reload-trash-'));
   const config = loadConfig({
     env: {},
-    overrides: { port: 0, host: '127.0.0.1', logLevel: 'info', models: repo.dir, workers: 2, adminToken: ADMIN, 'batching.maxBatchSize': 4, 'batching.maxQueueDelayMs': 0 },
+    overrides: {
+      port: 0,
+      host: '127.0.0.1',
+      logLevel: 'info',
+      models: repo.dir,
+      workers: 2,
+      adminToken: ADMIN,
+      'batching.maxBatchSize': 4,
+      'batching.maxQueueDelayMs': 0,
+    },
   });
   server = await startServer(config, { testWorkerDelayMs: DELAY_MS, logStream: { write: (line: string) => void logs.push(line) } });
   await server.ready;
@@ -107,7 +114,10 @@ describe('hot reload over HTTP', () => {
     const k2 = await scores('k2');
     assert.notDeepEqual(k4, k2, 'k4 answers with its own weights');
     const models = await call('GET', `${url}/models`);
-    assert.deepEqual(models.json.models[0].variants.map((v: { name: string }) => v.name), ['k1', 'k2', 'k4']);
+    assert.deepEqual(
+      models.json.models[0].variants.map((v: { name: string }) => v.name),
+      ['k1', 'k2', 'k4'],
+    );
     const text = await metricText(url);
     assert.match(text, /slim_variant_info\{model="tiny",variant="k4",depth="4"/);
     assert.match(text, /slim_reload_total\{result="added"\} 1/);
@@ -161,7 +171,10 @@ describe('hot reload over HTTP', () => {
     assert.equal(models.reload.failures[0].file, 'tiny/k1/model.onnx');
     const k1 = models.models[0].variants.find((v: { name: string }) => v.name === 'k1');
     assert.equal(k1.lastReloadError.file, 'tiny/k1/model.onnx');
-    assert.ok(logs.some((l) => l.includes('"level":50') && l.includes(join('tiny', 'k1', 'model.onnx')) && l.includes('keeps serving')), 'logged with the file named');
+    assert.ok(
+      logs.some((l) => l.includes('"level":50') && l.includes(join('tiny', 'k1', 'model.onnx')) && l.includes('keeps serving')),
+      'logged with the file named',
+    );
     assert.match(await metricText(url), /slim_reload_total\{result="failed"\} 2/);
 
     // 3. Fixed on disk: the next reload takes it and the failure is gone.
@@ -186,7 +199,10 @@ describe('hot reload over HTTP', () => {
     assert.equal((await scores('k4')).length, TEXTS.length, 'k4 still serves');
     assert.equal((await call('PUT', `${url}/routing/tiny`, { variants: { k1: { weight: 1 } } }, AUTH)).status, 200);
     const r2 = await reload();
-    assert.deepEqual(r2.json.removed.map((x: { variant: string }) => x.variant), ['k4']);
+    assert.deepEqual(
+      r2.json.removed.map((x: { variant: string }) => x.variant),
+      ['k4'],
+    );
     assert.equal((await call('POST', `${url}/classify`, { inputs: 'good film', variant: 'k4' })).status, 404);
   });
 
@@ -214,7 +230,10 @@ describe('hot reload over HTTP', () => {
     assert.ok(served.length >= accepted, `${served.length} answered, ${accepted} were queued or running at the removal`);
     const r = await reloading;
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json.removed.map((x: { variant: string }) => x.variant), ['k2']);
+    assert.deepEqual(
+      r.json.removed.map((x: { variant: string }) => x.variant),
+      ['k2'],
+    );
     assert.ok(r.json.removed[0].drainedMs > 0, 'the reload waited for the queue');
     const after = await call('POST', `${url}/classify`, { inputs: 'good film', variant: 'k2' });
     assert.equal(after.status, 404);
@@ -222,7 +241,10 @@ describe('hot reload over HTTP', () => {
     const text = await metricText(url);
     assert.doesNotMatch(text, /slim_variant_info\{[^}]*variant="k2"/, 'no stale info series');
     assert.doesNotMatch(text, /slim_queue_depth\{[^}]*variant="k2"/);
-    assert.deepEqual((await call('GET', `${url}/models`)).json.models[0].variants.map((v: { name: string }) => v.name), ['k1']);
+    assert.deepEqual(
+      (await call('GET', `${url}/models`)).json.models[0].variants.map((v: { name: string }) => v.name),
+      ['k1'],
+    );
     // Still serving what is left.
     assert.equal((await scores('k1')).length, TEXTS.length);
   });
@@ -242,7 +264,10 @@ describe('hot reload by polling (modelReloadMs)', () => {
         const m = (await call('GET', `${s.url}/models`)).json;
         return m.models.some((x: { name: string }) => x.name === 'beta') ? m : undefined;
       });
-      assert.deepEqual(listed.models.map((x: { name: string }) => x.name), ['alpha', 'beta']);
+      assert.deepEqual(
+        listed.models.map((x: { name: string }) => x.name),
+        ['alpha', 'beta'],
+      );
       assert.equal(listed.reload.last.trigger, 'poll');
       const r = await call('POST', `${s.url}/classify`, { model: 'beta', inputs: ['free money now', 'team meeting'], variant: 'k2' });
       assert.equal(r.status, 200);

@@ -19,7 +19,23 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
   const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
   const child = spawn(
     process.execPath,
-    [MAIN, '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--max-batch-size', '2', '--max-queue-delay-ms', '0', '--log-level', 'info'],
+    [
+      MAIN,
+      '--models',
+      repo.dir,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--workers',
+      '1',
+      '--max-batch-size',
+      '2',
+      '--max-queue-delay-ms',
+      '0',
+      '--log-level',
+      'info',
+    ],
     { env: { ...process.env, SLIM_TEST_WORKER_DELAY_MS: '150' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: { msg: string; url?: string; time: number }[] = [];
@@ -65,7 +81,11 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
     assert.ok(late.status === 0 || (late.status === 503 && late.body.error.code === 'SHUTTING_DOWN'), JSON.stringify(late));
 
     const answers = await Promise.all(requests);
-    assert.deepEqual(answers.map((a) => a.status), Array(24).fill(200), 'every accepted request answered');
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(24).fill(200),
+      'every accepted request answered',
+    );
     assert.ok(answeredAt.filter((t) => t > signalledAt).length >= 10, 'most answers came after the signal: the drain waited for them');
     const [code] = await exited;
     assert.equal(code, 0, stderr);
@@ -80,7 +100,10 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
 });
 
 /** The server in a child process; resolves with its URL once it logged "ready on". */
-async function spawnServer(repoDir: string, flags: string[]): Promise<{ child: ReturnType<typeof spawn>; url: string; exited: Promise<[number | null, string | null]>; stderr: () => string }> {
+async function spawnServer(
+  repoDir: string,
+  flags: string[],
+): Promise<{ child: ReturnType<typeof spawn>; url: string; exited: Promise<[number | null, string | null]>; stderr: () => string }> {
   const child = spawn(process.execPath, [MAIN, '--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

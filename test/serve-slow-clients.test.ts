@@ -80,7 +80,11 @@ test('headers that never end are cut after receiveTimeoutMs too; a prompt reques
   clearInterval(drip);
   assert.equal(r.closed, true, `still open after ${r.afterMs.toFixed(0)} ms`);
   assert.match(r.text, /^HTTP\/1\.1 408 /);
-  const ok = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":"good film"}' });
+  const ok = await fetch(`http://127.0.0.1:${port}/classify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"inputs":"good film"}',
+  });
   assert.equal(ok.status, 200);
 });
 

@@ -47,7 +47,7 @@ describe('a served variant is tokenized in the workers', () => {
   });
   after(() => server.close());
 
-  test('answers, truncation and TEXT_TOO_LONG with no tokenizer on the main thread; the ids session.run gets are the tokenizer\'s', async () => {
+  test("answers, truncation and TEXT_TOO_LONG with no tokenizer on the main thread; the ids session.run gets are the tokenizer's", async () => {
     // Fixture texts are n words + [CLS]: 30 words is 31 tokens, past maxLength 16.
     const texts = [fixtureText(3, 1), fixtureText(9, 2, true), fixtureText(15, 3), '', fixtureText(30, 4)];
     const answers: Answer[] = [];
@@ -57,11 +57,14 @@ describe('a served variant is tokenized in the workers', () => {
       answers.push(r.json as Answer);
     }
     assert.equal(answers[4]!.results[0]!.truncated, true, 'the 31-token text is cut (and says so)');
-    assert.ok(answers.slice(0, 4).every((a) => !a.results[0]!.truncated), 'texts within maxLength are not');
+    assert.ok(
+      answers.slice(0, 4).every((a) => !a.results[0]!.truncated),
+      'texts within maxLength are not',
+    );
     const refused = await call('POST', `${server.url}/classify`, { model: 'tiny', inputs: [texts[0], texts[4]], truncate: false });
     assert.equal(refused.status, 422);
     assert.match(JSON.stringify(refused.json), /TEXT_TOO_LONG.*inputs\[1\] has 31 tokens; tiny\/k1 takes at most 16/);
-    assert.equal(tokenizersLoadedInThisThread(), 0, 'the main thread (this test\'s, which runs the server) loaded a tokenizer');
+    assert.equal(tokenizersLoadedInThisThread(), 0, "the main thread (this test's, which runs the server) loaded a tokenizer");
 
     // Reference: the variant's tokenizer here, its ids cut to maxLength, one row each, through session.run.
     const dir = join(repo.dir, 'tiny', 'k1');
@@ -92,9 +95,21 @@ describe('a served variant is tokenized in the workers', () => {
 /** One of each model type: byte-level BPE, SentencePiece BPE with byte fallback, Unigram, WordPiece. */
 const KINDS: FixtureKind[] = ['gpt2', 'llama2', 'xlm-roberta', 'bert'];
 const corpus = sampleSentences(30);
-const odd = ['', ' ', 'naïve café déjà vu', 'ЁЖИК в тумане', '東京タワー', 'emoji 🙂👍🏽 ok', 'tabs\tand\nnewlines', 'a ☃ snowman', 'x'.repeat(60), '\u{1F600}'.repeat(40), 'ǆ ﬁ ẞ İ'];
+const odd = [
+  '',
+  ' ',
+  'naïve café déjà vu',
+  'ЁЖИК в тумане',
+  '東京タワー',
+  'emoji 🙂👍🏽 ok',
+  'tabs\tand\nnewlines',
+  'a ☃ snowman',
+  'x'.repeat(60),
+  '\u{1F600}'.repeat(40),
+  'ǆ ﬁ ẞ İ',
+];
 
-test('encodeBatch: the tokenizer\'s ids, cut to maxLength, padded on the variant\'s side (checked against a plain loop)', async () => {
+test("encodeBatch: the tokenizer's ids, cut to maxLength, padded on the variant's side (checked against a plain loop)", async () => {
   for (const kind of ['llama2', 'gemma'] as const) {
     const dir = join(work, `pack-${kind}`);
     writeTokenizerFixture(dir, tokenizerFixture(kind, corpus));
@@ -131,7 +146,10 @@ test(`estimateTokens is an upper bound of the token count of every tokenizer mod
       for (const t of texts) {
         const est = estimateTokens(t, maxLength);
         assert.ok(est >= 1 && est <= maxLength, `${kind}: estimate ${est} outside 1..${maxLength}`);
-        assert.ok(est >= Math.min(maxLength, tok.encode(t).length), `${kind} ${JSON.stringify(t.slice(0, 40))}: estimate ${est} < ${tok.encode(t).length} tokens`);
+        assert.ok(
+          est >= Math.min(maxLength, tok.encode(t).length),
+          `${kind} ${JSON.stringify(t.slice(0, 40))}: estimate ${est} < ${tok.encode(t).length} tokens`,
+        );
       }
     }
   }
@@ -171,7 +189,11 @@ test('batches keep maxBatchTokens with the estimate (and with the real counts), 
   const texts = Array.from({ length: 120 }, (_, i) => fixtureText(1 + ((i * 7) % 30), i));
   const outcome = await batcher.submit(target.key, texts, { deadline: Date.now() + 60_000, truncate: true });
   assert.equal(outcome.probabilities.length, texts.length);
-  assert.deepEqual(outcome.truncated, texts.flatMap((t, i) => (tok.encode(t).length > MAX_LENGTH ? [i] : [])), 'the worker\'s counts mark the cut ones');
+  assert.deepEqual(
+    outcome.truncated,
+    texts.flatMap((t, i) => (tok.encode(t).length > MAX_LENGTH ? [i] : [])),
+    "the worker's counts mark the cut ones",
+  );
   assert.ok(batches.length >= texts.length / 6, `batches of at most 96 / 16 = 6 long inputs or 96 / 6 = 16 short ones (${batches.length} batches)`);
   for (const b of batches) {
     const est = Math.max(...b.map((t) => estimateTokens(t, MAX_LENGTH)));

@@ -148,7 +148,10 @@ describe('open inference protocol: infer', () => {
     const r = await post('/v2/models/tiny/versions/k1/infer', { ...textInput([['good'], ['bad']], [2]), outputs: [{ name: 'label' }] });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assertValid('inference_response', r.json);
-    assert.deepEqual(r.json.outputs.map((o: { name: string }) => o.name), ['label']);
+    assert.deepEqual(
+      r.json.outputs.map((o: { name: string }) => o.name),
+      ['label'],
+    );
   });
 
   test('bad requests answer 400 with the protocol error body', async () => {
@@ -192,11 +195,24 @@ describe('v2: what tritonclient sends (issue 19)', () => {
 
   /** BYTES elements as the binary extension writes them: 4-byte little-endian length + bytes. */
   const bytesTensor = (items: string[]) =>
-    Buffer.concat(items.flatMap((s) => { const b = Buffer.from(s); const n = Buffer.alloc(4); n.writeUInt32LE(b.length); return [n, b]; }));
+    Buffer.concat(
+      items.flatMap((s) => {
+        const b = Buffer.from(s);
+        const n = Buffer.alloc(4);
+        n.writeUInt32LE(b.length);
+        return [n, b];
+      }),
+    );
 
   test('[N, 1] input shapes answer like [N]; the answer validates against the protocol file', async () => {
     const flat = await post('/v2/models/tiny/versions/k1/infer', textInput(texts));
-    const column = await post('/v2/models/tiny/versions/k1/infer', textInput(texts.map((t) => [t]), [3, 1]));
+    const column = await post(
+      '/v2/models/tiny/versions/k1/infer',
+      textInput(
+        texts.map((t) => [t]),
+        [3, 1],
+      ),
+    );
     assert.equal(column.status, 200, JSON.stringify(column.json));
     assertValid('inference_response', column.json);
     assert.deepEqual(column.json.outputs, flat.json.outputs);
@@ -214,11 +230,20 @@ describe('v2: what tritonclient sends (issue 19)', () => {
   test('binary tensor extension: BYTES input and binary outputs on request decode to the JSON answer', async () => {
     const reference = await post('/v2/models/tiny/versions/k1/infer', textInput(texts));
     const data = bytesTensor(texts);
-    const header = Buffer.from(JSON.stringify({
-      inputs: [{ name: 'text', datatype: 'BYTES', shape: [3, 1], parameters: { binary_data_size: data.length } }],
-      outputs: [{ name: 'label', parameters: { binary_data: true } }, { name: 'probabilities', parameters: { binary_data: true } }],
-    }));
-    const res = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: new Uint8Array(Buffer.concat([header, data])) });
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'text', datatype: 'BYTES', shape: [3, 1], parameters: { binary_data_size: data.length } }],
+        outputs: [
+          { name: 'label', parameters: { binary_data: true } },
+          { name: 'probabilities', parameters: { binary_data: true } },
+        ],
+      }),
+    );
+    const res = await fetch(inferUrl(), {
+      method: 'POST',
+      headers: { 'Inference-Header-Content-Length': String(header.length) },
+      body: new Uint8Array(Buffer.concat([header, data])),
+    });
     const body = Buffer.from(await res.arrayBuffer());
     assert.equal(res.status, 200, body.toString());
     const headerLength = Number(res.headers.get('inference-header-content-length'));
@@ -236,20 +261,32 @@ describe('v2: what tritonclient sends (issue 19)', () => {
     assert.deepEqual(floats, reference.json.outputs[1].data);
     assert.deepEqual(probs.shape, [3, 3]);
     // Without binary_data_output the answer of a binary request is plain JSON, valid per the protocol.
-    const jsonHeader = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }] }));
-    const plain = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(jsonHeader.length) }, body: new Uint8Array(Buffer.concat([jsonHeader, data])) });
+    const jsonHeader = Buffer.from(
+      JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }] }),
+    );
+    const plain = await fetch(inferUrl(), {
+      method: 'POST',
+      headers: { 'Inference-Header-Content-Length': String(jsonHeader.length) },
+      body: new Uint8Array(Buffer.concat([jsonHeader, data])),
+    });
     const plainJson = await plain.json();
     assert.equal(plain.status, 200);
     assertValid('inference_response', plainJson);
     assert.deepEqual(plainJson.outputs, reference.json.outputs);
     // binary_data_output in the request's parameters (tritonclient's way when it names no outputs)
     // makes every output binary, unless an output's own binary_data says false.
-    const mixedHeader = Buffer.from(JSON.stringify({
-      parameters: { binary_data_output: true },
-      inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }],
-      outputs: [{ name: 'label', parameters: { binary_data: false } }, { name: 'probabilities' }],
-    }));
-    const mixed = await fetch(inferUrl(), { method: 'POST', headers: { 'Inference-Header-Content-Length': String(mixedHeader.length) }, body: new Uint8Array(Buffer.concat([mixedHeader, data])) });
+    const mixedHeader = Buffer.from(
+      JSON.stringify({
+        parameters: { binary_data_output: true },
+        inputs: [{ name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: data.length } }],
+        outputs: [{ name: 'label', parameters: { binary_data: false } }, { name: 'probabilities' }],
+      }),
+    );
+    const mixed = await fetch(inferUrl(), {
+      method: 'POST',
+      headers: { 'Inference-Header-Content-Length': String(mixedHeader.length) },
+      body: new Uint8Array(Buffer.concat([mixedHeader, data])),
+    });
     const mixedBody = Buffer.from(await mixed.arrayBuffer());
     assert.equal(mixed.status, 200, mixedBody.toString());
     const mixedLength = Number(mixed.headers.get('inference-header-content-length'));
@@ -261,7 +298,9 @@ describe('v2: what tritonclient sends (issue 19)', () => {
 
   test('binary bodies that do not add up are 400 with the protocol error body', async () => {
     const data = bytesTensor(['a movie']);
-    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: data.length + 5 } }] }));
+    const header = Buffer.from(
+      JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: data.length + 5 } }] }),
+    );
     const cases: [string, string, Buffer][] = [
       ['size past the end', String(header.length), Buffer.concat([header, data])],
       ['header length past the end', '99999', Buffer.concat([header, data])],

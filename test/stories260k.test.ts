@@ -17,8 +17,19 @@ const DIR = join(SHARED_MODELS, 'stories260K');
 const work = mkdtempSync(join(tmpdir(), 'slim-stories-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-interface Run { name: string; prompt_ids?: number[]; sequence_ids: number[]; generated_ids?: number[]; stdout: string; logits_after_prompt?: { pos: number; values: number[] } }
-const reference = JSON.parse(readFileSync(join(DIR, 'reference.json'), 'utf8')) as { config_from_header: Record<string, number>; shared_classifier: boolean; runs: Run[] };
+interface Run {
+  name: string;
+  prompt_ids?: number[];
+  sequence_ids: number[];
+  generated_ids?: number[];
+  stdout: string;
+  logits_after_prompt?: { pos: number; values: number[] };
+}
+const reference = JSON.parse(readFileSync(join(DIR, 'reference.json'), 'utf8')) as {
+  config_from_header: Record<string, number>;
+  shared_classifier: boolean;
+  runs: Run[];
+};
 
 test('llama2.c header and tokenizer: config, shared classifier, prompt ids as run.c encode()', () => {
   const ckpt = new Llama2cCheckpoint(join(DIR, 'stories260K.bin'));

@@ -18,7 +18,20 @@ import { sampleSentences } from './helpers/dataset-sample.js';
 const work = mkdtempSync(join(tmpdir(), 'slim-tok-families-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 const corpus = sampleSentences(40);
-const texts = [...sampleSentences(15).slice(0, 120), '', ' ', 'Hello,  World!', 'naïve café déjà vu', 'ЁЖИК в тумане', '東京タワー', 'emoji 🙂👍🏽 ok', 'tabs\tand\nnewlines', "it's 2024 -- isn't it?", 'a ☃ snowman', 'x'.repeat(60)];
+const texts = [
+  ...sampleSentences(15).slice(0, 120),
+  '',
+  ' ',
+  'Hello,  World!',
+  'naïve café déjà vu',
+  'ЁЖИК в тумане',
+  '東京タワー',
+  'emoji 🙂👍🏽 ok',
+  'tabs\tand\nnewlines',
+  "it's 2024 -- isn't it?",
+  'a ☃ snowman',
+  'x'.repeat(60),
+];
 
 const KINDS = Object.keys(TOKENIZER_KIND) as FixtureKind[];
 
@@ -68,7 +81,10 @@ test('each kind does what its released tokenizer does: special tokens, byte fall
   const llama3 = await load('llama3');
   assert.equal(llama3.tok.encode(text)[0], llama3.ids.get('<|begin_of_text|>'));
   const qwen = await load('qwen2');
-  assert.ok(qwen.tok.encode(text).every((id) => id < qwen.ids.get('<|endoftext|>')!), 'Qwen2: no BOS or other special token added');
+  assert.ok(
+    qwen.tok.encode(text).every((id) => id < qwen.ids.get('<|endoftext|>')!),
+    'Qwen2: no BOS or other special token added',
+  );
   for (const kind of ['llama2', 'mistral', 'gemma'] as const) {
     const { tok, ids } = await load(kind);
     const e = tok.encode('a \u2603 b'); // U+2603 is in no fixture vocabulary: UTF-8 bytes E2 98 83
@@ -85,7 +101,11 @@ test('pad token: tokenizer_config pad_token, else EOS (Llama 3, Mistral, GPT-2 h
     const f = tokenizerFixture(kind, corpus.slice(0, 50));
     return choosePadToken(f.json, f.config);
   };
-  assert.deepEqual(pick('llama3'), { token: '<|end_of_text|>', id: tokenIds(tokenizerFixture('llama3', corpus.slice(0, 50)).json).get('<|end_of_text|>'), from: 'eos_token' });
+  assert.deepEqual(pick('llama3'), {
+    token: '<|end_of_text|>',
+    id: tokenIds(tokenizerFixture('llama3', corpus.slice(0, 50)).json).get('<|end_of_text|>'),
+    from: 'eos_token',
+  });
   assert.equal(pick('mistral')!.token, '</s>');
   assert.equal(pick('mistral')!.from, 'eos_token');
   assert.equal(pick('gpt2')!.token, '<|endoftext|>');

@@ -61,20 +61,48 @@ test('USE-lite vocabulary, "first" rule: identical ids to transformers.js on dat
 // an astral-plane piece; "x" is covered by no piece (unknown). Scores are multiples of 1/4, so
 // every sum is exact and a tie is a tie whatever the order of additions.
 const TINY_VOCAB: Array<[string, number | null]> = [
-  ['<unk>', 0], ['a', -1], ['b', -1], ['c', -1.5], ['ab', -2], ['bc', -2.5], ['abc', -4], ['ca', -2.25],
-  ['b', -0.75], ['cab', null], ['😀', -1], ['😀a', -2], ['a😀', -2.25], ['aa', -2], ['aaa', -3],
+  ['<unk>', 0],
+  ['a', -1],
+  ['b', -1],
+  ['c', -1.5],
+  ['ab', -2],
+  ['bc', -2.5],
+  ['abc', -4],
+  ['ca', -2.25],
+  ['b', -0.75],
+  ['cab', null],
+  ['😀', -1],
+  ['😀a', -2],
+  ['a😀', -2.25],
+  ['aa', -2],
+  ['aaa', -3],
 ];
 const ALPHABET = ['a', 'b', 'c', '😀', 'x'];
 
 function writeTiny(dir: string, tieBreak: 'first' | 'last'): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null,
-    model: { type: 'Unigram', unk_id: 0, vocab: TINY_VOCAB },
-  }));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({
-    tokenizer_class: 'PreTrainedTokenizer', unk_token: '<unk>', ...(tieBreak === 'last' ? { [UNIGRAM_TIE_BREAK_KEY]: 'last' } : {}),
-  }));
+  writeFileSync(
+    join(dir, 'tokenizer.json'),
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      model: { type: 'Unigram', unk_id: 0, vocab: TINY_VOCAB },
+    }),
+  );
+  writeFileSync(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({
+      tokenizer_class: 'PreTrainedTokenizer',
+      unk_token: '<unk>',
+      ...(tieBreak === 'last' ? { [UNIGRAM_TIE_BREAK_KEY]: 'last' } : {}),
+    }),
+  );
 }
 
 /**

@@ -27,7 +27,8 @@ const TEXTS = [
 ];
 
 let work = '';
-let trainFile = '', valFile = '';
+let trainFile = '',
+  valFile = '';
 let server: RunningServer | undefined;
 
 before(async () => {
@@ -35,8 +36,26 @@ before(async () => {
   env.allowRemoteModels = false;
   const builds: string[][] = [
     ['--data', trainFile, '--val', valFile, '--depths', '1', '--train', 'head', '--epochs', '1', '--seed', '3', '--out', join(work, 'models', 'use')],
-    ['--base', join(SHARED_MODELS, 'stories260K', 'stories260K.bin'), '--data', trainFile, '--val', valFile, '--depths', '1', '--head', 'label-words',
-      '--verbalizer', 'negative=little,positive=happy', '--epochs', '1', '--batch', '16', '--out', join(work, 'models', 'stories')],
+    [
+      '--base',
+      join(SHARED_MODELS, 'stories260K', 'stories260K.bin'),
+      '--data',
+      trainFile,
+      '--val',
+      valFile,
+      '--depths',
+      '1',
+      '--head',
+      'label-words',
+      '--verbalizer',
+      'negative=little,positive=happy',
+      '--epochs',
+      '1',
+      '--batch',
+      '16',
+      '--out',
+      join(work, 'models', 'stories'),
+    ],
   ];
   for (const args of builds) {
     const { value: code, stderr } = await capture(() => buildCommand([...args, '--max-length', String(MAX_LENGTH), '--quiet']));
@@ -66,7 +85,10 @@ async function classifyOnServer(model: string, variant: string): Promise<{ label
   return ((await res.json()) as { results: { label: string; scores: Record<string, number> }[] }).results;
 }
 
-for (const [model, variant] of [['use', 'k1-head'], ['stories', 'k1']] as const) {
+for (const [model, variant] of [
+  ['use', 'k1-head'],
+  ['stories', 'k1'],
+] as const) {
   test(`transformers.js pipeline('text-classification', models/${model}/${variant}) = our /classify (labels, scores within 1e-4)`, async () => {
     const dir = join(work, 'models', model, variant);
     // onnx/model.onnx is the served model.onnx itself (a hard link), not a second copy.

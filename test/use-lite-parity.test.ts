@@ -50,11 +50,13 @@ async function loadTfjsModel(): Promise<tf.GraphModel> {
   const modelJson = JSON.parse(readFileSync(join(PKG_DIR, 'model.json'), 'utf8'));
   const groups = modelJson.weightsManifest as Array<{ paths: string[]; weights: tf.io.WeightsManifestEntry[] }>;
   const bytes = Buffer.concat(groups.flatMap((g) => g.paths.map((p) => readFileSync(join(PKG_DIR, p)))));
-  return tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: modelJson.modelTopology,
-    weightSpecs: groups.flatMap((g) => g.weights),
-    weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
-  }));
+  return tf.loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology: modelJson.modelTopology,
+      weightSpecs: groups.flatMap((g) => g.weights),
+      weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+    }),
+  );
 }
 
 interface TfOutputs {
@@ -95,10 +97,12 @@ function denseBatch(encodings: number[][], padTo = 0): Record<string, ort.Tensor
   const seq = Math.max(1, padTo, ...encodings.map((e) => e.length));
   const ids = new BigInt64Array(encodings.length * seq);
   const mask = new BigInt64Array(encodings.length * seq);
-  encodings.forEach((e, i) => e.forEach((id, j) => {
-    ids[i * seq + j] = BigInt(id);
-    mask[i * seq + j] = 1n;
-  }));
+  encodings.forEach((e, i) =>
+    e.forEach((id, j) => {
+      ids[i * seq + j] = BigInt(id);
+      mask[i * seq + j] = 1n;
+    }),
+  );
   return {
     input_ids: new ort.Tensor('int64', ids, [encodings.length, seq]),
     attention_mask: new ort.Tensor('int64', mask, [encodings.length, seq]),
@@ -107,7 +111,10 @@ function denseBatch(encodings: number[][], padTo = 0): Record<string, ort.Tensor
 
 async function runOrt(session: ort.InferenceSession, encodings: number[][], padTo = 0): Promise<OrtOutputs> {
   const out = await session.run(denseBatch(encodings, padTo));
-  const hidden = session.outputNames.filter((n) => n.startsWith('hidden_')).sort().map((n) => out[n]!.data as Float32Array);
+  const hidden = session.outputNames
+    .filter((n) => n.startsWith('hidden_'))
+    .sort()
+    .map((n) => out[n]!.data as Float32Array);
   return {
     embedding: out.embedding!.data as Float32Array,
     features: out.features!.data as Float32Array,
@@ -126,7 +133,15 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Max |a - b| over the real (unpadded, unclipped) token positions of each text. */
-function maskedHiddenDiff(a: Float32Array, seqA: number, b: Float32Array, seqB: number, lengths: number[], width: number, maxLength: number): { diff: number; scale: number } {
+function maskedHiddenDiff(
+  a: Float32Array,
+  seqA: number,
+  b: Float32Array,
+  seqB: number,
+  lengths: number[],
+  width: number,
+  maxLength: number,
+): { diff: number; scale: number } {
   let diff = 0;
   let scale = 0;
   lengths.forEach((len, i) => {
@@ -168,7 +183,9 @@ function headInJs(ckpt: UseLiteCheckpoint, hidden: Float32Array, seq: number, le
 // ---------------------------------------------------------------- the parity sentences
 
 function readTexts(file: string, count: number, stride = 1): string[] {
-  const lines = readFileSync(resolve(SHARED_DATA, file), 'utf8').split('\n').filter((l) => l.trim());
+  const lines = readFileSync(resolve(SHARED_DATA, file), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim());
   const out: string[] = [];
   for (let i = 0; i < lines.length && out.length < count; i += stride) out.push((JSON.parse(lines[i]!) as { text: string }).text);
   return out;
@@ -182,12 +199,34 @@ function paritySentences(tokenizer: Tokenizer): string[] {
   const agnews = readTexts('agnews/test.jsonl', 18, 97); // 10 for over-long concatenations, 8 alone
   const repeated = (n: number) => Array.from({ length: n }, (_, i) => ['cat', 'dog', 'sun'][i % 3]).join(' ');
   const handmade = [
-    '', 'x', 'a', '?', '.', '!!!', '...', '   ', 'Hello, world!', 'hello world', 'HELLO WORLD',
-    "it's (really) 100% great -- isn't it?!", 'naïve café, résumé and crème brûlée', 'Grüße aus Köln',
-    '東京は日本の首都です', 'Привет, мир', 'Ελληνικά γράμματα', 'I love it 😀😀 👍🏻', 'ﬁne ligatures ½ ＦＵＬＬＷＩＤＴＨ',
-    'see http://example.com :) or :( maybe :-)', 'tab\tand\nnewline', 'word', 'The', 'unbelievably',
+    '',
+    'x',
+    'a',
+    '?',
+    '.',
+    '!!!',
+    '...',
+    '   ',
+    'Hello, world!',
+    'hello world',
+    'HELLO WORLD',
+    "it's (really) 100% great -- isn't it?!",
+    'naïve café, résumé and crème brûlée',
+    'Grüße aus Köln',
+    '東京は日本の首都です',
+    'Привет, мир',
+    'Ελληνικά γράμματα',
+    'I love it 😀😀 👍🏻',
+    'ﬁne ligatures ½ ＦＵＬＬＷＩＤＴＨ',
+    'see http://example.com :) or :( maybe :-)',
+    'tab\tand\nnewline',
+    'word',
+    'The',
+    'unbelievably',
     // At and past the 128-token limit: the graph keeps the first 128 tokens.
-    agnews.slice(0, 10).join(' '), repeated(128), repeated(129),
+    agnews.slice(0, 10).join(' '),
+    repeated(128),
+    repeated(129),
   ];
   const texts = [
     ...handmade,
@@ -198,8 +237,14 @@ function paritySentences(tokenizer: Tokenizer): string[] {
   ];
   const lengths = texts.map((t) => tokenizer.encode(t).length);
   assert.ok(lengths.filter((l) => l > 128).length >= 2, 'texts exceed 128 tokens');
-  assert.ok(lengths.includes(128) && lengths.includes(129) && lengths.includes(1) && lengths.includes(0), `edge lengths present: ${[...new Set(lengths)].sort((a, b) => a - b)}`);
-  assert.ok(texts.some((t) => tokenizer.encode(t).includes(0)), 'some text has an unknown piece (id 0)');
+  assert.ok(
+    lengths.includes(128) && lengths.includes(129) && lengths.includes(1) && lengths.includes(0),
+    `edge lengths present: ${[...new Set(lengths)].sort((a, b) => a - b)}`,
+  );
+  assert.ok(
+    texts.some((t) => tokenizer.encode(t).includes(0)),
+    'some text has an unknown piece (id 0)',
+  );
   return texts;
 }
 
@@ -250,9 +295,15 @@ test('use-lite: k=2 ONNX matches the original TF.js model on 200+ sentences; k=1
     worst.k1VsOrtHead = Math.max(worst.k1VsOrtHead, maxAbsDiff(k1.embedding, fromOrt.embedding), maxAbsDiff(k1.features, fromOrt.features));
   }
   model.dispose();
-  t.diagnostic(`parity on ${texts.length} texts (${encodings.filter((e) => e.length > maxLength).length} over ${maxLength} tokens), TF.js ${tfSeconds.toFixed(1)} s of ${((performance.now() - tfStart) / 1000).toFixed(1)} s`);
-  t.diagnostic(`max |k2 - tfjs|: embedding ${worst.embedding.toExponential(2)} (worst: ${JSON.stringify(worstText.slice(0, 40))}), features ${worst.features.toExponential(2)}, hidden_1 ${worst.hidden1.toExponential(2)}, hidden_2 ${worst.hidden2.toExponential(2)} (|hidden| up to ${worst.hiddenScale.toFixed(1)})`);
-  t.diagnostic(`depth 1: max |k1 hidden_1 - k2 hidden_1| ${worst.k1Hidden.toExponential(2)}, |k1 - head(tfjs hidden_1)| ${worst.k1VsTfHead.toExponential(2)}, |k1 - head(k2 hidden_1)| ${worst.k1VsOrtHead.toExponential(2)}`);
+  t.diagnostic(
+    `parity on ${texts.length} texts (${encodings.filter((e) => e.length > maxLength).length} over ${maxLength} tokens), TF.js ${tfSeconds.toFixed(1)} s of ${((performance.now() - tfStart) / 1000).toFixed(1)} s`,
+  );
+  t.diagnostic(
+    `max |k2 - tfjs|: embedding ${worst.embedding.toExponential(2)} (worst: ${JSON.stringify(worstText.slice(0, 40))}), features ${worst.features.toExponential(2)}, hidden_1 ${worst.hidden1.toExponential(2)}, hidden_2 ${worst.hidden2.toExponential(2)} (|hidden| up to ${worst.hiddenScale.toFixed(1)})`,
+  );
+  t.diagnostic(
+    `depth 1: max |k1 hidden_1 - k2 hidden_1| ${worst.k1Hidden.toExponential(2)}, |k1 - head(tfjs hidden_1)| ${worst.k1VsTfHead.toExponential(2)}, |k1 - head(k2 hidden_1)| ${worst.k1VsOrtHead.toExponential(2)}`,
+  );
 
   assert.ok(texts.length >= 200, `${texts.length} texts`);
   assert.ok(worst.embedding <= 1e-4, `k=2 embedding differs from TF.js by ${worst.embedding} on ${JSON.stringify(worstText)}`);
@@ -288,9 +339,18 @@ test('use-lite: a text alone and inside a padded batch of mixed lengths embeds t
 test('use-lite: parameters declared as graph inputs give the same encoder as initializers', async () => {
   const fx = await fixture();
   const { graph, params } = buildUseLiteEncoderGraph(fx.ckpt, { depth: 1, asInputs: true });
-  assert.deepEqual(params.map((p) => p.name), useLiteParamSpecs(fx.ckpt.config, 1).map((p) => p.name));
-  assert.deepEqual(graph.inputs.map((i) => i.name), ['input_ids', 'attention_mask', ...params.map((p) => p.name)]);
-  assert.ok(params.every((p) => /^(embeddings\.token|blocks\.0\.|pooler\.)/.test(p.name)), 'depth 1 has only block 0 parameters');
+  assert.deepEqual(
+    params.map((p) => p.name),
+    useLiteParamSpecs(fx.ckpt.config, 1).map((p) => p.name),
+  );
+  assert.deepEqual(
+    graph.inputs.map((i) => i.name),
+    ['input_ids', 'attention_mask', ...params.map((p) => p.name)],
+  );
+  assert.ok(
+    params.every((p) => /^(embeddings\.token|blocks\.0\.|pooler\.)/.test(p.name)),
+    'depth 1 has only block 0 parameters',
+  );
   assert.equal(params.find((p) => p.name === 'blocks.0.attn.q.weight')?.kind, 'matrix');
   assert.equal(params.find((p) => p.name === 'blocks.0.ffn_norm.bias')?.kind, 'norm');
   const session = await ort.InferenceSession.create(graph.toBytes());
@@ -301,7 +361,10 @@ test('use-lite: parameters declared as graph inputs give the same encoder as ini
   const got = (await session.run(feeds)).embedding!.data as Float32Array;
   const want = (await runOrt(fx.k1, encodings)).embedding;
   assert.ok(maxAbsDiff(got, want) <= 1e-6);
-  assert.throws(() => exportUseLiteEncoder(3, join(fx.workDir, 'k3.onnx'), { checkpoint: fx.ckpt }), /use-lite has 2 transformer blocks; depth 3 is not available/);
+  assert.throws(
+    () => exportUseLiteEncoder(3, join(fx.workDir, 'k3.onnx'), { checkpoint: fx.ckpt }),
+    /use-lite has 2 transformer blocks; depth 3 is not available/,
+  );
 });
 
 test('use-lite: a damaged package gives an error naming the file', async (t) => {
@@ -318,8 +381,18 @@ test('use-lite: a damaged package gives an error naming the file', async (t) => 
   const shard3 = readFileSync(join(PKG_DIR, 'group1-shard3of7'));
   const cases: Array<[string, string, string | Uint8Array | null, RegExp]> = [
     ['missing-shard', 'group1-shard3of7', null, /^use-lite: weight shard \S*missing-shard\/group1-shard3of7 is missing/],
-    ['truncated-shard', 'group1-shard3of7', shard3.subarray(0, 1000), /^use-lite: weight shard \S*truncated-shard\/group1-shard3of7 is 1000 bytes, expected 4194304/],
-    ['truncated-last', 'group1-shard7of7', readFileSync(join(PKG_DIR, 'group1-shard7of7')).subarray(0, 4096), /^use-lite: weight shard \S*truncated-last\/group1-shard7of7 is 4096 bytes, expected 2737832/],
+    [
+      'truncated-shard',
+      'group1-shard3of7',
+      shard3.subarray(0, 1000),
+      /^use-lite: weight shard \S*truncated-shard\/group1-shard3of7 is 1000 bytes, expected 4194304/,
+    ],
+    [
+      'truncated-last',
+      'group1-shard7of7',
+      readFileSync(join(PKG_DIR, 'group1-shard7of7')).subarray(0, 4096),
+      /^use-lite: weight shard \S*truncated-last\/group1-shard7of7 is 4096 bytes, expected 2737832/,
+    ],
     ['nan-shard', 'group1-shard3of7', Buffer.alloc(shard3.length, 0xff), /^use-lite: weight shard \S*nan-shard\/group1-shard3of7 holds a non-finite value/],
     ['bad-model-json', 'model.json', '{"modelTopology": {"node": [', /^use-lite: model file \S*bad-model-json\/model\.json is not valid JSON/],
     ['no-model-json', 'model.json', null, /^use-lite: cannot read model file \S*no-model-json\/model\.json: ENOENT/],
@@ -328,11 +401,15 @@ test('use-lite: a damaged package gives an error naming the file', async (t) => 
   ];
   for (const [name, file, content, message] of cases) {
     const dir = damaged(name, file, content);
-    assert.throws(() => loadUseLiteCheckpoint(dir), (e: unknown) => {
-      assert.ok(e instanceof Error);
-      assert.match(e.message, message);
-      return true;
-    }, name);
+    assert.throws(
+      () => loadUseLiteCheckpoint(dir),
+      (e: unknown) => {
+        assert.ok(e instanceof Error);
+        assert.match(e.message, message);
+        return true;
+      },
+      name,
+    );
   }
   // The intact copy loads: the damage, not the copying, causes the errors above.
   const intact = join(base, 'intact');

@@ -8,9 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { Tokenizer as ReferenceTokenizer } from '@tensorflow-models/universal-sentence-encoder';
-import {
-  USE_LITE_MAX_LENGTH, USE_LITE_PAD_ID, defaultUseLiteVocabPath, writeUseLiteTokenizer,
-} from '../src/pipeline/tokenizers/use-lite.js';
+import { USE_LITE_MAX_LENGTH, USE_LITE_PAD_ID, defaultUseLiteVocabPath, writeUseLiteTokenizer } from '../src/pipeline/tokenizers/use-lite.js';
 import { TextTooLongError, loadTokenizer, padEncodings, type TextTokenizer } from '../src/tokenizer.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
 import { SHARED_DATA } from './helpers/paths.js';
@@ -36,16 +34,56 @@ before(async () => {
 after(() => rmSync(work, { recursive: true, force: true }));
 
 const HANDCRAFTED: string[] = [
-  '', ' ', '   ', '\t', '\n', 'a  b   c', '  two leading spaces', 'trailing spaces   ', 'x', 'the', '.', '?!',
-  ':)', ':) at the start', ' :) after a space', ':', '::', ':-) :( :/', '12:30 and 10:00:00', 'http://example.com/a?b=1&c=2',
-  'Hello, World!', 'HELLO world MiXeD CaSe iPhone', "don't stop — won't stop…", '"quotes" (parens) [brackets] {braces} <angles>',
-  '3.14159, 1,000,000 and 007; -42 +7 1e10 50%', 'Café naïve résumé Ångström façade', 'a\u0301 combining acute vs \u00e1',
-  'ﬁ ligature, ＡＢＣ fullwidth, ：） fullwidth smiley, ² superscript', '\u00a0no-break space first', 'zero\u200bwidth',
-  '日本語のテキストです', '中文文本', '한국어 텍스트', 'Привет, мир', 'مرحبا بالعالم', 'नमस्ते', 'Ελληνικά θ',
-  '😀', '😀😀 ok 😀', '👍🏽 family 👨\u200d👩\u200d👧', '\ufffd replacement character \ufffd\ufffd', 'lone surrogate \ud800 here',
-  '<s> </s> extra_token_id_1 extra_token_id_3 <pad>', 'tab\tand\nnewline\r\nend', '#hashtag @mention email@example.com',
-  'hahaha lol!!', '..........',
-  'word '.repeat(400).trim(), 'x'.repeat(2000), `${'long sentence with many words, '.repeat(60)}end.`,
+  '',
+  ' ',
+  '   ',
+  '\t',
+  '\n',
+  'a  b   c',
+  '  two leading spaces',
+  'trailing spaces   ',
+  'x',
+  'the',
+  '.',
+  '?!',
+  ':)',
+  ':) at the start',
+  ' :) after a space',
+  ':',
+  '::',
+  ':-) :( :/',
+  '12:30 and 10:00:00',
+  'http://example.com/a?b=1&c=2',
+  'Hello, World!',
+  'HELLO world MiXeD CaSe iPhone',
+  "don't stop — won't stop…",
+  '"quotes" (parens) [brackets] {braces} <angles>',
+  '3.14159, 1,000,000 and 007; -42 +7 1e10 50%',
+  'Café naïve résumé Ångström façade',
+  'a\u0301 combining acute vs \u00e1',
+  'ﬁ ligature, ＡＢＣ fullwidth, ：） fullwidth smiley, ² superscript',
+  '\u00a0no-break space first',
+  'zero\u200bwidth',
+  '日本語のテキストです',
+  '中文文本',
+  '한국어 텍스트',
+  'Привет, мир',
+  'مرحبا بالعالم',
+  'नमस्ते',
+  'Ελληνικά θ',
+  '😀',
+  '😀😀 ok 😀',
+  '👍🏽 family 👨\u200d👩\u200d👧',
+  '\ufffd replacement character \ufffd\ufffd',
+  'lone surrogate \ud800 here',
+  '<s> </s> extra_token_id_1 extra_token_id_3 <pad>',
+  'tab\tand\nnewline\r\nend',
+  '#hashtag @mention email@example.com',
+  'hahaha lol!!',
+  '..........',
+  'word '.repeat(400).trim(),
+  'x'.repeat(2000),
+  `${'long sentence with many words, '.repeat(60)}end.`,
 ];
 
 /** The reference's path score: left-to-right sum, null and unknown counting 0. */
@@ -118,13 +156,17 @@ test('use-lite tokenizer.json: stock transformers.js breaks exact ties the other
   }
 });
 
-test('use-lite tokenizer.json: every sentence of ../shared/data (set SLIM_TOKENIZER_FULL_PARITY=1)', { skip: process.env.SLIM_TOKENIZER_FULL_PARITY !== '1' }, (t) => {
-  const texts = sampleSentences(Number.MAX_SAFE_INTEGER);
-  const r = compare(texts);
-  t.diagnostic(`${texts.length} sentences: ${r.equal} identical, ${r.ties.length} exact ties, ${r.wrong.length} wrong`);
-  assert.deepEqual(r.wrong, []);
-  assert.deepEqual(r.ties, []);
-});
+test(
+  'use-lite tokenizer.json: every sentence of ../shared/data (set SLIM_TOKENIZER_FULL_PARITY=1)',
+  { skip: process.env.SLIM_TOKENIZER_FULL_PARITY !== '1' },
+  (t) => {
+    const texts = sampleSentences(Number.MAX_SAFE_INTEGER);
+    const r = compare(texts);
+    t.diagnostic(`${texts.length} sentences: ${r.equal} identical, ${r.ties.length} exact ties, ${r.wrong.length} wrong`);
+    assert.deepEqual(r.wrong, []);
+    assert.deepEqual(r.ties, []);
+  },
+);
 
 test('use-lite tokenizer files: config records max length 128 and the pad token; runtime loader agrees with AutoTokenizer', () => {
   const config = JSON.parse(readFileSync(join(tokDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
@@ -148,7 +190,10 @@ test('runtime tokenizer: a batch is right-padded to its longest text with the pa
   const b = runtime.encodeBatch(texts, { maxLength: 128 });
   assert.equal(b.batchSize, 3);
   assert.equal(b.seqLength, Math.max(...ids.map((e) => e.length)));
-  assert.deepEqual(b.lengths, ids.map((e) => e.length));
+  assert.deepEqual(
+    b.lengths,
+    ids.map((e) => e.length),
+  );
   assert.equal(b.inputIds.length, 3 * b.seqLength);
   assert.equal(b.attentionMask.length, 3 * b.seqLength);
   for (let row = 0; row < 3; row++) {
@@ -161,7 +206,10 @@ test('runtime tokenizer: a batch is right-padded to its longest text with the pa
   // To a fixed bucket length instead.
   const bucket = runtime.encodeBatch(texts, { maxLength: 128, padTo: 32 });
   assert.equal(bucket.seqLength, 32);
-  assert.equal(bucket.attentionMask.reduce((s, v) => s + v, 0n), BigInt(ids.reduce((s, e) => s + e.length, 0)));
+  assert.equal(
+    bucket.attentionMask.reduce((s, v) => s + v, 0n),
+    BigInt(ids.reduce((s, e) => s + e.length, 0)),
+  );
   assert.throws(() => runtime.encodeBatch(texts, { maxLength: 128, padTo: 2 }), /padTo 2 is shorter/);
   // Only empty texts: one fully masked column rather than a zero-width tensor.
   const empty = runtime.encodeBatch(['', ''], { maxLength: 128 });
@@ -186,13 +234,16 @@ test('runtime tokenizer: truncation keeps the first maxLength ids and reports le
 test('runtime tokenizer: truncate=false refuses over-long texts with their index and length; left padding', () => {
   const texts = ['fits', 'one two three four five six seven eight nine ten eleven twelve', 'also fits'];
   const n = runtime.countTokens(texts[1]!);
-  assert.throws(() => runtime.encodeBatch(texts, { maxLength: 8, truncate: false }), (err: unknown) => {
-    assert.ok(err instanceof TextTooLongError);
-    assert.equal(err.maxLength, 8);
-    assert.deepEqual(err.tooLong, [{ index: 1, length: n }]);
-    assert.match(err.message, /longer than the model's 8 tokens/);
-    return true;
-  });
+  assert.throws(
+    () => runtime.encodeBatch(texts, { maxLength: 8, truncate: false }),
+    (err: unknown) => {
+      assert.ok(err instanceof TextTooLongError);
+      assert.equal(err.maxLength, 8);
+      assert.deepEqual(err.tooLong, [{ index: 1, length: n }]);
+      assert.match(err.message, /longer than the model's 8 tokens/);
+      return true;
+    },
+  );
   const ok = runtime.encodeBatch(texts, { maxLength: n, truncate: false });
   assert.equal(ok.seqLength, n);
   const left = padEncodings([[7, 8], [9]], { maxLength: 4 }, 2, 'left');
@@ -206,8 +257,35 @@ test('use-lite tokenizer build: a bad vocab file is an error naming the file', a
     ['broken.json', '[["a", -1.0], ', /not valid JSON/],
     ['object.json', '{"a": 1}', /expected a JSON array/],
     ['short.json', '[["\ufffd", 0], ["<s>", 0]]', /2 entries/],
-    ['entry.json', JSON.stringify([['\ufffd', 0], ['<s>', 0], ['</s>', 0], ['e1', 0], ['e2', 0], ['e3', 0], ['\u2581', -1], ['a', 'high']]), /entry 7 is/],
-    ['coverage.json', JSON.stringify([['\ufffd', 0], ['<s>', 0], ['</s>', 0], ['e1', 0], ['e2', 0], ['e3', 0], ['\u2581', -1], ['\u2581ab', -2], ['a', -3]]), /contains "b", which is no piece by itself/],
+    [
+      'entry.json',
+      JSON.stringify([
+        ['\ufffd', 0],
+        ['<s>', 0],
+        ['</s>', 0],
+        ['e1', 0],
+        ['e2', 0],
+        ['e3', 0],
+        ['\u2581', -1],
+        ['a', 'high'],
+      ]),
+      /entry 7 is/,
+    ],
+    [
+      'coverage.json',
+      JSON.stringify([
+        ['\ufffd', 0],
+        ['<s>', 0],
+        ['</s>', 0],
+        ['e1', 0],
+        ['e2', 0],
+        ['e3', 0],
+        ['\u2581', -1],
+        ['\u2581ab', -2],
+        ['a', -3],
+      ]),
+      /contains "b", which is no piece by itself/,
+    ],
   ];
   for (const [name, content, message] of cases) {
     const path = join(work, name);
@@ -219,7 +297,10 @@ test('use-lite tokenizer build: a bad vocab file is an error naming the file', a
     });
   }
   const missing = join(work, 'missing.json');
-  await assert.rejects(writeUseLiteTokenizer(join(work, 'out-missing'), { vocabPath: missing }), (err: Error) => err.message.includes(missing) && /ENOENT/.test(err.message));
+  await assert.rejects(
+    writeUseLiteTokenizer(join(work, 'out-missing'), { vocabPath: missing }),
+    (err: Error) => err.message.includes(missing) && /ENOENT/.test(err.message),
+  );
 });
 
 test('runtime tokenizer: a missing or broken tokenizer.json is an error naming the file', async () => {

@@ -57,7 +57,12 @@ export function feeds(batch: Pick<EncodedBatch, 'inputIds' | 'attentionMask' | '
  * calls are not measured: the first run of a shape allocates, and JavaScript (the tokenizer) is
  * several times slower until the JIT has compiled it.
  */
-export async function timeLoop(fn: () => unknown, seconds: number, minRuns = 3, warmupSeconds = Math.min(0.5, seconds / 4)): Promise<{ runs: number; msPerRun: number }> {
+export async function timeLoop(
+  fn: () => unknown,
+  seconds: number,
+  minRuns = 3,
+  warmupSeconds = Math.min(0.5, seconds / 4),
+): Promise<{ runs: number; msPerRun: number }> {
   await fn();
   const warm = performance.now();
   while (performance.now() - warm < warmupSeconds * 1000) await fn();
@@ -109,7 +114,12 @@ async function measurePoint(
   let k = 0;
   const inference = await timeLoop(() => session.run(inputs[k++ % inputs.length]!), o.secondsPerSize);
   let t = 0;
-  const tokenize = await timeLoop(() => tokenizer.encodeBatch(groups[t++ % groups.length]!, { maxLength: o.maxLength }), Math.min(0.5, o.secondsPerSize / 2), 3, 0.2);
+  const tokenize = await timeLoop(
+    () => tokenizer.encodeBatch(groups[t++ % groups.length]!, { maxLength: o.maxLength }),
+    Math.min(0.5, o.secondsPerSize / 2),
+    3,
+    0.2,
+  );
   const seqLength = encoded.reduce((s, e) => s + e.seqLength, 0) / encoded.length;
   return {
     batchSize,

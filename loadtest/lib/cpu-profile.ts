@@ -31,7 +31,10 @@ export interface ProfileSummary {
 
 const CATEGORIES: [RegExp, string][] = [
   [/@huggingface[\\/]transformers|tokeniz/i, 'tokenization (transformers.js)'],
-  [/[\\/]node_modules[\\/](fastify|@fastify|find-my-way|avvio|ajv|fast-json-stringify|secure-json-parse|fast-uri|light-my-request|pino|abstract-logging)/, 'fastify (routing, validation, JSON)'],
+  [
+    /[\\/]node_modules[\\/](fastify|@fastify|find-my-way|avvio|ajv|fast-json-stringify|secure-json-parse|fast-uri|light-my-request|pino|abstract-logging)/,
+    'fastify (routing, validation, JSON)',
+  ],
   [/[\\/]node_modules[\\/]prom-client/, 'metrics (prom-client)'],
   [/[\\/]src[\\/]serve[\\/]/, 'slimserve serving code'],
   [/^node:/, 'node internals (HTTP, sockets, streams, worker messages)'],
@@ -79,11 +82,17 @@ export function summarizeProfile(profile: CpuProfile, topN = 10): ProfileSummary
     wallMs: (profile.endTime - profile.startTime) / 1000,
     busyMs: busy / 1000,
     categories: [...categories].sort((a, b) => b[1] - a[1]).map(([category, us]) => ({ category, ms: us / 1000, share: share(us) })),
-    top: [...fns.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((f) => ({ fn: f.fn, where: f.where, category: f.category, ms: f.us / 1000, share: share(f.us) })),
+    top: [...fns.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, topN)
+      .map((f) => ({ fn: f.fn, where: f.where, category: f.category, ms: f.us / 1000, share: share(f.us) })),
   };
 }
 
 /** One line: the categories with their share of busy main-thread time. */
 export function describeProfile(p: ProfileSummary): string {
-  return `main thread busy ${p.busyMs.toFixed(0)} of ${p.wallMs.toFixed(0)} ms profiled: ` + p.categories.map((c) => `${c.category} ${(c.share * 100).toFixed(1)}%`).join(', ');
+  return (
+    `main thread busy ${p.busyMs.toFixed(0)} of ${p.wallMs.toFixed(0)} ms profiled: ` +
+    p.categories.map((c) => `${c.category} ${(c.share * 100).toFixed(1)}%`).join(', ')
+  );
 }

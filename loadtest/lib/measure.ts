@@ -59,7 +59,14 @@ export async function measure(server: ServerProcess, o: MeasureOptions): Promise
     collectGarbage();
     await server.reset();
   };
-  const common = { url: server.url, bodies: o.bodies, inputsPerRequest: o.inputsPerRequest ?? 1, seconds: o.seconds, warmupSeconds: o.warmupSeconds, beforeMeasure };
+  const common = {
+    url: server.url,
+    bodies: o.bodies,
+    inputsPerRequest: o.inputsPerRequest ?? 1,
+    seconds: o.seconds,
+    warmupSeconds: o.warmupSeconds,
+    beforeMeasure,
+  };
   const run = 'connections' in o.load ? await closedLoop({ ...common, connections: o.load.connections }) : await openLoop({ ...common, rate: o.load.rate });
   const stats = await server.stats();
   const profile = o.cpuProfile ? await server.profileStop() : undefined;

@@ -82,7 +82,12 @@ async function schedule(o: OpenLoopOptions, client: RawHttpClient, seconds: numb
           tally.ok++;
           tally.latencies.push(end - intended);
           const h = answer.head;
-          tally.answers.push({ clientMs: end - intended, serverMs: headerNumber(h, 'x-slim-total-ms'), queueMs: headerNumber(h, 'x-slim-queue-ms'), inferenceMs: headerNumber(h, 'x-slim-inference-ms') });
+          tally.answers.push({
+            clientMs: end - intended,
+            serverMs: headerNumber(h, 'x-slim-total-ms'),
+            queueMs: headerNumber(h, 'x-slim-queue-ms'),
+            inferenceMs: headerNumber(h, 'x-slim-inference-ms'),
+          });
         } else if (code > 0) {
           tally.non2xx++;
         } else {

@@ -38,7 +38,11 @@ export interface Breakdown {
   workerBusy: number | null;
 }
 
-export function breakdown(run: RunResult, stats: ChildStats, opts: { tokenizeUsPerText: number | null; inputsPerRequest: number; meanBatchSize: number | null; workers?: number }): Breakdown {
+export function breakdown(
+  run: RunResult,
+  stats: ChildStats,
+  opts: { tokenizeUsPerText: number | null; inputsPerRequest: number; meanBatchSize: number | null; workers?: number },
+): Breakdown {
   const server = stats.handled > 0 ? stats.handlerMsSum / stats.handled : null;
   const perInput = (sum: number) => (stats.batchInputs > 0 ? sum / stats.batchInputs : null);
   const queue = perInput(stats.queueMsSum);
@@ -95,7 +99,11 @@ function verdict(b: Breakdown, ctx: { cores: number; maxBatchSize?: number; ceil
   // Neither side saturated: with a closed loop, throughput = clients / latency, so the answer is
   // in whichever part of the latency is largest.
   const parts: [string, number | null, string][] = [
-    ['time outside the server (loopback HTTP and the load generator)', b.outsideServerMs, 'give the generator its own cores (or more inputs per request); a starved generator under-reports every server alike'],
+    [
+      'time outside the server (loopback HTTP and the load generator)',
+      b.outsideServerMs,
+      'give the generator its own cores (or more inputs per request); a starved generator under-reports every server alike',
+    ],
     ['queueing', b.queueMs, 'a batch that arrives while the worker is busy waits for the whole running batch: add a worker so batches overlap'],
     ['inference', b.inferenceMs, 'larger batches amortise better (maxBatchSize, maxQueueDelayMs) and length grouping cuts padding'],
     ['other server time (parsing, validation, tokenization, replies)', b.otherServerMs, 'move tokenization into the workers and keep the reply path lean'],
@@ -112,7 +120,8 @@ export function explainTail(run: RunResult): string {
   const [mid, tail] = run.splits ?? [];
   const lag = run.sendLagMs ? ` The generator sent late by up to ${n(run.sendLagMs.p99)} ms at its p99 (counted in "outside").` : '';
   if (!mid || !tail) return `No x-slim-* timing headers to split the tail.${lag}`;
-  const fmt = (s: typeof mid) => `client ${n(s.clientMs)} ms = outside the server ${n(s.outsideServerMs)} + queue ${n(s.queueMs)} + inference ${n(s.inferenceMs)} + other server ${n(s.otherServerMs)}`;
+  const fmt = (s: typeof mid) =>
+    `client ${n(s.clientMs)} ms = outside the server ${n(s.outsideServerMs)} + queue ${n(s.queueMs)} + inference ${n(s.inferenceMs)} + other server ${n(s.otherServerMs)}`;
   const growth: [string, number][] = [
     ['outside the server (generator lateness, sockets, loopback HTTP)', tail.outsideServerMs - mid.outsideServerMs],
     ['queueing for a batch slot', tail.queueMs - mid.queueMs],
@@ -121,7 +130,8 @@ export function explainTail(run: RunResult): string {
   ];
   const [what, ms] = growth.reduce((a, b) => (b[1] > a[1] ? b : a));
   const fix: Record<string, string> = {
-    outside: 'measure with the generator on its own cores; if it persists, the server accepts connections late (event loop busy): move tokenization off the main thread',
+    outside:
+      'measure with the generator on its own cores; if it persists, the server accepts connections late (event loop busy): move tokenization off the main thread',
     queueing: 'a batch that arrives while the worker is busy waits a whole batch: a second worker (or shorter batches via maxBatchTokens) halves that wait',
     inference: 'batches vary in size and padded length: group by length (the batcher does) and cap maxBatchTokens so the slowest batch is shorter',
     other: 'the event loop stalls (GC, a burst of tokenization): tokenize in the workers, or run two server processes',

@@ -58,7 +58,10 @@ export class RawHttpClient {
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
-  constructor(url: string, private readonly maxSockets = 1024) {
+  constructor(
+    url: string,
+    private readonly maxSockets = 1024,
+  ) {
     const u = new URL(url);
     this.host = u.hostname;
     this.port = Number(u.port || 80);

@@ -73,7 +73,11 @@ export class ServerProcess {
   private readonly waiting = new Map<number, { resolve: (msg: ChildToParent) => void; reject: (err: Error) => void }>();
   private exited: Promise<void>;
 
-  private constructor(private readonly child: ChildProcess, readonly url: string, readonly spec: ChildSpec) {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+    readonly spec: ChildSpec,
+  ) {
     child.on('message', (msg: ChildToParent) => {
       if ('id' in msg) {
         this.waiting.get(msg.id)?.resolve(msg);

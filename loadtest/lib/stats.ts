@@ -69,7 +69,16 @@ export function latencySplits(answers: readonly TimedAnswer[]): LatencySplit[] {
     const server = m((a) => a.serverMs);
     const queue = m((a) => a.queueMs);
     const inference = m((a) => a.inferenceMs);
-    return { band: name, count: group.length, clientMs: m((a) => a.clientMs), outsideServerMs: m((a) => a.clientMs) - server, serverMs: server, queueMs: queue, inferenceMs: inference, otherServerMs: server - queue - inference };
+    return {
+      band: name,
+      count: group.length,
+      clientMs: m((a) => a.clientMs),
+      outsideServerMs: m((a) => a.clientMs) - server,
+      serverMs: server,
+      queueMs: queue,
+      inferenceMs: inference,
+      otherServerMs: server - queue - inference,
+    };
   };
   return [band('p45-p55', 45, 55), band('p99-p100', 99, 100)];
 }

@@ -45,7 +45,9 @@ async function runBuildFlags(values: FlagValues): Promise<number> {
     const options = validateBuildFlags(values);
     const summary = await runBuild(options);
     if (!options.quiet) {
-      process.stderr.write(`slim build: done in ${summary.seconds.toFixed(1)} s; recommended variant ${summary.recommended ?? '(none)'}; report in ${join(summary.modelDir, 'report.md')}\n`);
+      process.stderr.write(
+        `slim build: done in ${summary.seconds.toFixed(1)} s; recommended variant ${summary.recommended ?? '(none)'}; report in ${join(summary.modelDir, 'report.md')}\n`,
+      );
     }
     return 0;
   } catch (err) {

@@ -42,7 +42,6 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-
 export interface BuildOptions {
   base: string;
   /** What `base` names on disk (builtin:use-lite, a Hugging Face directory, a llama2.c file). */
@@ -93,33 +92,95 @@ export const BUILD_FLAGS: readonly FlagSpec[] = [
   { name: 'out', value: 'DIR', help: 'model directory to write, models/<model>; one variant k<depth>[-mode] per depth inside (required)' },
   { name: 'depths', value: 'K,K,..', default: BUILD_DEFAULTS.depths, help: 'depths (first-k layers) to build, comma-separated, each 1..layers of the base' },
   { name: 'train', value: 'MODE', default: BUILD_DEFAULTS.train, help: 'what trains: head (frozen body), top:N (top N kept layers + head), full' },
-  { name: 'head', value: 'KIND', help: 'pool (builtin:use-lite), last (a linear layer on the last real token), label-words (LM-head rows of one word per label after --template); default: pool, label-words for decoders, last for encoders' },
-  { name: 'pooling', value: 'KIND', help: 'with --head last on a transformer base: last (last real token), cls (first token) or mean (masked mean); default: the family\'s (last for decoders, cls for bert/roberta/xlm-roberta/distilbert, mean for modernbert)' },
+  {
+    name: 'head',
+    value: 'KIND',
+    help: 'pool (builtin:use-lite), last (a linear layer on the last real token), label-words (LM-head rows of one word per label after --template); default: pool, label-words for decoders, last for encoders',
+  },
+  {
+    name: 'pooling',
+    value: 'KIND',
+    help: "with --head last on a transformer base: last (last real token), cls (first token) or mean (masked mean); default: the family's (last for decoders, cls for bert/roberta/xlm-roberta/distilbert, mean for modernbert)",
+  },
   { name: 'labels', value: 'A,B,..', help: 'label set and output order (default: the labels found in --data, sorted)' },
   { name: 'verbalizer', value: 'L=W,..', help: 'label-words: the word read for each label (default: the label itself)' },
-  { name: 'template', value: 'TEXT', default: JSON.stringify(BUILD_DEFAULTS.template), help: 'prompt around the input, with {text} once (label-words default; optional with --head last)' },
+  {
+    name: 'template',
+    value: 'TEXT',
+    default: JSON.stringify(BUILD_DEFAULTS.template),
+    help: 'prompt around the input, with {text} once (label-words default; optional with --head last)',
+  },
   { name: 'epochs', value: 'N', default: String(BUILD_DEFAULTS.epochs), help: 'training epochs (early stopping keeps the best)' },
-  { name: 'lr', value: 'X', default: `${BUILD_DEFAULTS.lrBody} (${BUILD_DEFAULTS.lrHead} with --train head)`, help: 'peak learning rate (AdamW, linear warm-up and decay)' },
+  {
+    name: 'lr',
+    value: 'X',
+    default: `${BUILD_DEFAULTS.lrBody} (${BUILD_DEFAULTS.lrHead} with --train head)`,
+    help: 'peak learning rate (AdamW, linear warm-up and decay)',
+  },
   { name: 'batch', value: 'N', default: String(BUILD_DEFAULTS.batch), help: 'examples per training step' },
-  { name: 'max-length', value: 'N', default: String(BUILD_DEFAULTS.maxLength), help: 'tokens of each text kept (1..128); also the manifest maxLength the server enforces' },
-  { name: 'seed', value: 'N', default: String(BUILD_DEFAULTS.seed), help: 'seed of head init, shuffling, dropout and the validation split: same seed, same weights' },
+  {
+    name: 'max-length',
+    value: 'N',
+    default: String(BUILD_DEFAULTS.maxLength),
+    help: 'tokens of each text kept (1..128); also the manifest maxLength the server enforces',
+  },
+  {
+    name: 'seed',
+    value: 'N',
+    default: String(BUILD_DEFAULTS.seed),
+    help: 'seed of head init, shuffling, dropout and the validation split: same seed, same weights',
+  },
   { name: 'val', value: 'FILE', help: 'validation file (default: hold out --val-split of --data)' },
   { name: 'val-split', value: 'X', default: '0.1', help: 'fraction of --data held out for validation when --val is absent' },
   { name: 'threads', value: 'N', default: String(BUILD_DEFAULTS.threads), help: 'onnxruntime threads for training and latency measurement' },
-  { name: 'external-data-threshold', value: 'BYTES', default: String(EXTERNAL_DATA_THRESHOLD), help: 'weights past this many bytes are written to model.onnx.data beside model.onnx (ONNX external data; protobuf files stop at 2 GB)' },
-  { name: 'weights-dtype', value: 'DTYPE', default: 'fp32', help: 'fp16: write each depth\'s variant in float16 (k<depth>[-mode]-fp16; weights and arithmetic, float32 inputs and logits) for GPU serving, e.g. from an fp16/bf16 checkpoint; training runs in float32; transformer bases, not with --precision int8/fp16' },
-  { name: 'precision', value: 'P,P,..', default: `${DEFAULT_PRECISIONS.join(',')} (fp32 for transformer bases)`, help: 'precisions written per depth: fp32 (k<d>), int8 (k<d>-int8: dynamic quantization, for CPUs), fp16 (k<d>-fp16: for GPU execution providers); fp32 is always built' },
-  { name: 'distill-from', value: 'DIR|K', help: 'train the other depths as students of a teacher: a built variant directory with the same labels, or a depth of this build (trained first, plain); builtin:use-lite, --train full or top:N' },
-  { name: 'transfer-data', value: 'FILE', help: 'with --distill-from: unlabelled texts (.jsonl with "text", or one text per line) the student also learns the teacher\'s soft labels on' },
-  { name: 'temperature', value: 'T', default: String(BUILD_DEFAULTS.distillTemperature), help: 'with --distill-from: softmax temperature of the teacher\'s soft labels' },
-  { name: 'alpha', value: 'A', default: String(BUILD_DEFAULTS.distillAlpha), help: 'with --distill-from: weight of the true labels (1 - A on the soft labels), 0..1' },
+  {
+    name: 'external-data-threshold',
+    value: 'BYTES',
+    default: String(EXTERNAL_DATA_THRESHOLD),
+    help: 'weights past this many bytes are written to model.onnx.data beside model.onnx (ONNX external data; protobuf files stop at 2 GB)',
+  },
+  {
+    name: 'weights-dtype',
+    value: 'DTYPE',
+    default: 'fp32',
+    help: "fp16: write each depth's variant in float16 (k<depth>[-mode]-fp16; weights and arithmetic, float32 inputs and logits) for GPU serving, e.g. from an fp16/bf16 checkpoint; training runs in float32; transformer bases, not with --precision int8/fp16",
+  },
+  {
+    name: 'precision',
+    value: 'P,P,..',
+    default: `${DEFAULT_PRECISIONS.join(',')} (fp32 for transformer bases)`,
+    help: 'precisions written per depth: fp32 (k<d>), int8 (k<d>-int8: dynamic quantization, for CPUs), fp16 (k<d>-fp16: for GPU execution providers); fp32 is always built',
+  },
+  {
+    name: 'distill-from',
+    value: 'DIR|K',
+    help: 'train the other depths as students of a teacher: a built variant directory with the same labels, or a depth of this build (trained first, plain); builtin:use-lite, --train full or top:N',
+  },
+  {
+    name: 'transfer-data',
+    value: 'FILE',
+    help: 'with --distill-from: unlabelled texts (.jsonl with "text", or one text per line) the student also learns the teacher\'s soft labels on',
+  },
+  {
+    name: 'temperature',
+    value: 'T',
+    default: String(BUILD_DEFAULTS.distillTemperature),
+    help: "with --distill-from: softmax temperature of the teacher's soft labels",
+  },
+  {
+    name: 'alpha',
+    value: 'A',
+    default: String(BUILD_DEFAULTS.distillAlpha),
+    help: 'with --distill-from: weight of the true labels (1 - A on the soft labels), 0..1',
+  },
   { name: 'train-embeddings', help: 'with --train full: also train the token embedding' },
   { name: 'quiet', help: 'no progress output' },
 ];
 
 function intFlag(name: string, v: string | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return dflt;
-  if (!/^-?[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  if (!/^-?[0-9]+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
   return Number(v);
 }
 
@@ -128,7 +189,8 @@ export function parseVerbalizer(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
-    const label = part.slice(0, eq).trim(), word = part.slice(eq + 1).trim();
+    const label = part.slice(0, eq).trim(),
+      word = part.slice(eq + 1).trim();
     if (eq <= 0 || !label || !word) throw new UsageError(`--verbalizer entries are label=word, comma-separated (got ${JSON.stringify(part)})`);
     if (label in out) throw new UsageError(`--verbalizer names label ${JSON.stringify(label)} twice`);
     out[label] = word;
@@ -168,14 +230,16 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
   const head = headText as HeadKind | undefined;
   if (useLite && head !== undefined && head !== 'pool') throw new UsageError(`--head ${head} is not available for ${base} (an encoder: use --head pool)`);
   if (!useLite && head === 'pool') throw new UsageError(`--head pool is not available for ${base} (use last or label-words)`);
-  if (useLite && str('template') !== undefined) throw new UsageError(`--template needs a transformer base (a Hugging Face directory or a llama2.c file), not ${base}`);
+  if (useLite && str('template') !== undefined)
+    throw new UsageError(`--template needs a transformer base (a Hugging Face directory or a llama2.c file), not ${base}`);
   const template = str('template');
   if (template !== undefined) {
     const parts = splitTemplate(template);
     if (typeof parts === 'string') throw new UsageError(parts);
   }
   const poolingText = str('pooling');
-  if (poolingText !== undefined && poolingText !== 'last' && poolingText !== 'cls' && poolingText !== 'mean') throw new UsageError(`--pooling must be last, cls or mean (got ${JSON.stringify(poolingText)})`);
+  if (poolingText !== undefined && poolingText !== 'last' && poolingText !== 'cls' && poolingText !== 'mean')
+    throw new UsageError(`--pooling must be last, cls or mean (got ${JSON.stringify(poolingText)})`);
   if (poolingText !== undefined && useLite) throw new UsageError(`--pooling needs a transformer base; ${base} pools with its own encoder`);
   const pooling = poolingText as Pooling | undefined;
   let verbalizer: Record<string, string> | undefined;
@@ -183,7 +247,9 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
     if (useLite || head === 'last') throw new UsageError('--verbalizer needs --head label-words');
     verbalizer = parseVerbalizer(str('verbalizer')!);
   }
-  const labels = str('labels')?.split(',').map((l) => l.trim());
+  const labels = str('labels')
+    ?.split(',')
+    .map((l) => l.trim());
   if (labels && (labels.length < 2 || labels.some((l) => l === '') || new Set(labels).size !== labels.length)) {
     throw new UsageError('--labels must list at least two distinct non-empty labels, comma-separated');
   }
@@ -228,12 +294,23 @@ export function validateBuildFlags(values: FlagValues): BuildOptions {
 }
 
 /** --weights-dtype and --precision together: the int8 / fp16 siblings are converted from an fp32 variant, which an fp16 build does not write. */
-function weightsDtypeFlag(text: string | undefined, precisionText: string | undefined, base: string, useLite: boolean): Pick<BuildOptions, 'weightsDtype' | 'precisions'> {
+function weightsDtypeFlag(
+  text: string | undefined,
+  precisionText: string | undefined,
+  base: string,
+  useLite: boolean,
+): Pick<BuildOptions, 'weightsDtype' | 'precisions'> {
   if (text === undefined || text === 'fp32') return { weightsDtype: 'fp32', precisions: precisionFlag(precisionText, useLite) };
   if (text !== 'fp16') throw new UsageError(`--weights-dtype must be fp32 or fp16 (got ${JSON.stringify(text)})`);
-  if (useLite) throw new UsageError(`--weights-dtype fp16 needs a transformer base (a Hugging Face directory or a llama2.c file); for ${base} use --precision fp32,fp16 (an fp16 sibling of each variant)`);
+  if (useLite)
+    throw new UsageError(
+      `--weights-dtype fp16 needs a transformer base (a Hugging Face directory or a llama2.c file); for ${base} use --precision fp32,fp16 (an fp16 sibling of each variant)`,
+    );
   const precisions = precisionFlag(precisionText, useLite);
-  if (precisions.some((p) => p !== 'fp32')) throw new UsageError(`--weights-dtype fp16 cannot be combined with --precision ${precisionText}: the int8/fp16 siblings are converted from an fp32 variant, which an fp16 build does not write`);
+  if (precisions.some((p) => p !== 'fp32'))
+    throw new UsageError(
+      `--weights-dtype fp16 cannot be combined with --precision ${precisionText}: the int8/fp16 siblings are converted from an fp32 variant, which an fp16 build does not write`,
+    );
   return { weightsDtype: 'fp16', precisions };
 }
 
@@ -248,7 +325,12 @@ function precisionFlag(text: string | undefined, useLite: boolean): Precision[] 
 }
 
 /** --distill-from, --transfer-data, --temperature, --alpha: checked together (the last three need the first). */
-function parseDistillFlags(str: (k: string) => string | undefined, depths: number[], mode: TrainMode, useLite: boolean): Pick<BuildOptions, 'distillFrom' | 'transferData' | 'temperature' | 'alpha'> {
+function parseDistillFlags(
+  str: (k: string) => string | undefined,
+  depths: number[],
+  mode: TrainMode,
+  useLite: boolean,
+): Pick<BuildOptions, 'distillFrom' | 'transferData' | 'temperature' | 'alpha'> {
   const from = str('distill-from');
   const num = (name: string, dflt: number, ok: (x: number) => boolean, range: string) => {
     const v = str(name);

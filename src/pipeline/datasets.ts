@@ -101,8 +101,7 @@ export function decodeUtf8(bytes: Uint8Array, source: string): string {
     const byte = bytes[offset]!.toString(16).toUpperCase().padStart(2, '0');
     throw new DatasetError(
       source,
-      `not valid UTF-8: byte 0x${byte} at byte offset ${offset}; convert the file to UTF-8 ` +
-        '(e.g. iconv -f WINDOWS-1252 -t UTF-8)',
+      `not valid UTF-8: byte 0x${byte} at byte offset ${offset}; convert the file to UTF-8 ` + '(e.g. iconv -f WINDOWS-1252 -t UTF-8)',
       line,
       offset - lineStart + 1,
     );
@@ -167,7 +166,10 @@ function parseJsonl(text: string, source: string): Example[] {
 
 function jsonlField(record: Record<string, unknown>, field: 'text' | 'label', source: string, line: number): string {
   if (!(field in record)) {
-    const keys = Object.keys(record).map((k) => JSON.stringify(k)).join(', ') || 'none';
+    const keys =
+      Object.keys(record)
+        .map((k) => JSON.stringify(k))
+        .join(', ') || 'none';
     throw new DatasetError(source, `missing field "${field}"; the object has keys: ${keys}`, line);
   }
   const value = record[field];
@@ -390,11 +392,7 @@ function parseDelimited(text: string, delimiter: string, source: string): Exampl
   return records.slice(1).map(({ fields, line }) => {
     if (fields.length !== header.fields.length) {
       const hint = fields.length > header.fields.length && delimiter === ',' ? '; quote fields that contain commas' : '';
-      throw new DatasetError(
-        source,
-        `expected ${header.fields.length} ${kind} fields as in the header, found ${fields.length}${hint}`,
-        line,
-      );
+      throw new DatasetError(source, `expected ${header.fields.length} ${kind} fields as in the header, found ${fields.length}${hint}`, line);
     }
     const label = fields[labelColumn]!.trim();
     if (label === '') throw new DatasetError(source, 'empty label', line);
@@ -410,10 +408,7 @@ export function checkTrainingSet(examples: Example[], source: string): void {
   if (examples.length === 0) throw new DatasetError(source, 'no training examples');
   const labels = labelSet(examples);
   if (labels.length < 2) {
-    throw new DatasetError(
-      source,
-      `the training data has a single class (${JSON.stringify(labels[0])}); a classifier needs at least two`,
-    );
+    throw new DatasetError(source, `the training data has a single class (${JSON.stringify(labels[0])}); a classifier needs at least two`);
   }
 }
 
@@ -494,11 +489,7 @@ export function labelCounts(examples: readonly Example[]): Record<string, number
  * seeded shuffle makes the split depend only on the data and the seed; both halves keep the
  * file's order, so the trainer's own shuffle is the only reordering.
  */
-export function splitDataset(
-  examples: readonly Example[],
-  fraction: number,
-  seed: number,
-): { train: Example[]; val: Example[] } {
+export function splitDataset(examples: readonly Example[], fraction: number, seed: number): { train: Example[]; val: Example[] } {
   if (!(fraction > 0 && fraction < 1)) {
     throw new RangeError(`the validation fraction must be between 0 and 1 (exclusive), got ${fraction}`);
   }
@@ -671,9 +662,7 @@ function decodeTransfer(part: MimePart, contentType: string): string {
     return decodeCharset(Buffer.from(part.body.replace(/[^A-Za-z0-9+/=]/g, ''), 'base64'), charset);
   }
   if (encoding === 'quoted-printable') {
-    const latin1 = part.body
-      .replace(/=[ \t]*\n/g, '')
-      .replace(/=([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    const latin1 = part.body.replace(/=[ \t]*\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
     // Only a string of byte values can be re-read in its charset.
     // eslint-disable-next-line no-control-regex -- the range is every byte value, U+0000 included, on purpose
     return /[^\u0000-\u00ff]/.test(latin1) ? latin1 : decodeCharset(Buffer.from(latin1, 'latin1'), charset);
@@ -694,12 +683,13 @@ function decodeEncodedWords(value: string): string {
   return value
     .replace(/(\?=)\s+(=\?)/g, '$1$2') // whitespace between adjacent encoded words is not text
     .replace(/=\?([^?]+)\?([bBqQ])\?([^?]*)\?=/g, (_, charset: string, kind: string, data: string) => {
-      const bytes = kind.toLowerCase() === 'b'
-        ? Buffer.from(data, 'base64')
-        : Buffer.from(
-            data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
-            'latin1',
-          );
+      const bytes =
+        kind.toLowerCase() === 'b'
+          ? Buffer.from(data, 'base64')
+          : Buffer.from(
+              data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+              'latin1',
+            );
       return decodeCharset(bytes, charset.split('*')[0]!);
     });
 }
@@ -707,9 +697,30 @@ function decodeEncodedWords(value: string): string {
 const INLINE_TAGS = 'a|b|i|u|em|strong|font|span|small|big|sup|sub|abbr|code|tt|s|strike';
 
 const NAMED_ENTITIES: Record<string, string> = {
-  nbsp: ' ', amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", copy: '©', reg: '®', trade: '™',
-  hellip: '…', mdash: '—', ndash: '–', lsquo: '‘', rsquo: '’', ldquo: '“', rdquo: '”', bull: '•',
-  middot: '·', euro: '€', pound: '£', cent: '¢', yen: '¥', deg: '°', times: '×',
+  nbsp: ' ',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  copy: '©',
+  reg: '®',
+  trade: '™',
+  hellip: '…',
+  mdash: '—',
+  ndash: '–',
+  lsquo: '‘',
+  rsquo: '’',
+  ldquo: '“',
+  rdquo: '”',
+  bull: '•',
+  middot: '·',
+  euro: '€',
+  pound: '£',
+  cent: '¢',
+  yen: '¥',
+  deg: '°',
+  times: '×',
 };
 
 /** Visible text of an HTML body: no comments, scripts, styles or head; inline tags vanish, block tags become spaces. */
@@ -730,5 +741,8 @@ export function htmlToText(html: string): string {
 
 /** One space for any run of whitespace; ASCII rules (=====, -----) shortened, as they waste tokens. */
 function collapseWhitespace(text: string): string {
-  return text.replace(/([^\p{L}\p{N}\s])\1{3,}/gu, '$1$1$1').replace(/\s+/g, ' ').trim();
+  return text
+    .replace(/([^\p{L}\p{N}\s])\1{3,}/gu, '$1$1$1')
+    .replace(/\s+/g, ' ')
+    .trim();
 }

@@ -15,7 +15,11 @@ export async function evaluateVariant(variantDir: string, data: string, options:
   const examples = await loadDataset(data);
   const run = await variantProbabilities(variantDir, examples, data, options);
   const predicted = run.probabilities.map((p) => run.labels[argmax(p)]!);
-  return evaluate(examples.map((e) => e.label), predicted, run.labels);
+  return evaluate(
+    examples.map((e) => e.label),
+    predicted,
+    run.labels,
+  );
 }
 
 /** Probabilities of one variant for every example (in order), and the session time per input. */
@@ -45,7 +49,10 @@ async function variantProbabilities(
     let ms = 0;
     for (let k = 0; k < order.length; k += size) {
       const rows = order.slice(k, k + size);
-      const batch = tokenizer.pad(rows.map((r) => encoded[r]!), { maxLength: manifest.maxLength });
+      const batch = tokenizer.pad(
+        rows.map((r) => encoded[r]!),
+        { maxLength: manifest.maxLength },
+      );
       const dims = [batch.batchSize, batch.seqLength];
       const started = performance.now();
       const out = await session.run({
@@ -59,7 +66,13 @@ async function variantProbabilities(
         probabilities[r] = probs.slice(i * n, (i + 1) * n);
       });
     }
-    return { name: manifest.variant, depth: manifest.depth, labels: manifest.labels, probabilities, msPerInput: examples.length > 0 ? ms / examples.length : 0 };
+    return {
+      name: manifest.variant,
+      depth: manifest.depth,
+      labels: manifest.labels,
+      probabilities,
+      msPerInput: examples.length > 0 ? ms / examples.length : 0,
+    };
   } finally {
     await session.release();
   }
@@ -105,13 +118,21 @@ export async function evaluateCascade(
   }
   const stages: CascadeStage[] = runs.map((r) => ({ name: r.name, depth: r.depth }));
   const variants = runs.map((r) => {
-    const report = evaluate(truth, r.probabilities.map((p) => labels[argmax(p)]!), labels);
+    const report = evaluate(
+      truth,
+      r.probabilities.map((p) => labels[argmax(p)]!),
+      labels,
+    );
     return { variant: r.name, depth: r.depth, accuracy: report.accuracy, macroF1: report.macroF1, meanCost: r.depth, msPerInput: r.msPerInput };
   });
   const cascades: CascadeEvalReport['cascades'] = [];
   for (const threshold of thresholds) {
     const result = await runCascade(stages, threshold, examples.length, async (_stage, s, inputs) => inputs.map((i) => runs[s]!.probabilities[i]!));
-    const report = evaluate(truth, result.probabilities.map((p) => labels[argmax(p)]!), labels);
+    const report = evaluate(
+      truth,
+      result.probabilities.map((p) => labels[argmax(p)]!),
+      labels,
+    );
     const n = Math.max(1, examples.length);
     cascades.push({
       order: [...order],
@@ -135,10 +156,22 @@ export const EVAL_COMMAND: CommandSpec = {
     { name: 'model', value: 'DIR', help: 'the variant directory, models/<model>/<variant>; with --cascade, the model directory models/<model> (required)' },
     { name: 'data', value: 'FILE', help: 'labelled examples: .jsonl ({"text","label"}), .csv/.tsv or builtin:spam (required)' },
     { name: 'threads', value: 'N', default: '2', help: 'onnxruntime intra-op threads' },
-    { name: 'cascade', value: 'K1,K2,..', help: 'evaluate a confidence cascade over these variants of --model: every input runs on the first, the unsure ones go on to the next' },
-    { name: 'threshold', value: 'X[,Y,..]', default: '0.9', help: 'with --cascade: top probability under which an input goes on to the next variant; several, comma-separated, are each evaluated (a sweep)' },
+    {
+      name: 'cascade',
+      value: 'K1,K2,..',
+      help: 'evaluate a confidence cascade over these variants of --model: every input runs on the first, the unsure ones go on to the next',
+    },
+    {
+      name: 'threshold',
+      value: 'X[,Y,..]',
+      default: '0.9',
+      help: 'with --cascade: top probability under which an input goes on to the next variant; several, comma-separated, are each evaluated (a sweep)',
+    },
   ],
-  examples: ['slim eval --model models/spam/k1 --data ../shared/data/sms_spam/test.jsonl', 'slim eval --model models/spam --cascade k1,k2 --threshold 0.9 --data test.jsonl'],
+  examples: [
+    'slim eval --model models/spam/k1 --data ../shared/data/sms_spam/test.jsonl',
+    'slim eval --model models/spam --cascade k1,k2 --threshold 0.9 --data test.jsonl',
+  ],
   run: (values) => runEval(values),
 };
 
@@ -148,7 +181,9 @@ export function evalCommand(argv: string[]): Promise<number> {
 }
 
 async function runEval(values: FlagValues): Promise<number> {
-  const [model, data, threads, cascade, threshold] = (['model', 'data', 'threads', 'cascade', 'threshold'] as const).map((k) => values[k] as string | undefined);
+  const [model, data, threads, cascade, threshold] = (['model', 'data', 'threads', 'cascade', 'threshold'] as const).map(
+    (k) => values[k] as string | undefined,
+  );
   if (!model || !data) {
     console.error('slim eval: --model and --data are required (see slim eval --help)');
     return 2;

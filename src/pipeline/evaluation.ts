@@ -71,9 +71,7 @@ export function labelScores(confusion: readonly (readonly number[])[], labels: r
  * only pull the mean towards 0. A label that is predicted but never true counts, with F1 0.
  */
 export function macroF1Of(confusion: readonly (readonly number[])[], labels: readonly string[]): number {
-  const scores = labelScores(confusion, labels).filter(
-    (_, k) => confusion[k]!.some((c) => c > 0) || confusion.some((row) => row[k]! > 0),
-  );
+  const scores = labelScores(confusion, labels).filter((_, k) => confusion[k]!.some((c) => c > 0) || confusion.some((row) => row[k]! > 0));
   return scores.length === 0 ? 0 : scores.reduce((a, s) => a + s.f1, 0) / scores.length;
 }
 

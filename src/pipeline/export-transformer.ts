@@ -8,8 +8,17 @@ import type { ModelProto } from './onnx-proto.js';
 import { modelPieces } from './onnx-pieces.js';
 import type { GraphBuilder } from './graph.js';
 import {
-  buildTransformerGraph, checkDepth, countParams, loadParams, paramSpecs,
-  type FloatTensorValue, type GraphOutput, type Pooling, type PromptTemplateIds, type TransformerCheckpoint, type TransformerConfig,
+  buildTransformerGraph,
+  checkDepth,
+  countParams,
+  loadParams,
+  paramSpecs,
+  type FloatTensorValue,
+  type GraphOutput,
+  type Pooling,
+  type PromptTemplateIds,
+  type TransformerCheckpoint,
+  type TransformerConfig,
 } from './architectures/transformer.js';
 import { mulberry32, randomNormal } from './random.js';
 import { EXTERNAL_DATA_THRESHOLD, moveToExternalData } from './onnx-external.js';
@@ -60,14 +69,25 @@ export function graphOutputFor(ckpt: TransformerCheckpoint, head: ExportHead): G
     case 'last':
       return { kind: 'classifier', weight: head.weight, bias: head.bias };
     case 'label-words':
-      return { kind: 'classifier', weight: ckpt.lmHeadColumns(head.ids), bias: head.bias ?? { dims: [head.ids.length], data: new Float32Array(head.ids.length) } };
+      return {
+        kind: 'classifier',
+        weight: ckpt.lmHeadColumns(head.ids),
+        bias: head.bias ?? { dims: [head.ids.length], data: new Float32Array(head.ids.length) },
+      };
   }
 }
 
 export function buildExportGraph(ckpt: TransformerCheckpoint, o: Omit<ExportTransformerOptions, 'outFile'>): { graph: GraphBuilder; params: number } {
   checkDepth(ckpt.config, o.depth);
   const body = loadParams(ckpt, o.depth);
-  const { graph } = buildTransformerGraph(ckpt.config, body, { depth: o.depth, output: graphOutputFor(ckpt, o.head), tableLength: o.tableLength, overrides: o.overrides, template: o.template, pooling: o.pooling });
+  const { graph } = buildTransformerGraph(ckpt.config, body, {
+    depth: o.depth,
+    output: graphOutputFor(ckpt, o.head),
+    tableLength: o.tableLength,
+    overrides: o.overrides,
+    template: o.template,
+    pooling: o.pooling,
+  });
   return { graph, params: countParams(body) };
 }
 
@@ -77,7 +97,14 @@ export function exportTransformer(ckpt: TransformerCheckpoint, o: ExportTransfor
   const c = ckpt.config;
   const model = graph.toModel({
     docString: `slimserve export of ${ckpt.id} (${c.arch}), first ${o.depth} of ${c.layers} layers, head ${o.head.kind}`,
-    metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(o.depth), 'slim.layers': String(c.layers), 'slim.head': o.head.kind, ...o.metadata },
+    metadata: {
+      'slim.base': ckpt.id,
+      'slim.arch': c.arch,
+      'slim.depth': String(o.depth),
+      'slim.layers': String(c.layers),
+      'slim.head': o.head.kind,
+      ...o.metadata,
+    },
   });
   const written = writeModel(model, o.outFile, o.externalDataThreshold ?? EXTERNAL_DATA_THRESHOLD);
   return { ...written, params, seconds: (performance.now() - t0) / 1000 };
@@ -173,11 +200,34 @@ export interface RandomGpt2ClassifierOptions {
  * so a k-layer model's blocks equal the first k blocks of a deeper one with the same seed.
  */
 export function exportRandomGpt2Classifier(o: RandomGpt2ClassifierOptions): ExportTransformerResult {
-  const W = o.width ?? 768, H = o.heads ?? 12, V = o.vocab ?? 50257, L = o.numLabels ?? 2, P = o.maxPositions ?? 1024;
+  const W = o.width ?? 768,
+    H = o.heads ?? 12,
+    V = o.vocab ?? 50257,
+    L = o.numLabels ?? 2,
+    P = o.maxPositions ?? 1024;
   const config: TransformerConfig = {
-    arch: 'gpt2', layers: o.layers, hidden: W, heads: H, kvHeads: H, headDim: W / H, ffn: 4 * W, vocab: V, maxPositions: P,
-    positionOffset: 0, norm: 'layer', eps: 1e-5, postNorm: false, act: 'gelu_tanh', gated: false, positions: 'learned', ropeTheta: 0,
-    causal: true, finalNorm: true, embedNorm: false, tokenTypes: false, tiedEmbeddings: true,
+    arch: 'gpt2',
+    layers: o.layers,
+    hidden: W,
+    heads: H,
+    kvHeads: H,
+    headDim: W / H,
+    ffn: 4 * W,
+    vocab: V,
+    maxPositions: P,
+    positionOffset: 0,
+    norm: 'layer',
+    eps: 1e-5,
+    postNorm: false,
+    act: 'gelu_tanh',
+    gated: false,
+    positions: 'learned',
+    ropeTheta: 0,
+    causal: true,
+    finalNorm: true,
+    embedNorm: false,
+    tokenTypes: false,
+    tiedEmbeddings: true,
   };
   const tensors = new Map<string, FloatTensorValue>();
   const seed = o.seed ?? 7;

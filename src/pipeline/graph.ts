@@ -6,14 +6,7 @@ import { onnx, DataType, type ElemType, type ModelProto } from './onnx-proto.js'
 /** A dimension: a fixed size, or a symbolic name for a dynamic axis ("batch", "seq"). */
 export type Dim = number | string;
 
-export type AttrValue =
-  | number
-  | string
-  | number[]
-  | string[]
-  | { tensor: TensorData }
-  | { float: number }
-  | { floats: number[] };
+export type AttrValue = number | string | number[] | string[] | { tensor: TensorData } | { float: number } | { floats: number[] };
 
 export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
 
@@ -100,18 +93,12 @@ export class GraphBuilder {
 
   constI64(values: number | number[], dims?: number[]): string {
     const arr = typeof values === 'number' ? [values] : values;
-    return this.initializer(
-      this.unclaimed('const'),
-      BigInt64Array.from(arr.map((v) => BigInt(v))),
-      dims ?? (typeof values === 'number' ? [] : [arr.length]),
-    );
+    return this.initializer(this.unclaimed('const'), BigInt64Array.from(arr.map((v) => BigInt(v))), dims ?? (typeof values === 'number' ? [] : [arr.length]));
   }
 
   /** Add a node with `nOut` outputs (named automatically unless `outNames` is given). */
   node(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outNames: number | string[] = 1, domain?: string): string[] {
-    const outputs = typeof outNames === 'number'
-      ? Array.from({ length: outNames }, () => this.fresh(op.toLowerCase()))
-      : outNames.map((n) => this.claim(n));
+    const outputs = typeof outNames === 'number' ? Array.from({ length: outNames }, () => this.fresh(op.toLowerCase())) : outNames.map((n) => this.claim(n));
     this.nodes.push({ op, inputs, outputs, attrs, name: this.fresh(`n_${op}`), domain });
     return outputs;
   }
@@ -132,7 +119,10 @@ export class GraphBuilder {
       producerName: opts.producer ?? 'slimserve',
       producerVersion: '0.1.0',
       docString: opts.docString ?? '',
-      opsetImport: [{ domain: '', version: opts.opset ?? DEFAULT_OPSET }, { domain: 'com.microsoft', version: 1 }],
+      opsetImport: [
+        { domain: '', version: opts.opset ?? DEFAULT_OPSET },
+        { domain: 'com.microsoft', version: 1 },
+      ],
       metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: this.name,

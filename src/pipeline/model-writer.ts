@@ -72,7 +72,9 @@ export async function readManifest(dir: string, options: { verifyOnnx?: boolean 
   if (options.verifyOnnx) {
     const onnxFile = join(dir, ONNX_FILE);
     try {
-      const digest = createHash('sha256').update(await readFile(onnxFile)).digest('hex');
+      const digest = createHash('sha256')
+        .update(await readFile(onnxFile))
+        .digest('hex');
       if (digest !== manifest.onnxSha256) problems.push(`onnxSha256 ${manifest.onnxSha256} does not match ${ONNX_FILE} (sha256 ${digest})`);
     } catch (err) {
       problems.push(`cannot read ${onnxFile}: ${(err as Error).message}`);

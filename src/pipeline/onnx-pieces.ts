@@ -27,7 +27,8 @@ function varint(n: number): Uint8Array {
 
 /** Tag and length of a length-delimited field of `length` bytes. */
 function fieldHeader(field: number, length: number): Uint8Array {
-  const tag = varint((field << 3) | LENGTH_DELIMITED), len = varint(length);
+  const tag = varint((field << 3) | LENGTH_DELIMITED),
+    len = varint(length);
   const out = new Uint8Array(tag.length + len.length);
   out.set(tag);
   out.set(len, tag.length);

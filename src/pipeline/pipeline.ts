@@ -81,8 +81,14 @@ const train: DepthStep = {
   async run(ctx, d) {
     const o = ctx.options;
     const opts = {
-      mode: o.mode, epochs: o.epochs, lr: o.lr, batchSize: o.batch, seed: o.seed,
-      trainEmbeddings: o.trainEmbeddings, threads: o.threads, progress: o.quiet ? null : undefined,
+      mode: o.mode,
+      epochs: o.epochs,
+      lr: o.lr,
+      batchSize: o.batch,
+      seed: o.seed,
+      trainEmbeddings: o.trainEmbeddings,
+      threads: o.threads,
+      progress: o.quiet ? null : undefined,
     };
     const distill = ctx.distill;
     if (!distill || d.depth === distill.teacherDepth) {
@@ -95,18 +101,33 @@ const train: DepthStep = {
     const t0 = performance.now();
     const teacherLogits = await teacher.logits([...ctx.data.train.map((e) => e.text), ...distill.transferTexts], ctx.data.labels);
     const teacherSeconds = (performance.now() - t0) / 1000;
-    ctx.log(`slim build: k${d.depth} student of ${teacher.dir} (T ${o.temperature}, alpha ${o.alpha}, ${distill.transferTexts.length} transfer texts); teacher logits in ${teacherSeconds.toFixed(1)} s`);
+    ctx.log(
+      `slim build: k${d.depth} student of ${teacher.dir} (T ${o.temperature}, alpha ${o.alpha}, ${distill.transferTexts.length} transfer texts); teacher logits in ${teacherSeconds.toFixed(1)} s`,
+    );
     // Accuracy without distillation: the teacher's plain sibling variant of this depth when it was
     // trained the same way on the same data (findPlainSibling), else a plain run here.
     const sibling = await findPlainSibling(teacher.dir, d.variant, { dataSha256: ctx.dataSha256, evalSplit: ctx.data.evalSplit, seed: o.seed, lr: o.lr });
     const plain = sibling ?? { ...(await ctx.base.train(d.depth, ctx.train, ctx.val, opts)), source: 'trained in this build' };
     const transfer = distill.transferTexts.map((t) => ({ ids: ctx.base.trainingIds(t), label: -1 }));
-    d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, { ...opts, distill: { temperature: o.temperature, alpha: o.alpha, teacherLogits, transfer } });
+    d.trained = await ctx.base.train(d.depth, ctx.train, ctx.val, {
+      ...opts,
+      distill: { temperature: o.temperature, alpha: o.alpha, teacherLogits, transfer },
+    });
     d.distillation = {
-      teacher: teacher.dir, teacherDepth: teacher.depth, temperature: o.temperature, alpha: o.alpha,
-      transferData: o.transferData ?? null, transferExamples: transfer.length, teacherSeconds: round(teacherSeconds, 1),
+      teacher: teacher.dir,
+      teacherDepth: teacher.depth,
+      temperature: o.temperature,
+      alpha: o.alpha,
+      transferData: o.transferData ?? null,
+      transferExamples: transfer.length,
+      teacherSeconds: round(teacherSeconds, 1),
       secondsPerEpoch: round(d.trained.secondsPerEpoch, 1),
-      withoutDistillation: { accuracy: plain.eval.accuracy, macroF1: plain.eval.macroF1, secondsPerEpoch: round(plain.secondsPerEpoch, 1), source: plain.source },
+      withoutDistillation: {
+        accuracy: plain.eval.accuracy,
+        macroF1: plain.eval.macroF1,
+        secondsPerEpoch: round(plain.secondsPerEpoch, 1),
+        source: plain.source,
+      },
     };
   },
 };
@@ -125,7 +146,9 @@ const exportOnnx: DepthStep = {
 const write: DepthStep = {
   name: 'write',
   async run(ctx, d) {
-    const o = ctx.options, res = need(d.trained, 'write', 'trained weights'), exp = need(d.exported, 'write', 'exported model');
+    const o = ctx.options,
+      res = need(d.trained, 'write', 'trained weights'),
+      exp = need(d.exported, 'write', 'exported model');
     const draft: ManifestDraft = {
       model: ctx.model,
       variant: d.variant,
@@ -135,25 +158,45 @@ const write: DepthStep = {
       head: ctx.base.head,
       ...ctx.base.manifestFields,
       maxLength: o.maxLength,
-      train: { mode: ctx.mode, epochs: res.epochsRun, lr: o.lr, seed: o.seed, examples: ctx.train.length, dataSha256: ctx.dataSha256, seconds: round(res.seconds, 2) },
+      train: {
+        mode: ctx.mode,
+        epochs: res.epochsRun,
+        lr: o.lr,
+        seed: o.seed,
+        examples: ctx.train.length,
+        dataSha256: ctx.dataSha256,
+        seconds: round(res.seconds, 2),
+      },
       eval: { split: ctx.data.evalSplit, examples: ctx.val.length, accuracy: res.eval.accuracy, macroF1: res.eval.macroF1 },
       params: exp.params,
       precision: ctx.options.weightsDtype,
       createdAt: new Date().toISOString(),
       version: BUILD_VERSION,
     };
-    d.written = await writeVariant(ctx.modelDir, draft, { onnx: exp.onnx, onnxData: exp.onnxData, tokenizer: ctx.base.tokenizerFiles.tokenizer, tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig });
+    d.written = await writeVariant(ctx.modelDir, draft, {
+      onnx: exp.onnx,
+      onnxData: exp.onnxData,
+      tokenizer: ctx.base.tokenizerFiles.tokenizer,
+      tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig,
+    });
   },
 };
 
 const measure: DepthStep = {
   name: 'measure',
   async run(ctx, d) {
-    const o = ctx.options, res = need(d.trained, 'measure', 'trained weights'), exp = need(d.exported, 'measure', 'exported model');
+    const o = ctx.options,
+      res = need(d.trained, 'measure', 'trained weights'),
+      exp = need(d.exported, 'measure', 'exported model');
     const { dir, manifest } = need(d.written, 'measure', 'written variant');
-    const seqs = ctx.latencySequences, pad = ctx.base.padId;
+    const seqs = ctx.latencySequences,
+      pad = ctx.base.padId;
     // From the written file, as the server loads it (external data is found beside it).
-    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
+    const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], {
+      threads: o.threads,
+      runs: LATENCY_RUNS,
+      warmup: LATENCY_WARMUP,
+    });
     d.latencyMs = { batch1: round(b1!.medianMs, 3), batch32: round(b32!.medianMs, 3) };
     ctx.results.push({
       variant: d.variant,
@@ -165,10 +208,18 @@ const measure: DepthStep = {
       params: exp.params,
       fileBytes: (await stat(join(dir, ONNX_FILE))).size + (manifest.externalData ?? []).reduce((n, e) => n + e.bytes, 0),
       latencyMs: d.latencyMs,
-      train: { stepsPerSecond: round(res.stepsPerSecond, 3), examplesPerSecond: round(res.examplesPerSecond, 1), seconds: round(res.seconds, 1), epochsRun: res.epochsRun, bestEpoch: res.bestEpoch },
+      train: {
+        stepsPerSecond: round(res.stepsPerSecond, 3),
+        examplesPerSecond: round(res.examplesPerSecond, 1),
+        seconds: round(res.seconds, 1),
+        epochsRun: res.epochsRun,
+        bestEpoch: res.bestEpoch,
+      },
       ...(d.distillation ? { distillation: d.distillation } : {}),
     });
-    ctx.log(`slim build: ${d.variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`);
+    ctx.log(
+      `slim build: ${d.variant}: accuracy ${res.eval.accuracy.toFixed(4)}, macro-F1 ${res.eval.macroF1.toFixed(4)}, ${res.seconds.toFixed(1)} s training, latency ${b1!.medianMs.toFixed(2)} ms (batch 1) / ${b32!.medianMs.toFixed(2)} ms (batch 32) -> ${dir}`,
+    );
   },
 };
 
@@ -184,20 +235,42 @@ const precisions: DepthStep = {
     const { dir } = need(d.written, 'precisions', 'written variant');
     const fp32 = ctx.results.find((r) => r.variant === d.variant);
     if (!fp32) throw new Error('build step precisions: no measured float32 variant (the measure step is missing)');
-    const seqs = ctx.latencySequences, pad = ctx.base.padId;
+    const seqs = ctx.latencySequences,
+      pad = ctx.base.padId;
     const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
     const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
     // The float32 bytes and manifest this build just wrote: not read back and hashed again (the
     // converters decode one contiguous file, so the export's pieces are joined here).
-    const fromBuild = { manifest: need(d.written, 'precisions', 'written variant').manifest, onnx: new Uint8Array(Buffer.concat(need(d.exported, 'precisions', 'exported model').onnx)) };
-    const siblings = await buildPrecisionSiblings(dir, o.precisions, { examples, padId: pad, threads: o.threads }, async (onnxBytes) => {
-      const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
-      return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
-    }, fromBuild);
+    const fromBuild = {
+      manifest: need(d.written, 'precisions', 'written variant').manifest,
+      onnx: new Uint8Array(Buffer.concat(need(d.exported, 'precisions', 'exported model').onnx)),
+    };
+    const siblings = await buildPrecisionSiblings(
+      dir,
+      o.precisions,
+      { examples, padId: pad, threads: o.threads },
+      async (onnxBytes) => {
+        const [s1, s32] = await measureLatency(onnxBytes, batches, { threads: o.threads, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
+        return { batch1: round(s1!.medianMs, 3), batch32: round(s32!.medianMs, 3) };
+      },
+      fromBuild,
+    );
     for (const s of siblings) {
-      ctx.results.push({ ...fp32, variant: s.variant, precision: s.precision, accuracy: s.accuracy, macroF1: s.macroF1, fileBytes: s.fileBytes, latencyMs: s.latencyMs });
-      ctx.log(`slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}; `
-        + `${Object.entries(s.seconds).map(([part, sec]) => `${part} ${sec.toFixed(1)} s`).join(', ')}`);
+      ctx.results.push({
+        ...fp32,
+        variant: s.variant,
+        precision: s.precision,
+        accuracy: s.accuracy,
+        macroF1: s.macroF1,
+        fileBytes: s.fileBytes,
+        latencyMs: s.latencyMs,
+      });
+      ctx.log(
+        `slim build: ${s.variant}: accuracy ${s.accuracy.toFixed(4)}, macro-F1 ${s.macroF1.toFixed(4)}, ${(s.fileBytes / 2 ** 20).toFixed(1)} MiB, latency ${s.latencyMs.batch1.toFixed(2)} ms (batch 1) / ${s.latencyMs.batch32.toFixed(2)} ms (batch 32) -> ${s.dir}; ` +
+          `${Object.entries(s.seconds)
+            .map(([part, sec]) => `${part} ${sec.toFixed(1)} s`)
+            .join(', ')}`,
+      );
     }
   },
 };
@@ -242,11 +315,18 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
   const dirTeacher = o.distillFrom && 'dir' in o.distillFrom ? await loadVariantTeacher(o.distillFrom.dir, o.threads) : undefined;
   const transferTexts = o.transferData !== undefined ? await readTransferTexts(o.transferData) : [];
   const teacherDepth = o.distillFrom && 'depth' in o.distillFrom ? o.distillFrom.depth : undefined;
-  const data = await prepareTrainingData({ data: o.data, val: o.val, valSplit: o.valSplit, seed: o.seed, labels: o.labels ?? (o.verbalizer ? Object.keys(o.verbalizer) : undefined) });
+  const data = await prepareTrainingData({
+    data: o.data,
+    val: o.val,
+    valSplit: o.valSplit,
+    seed: o.seed,
+    labels: o.labels ?? (o.verbalizer ? Object.keys(o.verbalizer) : undefined),
+  });
   const base = await openBase(o, data.labels);
   try {
     const labelIndex = new Map(data.labels.map((l, i) => [l, i]));
-    const encode = (examples: TrainingData['train']): EncodedExample[] => examples.map((e) => ({ ids: base.trainingIds(e.text), label: labelIndex.get(e.label)! }));
+    const encode = (examples: TrainingData['train']): EncodedExample[] =>
+      examples.map((e) => ({ ids: base.trainingIds(e.text), label: labelIndex.get(e.label)! }));
     const modelDir = resolve(o.out);
     const ctx: BuildContext = {
       options: o,
@@ -264,7 +344,9 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
       distill: o.distillFrom ? { teacher: dirTeacher, teacherDepth, transferTexts } : undefined,
       log,
     };
-    log(`slim build: ${base.description}; ${ctx.train.length} training and ${ctx.val.length} validation examples, labels ${data.labels.join(', ')}; ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    log(
+      `slim build: ${base.description}; ${ctx.train.length} training and ${ctx.val.length} validation examples, labels ${data.labels.join(', ')}; ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
     await removeStaleTemporaries(modelDir);
     // Distilling from a depth of this build: that depth is trained (plain) first.
     const depths = teacherDepth === undefined ? o.depths : [teacherDepth, ...o.depths.filter((k) => k !== teacherDepth)];
@@ -280,7 +362,11 @@ export async function runBuild(o: BuildOptions, steps: readonly DepthStep[] = DE
         times[step.name] = round((performance.now() - started) / 1000, 2);
       }
       // One line per depth: a long build says where its time went (training vs the rest).
-      log(`slim build: ${d.variant} step times: ${Object.entries(times).map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ')}`);
+      log(
+        `slim build: ${d.variant} step times: ${Object.entries(times)
+          .map(([name, s]) => `${name} ${s.toFixed(1)} s`)
+          .join(', ')}`,
+      );
     }
     return { modelDir, results: ctx.results, recommended: ctx.recommended, seconds: (performance.now() - t0) / 1000, stepSeconds };
   } finally {

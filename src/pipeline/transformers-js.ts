@@ -25,7 +25,14 @@ export function transformersJsConfig(manifest: Manifest): Record<string, unknown
     label2id: Object.fromEntries(manifest.labels.map((label, i) => [label, i])),
     max_position_embeddings: manifest.maxLength,
     // Not read by transformers.js: says what the directory really holds.
-    slimserve: { model: manifest.model, variant: manifest.variant, depth: manifest.depth, base: manifest.base.id, arch: manifest.base.arch, head: manifest.head },
+    slimserve: {
+      model: manifest.model,
+      variant: manifest.variant,
+      depth: manifest.depth,
+      base: manifest.base.id,
+      arch: manifest.base.arch,
+      head: manifest.head,
+    },
   };
 }
 

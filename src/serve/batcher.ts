@@ -215,9 +215,7 @@ class VariantQueue {
     take(anchor);
     // Lengths in order of distance from the anchor's; at equal distance the shorter first,
     // since it does not raise the padded length.
-    const lengths = [...this.byLength.keys()].sort(
-      (a, b) => Math.abs(a - anchor.length) - Math.abs(b - anchor.length) || a - b,
-    );
+    const lengths = [...this.byLength.keys()].sort((a, b) => Math.abs(a - anchor.length) - Math.abs(b - anchor.length) || a - b);
     for (const length of lengths) {
       if (batch.length >= limits.maxBatchSize) break;
       const lo = Math.min(shortest, length);
@@ -326,7 +324,13 @@ export class Batcher {
         truncate: opts.truncate,
         items: [],
         remaining: n,
-        outcome: { probabilities: new Array<Float32Array>(n), logits: new Array<Float32Array>(n), queueMs: new Array<number>(n).fill(0), inferenceMs: new Array<number>(n).fill(0), truncated: [] },
+        outcome: {
+          probabilities: new Array<Float32Array>(n),
+          logits: new Array<Float32Array>(n),
+          queueMs: new Array<number>(n).fill(0),
+          inferenceMs: new Array<number>(n).fill(0),
+          truncated: [],
+        },
         settled: false,
         resolve,
         reject,
@@ -393,11 +397,14 @@ export class Batcher {
     if (this.timer && at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.timerAt = Infinity;
-      this.pump();
-    }, Math.max(0, Math.ceil(at - now)));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Infinity;
+        this.pump();
+      },
+      Math.max(0, Math.ceil(at - now)),
+    );
   }
 
   /** Make sure the deadline timer fires by `at`. */

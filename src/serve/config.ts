@@ -133,11 +133,14 @@ function routeLimits(raw: unknown): Record<string, number> {
   const count = integer(0);
   let entries: [string, unknown][];
   if (typeof raw === 'string') {
-    entries = raw.split(',').filter((s) => s.trim() !== '').map((pair) => {
-      const eq = pair.lastIndexOf('=');
-      if (eq <= 0) throw new BadValue('expected route=max pairs separated by commas');
-      return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
-    });
+    entries = raw
+      .split(',')
+      .filter((s) => s.trim() !== '')
+      .map((pair) => {
+        const eq = pair.lastIndexOf('=');
+        if (eq <= 0) throw new BadValue('expected route=max pairs separated by commas');
+        return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
+      });
   } else if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
     entries = Object.entries(raw);
   } else {
@@ -156,11 +159,14 @@ function deviceMap(raw: unknown): Record<string, Device> {
   const parseDevice = oneOf(DEVICES);
   let entries: [string, unknown][];
   if (typeof raw === 'string') {
-    entries = raw.split(',').filter((s) => s.trim() !== '').map((pair) => {
-      const eq = pair.indexOf('=');
-      if (eq <= 0) throw new BadValue('expected model=device pairs separated by commas');
-      return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
-    });
+    entries = raw
+      .split(',')
+      .filter((s) => s.trim() !== '')
+      .map((pair) => {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new BadValue('expected model=device pairs separated by commas');
+        return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
+      });
   } else if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
     entries = Object.entries(raw);
   } else {
@@ -174,42 +180,295 @@ function deviceMap(raw: unknown): Record<string, Device> {
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', flag: '--port', env: 'SLIM_PORT', parse: integer(0, 65535), defaultText: '8080', description: 'TCP port (0 picks a free one)' },
   { key: 'host', flag: '--host', env: 'SLIM_HOST', parse: nonEmptyString, defaultText: '127.0.0.1', description: 'interface to listen on (0.0.0.0 for all)' },
-  { key: 'models', flag: '--models', env: 'SLIM_MODELS', parse: nonEmptyString, defaultText: 'models', description: 'model repository directory (relative to the working directory)' },
-  { key: 'device', flag: '--device', env: 'SLIM_DEVICE', parse: oneOf(DEVICES), defaultText: 'cpu', description: 'execution provider for every model: cpu, cuda or webgpu (falls back to cpu with one warning)' },
-  { key: 'devices', flag: '--devices', env: 'SLIM_DEVICES', parse: deviceMap, defaultText: '{}', description: 'per-model device overrides: {"spam":"cuda"} or spam=cuda,news=cpu' },
-  { key: 'threads.intraOp', flag: '--intra-op-threads', env: 'SLIM_INTRA_OP_THREADS', parse: integer(1, 256), defaultText: 'cores / workers', description: 'onnxruntime intra-op threads per session' },
-  { key: 'threads.interOp', flag: '--inter-op-threads', env: 'SLIM_INTER_OP_THREADS', parse: integer(1, 256), defaultText: '1', description: 'onnxruntime inter-op threads per session' },
-  { key: 'graphOptimization', flag: '--graph-optimization', env: 'SLIM_GRAPH_OPTIMIZATION', parse: oneOf(GRAPH_OPTIMIZATION_LEVELS), defaultText: 'all', description: 'onnxruntime graph optimisation level' },
-  { key: 'processes', flag: '--processes', env: 'SLIM_PROCESSES', parse: integer(1, 256), defaultText: 'max(1, cores / 2)', description: 'server processes sharing the port (node:cluster), each parsing HTTP and running its own workers; metrics, routing and feedback are shared' },
-  { key: 'workers', flag: '--workers', env: 'SLIM_WORKERS', parse: integer(1, 64), defaultText: 'max(1, cores / 2 / processes)', description: 'worker threads per process; each holds one session per variant and runs one batch at a time' },
-  { key: 'batching.maxBatchSize', flag: '--max-batch-size', env: 'SLIM_MAX_BATCH_SIZE', parse: integer(1, 4096), defaultText: '32', description: 'most inputs in one batch' },
-  { key: 'batching.maxBatchTokens', flag: '--max-batch-tokens', env: 'SLIM_MAX_BATCH_TOKENS', parse: integer(1), defaultText: '8192', description: 'most padded tokens (longest length x batch size) in one batch; a single input always runs' },
-  { key: 'batching.maxQueueDelayMs', flag: '--max-queue-delay-ms', env: 'SLIM_MAX_QUEUE_DELAY_MS', parse: integer(0, 10_000), defaultText: '2', description: 'how long a batch that is not full waits for more inputs' },
-  { key: 'batching.maxQueued', flag: '--max-queued', env: 'SLIM_MAX_QUEUED', parse: integer(1), defaultText: '1024', description: 'most inputs waiting per variant; past it requests get 429' },
-  { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'SLIM_REQUEST_TIMEOUT_MS', parse: integer(1), defaultText: '10000', description: 'deadline of a request from arrival; past it 504' },
-  { key: 'maxInputs', flag: '--max-inputs', env: 'SLIM_MAX_INPUTS', parse: integer(1), defaultText: '64', description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)' },
-  { key: 'maxConnections', flag: '--max-connections', env: 'SLIM_MAX_CONNECTIONS', parse: integer(0), defaultText: '1024', description: 'most open client connections; a connection past it gets 429 and is closed before any request is read (0: no limit)' },
-  { key: 'maxConnectionsPerClient', flag: '--max-connections-per-client', env: 'SLIM_MAX_CONNECTIONS_PER_CLIENT', parse: integer(0), defaultText: '256', description: 'most open connections from one client address (IPv6: per /64); past it 429 like maxConnections (0: no limit; behind a proxy that is one address, so raise it or set 0 there)' },
-  { key: 'receiveTimeoutMs', flag: '--receive-timeout-ms', env: 'SLIM_RECEIVE_TIMEOUT_MS', parse: integer(100, 3_600_000), defaultText: '30000', description: 'a request\'s headers and body must arrive within this long; a slower client gets 408 REQUEST_TIMEOUT and is disconnected' },
-  { key: 'bodyLimit', flag: '--body-limit', env: 'SLIM_BODY_LIMIT', parse: integer(64), defaultText: '1048576', description: 'largest request body in bytes; past it 413' },
-  { key: 'adminToken', flag: '--admin-token', env: 'SLIM_ADMIN_TOKEN', parse: token, defaultText: 'none', description: 'bearer token for admin endpoints (PUT /routing); none disables them' },
-  { key: 'feedbackSecret', flag: '--feedback-secret', env: 'SLIM_FEEDBACK_SECRET', parse: token, defaultText: 'none', description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory' },
-  { key: 'feedbackToken', flag: '--feedback-token', env: 'SLIM_FEEDBACK_TOKEN', parse: token, defaultText: 'none', description: 'bearer token POST /feedback requires (feedback decides A/B comparisons); none: open to anyone who has a request_id' },
-  { key: 'feedback.rateLimit', flag: '--feedback-rate-limit', env: 'SLIM_FEEDBACK_RATE_LIMIT', parse: integer(0), defaultText: '600', description: 'POST /feedback requests per client address per rateLimit.windowMs; past it 429 (0: no limit; rateLimit.routes "POST /feedback" overrides it)' },
-  { key: 'feedback.ttlMs', flag: '--feedback-ttl-ms', env: 'SLIM_FEEDBACK_TTL_MS', parse: integer(1), defaultText: '3600000', description: 'feedback is accepted this long after the answer (then 404)' },
-  { key: 'feedback.capacity', flag: '--feedback-capacity', env: 'SLIM_FEEDBACK_CAPACITY', parse: integer(1), defaultText: '100000', description: 'answered requests kept in memory for feedback (oldest evicted)' },
-  { key: 'feedback.window', flag: '--feedback-window', env: 'SLIM_FEEDBACK_WINDOW', parse: integer(1), defaultText: '1000', description: 'online accuracy: the last N feedback outcomes per variant' },
-  { key: 'routingReloadMs', flag: '--routing-reload-ms', env: 'SLIM_ROUTING_RELOAD_MS', parse: integer(0), defaultText: '1000', description: 'how often models/<model>/routing.json is re-read; a changed valid file replaces the table (0: never)' },
-  { key: 'modelReloadMs', flag: '--model-reload-ms', env: 'SLIM_MODEL_RELOAD_MS', parse: integer(0), defaultText: '0 (off)', description: 'how often the model repository is polled for new, rebuilt or removed variants (hot reload); 0: only POST /admin/reload' },
-  { key: 'logLevel', flag: '--log-level', env: 'SLIM_LOG_LEVEL', parse: oneOf(LOG_LEVELS), defaultText: 'info', description: 'log level (JSON lines on stdout)' },
-  { key: 'logFormat', flag: '--log-format', env: 'SLIM_LOG_FORMAT', parse: oneOf(LOG_FORMATS), defaultText: 'json', description: 'json: one JSON object per line (log collectors); pretty: readable coloured lines for a terminal' },
-  { key: 'accessLog', flag: '--access-log', env: 'SLIM_ACCESS_LOG', parse: boolean, defaultText: 'false', description: 'one log line per answered request: method, URL, status, milliseconds, model, variant (the flag alone turns it on)' },
-  { key: 'routingDir', flag: '--routing-dir', env: 'SLIM_ROUTING_DIR', parse: directoryOrNone, defaultText: 'none', description: 'read and write routing files as <dir>/<model>/routing.json instead of models/<model>/routing.json (e.g. a mounted ConfigMap)' },
-  { key: 'batchTimeoutMs', flag: '--batch-timeout-ms', env: 'SLIM_BATCH_TIMEOUT_MS', parse: integer(1), defaultText: '30000', description: 'a batch unanswered this long means its worker hangs: the worker is replaced and the batch answered 503' },
-  { key: 'rateLimit.max', flag: '--rate-limit-max', env: 'SLIM_RATE_LIMIT_MAX', parse: integer(0), defaultText: '0 (off)', description: 'requests per client IP per window on every route except health; past it 429 (0: no limit)' },
-  { key: 'rateLimit.windowMs', flag: '--rate-limit-window-ms', env: 'SLIM_RATE_LIMIT_WINDOW_MS', parse: integer(1), defaultText: '60000', description: 'the rate-limit window' },
-  { key: 'rateLimit.routes', flag: '--rate-limit-routes', env: 'SLIM_RATE_LIMIT_ROUTES', parse: routeLimits, defaultText: '{}', description: 'per-route limits: {"/classify":100,"PUT /routing/:model":5} or /classify=100,...; 0 exempts a route' },
-  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout-ms', env: 'SLIM_SHUTDOWN_TIMEOUT_MS', parse: integer(0), defaultText: 'requestTimeoutMs + 5000', description: 'on SIGTERM, longest wait for accepted requests before exiting anyway' },
+  {
+    key: 'models',
+    flag: '--models',
+    env: 'SLIM_MODELS',
+    parse: nonEmptyString,
+    defaultText: 'models',
+    description: 'model repository directory (relative to the working directory)',
+  },
+  {
+    key: 'device',
+    flag: '--device',
+    env: 'SLIM_DEVICE',
+    parse: oneOf(DEVICES),
+    defaultText: 'cpu',
+    description: 'execution provider for every model: cpu, cuda or webgpu (falls back to cpu with one warning)',
+  },
+  {
+    key: 'devices',
+    flag: '--devices',
+    env: 'SLIM_DEVICES',
+    parse: deviceMap,
+    defaultText: '{}',
+    description: 'per-model device overrides: {"spam":"cuda"} or spam=cuda,news=cpu',
+  },
+  {
+    key: 'threads.intraOp',
+    flag: '--intra-op-threads',
+    env: 'SLIM_INTRA_OP_THREADS',
+    parse: integer(1, 256),
+    defaultText: 'cores / workers',
+    description: 'onnxruntime intra-op threads per session',
+  },
+  {
+    key: 'threads.interOp',
+    flag: '--inter-op-threads',
+    env: 'SLIM_INTER_OP_THREADS',
+    parse: integer(1, 256),
+    defaultText: '1',
+    description: 'onnxruntime inter-op threads per session',
+  },
+  {
+    key: 'graphOptimization',
+    flag: '--graph-optimization',
+    env: 'SLIM_GRAPH_OPTIMIZATION',
+    parse: oneOf(GRAPH_OPTIMIZATION_LEVELS),
+    defaultText: 'all',
+    description: 'onnxruntime graph optimisation level',
+  },
+  {
+    key: 'processes',
+    flag: '--processes',
+    env: 'SLIM_PROCESSES',
+    parse: integer(1, 256),
+    defaultText: 'max(1, cores / 2)',
+    description: 'server processes sharing the port (node:cluster), each parsing HTTP and running its own workers; metrics, routing and feedback are shared',
+  },
+  {
+    key: 'workers',
+    flag: '--workers',
+    env: 'SLIM_WORKERS',
+    parse: integer(1, 64),
+    defaultText: 'max(1, cores / 2 / processes)',
+    description: 'worker threads per process; each holds one session per variant and runs one batch at a time',
+  },
+  {
+    key: 'batching.maxBatchSize',
+    flag: '--max-batch-size',
+    env: 'SLIM_MAX_BATCH_SIZE',
+    parse: integer(1, 4096),
+    defaultText: '32',
+    description: 'most inputs in one batch',
+  },
+  {
+    key: 'batching.maxBatchTokens',
+    flag: '--max-batch-tokens',
+    env: 'SLIM_MAX_BATCH_TOKENS',
+    parse: integer(1),
+    defaultText: '8192',
+    description: 'most padded tokens (longest length x batch size) in one batch; a single input always runs',
+  },
+  {
+    key: 'batching.maxQueueDelayMs',
+    flag: '--max-queue-delay-ms',
+    env: 'SLIM_MAX_QUEUE_DELAY_MS',
+    parse: integer(0, 10_000),
+    defaultText: '2',
+    description: 'how long a batch that is not full waits for more inputs',
+  },
+  {
+    key: 'batching.maxQueued',
+    flag: '--max-queued',
+    env: 'SLIM_MAX_QUEUED',
+    parse: integer(1),
+    defaultText: '1024',
+    description: 'most inputs waiting per variant; past it requests get 429',
+  },
+  {
+    key: 'requestTimeoutMs',
+    flag: '--request-timeout-ms',
+    env: 'SLIM_REQUEST_TIMEOUT_MS',
+    parse: integer(1),
+    defaultText: '10000',
+    description: 'deadline of a request from arrival; past it 504',
+  },
+  {
+    key: 'maxInputs',
+    flag: '--max-inputs',
+    env: 'SLIM_MAX_INPUTS',
+    parse: integer(1),
+    defaultText: '64',
+    description: 'most inputs in one request; past it 413 (must be <= batching.maxQueued)',
+  },
+  {
+    key: 'maxConnections',
+    flag: '--max-connections',
+    env: 'SLIM_MAX_CONNECTIONS',
+    parse: integer(0),
+    defaultText: '1024',
+    description: 'most open client connections; a connection past it gets 429 and is closed before any request is read (0: no limit)',
+  },
+  {
+    key: 'maxConnectionsPerClient',
+    flag: '--max-connections-per-client',
+    env: 'SLIM_MAX_CONNECTIONS_PER_CLIENT',
+    parse: integer(0),
+    defaultText: '256',
+    description:
+      'most open connections from one client address (IPv6: per /64); past it 429 like maxConnections (0: no limit; behind a proxy that is one address, so raise it or set 0 there)',
+  },
+  {
+    key: 'receiveTimeoutMs',
+    flag: '--receive-timeout-ms',
+    env: 'SLIM_RECEIVE_TIMEOUT_MS',
+    parse: integer(100, 3_600_000),
+    defaultText: '30000',
+    description: "a request's headers and body must arrive within this long; a slower client gets 408 REQUEST_TIMEOUT and is disconnected",
+  },
+  {
+    key: 'bodyLimit',
+    flag: '--body-limit',
+    env: 'SLIM_BODY_LIMIT',
+    parse: integer(64),
+    defaultText: '1048576',
+    description: 'largest request body in bytes; past it 413',
+  },
+  {
+    key: 'adminToken',
+    flag: '--admin-token',
+    env: 'SLIM_ADMIN_TOKEN',
+    parse: token,
+    defaultText: 'none',
+    description: 'bearer token for admin endpoints (PUT /routing); none disables them',
+  },
+  {
+    key: 'feedbackSecret',
+    flag: '--feedback-secret',
+    env: 'SLIM_FEEDBACK_SECRET',
+    parse: token,
+    defaultText: 'none',
+    description: 'HMAC-SHA256 key: request ids carry the prediction, signed, so POST /feedback works on any replica; none keeps them in memory',
+  },
+  {
+    key: 'feedbackToken',
+    flag: '--feedback-token',
+    env: 'SLIM_FEEDBACK_TOKEN',
+    parse: token,
+    defaultText: 'none',
+    description: 'bearer token POST /feedback requires (feedback decides A/B comparisons); none: open to anyone who has a request_id',
+  },
+  {
+    key: 'feedback.rateLimit',
+    flag: '--feedback-rate-limit',
+    env: 'SLIM_FEEDBACK_RATE_LIMIT',
+    parse: integer(0),
+    defaultText: '600',
+    description: 'POST /feedback requests per client address per rateLimit.windowMs; past it 429 (0: no limit; rateLimit.routes "POST /feedback" overrides it)',
+  },
+  {
+    key: 'feedback.ttlMs',
+    flag: '--feedback-ttl-ms',
+    env: 'SLIM_FEEDBACK_TTL_MS',
+    parse: integer(1),
+    defaultText: '3600000',
+    description: 'feedback is accepted this long after the answer (then 404)',
+  },
+  {
+    key: 'feedback.capacity',
+    flag: '--feedback-capacity',
+    env: 'SLIM_FEEDBACK_CAPACITY',
+    parse: integer(1),
+    defaultText: '100000',
+    description: 'answered requests kept in memory for feedback (oldest evicted)',
+  },
+  {
+    key: 'feedback.window',
+    flag: '--feedback-window',
+    env: 'SLIM_FEEDBACK_WINDOW',
+    parse: integer(1),
+    defaultText: '1000',
+    description: 'online accuracy: the last N feedback outcomes per variant',
+  },
+  {
+    key: 'routingReloadMs',
+    flag: '--routing-reload-ms',
+    env: 'SLIM_ROUTING_RELOAD_MS',
+    parse: integer(0),
+    defaultText: '1000',
+    description: 'how often models/<model>/routing.json is re-read; a changed valid file replaces the table (0: never)',
+  },
+  {
+    key: 'modelReloadMs',
+    flag: '--model-reload-ms',
+    env: 'SLIM_MODEL_RELOAD_MS',
+    parse: integer(0),
+    defaultText: '0 (off)',
+    description: 'how often the model repository is polled for new, rebuilt or removed variants (hot reload); 0: only POST /admin/reload',
+  },
+  {
+    key: 'logLevel',
+    flag: '--log-level',
+    env: 'SLIM_LOG_LEVEL',
+    parse: oneOf(LOG_LEVELS),
+    defaultText: 'info',
+    description: 'log level (JSON lines on stdout)',
+  },
+  {
+    key: 'logFormat',
+    flag: '--log-format',
+    env: 'SLIM_LOG_FORMAT',
+    parse: oneOf(LOG_FORMATS),
+    defaultText: 'json',
+    description: 'json: one JSON object per line (log collectors); pretty: readable coloured lines for a terminal',
+  },
+  {
+    key: 'accessLog',
+    flag: '--access-log',
+    env: 'SLIM_ACCESS_LOG',
+    parse: boolean,
+    defaultText: 'false',
+    description: 'one log line per answered request: method, URL, status, milliseconds, model, variant (the flag alone turns it on)',
+  },
+  {
+    key: 'routingDir',
+    flag: '--routing-dir',
+    env: 'SLIM_ROUTING_DIR',
+    parse: directoryOrNone,
+    defaultText: 'none',
+    description: 'read and write routing files as <dir>/<model>/routing.json instead of models/<model>/routing.json (e.g. a mounted ConfigMap)',
+  },
+  {
+    key: 'batchTimeoutMs',
+    flag: '--batch-timeout-ms',
+    env: 'SLIM_BATCH_TIMEOUT_MS',
+    parse: integer(1),
+    defaultText: '30000',
+    description: 'a batch unanswered this long means its worker hangs: the worker is replaced and the batch answered 503',
+  },
+  {
+    key: 'rateLimit.max',
+    flag: '--rate-limit-max',
+    env: 'SLIM_RATE_LIMIT_MAX',
+    parse: integer(0),
+    defaultText: '0 (off)',
+    description: 'requests per client IP per window on every route except health; past it 429 (0: no limit)',
+  },
+  {
+    key: 'rateLimit.windowMs',
+    flag: '--rate-limit-window-ms',
+    env: 'SLIM_RATE_LIMIT_WINDOW_MS',
+    parse: integer(1),
+    defaultText: '60000',
+    description: 'the rate-limit window',
+  },
+  {
+    key: 'rateLimit.routes',
+    flag: '--rate-limit-routes',
+    env: 'SLIM_RATE_LIMIT_ROUTES',
+    parse: routeLimits,
+    defaultText: '{}',
+    description: 'per-route limits: {"/classify":100,"PUT /routing/:model":5} or /classify=100,...; 0 exempts a route',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: '--shutdown-timeout-ms',
+    env: 'SLIM_SHUTDOWN_TIMEOUT_MS',
+    parse: integer(0),
+    defaultText: 'requestTimeoutMs + 5000',
+    description: 'on SIGTERM, longest wait for accepted requests before exiting anyway',
+  },
 ];
 
 /** Flags that may stand alone (`--access-log` = `--access-log true`). */

@@ -178,7 +178,9 @@ export class ServeCore {
         {
           ms: Math.round(performance.now() - started),
           workers: pool.size,
-          variants: this.catalogue.models.flatMap((m) => m.variants.map((v) => ({ variant: v.key, device: v.device, loadMs: Math.round(v.loadMs), warmupMs: Math.round(v.warmupMs) }))),
+          variants: this.catalogue.models.flatMap((m) =>
+            m.variants.map((v) => ({ variant: v.key, device: v.device, loadMs: Math.round(v.loadMs), warmupMs: Math.round(v.warmupMs) })),
+          ),
         },
         'all variants loaded and warmed up: ready',
       );
@@ -197,7 +199,11 @@ export class ServeCore {
     const report = this.store.reload(trigger);
     // The other server processes reload too (their result is in their own logs).
     const peer = this.options.peer;
-    if (peer && trigger === 'api') void report.then(() => peer.ask('reloaded').catch(() => {}), () => {});
+    if (peer && trigger === 'api')
+      void report.then(
+        () => peer.ask('reloaded').catch(() => {}),
+        () => {},
+      );
     return report;
   }
 
@@ -231,7 +237,8 @@ export class ServeCore {
     const decision = this.decide(model, request);
     const stages = decision.stages.map((name) => {
       const v = findVariant(model, name);
-      if (!v) throw new CoreError('VARIANT_NOT_FOUND', `model ${model.name} has no variant ${name} (variants: ${model.variants.map((x) => x.name).join(', ')})`);
+      if (!v)
+        throw new CoreError('VARIANT_NOT_FOUND', `model ${model.name} has no variant ${name} (variants: ${model.variants.map((x) => x.name).join(', ')})`);
       return v;
     });
 
@@ -278,7 +285,13 @@ export class ServeCore {
     const store = this.store;
     const variant = this.catalogue.models.find((m) => m.name === job.model)?.variants.find((v) => v.name === job.shadow);
     // Shadow work never runs while draining.
-    if (!batcher || !store || !variant || this.state !== 'ready' || !shadowFits(batcher.queueDepth(variant.key), job.texts.length, this.config.batching.maxQueued)) {
+    if (
+      !batcher ||
+      !store ||
+      !variant ||
+      this.state !== 'ready' ||
+      !shadowFits(batcher.queueDepth(variant.key), job.texts.length, this.config.batching.maxQueued)
+    ) {
       record(null);
       return;
     }
@@ -308,7 +321,10 @@ export class ServeCore {
       const b = boundText(texts[i]!, variant.maxLength);
       // Too long whatever it tokenizes to: refused here, without a trip to a worker.
       if (b.surelyTooLong && !truncate) {
-        throw new CoreError('TEXT_TOO_LONG', `inputs[${i}] has more than ${variant.maxLength} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`);
+        throw new CoreError(
+          'TEXT_TOO_LONG',
+          `inputs[${i}] has more than ${variant.maxLength} tokens; ${variant.key} takes at most ${variant.maxLength} (send "truncate": true to cut it)`,
+        );
       }
       bounded[i] = b.text;
     }

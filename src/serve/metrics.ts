@@ -182,7 +182,10 @@ export class ServeMetrics {
         this.reset();
         for (const m of self.core.catalogue.models) {
           for (const v of m.variants) {
-            this.set({ model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device, precision: precisionOf(v.manifest) }, 1);
+            this.set(
+              { model: m.name, variant: v.name, depth: String(v.depth), base: v.manifest.base.id, device: v.device, precision: precisionOf(v.manifest) },
+              1,
+            );
           }
         }
       },

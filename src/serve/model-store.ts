@@ -20,7 +20,16 @@ import { join, sep } from 'node:path';
 import type { BatchTarget } from './batcher.js';
 import { EMPTY_CATALOGUE, freezeModel, pickDefaultVariant, type Catalogue, type ServedModel, type ServedVariant } from './catalogue.js';
 import type { Device, ServeConfig } from './config.js';
-import { readRecommendedVariant, readRoutingFile, readVariant, RepositoryError, subdirectories, VARIANT_NAME, variantFingerprint, type VariantEntry } from './model-repository.js';
+import {
+  readRecommendedVariant,
+  readRoutingFile,
+  readVariant,
+  RepositoryError,
+  subdirectories,
+  VARIANT_NAME,
+  variantFingerprint,
+  type VariantEntry,
+} from './model-repository.js';
 import type { LoadedSession, SessionSpec } from './worker-protocol.js';
 
 export interface StoreLogger {
@@ -200,7 +209,8 @@ export class ModelStore<Plan> {
       const modelDir = join(root, model);
       for (const variant of subdirectories(modelDir)) {
         if (!VARIANT_NAME.test(variant)) {
-          if (strict) this.log.debug({ path: join(modelDir, variant), why: 'not a variant name (k<depth>[-suffix])' }, 'skipped a directory of the model repository');
+          if (strict)
+            this.log.debug({ path: join(modelDir, variant), why: 'not a variant name (k<depth>[-suffix])' }, 'skipped a directory of the model repository');
           continue;
         }
         if (!strict && !existsSync(join(modelDir, variant, 'manifest.json'))) continue;
@@ -256,14 +266,26 @@ export class ModelStore<Plan> {
     const b = this.config.batching;
     const cols = Math.min(maxLength, b.maxBatchTokens);
     const rows = Math.max(1, Math.min(b.maxBatchSize, Math.floor(b.maxBatchTokens / cols)));
-    return [[1, Math.min(8, maxLength)], [rows, cols]];
+    return [
+      [1, Math.min(8, maxLength)],
+      [rows, cols],
+    ];
   }
 
   private async run(trigger: ReloadTrigger | 'start'): Promise<ReloadReport> {
     const strict = trigger === 'start';
     this.busy = true;
     const t0 = performance.now();
-    const report: ReloadReport = { trigger: trigger === 'start' ? 'api' : trigger, startedAt: new Date().toISOString(), ms: 0, added: [], updated: [], removed: [], failed: [], unchanged: 0 };
+    const report: ReloadReport = {
+      trigger: trigger === 'start' ? 'api' : trigger,
+      startedAt: new Date().toISOString(),
+      ms: 0,
+      added: [],
+      updated: [],
+      removed: [],
+      failed: [],
+      unchanged: 0,
+    };
     try {
       const disk = this.scanDisk(strict);
       const current = this.snapshot.models;
@@ -312,7 +334,13 @@ export class ModelStore<Plan> {
           if (variants.length === 0) {
             if (next.size === 1) {
               // Never leave the server with nothing to serve: the last model stays.
-              for (const v of gone) this.fail(report, strict, { model: v.model, variant: v.name, fingerprint: null }, new Error(`${v.model}/${v.name} is the last variant served; it stays until another model is there`));
+              for (const v of gone)
+                this.fail(
+                  report,
+                  strict,
+                  { model: v.model, variant: v.name, fingerprint: null },
+                  new Error(`${v.model}/${v.name} is the last variant served; it stays until another model is there`),
+                );
               gone = [];
               continue;
             }
@@ -380,7 +408,11 @@ export class ModelStore<Plan> {
       this.warnFallbacks(applied.map((p) => p.variant));
       if (!strict && (applied.length > 0 || removed.length > 0)) {
         this.log.info(
-          { added: report.added.map((c) => `${c.model}/${c.variant}`), updated: report.updated.map((c) => `${c.model}/${c.variant}`), removed: removed.map((v) => `${v.model}/${v.name}`) },
+          {
+            added: report.added.map((c) => `${c.model}/${c.variant}`),
+            updated: report.updated.map((c) => `${c.model}/${c.variant}`),
+            removed: removed.map((v) => `${v.model}/${v.name}`),
+          },
           'hot reload: new variant set in force',
         );
       }

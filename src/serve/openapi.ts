@@ -115,7 +115,9 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
         { name: 'open inference protocol', description: 'KServe v2 REST subset; version = variant name' },
         { name: 'admin', description: 'Operator endpoints (Authorization: Bearer <adminToken>)' },
       ],
-      components: { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', description: 'The server\'s adminToken (--admin-token or SLIM_ADMIN_TOKEN)' } } },
+      components: {
+        securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', description: "The server's adminToken (--admin-token or SLIM_ADMIN_TOKEN)" } },
+      },
     },
     transformObject: (documents) => forSwaggerUi((documents as { openapiObject: OpenApiDocument }).openapiObject) as never,
     // Name components after the schemas' $id instead of def-0, def-1, ...

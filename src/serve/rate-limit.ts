@@ -32,8 +32,12 @@ export async function registerRateLimit(app: FastifyInstance, config: ServeConfi
     allowList: (req) => limitOf(req) === 0,
     keyGenerator: (req) => `${req.method} ${req.routeOptions.url ?? ''} ${req.ip}`,
     errorResponseBuilder: (req, ctx) =>
-      new CoreError('RATE_LIMITED', `more than ${ctx.max} requests to ${req.method} ${req.routeOptions.url ?? ''} within ${config.windowMs} ms; retry in ${ctx.after}`, {
-        retryAfterS: ctx.ttl / 1000,
-      }),
+      new CoreError(
+        'RATE_LIMITED',
+        `more than ${ctx.max} requests to ${req.method} ${req.routeOptions.url ?? ''} within ${config.windowMs} ms; retry in ${ctx.after}`,
+        {
+          retryAfterS: ctx.ttl / 1000,
+        },
+      ),
   });
 }

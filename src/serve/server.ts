@@ -84,7 +84,10 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     logger:
       opts.logger === false || config.logLevel === 'silent'
         ? false
-        : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : config.logFormat === 'pretty' ? { stream: await prettyLogStream() } : {}) },
+        : {
+            level: config.logLevel,
+            ...(opts.logStream ? { stream: opts.logStream } : config.logFormat === 'pretty' ? { stream: await prettyLogStream() } : {}),
+          },
     // Per-request log lines cost more than the inference of a small batch: off unless --access-log
     // (then one line per request from the onResponse hook, not fastify's two); failures are logged.
     logController: new LogController({ disableRequestLogging: true }),
@@ -93,7 +96,11 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     // receiveTimeoutMs with 408 (clientErrorHandler). Node checks its connections every
     // connectionsCheckingInterval (30 s by default), which would stretch a short timeout.
     requestTimeout: config.receiveTimeoutMs,
-    http: { requestTimeout: config.receiveTimeoutMs, headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: receiveCheckMs(config.receiveTimeoutMs) },
+    http: {
+      requestTimeout: config.receiveTimeoutMs,
+      headersTimeout: config.receiveTimeoutMs,
+      connectionsCheckingInterval: receiveCheckMs(config.receiveTimeoutMs),
+    },
     // Requests the HTTP parser refuses (CR/LF in a header, oversized headers) get a catalogue body.
     clientErrorHandler,
     // The router's refusals (undecodable URL, over-long parameter) too.
@@ -148,7 +155,16 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     const notes = request.notes ?? {};
     if (config.accessLog) {
       request.log.info(
-        { method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, model: notes.model, variant: notes.variant, inputs: notes.inputs, errorCode: notes.errorCode },
+        {
+          method: request.method,
+          url: request.url,
+          statusCode: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+          model: notes.model,
+          variant: notes.variant,
+          inputs: notes.inputs,
+          errorCode: notes.errorCode,
+        },
         `${request.method} ${request.url} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`,
       );
     }
@@ -170,7 +186,10 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     if (status >= 500 && err.code !== 'NOT_READY' && err.code !== 'SHUTTING_DOWN' && err.code !== 'DEADLINE_EXCEEDED') {
       // The catalogue code and, next to it, the exception that caused it (message and stack).
       const cause = rootCause(err);
-      request.log.error({ err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant }, err.message);
+      request.log.error(
+        { err, code: err.code, ...(cause ? { cause } : {}), requestId: request.id, model: request.notes?.model, variant: request.notes?.variant },
+        err.message,
+      );
     }
     const config = request.routeOptions.config;
     const shape = config?.errorShape ?? (config?.v2 === true || request.url.startsWith('/v2') ? 'v2' : 'slimserve');
@@ -222,11 +241,13 @@ export async function shutdown(app: FastifyInstance, core: ServeCore, connection
   clearTimeout(timer);
   clearInterval(sweeper);
   if (result === 'timeout') {
-    app.log.warn({ inFlight: core.inFlight, connections: connections.size, timeoutMs }, 'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left');
+    app.log.warn(
+      { inFlight: core.inFlight, connections: connections.size, timeoutMs },
+      'shutdown timeout: answering the rest with SHUTTING_DOWN, cutting the connections left',
+    );
   }
   // What follows may take what is left of shutdownTimeoutMs (at least 50 ms), no more.
-  const bounded = <T>(p: Promise<T>): Promise<unknown> =>
-    Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
+  const bounded = <T>(p: Promise<T>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
   await bounded(core.close());
   if (result === 'timeout') {
     await Promise.race([connections.allClosed(), new Promise((r) => setTimeout(r, 50))]); // the SHUTTING_DOWN answers go out first

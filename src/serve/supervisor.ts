@@ -93,7 +93,11 @@ function supervise(config: ServeConfig): Promise<number> {
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
-  const registry = primaryRegistry(() => members.size, () => restarts, ledger);
+  const registry = primaryRegistry(
+    () => members.size,
+    () => restarts,
+    ledger,
+  );
 
   // Requests of the primary to its processes, answered by { slim: 'reply' }.
   let nextRequest = 0;
@@ -133,7 +137,13 @@ function supervise(config: ServeConfig): Promise<number> {
       case 'routing-stats': {
         const model = (body as { model: string }).model;
         const replies = await collect({ metrics: false, stats: true });
-        return { counters: sumSnapshots(replies.map((r) => r.stats ?? {}), model), feedback: ledger.of(model) };
+        return {
+          counters: sumSnapshots(
+            replies.map((r) => r.stats ?? {}),
+            model,
+          ),
+          feedback: ledger.of(model),
+        };
       }
       case 'feedback': {
         const { claim, client } = body as { claim: FeedbackClaim; client: string };

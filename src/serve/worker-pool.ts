@@ -286,22 +286,24 @@ export class WorkerPool {
     if (this.closing) return;
     const spawnedWith = this.specs;
     const s = spawnWorker({ ...this.opts, sessions: [...spawnedWith] }, index, generation);
-    s.loaded.then(() => this.catchUp(s.thread, spawnedWith)).then(
-      () => {
-        if (this.closing) {
+    s.loaded
+      .then(() => this.catchUp(s.thread, spawnedWith))
+      .then(
+        () => {
+          if (this.closing) {
+            void stopWorker(s.thread);
+            return;
+          }
+          this.adopt(index, s.thread, generation);
+          this.opts.onWorkerEvent?.({ kind: 'replaced', workerIndex: index, message: 'ready' });
+          this.onIdle();
+        },
+        (err: Error) => {
           void stopWorker(s.thread);
-          return;
-        }
-        this.adopt(index, s.thread, generation);
-        this.opts.onWorkerEvent?.({ kind: 'replaced', workerIndex: index, message: 'ready' });
-        this.onIdle();
-      },
-      (err: Error) => {
-        void stopWorker(s.thread);
-        this.opts.onWorkerEvent?.({ kind: 'replace-failed', workerIndex: index, message: err.message });
-        setTimeout(() => this.replace(index, generation), RESPAWN_DELAY_MS).unref();
-      },
-    );
+          this.opts.onWorkerEvent?.({ kind: 'replace-failed', workerIndex: index, message: err.message });
+          setTimeout(() => this.replace(index, generation), RESPAWN_DELAY_MS).unref();
+        },
+      );
   }
 
   /** A replacement spawned before a hot reload changed the sessions: bring it to the current list. */

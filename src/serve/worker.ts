@@ -179,7 +179,18 @@ async function run(msg: RunRequest): Promise<void> {
     const { logits, probabilities } = await runSession(msg.key, rows, paddedLength, inputIds, attentionMask);
     const inferenceMs = performance.now() - started;
     post(
-      { type: 'result', jobId: msg.jobId, probabilities, logits, numLabels: entry.numLabels, tokenCounts, paddedLength, tokenizeMs: started - tokenizeStarted, inferenceMs, startedAt },
+      {
+        type: 'result',
+        jobId: msg.jobId,
+        probabilities,
+        logits,
+        numLabels: entry.numLabels,
+        tokenCounts,
+        paddedLength,
+        tokenizeMs: started - tokenizeStarted,
+        inferenceMs,
+        startedAt,
+      },
       [probabilities.buffer as ArrayBuffer, logits.buffer as ArrayBuffer, tokenCounts.buffer as ArrayBuffer],
     );
   } catch (err) {

@@ -14,9 +14,14 @@ export interface SlimRun {
 
 export function runSlim(args: readonly string[], opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<SlimRun> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [SLIM_BIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, timeout: opts.timeoutMs ?? 120_000, env: opts.env ?? process.env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') return reject(err as Error);
-      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [SLIM_BIN, ...args],
+      { cwd: opts.cwd ?? REPO_ROOT, timeout: opts.timeoutMs ?? 120_000, env: opts.env ?? process.env, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(err as Error);
+        resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+      },
+    );
   });
 }

@@ -11,7 +11,9 @@ export function sampleSentences(perFile: number): string[] {
     for (const split of ['train', 'dev', 'test']) {
       const file = join(SHARED_DATA, dataset, `${split}.jsonl`);
       if (!existsSync(file)) continue;
-      const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+      const lines = readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0);
       const step = Math.max(1, Math.floor(lines.length / perFile));
       for (let i = 0; i < lines.length && i / step < perFile; i += step) texts.push((JSON.parse(lines[i]!) as { text: string }).text);
     }

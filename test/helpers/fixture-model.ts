@@ -10,11 +10,54 @@ import { join } from 'node:path';
 import { GraphBuilder } from '../../src/pipeline/graph.js';
 
 export const FIXTURE_WORDS = [
-  'the', 'a', 'movie', 'film', 'plot', 'actor', 'scene', 'story', 'music', 'ending',
-  'good', 'great', 'fine', 'superb', 'lovely', 'bad', 'awful', 'boring', 'weak', 'dull',
-  'very', 'not', 'quite', 'so', 'really', 'is', 'was', 'and', 'but', 'with',
-  'free', 'money', 'win', 'offer', 'click', 'now', 'meeting', 'report', 'lunch', 'call',
-  'today', 'tomorrow', 'team', 'project', 'price', 'deal', 'prize', 'urgent',
+  'the',
+  'a',
+  'movie',
+  'film',
+  'plot',
+  'actor',
+  'scene',
+  'story',
+  'music',
+  'ending',
+  'good',
+  'great',
+  'fine',
+  'superb',
+  'lovely',
+  'bad',
+  'awful',
+  'boring',
+  'weak',
+  'dull',
+  'very',
+  'not',
+  'quite',
+  'so',
+  'really',
+  'is',
+  'was',
+  'and',
+  'but',
+  'with',
+  'free',
+  'money',
+  'win',
+  'offer',
+  'click',
+  'now',
+  'meeting',
+  'report',
+  'lunch',
+  'call',
+  'today',
+  'tomorrow',
+  'team',
+  'project',
+  'price',
+  'deal',
+  'prize',
+  'urgent',
 ];
 const SPECIAL = ['[PAD]', '[UNK]', '[CLS]'] as const;
 export const VOCAB = [...SPECIAL, ...FIXTURE_WORDS];
@@ -85,7 +128,14 @@ function fixtureWeights(hidden: number, numLabels: number, seed: number): Fixtur
 export function fixtureLogits(text: string, opts: { depth: number; hidden: number; numLabels: number; seed: number }): number[] {
   const { depth, hidden: d, numLabels, seed } = opts;
   const { embeddings, layers, headW, headB } = fixtureWeights(d, numLabels, seed);
-  const ids = [VOCAB.indexOf('[CLS]'), ...text.toLowerCase().split(/\s+/).filter(Boolean).map((w) => (VOCAB.includes(w) ? VOCAB.indexOf(w) : VOCAB.indexOf('[UNK]')))];
+  const ids = [
+    VOCAB.indexOf('[CLS]'),
+    ...text
+      .toLowerCase()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((w) => (VOCAB.includes(w) ? VOCAB.indexOf(w) : VOCAB.indexOf('[UNK]'))),
+  ];
   const pooled = new Array<number>(d).fill(0);
   for (const id of ids) {
     let h = Array.from({ length: d }, (_, j) => embeddings[id * d + j]!);
@@ -180,7 +230,13 @@ export function createFixtureRepository(specs: FixtureModelSpec[] = [{ name: 'ti
       writeFileSync(join(vdir, 'tokenizer.json'), JSON.stringify(fixtureTokenizerJson()));
       writeFileSync(
         join(vdir, 'tokenizer_config.json'),
-        JSON.stringify({ tokenizer_class: 'PreTrainedTokenizerFast', pad_token: '[PAD]', unk_token: '[UNK]', cls_token: '[CLS]', model_max_length: full.maxLength }),
+        JSON.stringify({
+          tokenizer_class: 'PreTrainedTokenizerFast',
+          pad_token: '[PAD]',
+          unk_token: '[UNK]',
+          cls_token: '[CLS]',
+          model_max_length: full.maxLength,
+        }),
       );
       const d = full.hidden;
       const manifest = {
@@ -208,7 +264,5 @@ export function createFixtureRepository(specs: FixtureModelSpec[] = [{ name: 'ti
 /** A deterministic text of `words` vocabulary words (some unknown words when `unknown`). */
 export function fixtureText(words: number, seed: number, unknown = false): string {
   const next = rng(seed);
-  return Array.from({ length: words }, (_, i) =>
-    unknown && i % 5 === 4 ? `zz${i}` : FIXTURE_WORDS[Math.floor(next() * FIXTURE_WORDS.length)]!,
-  ).join(' ');
+  return Array.from({ length: words }, (_, i) => (unknown && i % 5 === 4 ? `zz${i}` : FIXTURE_WORDS[Math.floor(next() * FIXTURE_WORDS.length)]!)).join(' ');
 }

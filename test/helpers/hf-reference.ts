@@ -66,7 +66,9 @@ export const silu = (x: number) => x / (1 + Math.exp(-x));
 export function erf(x: number): number {
   const t = Math.abs(x);
   if (t < 3) {
-    let sum = 0, term = t, n = 0;
+    let sum = 0,
+      term = t,
+      n = 0;
     while (Math.abs(term) > 1e-17 * Math.abs(sum) || n < 5) {
       sum += term / (2 * n + 1);
       n++;
@@ -75,7 +77,7 @@ export function erf(x: number): number {
     }
     return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
   }
-  return Math.sign(x) * (1 - Math.exp(-t * t) / (t * Math.sqrt(Math.PI)) * (1 - 1 / (2 * t * t)));
+  return Math.sign(x) * (1 - (Math.exp(-t * t) / (t * Math.sqrt(Math.PI))) * (1 - 1 / (2 * t * t)));
 }
 export const geluErf = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 
@@ -87,7 +89,8 @@ function attention(q: Mat, k: Mat, v: Mat, H: number, KV: number, d: number, sca
   for (let h = 0; h < H; h++) {
     const kvh = Math.floor(h / (H / KV));
     for (let i = 0; i < S; i++) {
-      const js: number[] = [], scores: number[] = [];
+      const js: number[] = [],
+        scores: number[] = [];
       for (let j = 0; j < S; j++) {
         if (!sees(i, j)) continue;
         let s = 0;
@@ -115,8 +118,10 @@ function rope(x: Mat, heads: number, d: number, invFreq: number[], scale = 1): M
     for (let h = 0; h < heads; h++) {
       for (let j = 0; j < d / 2; j++) {
         const a = p * invFreq[j]!;
-        const c = Math.cos(a) * scale, s = Math.sin(a) * scale;
-        const x1 = row[h * d + j]!, x2 = row[h * d + j + d / 2]!;
+        const c = Math.cos(a) * scale,
+          s = Math.sin(a) * scale;
+        const x1 = row[h * d + j]!,
+          x2 = row[h * d + j + d / 2]!;
         y[h * d + j] = x1 * c - x2 * s;
         y[h * d + j + d / 2] = x2 * c + x1 * s;
       }
@@ -128,7 +133,7 @@ function rope(x: Mat, heads: number, d: number, invFreq: number[], scale = 1): M
 /** modeling_rope_utils: default, linear, dynamic (unchanged up to max_position_embeddings), llama3, longrope (short factors). */
 export function invFreq(cfg: Cfg, d: number, theta: number, scaling: Cfg | null | undefined): { inv: number[]; scale: number } {
   const base = Array.from({ length: d / 2 }, (_, j) => 1 / theta ** ((2 * j) / d));
-  const type = scaling ? scaling.rope_type ?? scaling.type : 'default';
+  const type = scaling ? (scaling.rope_type ?? scaling.type) : 'default';
   if (!scaling || type === 'default' || type === 'dynamic') return { inv: base, scale: 1 };
   if (type === 'linear') return { inv: base.map((f) => f / scaling.factor), scale: 1 };
   if (type === 'llama3') {
@@ -162,7 +167,11 @@ function rows(get: Get, name: string, W: number, idx: number[]): Mat {
 function decoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
   const type = cfg.model_type as string;
   const gemma = type === 'gemma2' || type === 'gemma3_text';
-  const W = cfg.hidden_size, H = cfg.num_attention_heads, KV = cfg.num_key_value_heads ?? H, F = cfg.intermediate_size, eps = cfg.rms_norm_eps;
+  const W = cfg.hidden_size,
+    H = cfg.num_attention_heads,
+    KV = cfg.num_key_value_heads ?? H,
+    F = cfg.intermediate_size,
+    eps = cfg.rms_norm_eps;
   const hd = cfg.head_dim ?? W / H;
   const norm = (x: Mat, name: string, width?: number) => rmsNorm(x, get(name), eps, gemma, width);
   let x = rows(get, 'model.embed_tokens.weight', W, ids);
@@ -180,7 +189,14 @@ function decoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
   for (let l = 0; l < depth; l++) {
     const n = (s: string) => `model.layers.${l}.${s}`;
     const p = (s: string) => get(n(s));
-    const has = (s: string) => { try { get(n(s)); return true; } catch { return false; } };
+    const has = (s: string) => {
+      try {
+        get(n(s));
+        return true;
+      } catch {
+        return false;
+      }
+    };
     const bias = (s: string) => (has(s) ? p(s) : undefined);
     const a = norm(x, n('input_layernorm.weight'));
     let q: Mat, k: Mat, v: Mat;
@@ -203,7 +219,13 @@ function decoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
     k = rope(k, KV, hd, r.inv, r.scale);
     const win = cfg.sliding_window as number;
     const sees = (i: number, j: number) => j <= i && (!sliding || i - j < win);
-    let o = linear(attention(q, k, v, H, KV, hd, scale, sees, type === 'gemma2' ? cfg.attn_logit_softcapping ?? undefined : undefined), p('self_attn.o_proj.weight'), undefined, H * hd, W);
+    let o = linear(
+      attention(q, k, v, H, KV, hd, scale, sees, type === 'gemma2' ? (cfg.attn_logit_softcapping ?? undefined) : undefined),
+      p('self_attn.o_proj.weight'),
+      undefined,
+      H * hd,
+      W,
+    );
     if (gemma) o = norm(o, n('post_attention_layernorm.weight'));
     x = add(x, o);
     const m = norm(x, n(gemma ? 'pre_feedforward_layernorm.weight' : 'post_attention_layernorm.weight'));
@@ -215,7 +237,13 @@ function decoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
       gate = linear(m, p('mlp.gate_proj.weight'), undefined, W, F);
       up = linear(m, p('mlp.up_proj.weight'), undefined, W, F);
     }
-    let f = linear(gate.map((row, i) => row.map((g, j) => act(g) * up[i]![j]!)), p('mlp.down_proj.weight'), undefined, F, W);
+    let f = linear(
+      gate.map((row, i) => row.map((g, j) => act(g) * up[i]![j]!)),
+      p('mlp.down_proj.weight'),
+      undefined,
+      F,
+      W,
+    );
     if (gemma) f = norm(f, n('post_feedforward_layernorm.weight'));
     x = add(x, f);
   }
@@ -226,39 +254,97 @@ function decoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
 function postLnEncoder(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
   const type = cfg.model_type as string;
   if (type === 'distilbert') {
-    const W = cfg.dim, H = cfg.n_heads, F = cfg.hidden_dim, eps = 1e-12, e = 'distilbert.embeddings';
-    let x = add(rows(get, `${e}.word_embeddings.weight`, W, ids), rows(get, `${e}.position_embeddings.weight`, W, ids.map((_, i) => i)));
+    const W = cfg.dim,
+      H = cfg.n_heads,
+      F = cfg.hidden_dim,
+      eps = 1e-12,
+      e = 'distilbert.embeddings';
+    let x = add(
+      rows(get, `${e}.word_embeddings.weight`, W, ids),
+      rows(
+        get,
+        `${e}.position_embeddings.weight`,
+        W,
+        ids.map((_, i) => i),
+      ),
+    );
     x = layerNorm(x, get(`${e}.LayerNorm.weight`), get(`${e}.LayerNorm.bias`), eps);
     for (let l = 0; l < depth; l++) {
       const p = (s: string) => get(`distilbert.transformer.layer.${l}.${s}`);
       const lin = (z: Mat, s: string, i: number, o: number) => linear(z, p(`${s}.weight`), p(`${s}.bias`), i, o);
-      const ctx = attention(lin(x, 'attention.q_lin', W, W), lin(x, 'attention.k_lin', W, W), lin(x, 'attention.v_lin', W, W), H, H, W / H, 1 / Math.sqrt(W / H), () => true);
+      const ctx = attention(
+        lin(x, 'attention.q_lin', W, W),
+        lin(x, 'attention.k_lin', W, W),
+        lin(x, 'attention.v_lin', W, W),
+        H,
+        H,
+        W / H,
+        1 / Math.sqrt(W / H),
+        () => true,
+      );
       x = layerNorm(add(x, lin(ctx, 'attention.out_lin', W, W)), p('sa_layer_norm.weight'), p('sa_layer_norm.bias'), eps);
       x = layerNorm(add(x, lin(mapM(lin(x, 'ffn.lin1', W, F), geluErf), 'ffn.lin2', F, W)), p('output_layer_norm.weight'), p('output_layer_norm.bias'), eps);
     }
     return x;
   }
   const pre = type === 'bert' ? 'bert' : 'roberta';
-  const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.intermediate_size, eps = cfg.layer_norm_eps;
+  const W = cfg.hidden_size,
+    H = cfg.num_attention_heads,
+    F = cfg.intermediate_size,
+    eps = cfg.layer_norm_eps;
   const e = `${pre}.embeddings`;
   // RoBERTa: create_position_ids_from_input_ids -> padding_idx + 1 + i for real tokens.
   const first = pre === 'roberta' ? cfg.pad_token_id + 1 : 0;
-  let x = add(rows(get, `${e}.word_embeddings.weight`, W, ids), rows(get, `${e}.position_embeddings.weight`, W, ids.map((_, i) => first + i)));
-  x = add(x, rows(get, `${e}.token_type_embeddings.weight`, W, ids.map(() => 0)));
+  let x = add(
+    rows(get, `${e}.word_embeddings.weight`, W, ids),
+    rows(
+      get,
+      `${e}.position_embeddings.weight`,
+      W,
+      ids.map((_, i) => first + i),
+    ),
+  );
+  x = add(
+    x,
+    rows(
+      get,
+      `${e}.token_type_embeddings.weight`,
+      W,
+      ids.map(() => 0),
+    ),
+  );
   x = layerNorm(x, get(`${e}.LayerNorm.weight`), get(`${e}.LayerNorm.bias`), eps);
   for (let l = 0; l < depth; l++) {
     const p = (s: string) => get(`${pre}.encoder.layer.${l}.${s}`);
     const lin = (z: Mat, s: string, i: number, o: number) => linear(z, p(`${s}.weight`), p(`${s}.bias`), i, o);
-    const ctx = attention(lin(x, 'attention.self.query', W, W), lin(x, 'attention.self.key', W, W), lin(x, 'attention.self.value', W, W), H, H, W / H, 1 / Math.sqrt(W / H), () => true);
+    const ctx = attention(
+      lin(x, 'attention.self.query', W, W),
+      lin(x, 'attention.self.key', W, W),
+      lin(x, 'attention.self.value', W, W),
+      H,
+      H,
+      W / H,
+      1 / Math.sqrt(W / H),
+      () => true,
+    );
     x = layerNorm(add(x, lin(ctx, 'attention.output.dense', W, W)), p('attention.output.LayerNorm.weight'), p('attention.output.LayerNorm.bias'), eps);
-    x = layerNorm(add(x, lin(mapM(lin(x, 'intermediate.dense', W, F), geluErf), 'output.dense', F, W)), p('output.LayerNorm.weight'), p('output.LayerNorm.bias'), eps);
+    x = layerNorm(
+      add(x, lin(mapM(lin(x, 'intermediate.dense', W, F), geluErf), 'output.dense', F, W)),
+      p('output.LayerNorm.weight'),
+      p('output.LayerNorm.bias'),
+      eps,
+    );
   }
   return x;
 }
 
 /** ModernBERT: pre-LN without biases, global/local RoPE and windows, GeGLU from Wi's halves. */
 function modernbert(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
-  const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.intermediate_size, eps = cfg.norm_eps, hd = W / H;
+  const W = cfg.hidden_size,
+    H = cfg.num_attention_heads,
+    F = cfg.intermediate_size,
+    eps = cfg.norm_eps,
+    hd = W / H;
   const ln = (x: Mat, name: string) => layerNorm(x, get(name), undefined, eps);
   let x = ln(rows(get, 'model.embeddings.tok_embeddings.weight', W, ids), 'model.embeddings.norm.weight');
   const act = cfg.hidden_activation === 'gelu' ? geluErf : geluTanh;
@@ -267,7 +353,7 @@ function modernbert(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
     const global = l % cfg.global_attn_every_n_layers === 0;
     const a = l === 0 ? x : ln(x, n('attn_norm.weight'));
     const wqkv = get(n('attn.Wqkv.weight'));
-    const r = invFreq(cfg, hd, global ? cfg.global_rope_theta : cfg.local_rope_theta ?? cfg.global_rope_theta, null);
+    const r = invFreq(cfg, hd, global ? cfg.global_rope_theta : (cfg.local_rope_theta ?? cfg.global_rope_theta), null);
     const q = rope(linear(a, wqkv, undefined, W, W, 0), H, hd, r.inv);
     const k = rope(linear(a, wqkv, undefined, W, W, W), H, hd, r.inv);
     const v = linear(a, wqkv, undefined, W, W, 2 * W);
@@ -276,16 +362,37 @@ function modernbert(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
     x = add(x, linear(attention(q, k, v, H, H, hd, 1 / Math.sqrt(hd), sees), get(n('attn.Wo.weight')), undefined, W, W));
     const m = ln(x, n('mlp_norm.weight'));
     const wi = get(n('mlp.Wi.weight'));
-    const input = linear(m, wi, undefined, W, F, 0), gate = linear(m, wi, undefined, W, F, F);
-    x = add(x, linear(input.map((row, i) => row.map((u, j) => act(u) * gate[i]![j]!)), get(n('mlp.Wo.weight')), undefined, F, W));
+    const input = linear(m, wi, undefined, W, F, 0),
+      gate = linear(m, wi, undefined, W, F, F);
+    x = add(
+      x,
+      linear(
+        input.map((row, i) => row.map((u, j) => act(u) * gate[i]![j]!)),
+        get(n('mlp.Wo.weight')),
+        undefined,
+        F,
+        W,
+      ),
+    );
   }
   return ln(x, 'model.final_norm.weight');
 }
 
 /** GPT-2: pre-LN, learned positions, fused c_attn, Conv1D weights, GELU (tanh), final ln_f. */
 function gpt2(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
-  const W = cfg.n_embd, H = cfg.n_head, F = cfg.n_inner ?? 4 * W, eps = cfg.layer_norm_epsilon;
-  let x = add(rows(get, 'transformer.wte.weight', W, ids), rows(get, 'transformer.wpe.weight', W, ids.map((_, i) => i)));
+  const W = cfg.n_embd,
+    H = cfg.n_head,
+    F = cfg.n_inner ?? 4 * W,
+    eps = cfg.layer_norm_epsilon;
+  let x = add(
+    rows(get, 'transformer.wte.weight', W, ids),
+    rows(
+      get,
+      'transformer.wpe.weight',
+      W,
+      ids.map((_, i) => i),
+    ),
+  );
   const causal = (i: number, j: number) => j <= i;
   for (let l = 0; l < depth; l++) {
     const p = (s: string) => get(`transformer.h.${l}.${s}`);
@@ -300,9 +407,21 @@ function gpt2(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
 
 /** OPT: positions offset by 2, ReLU; pre-LN with a final norm, or post-LN without (do_layer_norm_before false). */
 function opt(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
-  const W = cfg.hidden_size, H = cfg.num_attention_heads, F = cfg.ffn_dim, eps = 1e-5, pre = cfg.do_layer_norm_before !== false;
+  const W = cfg.hidden_size,
+    H = cfg.num_attention_heads,
+    F = cfg.ffn_dim,
+    eps = 1e-5,
+    pre = cfg.do_layer_norm_before !== false;
   const d = 'model.decoder';
-  let x = add(rows(get, `${d}.embed_tokens.weight`, W, ids), rows(get, `${d}.embed_positions.weight`, W, ids.map((_, i) => i + 2)));
+  let x = add(
+    rows(get, `${d}.embed_tokens.weight`, W, ids),
+    rows(
+      get,
+      `${d}.embed_positions.weight`,
+      W,
+      ids.map((_, i) => i + 2),
+    ),
+  );
   const causal = (i: number, j: number) => j <= i;
   for (let l = 0; l < depth; l++) {
     const p = (s: string) => get(`${d}.layers.${l}.${s}`);
@@ -310,11 +429,28 @@ function opt(cfg: Cfg, get: Get, ids: number[], depth: number): Mat {
     const ln1 = (z: Mat) => layerNorm(z, p('self_attn_layer_norm.weight'), p('self_attn_layer_norm.bias'), eps);
     const ln2 = (z: Mat) => layerNorm(z, p('final_layer_norm.weight'), p('final_layer_norm.bias'), eps);
     const a = pre ? ln1(x) : x;
-    const ctx = attention(lin(a, 'self_attn.q_proj', W, W), lin(a, 'self_attn.k_proj', W, W), lin(a, 'self_attn.v_proj', W, W), H, H, W / H, 1 / Math.sqrt(W / H), causal);
+    const ctx = attention(
+      lin(a, 'self_attn.q_proj', W, W),
+      lin(a, 'self_attn.k_proj', W, W),
+      lin(a, 'self_attn.v_proj', W, W),
+      H,
+      H,
+      W / H,
+      1 / Math.sqrt(W / H),
+      causal,
+    );
     x = add(x, lin(ctx, 'self_attn.out_proj', W, W));
     if (!pre) x = ln1(x);
     const m = pre ? ln2(x) : x;
-    x = add(x, lin(mapM(lin(m, 'fc1', W, F), (v) => Math.max(0, v)), 'fc2', F, W));
+    x = add(
+      x,
+      lin(
+        mapM(lin(m, 'fc1', W, F), (v) => Math.max(0, v)),
+        'fc2',
+        F,
+        W,
+      ),
+    );
     if (!pre) x = ln2(x);
   }
   return pre ? layerNorm(x, get(`${d}.final_layer_norm.weight`), get(`${d}.final_layer_norm.bias`), eps) : x;

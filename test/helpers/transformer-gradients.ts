@@ -4,7 +4,14 @@
 // a central finite difference of the same float32 ONNX graph, |analytic - fd| <= 3e-3 (1 + |fd|).
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTensorValue, type TransformerConfig } from '../../src/pipeline/architectures/transformer.js';
+import {
+  buildTransformerGraph,
+  HEAD_BIAS,
+  HEAD_WEIGHT,
+  paramSpecs,
+  type FloatTensorValue,
+  type TransformerConfig,
+} from '../../src/pipeline/architectures/transformer.js';
 import { addGradients } from '../../src/pipeline/training/autodiff.js';
 import { softmaxCrossEntropy } from '../../src/pipeline/training/losses.js';
 import { mulberry32, randomNormal } from '../../src/pipeline/random.js';
@@ -16,13 +23,25 @@ export async function checkTransformerGradients(c: TransformerConfig, eps: numbe
   const body = new Map<string, FloatTensorValue>();
   for (const s of paramSpecs(c, c.layers)) {
     const n = s.dims.reduce((a, b) => a * b, 1);
-    body.set(s.name, { dims: s.dims, data: Float32Array.from({ length: n }, () => (s.kind === 'norm' && s.name.endsWith('weight') ? 1 : 0) + 0.3 * randomNormal(rng)) });
+    body.set(s.name, {
+      dims: s.dims,
+      data: Float32Array.from({ length: n }, () => (s.kind === 'norm' && s.name.endsWith('weight') ? 1 : 0) + 0.3 * randomNormal(rng)),
+    });
   }
-  const L = 3, B = 2, S = 5;
+  const L = 3,
+    B = 2,
+    S = 5;
   const weight = { dims: [c.hidden, L], data: Float32Array.from({ length: c.hidden * L }, () => 0.5 * randomNormal(rng)) };
   const bias = { dims: [L], data: Float32Array.from({ length: L }, () => 0.1 * randomNormal(rng)) };
   const trainable = [...body.keys(), HEAD_WEIGHT, HEAD_BIAS];
-  const { graph: g, raw } = buildTransformerGraph(c, body, { depth: c.layers, output: { kind: 'classifier', weight, bias }, tableLength: 16, asInputs: () => true, batch: B, seq: S });
+  const { graph: g, raw } = buildTransformerGraph(c, body, {
+    depth: c.layers,
+    output: { kind: 'classifier', weight, bias },
+    tableLength: 16,
+    asInputs: () => true,
+    batch: B,
+    seq: S,
+  });
   const loss = softmaxCrossEntropy(g, raw, g.input('labels', 'int64', [B]));
   const { grads } = addGradients(g, { loss, params: trainable });
   const session = await ort.InferenceSession.create(g.toBytes(), { intraOpNumThreads: 1, logSeverityLevel: 3 });
@@ -38,7 +57,8 @@ export async function checkTransformerGradients(c: TransformerConfig, eps: numbe
   };
   const out = await session.run(feeds());
   const lossAt = async () => Number((await session.run(feeds(), [loss]))[loss]!.data[0]);
-  let checked = 0, nonzero = 0;
+  let checked = 0,
+    nonzero = 0;
   const pick = mulberry32(9);
   for (const name of trainable) {
     const grad = out[grads.get(name)!]!.data as Float32Array;

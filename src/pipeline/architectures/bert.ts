@@ -34,7 +34,8 @@ export function bertLikeConfig(
   o: { maxPositions: number; positionOffset: number; eps: number },
 ): TransformerConfig {
   if (act !== 'gelu' && act !== 'gelu_new' && act !== 'relu') throw new Error(`${family}: hidden_act ${act} is not supported`);
-  const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
+  const W = num(hf, 'hidden_size'),
+    heads = num(hf, 'num_attention_heads');
   return {
     arch,
     layers: num(hf, 'num_hidden_layers'),
@@ -75,7 +76,11 @@ export const BERT_TENSOR_NAMES: TensorNames = {
   block: (i) => `encoder.layer.${i}`,
   norms: { attn_norm: 'attention.output.LayerNorm', ffn_norm: 'output.LayerNorm' },
   linears: {
-    'attn.q': 'attention.self.query', 'attn.k': 'attention.self.key', 'attn.v': 'attention.self.value', 'attn.o': 'attention.output.dense',
-    'ffn.up': 'intermediate.dense', 'ffn.down': 'output.dense',
+    'attn.q': 'attention.self.query',
+    'attn.k': 'attention.self.key',
+    'attn.v': 'attention.self.value',
+    'attn.o': 'attention.output.dense',
+    'ffn.up': 'intermediate.dense',
+    'ffn.down': 'output.dense',
   },
 };

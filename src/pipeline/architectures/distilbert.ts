@@ -12,8 +12,12 @@ const DISTILBERT_TENSOR_NAMES: TensorNames = {
   block: (i) => `transformer.layer.${i}`,
   norms: { attn_norm: 'sa_layer_norm', ffn_norm: 'output_layer_norm' },
   linears: {
-    'attn.q': 'attention.q_lin', 'attn.k': 'attention.k_lin', 'attn.v': 'attention.v_lin', 'attn.o': 'attention.out_lin',
-    'ffn.up': 'ffn.lin1', 'ffn.down': 'ffn.lin2',
+    'attn.q': 'attention.q_lin',
+    'attn.k': 'attention.k_lin',
+    'attn.v': 'attention.v_lin',
+    'attn.o': 'attention.out_lin',
+    'ffn.up': 'ffn.lin1',
+    'ffn.down': 'ffn.lin2',
   },
 };
 
@@ -22,7 +26,8 @@ export const distilbert: HfArchitecture = {
   prefixes: ['distilbert.', ''],
   probe: 'embeddings.word_embeddings.weight',
   config(hf) {
-    const W = num(hf, 'dim'), heads = num(hf, 'n_heads');
+    const W = num(hf, 'dim'),
+      heads = num(hf, 'n_heads');
     const act = str(hf, ['activation'], 'gelu');
     if (act !== 'gelu' && act !== 'relu') throw new Error(`distilbert: activation ${act} is not supported`);
     return {

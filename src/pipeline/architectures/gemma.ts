@@ -25,16 +25,15 @@ function localLayersOf(hf: Record<string, unknown>, layers: number, isLocal: (i:
 }
 
 function gemmaConfig(hf: Record<string, unknown>, family: 'gemma2' | 'gemma3'): TransformerConfig {
-  const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
+  const W = num(hf, 'hidden_size'),
+    heads = num(hf, 'num_attention_heads');
   const act = str(hf, ['hidden_activation', 'hidden_act'], 'gelu_pytorch_tanh');
   if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new') throw new Error(`${family}: hidden_activation ${act} is not supported`);
   const layers = num(hf, 'num_hidden_layers');
   const headDim = num(hf, 'head_dim', 256);
   const cap = (key: string) => (typeof hf[key] === 'number' ? (hf[key] as number) : undefined);
   const pattern = num(hf, 'sliding_window_pattern', 6);
-  const localLayers = family === 'gemma2'
-    ? localLayersOf(hf, layers, (i) => i % 2 === 0)
-    : localLayersOf(hf, layers, (i) => (i + 1) % pattern !== 0);
+  const localLayers = family === 'gemma2' ? localLayersOf(hf, layers, (i) => i % 2 === 0) : localLayersOf(hf, layers, (i) => (i + 1) % pattern !== 0);
   const window = num(hf, 'sliding_window', 4096);
   const ropeScaling = readRopeScaling(hf, family);
   const config: TransformerConfig = {
@@ -71,7 +70,8 @@ function gemmaConfig(hf: Record<string, unknown>, family: 'gemma2' | 'gemma3'): 
     window,
     ...(ropeScaling ? { ropeScaling } : {}),
   };
-  const attnCap = cap('attn_logit_softcapping'), finalCap = cap('final_logit_softcapping');
+  const attnCap = cap('attn_logit_softcapping'),
+    finalCap = cap('final_logit_softcapping');
   if (attnCap !== undefined) config.attnSoftcap = attnCap;
   if (finalCap !== undefined) config.finalSoftcap = finalCap;
   if (family === 'gemma3') {
@@ -84,7 +84,11 @@ function gemmaConfig(hf: Record<string, unknown>, family: 'gemma2' | 'gemma3'): 
 function gemmaSource(name: string): TensorSource | undefined {
   const qk = /^blocks\.(\d+)\.attn\.([qk])_norm\.weight$/.exec(name);
   if (qk) return { name: `layers.${qk[1]}.self_attn.${qk[2]}_norm.weight`, plus: 1 };
-  const s = llamaLikeSource(name, { attn_post_norm: 'post_attention_layernorm', ffn_norm: 'pre_feedforward_layernorm', ffn_post_norm: 'post_feedforward_layernorm' });
+  const s = llamaLikeSource(name, {
+    attn_post_norm: 'post_attention_layernorm',
+    ffn_norm: 'pre_feedforward_layernorm',
+    ffn_post_norm: 'post_feedforward_layernorm',
+  });
   // Every Gemma norm computes x_normed * (1 + w).
   if (s && (name.endsWith('norm.weight') || name === 'final_norm.weight')) return { ...s, plus: 1 };
   return s;
@@ -116,11 +120,28 @@ export const gemma3: HfArchitecture = {
  * num_hidden_layers, rope_scaling, sliding_window).
  */
 const GEMMA3_TEXT_DEFAULTS: Record<string, unknown> = {
-  vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
-  num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', max_position_embeddings: 131072,
-  rms_norm_eps: 1e-6, rope_theta: 1_000_000, query_pre_attn_scalar: 256, sliding_window: 4096,
-  final_logit_softcapping: null, attn_logit_softcapping: null, rope_scaling: null, rope_local_base_freq: 10000,
-  sliding_window_pattern: 6, bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, tie_word_embeddings: true,
+  vocab_size: 262208,
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 26,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh',
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1_000_000,
+  query_pre_attn_scalar: 256,
+  sliding_window: 4096,
+  final_logit_softcapping: null,
+  attn_logit_softcapping: null,
+  rope_scaling: null,
+  rope_local_base_freq: 10000,
+  sliding_window_pattern: 6,
+  bos_token_id: 2,
+  eos_token_id: 1,
+  pad_token_id: 0,
+  tie_word_embeddings: true,
 };
 
 /** Gemma 3 multimodal checkpoints (model_type "gemma3", 4b and up): the language model only; the vision tower is never read. */

@@ -8,7 +8,8 @@ export const gpt2: HfArchitecture = {
   prefixes: ['', 'transformer.'],
   probe: 'wte.weight',
   config(hf) {
-    const W = num(hf, 'n_embd'), heads = num(hf, 'n_head');
+    const W = num(hf, 'n_embd'),
+      heads = num(hf, 'n_head');
     const act = (hf.activation_function as string | undefined) ?? 'gelu_new';
     if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'].includes(act)) throw new Error(`gpt2: activation_function ${act} is not supported`);
     return {

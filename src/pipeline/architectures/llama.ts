@@ -14,8 +14,13 @@ export const LLAMA_TENSOR_NAMES: TensorNames = {
   block: (i) => `layers.${i}`,
   norms: { attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm' },
   linears: {
-    'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.o_proj',
-    'ffn.up': 'mlp.up_proj', 'ffn.gate': 'mlp.gate_proj', 'ffn.down': 'mlp.down_proj',
+    'attn.q': 'self_attn.q_proj',
+    'attn.k': 'self_attn.k_proj',
+    'attn.v': 'self_attn.v_proj',
+    'attn.o': 'self_attn.o_proj',
+    'ffn.up': 'mlp.up_proj',
+    'ffn.gate': 'mlp.gate_proj',
+    'ffn.down': 'mlp.down_proj',
   },
   normWeightOnly: true,
 };
@@ -37,7 +42,8 @@ export function llamaLikeConfig(
   arch: TransformerConfig['arch'],
   defaults: { maxPositions: number; eps: number; ropeTheta: number },
 ): TransformerConfig {
-  const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
+  const W = num(hf, 'hidden_size'),
+    heads = num(hf, 'num_attention_heads');
   return {
     arch,
     layers: num(hf, 'num_hidden_layers'),

@@ -17,10 +17,12 @@ export const modernbert: HfArchitecture = {
   prefixes: ['model.', ''],
   probe: 'embeddings.tok_embeddings.weight',
   config(hf) {
-    const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
+    const W = num(hf, 'hidden_size'),
+      heads = num(hf, 'num_attention_heads');
     const act = str(hf, ['hidden_activation'], 'gelu');
     if (act !== 'gelu' && act !== 'gelu_pytorch_tanh' && act !== 'gelu_new') throw new Error(`modernbert: hidden_activation ${act} is not supported`);
-    if (hf.norm_bias === true || hf.attention_bias === true || hf.mlp_bias === true) throw new Error('modernbert: norm_bias, attention_bias and mlp_bias must be false');
+    if (hf.norm_bias === true || hf.attention_bias === true || hf.mlp_bias === true)
+      throw new Error('modernbert: norm_bias, attention_bias and mlp_bias must be false');
     const layers = num(hf, 'num_hidden_layers');
     const every = num(hf, 'global_attn_every_n_layers', 3);
     const local = num(hf, 'local_attention', 128);
@@ -68,7 +70,8 @@ export const modernbert: HfArchitecture = {
     if (!m) return undefined;
     const [, i, part] = m;
     const l = `layers.${i}`;
-    const W = c.hidden, F = c.ffn;
+    const W = c.hidden,
+      F = c.ffn;
     const map: Record<string, { name: string; rows?: [number, number]; transpose?: boolean }> = {
       attn_norm: { name: `${l}.attn_norm.weight` },
       ffn_norm: { name: `${l}.mlp_norm.weight` },

@@ -13,7 +13,14 @@ const OPT_TENSOR_NAMES: TensorNames = {
   },
   block: (i) => `layers.${i}`,
   norms: { attn_norm: 'self_attn_layer_norm', ffn_norm: 'final_layer_norm' },
-  linears: { 'attn.q': 'self_attn.q_proj', 'attn.k': 'self_attn.k_proj', 'attn.v': 'self_attn.v_proj', 'attn.o': 'self_attn.out_proj', 'ffn.up': 'fc1', 'ffn.down': 'fc2' },
+  linears: {
+    'attn.q': 'self_attn.q_proj',
+    'attn.k': 'self_attn.k_proj',
+    'attn.v': 'self_attn.v_proj',
+    'attn.o': 'self_attn.out_proj',
+    'ffn.up': 'fc1',
+    'ffn.down': 'fc2',
+  },
 };
 
 export const opt: HfArchitecture = {
@@ -21,7 +28,8 @@ export const opt: HfArchitecture = {
   prefixes: ['model.decoder.', 'decoder.', ''],
   probe: 'embed_tokens.weight',
   config(hf) {
-    const W = num(hf, 'hidden_size'), heads = num(hf, 'num_attention_heads');
+    const W = num(hf, 'hidden_size'),
+      heads = num(hf, 'num_attention_heads');
     if (typeof hf.word_embed_proj_dim === 'number' && hf.word_embed_proj_dim !== W) {
       throw new Error(`opt: word_embed_proj_dim ${hf.word_embed_proj_dim} != hidden_size ${W} (project_in/out) is not supported`);
     }

@@ -38,7 +38,9 @@ export const phi3: HfArchitecture = {
       return llamaLikeSource(name);
     }
     const [, i, part] = m;
-    const q = c.heads * c.headDim, kv = c.kvHeads * c.headDim, F = c.ffn;
+    const q = c.heads * c.headDim,
+      kv = c.kvHeads * c.headDim,
+      F = c.ffn;
     const rows: Record<string, [string, [number, number]]> = {
       'attn.q': ['self_attn.qkv_proj', [0, q]],
       'attn.k': ['self_attn.qkv_proj', [q, q + kv]],

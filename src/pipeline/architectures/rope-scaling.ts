@@ -35,11 +35,13 @@ export function readRopeScaling(hf: Record<string, unknown>, family: string, opt
         const short = rs.short_factor;
         if (!Array.isArray(short) || !short.every((x) => typeof x === 'number')) throw new Error(`${family}: rope_scaling ${type} needs short_factor`);
         const scale = need(hf.max_position_embeddings as number, 'max_position_embeddings') / originalMax;
-        const attentionFactor = typeof rs.attention_factor === 'number' ? rs.attention_factor
-          : scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(originalMax));
+        const attentionFactor =
+          typeof rs.attention_factor === 'number' ? rs.attention_factor : scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(originalMax));
         return { type: 'longrope', factors: short as number[], attentionFactor, originalMax };
       }
       break;
   }
-  throw new Error(`${family}: rope_scaling type ${JSON.stringify(type)} is not supported (supported: linear, dynamic, llama3${opts.longrope ? ', longrope' : ''})`);
+  throw new Error(
+    `${family}: rope_scaling type ${JSON.stringify(type)} is not supported (supported: linear, dynamic, llama3${opts.longrope ? ', longrope' : ''})`,
+  );
 }

@@ -187,7 +187,9 @@ export function checkDepth(config: TransformerConfig, depth: number): void {
 /** Canonical parameter names a depth-`depth` body needs (optional biases included; filtered on load). */
 export function paramSpecs(c: TransformerConfig, depth: number): ParamSpec[] {
   checkDepth(c, depth);
-  const W = c.hidden, kvW = c.kvHeads * c.headDim, qW = c.heads * c.headDim;
+  const W = c.hidden,
+    kvW = c.kvHeads * c.headDim,
+    qW = c.heads * c.headDim;
   const specs: ParamSpec[] = [{ name: 'embed.tokens', dims: [c.vocab, W], kind: 'embedding', block: null }];
   if (c.positions === 'learned') specs.push({ name: 'embed.positions', dims: [c.maxPositions + c.positionOffset, W], kind: 'embedding', block: null });
   if (c.tokenTypes) specs.push({ name: 'embed.token_type', dims: [W], kind: 'embedding', block: null });
@@ -293,8 +295,13 @@ function activation(g: GraphBuilder, act: TransformerConfig['act'], x: string): 
 
 /** Non-trainable tables sized for `tableLength` positions: causal bias and RoPE cos/sin. */
 export const TABLES = {
-  causal: 'tables.causal_bias', cos: 'tables.rope_cos', sin: 'tables.rope_sin', positionsF: 'tables.positions',
-  local: 'tables.local_bias', localCos: 'tables.rope_local_cos', localSin: 'tables.rope_local_sin',
+  causal: 'tables.causal_bias',
+  cos: 'tables.rope_cos',
+  sin: 'tables.rope_sin',
+  positionsF: 'tables.positions',
+  local: 'tables.local_bias',
+  localCos: 'tables.rope_local_cos',
+  localSin: 'tables.rope_local_sin',
 } as const;
 
 const MASK_BIAS = -1e9;
@@ -312,7 +319,8 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling?:
     case 'llama3': {
       // _compute_llama3_parameters: long wavelengths divided by factor, short kept, smooth in between.
       const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMax } = scaling;
-      const lowWavelen = originalMax / lo, highWavelen = originalMax / hi;
+      const lowWavelen = originalMax / lo,
+        highWavelen = originalMax / hi;
       return inv.map((f) => {
         const wavelen = (2 * Math.PI) / f;
         if (wavelen < highWavelen) return f;
@@ -325,12 +333,19 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling?:
 }
 
 /** RoPE cos/sin [length, headDim]; `scaling` null for none (a local table: not the config's global scaling). */
-export function ropeTables(c: TransformerConfig, length: number, theta = c.ropeTheta, scaling: RopeScaling | null = c.ropeScaling ?? null): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  c: TransformerConfig,
+  length: number,
+  theta = c.ropeTheta,
+  scaling: RopeScaling | null = c.ropeScaling ?? null,
+): { cos: Float32Array; sin: Float32Array } {
   // HF LlamaRotaryEmbedding: inv_freq[j] = theta^(-2j/d), emb = cat(freqs, freqs); cos/sin in fp32.
-  const d = c.headDim, half = d / 2;
+  const d = c.headDim,
+    half = d / 2;
   const inv = ropeInverseFrequencies(d, theta, scaling ?? undefined);
   const scale = scaling?.type === 'longrope' ? scaling.attentionFactor : 1;
-  const cos = new Float32Array(length * d), sin = new Float32Array(length * d);
+  const cos = new Float32Array(length * d),
+    sin = new Float32Array(length * d);
   for (let pos = 0; pos < length; pos++) {
     for (let j = 0; j < half; j++) {
       const angle = Math.fround(pos * inv[j]!);
@@ -368,7 +383,9 @@ export function addParameters(g: GraphBuilder, c: TransformerConfig, values: Rea
   if (c.positions === 'rope') {
     if (c.ropeScaling?.type === 'longrope' && L > c.ropeScaling.originalMax) {
       // HF switches to the long factors once a sequence passes original_max_position_embeddings: no one static table.
-      throw new Error(`${c.arch}: longrope tables past original_max_position_embeddings ${c.ropeScaling.originalMax} are not supported (asked for ${L} positions)`);
+      throw new Error(
+        `${c.arch}: longrope tables past original_max_position_embeddings ${c.ropeScaling.originalMax} are not supported (asked for ${L} positions)`,
+      );
     }
     const { cos, sin } = ropeTables(c, L);
     refs[TABLES.cos] = g.initializer(TABLES.cos, cos, [L, c.headDim]);
@@ -390,7 +407,11 @@ export function addParameters(g: GraphBuilder, c: TransformerConfig, values: Rea
     }
     refs[TABLES.local] = g.initializer(TABLES.local, local, [L, L]);
   }
-  refs[TABLES.positionsF] = g.initializer(TABLES.positionsF, Float32Array.from({ length: L }, (_, i) => i), [L]);
+  refs[TABLES.positionsF] = g.initializer(
+    TABLES.positionsF,
+    Float32Array.from({ length: L }, (_, i) => i),
+    [L],
+  );
   return refs;
 }
 
@@ -566,8 +587,13 @@ export interface PromptTemplateIds {
  * So a served variant takes the plain text's ids, and the prompt is part of the model.
  */
 export function addTemplate(g: GraphBuilder, t: PromptTemplateIds, ids: string, mask: string, tableLength: number): { ids: string; mask: string } {
-  const P = t.prefix.length, Q = t.suffix.length;
-  const arange = g.initializer('tables.positions_i64', BigInt64Array.from({ length: tableLength }, (_, i) => BigInt(i)), [tableLength]);
+  const P = t.prefix.length,
+    Q = t.suffix.length;
+  const arange = g.initializer(
+    'tables.positions_i64',
+    BigInt64Array.from({ length: tableLength }, (_, i) => BigInt(i)),
+    [tableLength],
+  );
   const S = g.op('Shape', [ids], { start: 1, end: 2 });
   const pos = g.op('Slice', [arange, ci(g, [0]), g.op('Add', [S, ci(g, [P + Q])]), ci(g, [0])]); // [T]
   const n = g.op('ReduceSum', [mask, ci(g, [1])], { keepdims: 1 }); // [B,1]
@@ -598,7 +624,8 @@ export function buildTransformerGraph(
   body: ReadonlyMap<string, FloatTensorValue>,
   opts: TransformerGraphOptions,
 ): { graph: GraphBuilder; raw: string } {
-  const batch = opts.batch ?? 'batch', seq = opts.seq ?? 'seq';
+  const batch = opts.batch ?? 'batch',
+    seq = opts.seq ?? 'seq';
   const g = new GraphBuilder(`${c.arch}_k${opts.depth}`);
   let ids = g.input(IO.inputIds, 'int64', [batch, seq]);
   let mask = g.input(IO.attentionMask, 'int64', [batch, seq]);
@@ -625,7 +652,8 @@ export function buildTransformerGraph(
   } else {
     const L = o.weight.dims[1]!;
     const param = (name: string, t: FloatTensorValue) => (opts.asInputs?.(name) ? g.input(name, 'float32', t.dims) : g.initializer(name, t.data, t.dims));
-    const w = param(HEAD_WEIGHT, o.weight), bias = param(HEAD_BIAS, o.bias);
+    const w = param(HEAD_WEIGHT, o.weight),
+      bias = param(HEAD_BIAS, o.bias);
     raw = g.op('Add', [capped(g.op('MatMul', [pool(), w])), bias]);
     g.output(g.identity(raw, IO.logits), 'float32', [batch, L]);
   }

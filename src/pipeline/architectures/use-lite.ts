@@ -135,7 +135,10 @@ export function addUseLiteParameters(g: GraphBuilder, ckpt: UseLiteCheckpoint, d
     const t = values.get(spec.name)!;
     refs[spec.name] = asInput(spec.name) ? g.input(spec.name, 'float32', spec.dims) : g.initializer(spec.name, t.data, spec.dims);
   }
-  refs[POSITION_SIGNAL] = g.initializer(POSITION_SIGNAL, positionSignalTable(ckpt.config, ckpt.timingInvTimescales), [ckpt.config.maxLength, ckpt.config.embedDim]);
+  refs[POSITION_SIGNAL] = g.initializer(POSITION_SIGNAL, positionSignalTable(ckpt.config, ckpt.timingInvTimescales), [
+    ckpt.config.maxLength,
+    ckpt.config.embedDim,
+  ]);
   return refs;
 }
 
@@ -214,10 +217,7 @@ export function addUseLiteBlock(g: GraphBuilder, config: UseLiteConfig, p: Param
   const v = split(addLinear(g, p, h, name('attn.v')), [0, 2, 1, 3]);
   const logits = g.op('Add', [g.op('MatMul', [q, kT]), attnBias]);
   const weights = g.op('Softmax', [logits], { axis: -1 });
-  const context = g.op('Reshape', [
-    g.op('Transpose', [g.op('MatMul', [weights, v])], { perm: [0, 2, 1, 3] }),
-    constI64(g, [0, 0, b.attentionWidth]),
-  ]);
+  const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [weights, v])], { perm: [0, 2, 1, 3] }), constI64(g, [0, 0, b.attentionWidth])]);
   const attnOut = addLinear(g, p, context, name('attn.out'));
   const dropped = (t: string) => (drop ? drop(g, t) : t);
   const residual = b.residualProjection ? addLinear(g, p, x, name('residual')) : x;
@@ -250,7 +250,15 @@ export interface UseLiteForward {
 }
 
 /** The whole encoder for the first `depth` blocks, from dense ids and mask. */
-export function addUseLiteForward(g: GraphBuilder, config: UseLiteConfig, p: ParamRefs, depth: number, inputIds: string, attentionMask: string, drop?: SublayerHook): UseLiteForward {
+export function addUseLiteForward(
+  g: GraphBuilder,
+  config: UseLiteConfig,
+  p: ParamRefs,
+  depth: number,
+  inputIds: string,
+  attentionMask: string,
+  drop?: SublayerHook,
+): UseLiteForward {
   checkDepth(config, depth);
   const { hidden: h0, maskF, attnBias } = addUseLiteEmbeddings(g, config, p, inputIds, attentionMask);
   const hidden: string[] = [];

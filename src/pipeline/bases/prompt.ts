@@ -25,7 +25,10 @@ export function llama2cVariantTokenizer(ckpt: Llama2cCheckpoint, tokenizerFile: 
 }
 
 export function hfVariantTokenizer(ckpt: HfCheckpoint, maxLength: number): VariantTokenizer {
-  if (!ckpt.tokenizerPath) throw new BaseError(`--base ${ckpt.dir}: no tokenizer.json; copy the tokenizer.json (and tokenizer_config.json) of the model's repository into the directory`);
+  if (!ckpt.tokenizerPath)
+    throw new BaseError(
+      `--base ${ckpt.dir}: no tokenizer.json; copy the tokenizer.json (and tokenizer_config.json) of the model's repository into the directory`,
+    );
   const tokenizerJson = JSON.parse(readFileSync(ckpt.tokenizerPath, 'utf8')) as Record<string, unknown>;
   // The graph adds BOS and the template around the text: the tokenizer adds nothing.
   tokenizerJson.post_processor = null;
@@ -104,7 +107,9 @@ export function labelWordIds(tokenizer: TextTokenizer, ckpt: TransformerCheckpoi
   return words.map((w) => {
     const ids = pieceIds(tokenizer, w, special);
     if (ids.length !== 1) {
-      throw new BaseError(`label word ${JSON.stringify(w)} is ${ids.length} tokens (${ids.map((id) => `${JSON.stringify(decode(id))}=${id}`).join(', ')}); the label-words head needs one token per word: choose another word with --verbalizer`);
+      throw new BaseError(
+        `label word ${JSON.stringify(w)} is ${ids.length} tokens (${ids.map((id) => `${JSON.stringify(decode(id))}=${id}`).join(', ')}); the label-words head needs one token per word: choose another word with --verbalizer`,
+      );
     }
     return ids[0]!;
   });

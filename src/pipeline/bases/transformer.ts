@@ -7,13 +7,29 @@
 import { HfCheckpoint } from '../checkpoints/hf.js';
 import { Llama2cCheckpoint } from '../checkpoints/llama2c.js';
 import {
-  buildTransformerGraph, countParams, HEAD_BIAS, HEAD_WEIGHT, loadParams, paramSpecs,
-  type FloatTensorValue, type TransformerCheckpoint,
+  buildTransformerGraph,
+  countParams,
+  HEAD_BIAS,
+  HEAD_WEIGHT,
+  loadParams,
+  paramSpecs,
+  type FloatTensorValue,
+  type TransformerCheckpoint,
 } from '../architectures/transformer.js';
 import { graphOutputFor } from '../export-transformer.js';
 import { trainTransformerClassifier } from '../training/transformer-trainer.js';
 import { mulberry32, randomNormal } from '../random.js';
-import { checkpointSource, hfVariantTokenizer, labelWordIds, llama2cVariantTokenizer, templateIds, tokenId, tokenizerFromFiles, tokenString, type VariantTokenizer } from './prompt.js';
+import {
+  checkpointSource,
+  hfVariantTokenizer,
+  labelWordIds,
+  llama2cVariantTokenizer,
+  templateIds,
+  tokenId,
+  tokenizerFromFiles,
+  tokenString,
+  type VariantTokenizer,
+} from './prompt.js';
 import { BaseError, type BuildBase } from './base.js';
 import { BUILD_DEFAULTS, type BuildOptions } from '../build-options.js';
 import type { BaseLocation } from './locate.js';
@@ -32,7 +48,10 @@ function openCheckpoint(location: Exclude<BaseLocation, { kind: 'use-lite' }>, m
     throw new BaseError(named);
   }
   try {
-    const tok = ckpt instanceof HfCheckpoint ? hfVariantTokenizer(ckpt, maxLength) : llama2cVariantTokenizer(ckpt as Llama2cCheckpoint, (location as { tokenizer: string }).tokenizer, maxLength);
+    const tok =
+      ckpt instanceof HfCheckpoint
+        ? hfVariantTokenizer(ckpt, maxLength)
+        : llama2cVariantTokenizer(ckpt as Llama2cCheckpoint, (location as { tokenizer: string }).tokenizer, maxLength);
     return { ckpt, tok };
   } catch (err) {
     ckpt.close?.();
@@ -79,11 +98,12 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
   const tokenizerText = JSON.stringify(tok.tokenizerJson);
   const tokenizerConfigText = JSON.stringify(tok.tokenizerConfig, null, 2);
   const tokenizer = await tokenizerFromFiles(tokenizerText, tokenizerConfigText);
-  const templateText = head === 'label-words' ? o.template ?? BUILD_DEFAULTS.template : o.template;
+  const templateText = head === 'label-words' ? (o.template ?? BUILD_DEFAULTS.template) : o.template;
   let marks: { cls: number; sep: number } | undefined;
   if (!c.causal) {
     const idOf = tokenId(tok.tokenizerJson);
-    const cls = idOf(c.encoderMarks?.cls ?? '[CLS]'), sep = idOf(c.encoderMarks?.sep ?? '[SEP]');
+    const cls = idOf(c.encoderMarks?.cls ?? '[CLS]'),
+      sep = idOf(c.encoderMarks?.sep ?? '[SEP]');
     if (cls !== undefined && sep !== undefined) marks = { cls, sep };
   }
   const template = templateIds(tokenizer, ckpt, templateText, tokenString(tok.tokenizerJson), marks);
@@ -95,10 +115,12 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
     }
     words = labels.map((l) => o.verbalizer?.[l] ?? l);
     wordIds = labelWordIds(tokenizer, ckpt, words, tokenString(tok.tokenizerJson));
-    if (new Set(wordIds).size !== wordIds.length) throw new BaseError(`label words ${words.join(', ')} do not map to distinct tokens; choose other words with --verbalizer`);
+    if (new Set(wordIds).size !== wordIds.length)
+      throw new BaseError(`label words ${words.join(', ')} do not map to distinct tokens; choose other words with --verbalizer`);
   }
   const seqLimit = o.maxLength + template.prefix.length + template.suffix.length;
-  if (seqLimit > c.maxPositions) throw new BaseError(`--max-length ${o.maxLength} plus the template's ${seqLimit - o.maxLength} tokens exceeds the model's ${c.maxPositions} positions`);
+  if (seqLimit > c.maxPositions)
+    throw new BaseError(`--max-length ${o.maxLength} plus the template's ${seqLimit - o.maxLength} tokens exceeds the model's ${c.maxPositions} positions`);
   const textIds = (text: string) => tokenizer.encode(text).slice(0, o.maxLength);
 
   // The body read for training is kept for the export of the same depth (one read per depth).
@@ -121,19 +143,36 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
       if (wordIds) headInit = { weight: ckpt.lmHeadColumns(wordIds), bias: { dims: [L], data: new Float32Array(L) } };
       else {
         const rng = mulberry32(opts.seed);
-        headInit = { weight: { dims: [c.hidden, L], data: Float32Array.from({ length: c.hidden * L }, () => 0.02 * randomNormal(rng)) }, bias: { dims: [L], data: new Float32Array(L) } };
+        headInit = {
+          weight: { dims: [c.hidden, L], data: Float32Array.from({ length: c.hidden * L }, () => 0.02 * randomNormal(rng)) },
+          bias: { dims: [L], data: new Float32Array(L) },
+        };
       }
       return trainTransformerClassifier(c, bodyAt(depth), headInit, train, val, labels, { ...opts, depth, maxLength: seqLimit, padId: tokenizer.padId });
     },
     exportModel(depth, trained) {
-      const weight = trained.params.get(HEAD_WEIGHT)!, bias = trained.params.get(HEAD_BIAS)!;
+      const weight = trained.params.get(HEAD_WEIGHT)!,
+        bias = trained.params.get(HEAD_BIAS)!;
       const overrides = new Map<string, FloatTensorValue>();
       for (const [k, v] of trained.params) if (k !== HEAD_WEIGHT && k !== HEAD_BIAS) overrides.set(k, v);
       const values = bodyAt(depth);
-      const { graph } = buildTransformerGraph(c, values, { depth, output: graphOutputFor(ckpt, { kind: 'last', weight, bias }), tableLength: seqLimit, overrides, template });
+      const { graph } = buildTransformerGraph(c, values, {
+        depth,
+        output: graphOutputFor(ckpt, { kind: 'last', weight, bias }),
+        tableLength: seqLimit,
+        overrides,
+        template,
+      });
       const model = graph.toModel({
         docString: `slimserve classifier on ${ckpt.id} (${c.arch}), first ${depth} of ${c.layers} layers, head ${head}, labels ${labels.join(',')}`,
-        metadata: { 'slim.base': ckpt.id, 'slim.arch': c.arch, 'slim.depth': String(depth), 'slim.labels': JSON.stringify(labels), 'slim.template': templateText ?? '', 'slim.pooling': head === 'label-words' ? 'last' : c.pooling ?? 'last' },
+        metadata: {
+          'slim.base': ckpt.id,
+          'slim.arch': c.arch,
+          'slim.depth': String(depth),
+          'slim.labels': JSON.stringify(labels),
+          'slim.template': templateText ?? '',
+          'slim.pooling': head === 'label-words' ? 'last' : (c.pooling ?? 'last'),
+        },
       });
       return { model, params: countParams(values) + weight.data.length + bias.data.length };
     },

@@ -19,7 +19,21 @@ import { roberta } from '../architectures/roberta.js';
 import { distilbert } from '../architectures/distilbert.js';
 import { modernbert } from '../architectures/modernbert.js';
 
-export const HF_ARCHITECTURES: readonly HfArchitecture[] = [gpt2, opt, llama, bert, qwen2, qwen3, gemma2, gemma3, gemma3Multimodal, phi3, roberta, distilbert, modernbert];
+export const HF_ARCHITECTURES: readonly HfArchitecture[] = [
+  gpt2,
+  opt,
+  llama,
+  bert,
+  qwen2,
+  qwen3,
+  gemma2,
+  gemma3,
+  gemma3Multimodal,
+  phi3,
+  roberta,
+  distilbert,
+  modernbert,
+];
 
 export function isHfCheckpointDir(dir: string): boolean {
   return existsSync(join(dir, 'config.json')) && (existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json')));
@@ -52,15 +66,18 @@ export class HfCheckpoint implements TransformerCheckpoint {
     this.hfConfig = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
     const type = String((this.hfConfig.model_type as string | undefined) ?? '');
     const arch = HF_ARCHITECTURES.find((a) => a.modelTypes.includes(type));
-    if (!arch) throw new Error(`${dir}: model_type ${JSON.stringify(type)} is not supported (supported: ${HF_ARCHITECTURES.flatMap((a) => a.modelTypes).join(', ')})`);
+    if (!arch)
+      throw new Error(`${dir}: model_type ${JSON.stringify(type)} is not supported (supported: ${HF_ARCHITECTURES.flatMap((a) => a.modelTypes).join(', ')})`);
     this.arch = arch;
     const config = arch.config(this.hfConfig);
     const pooling = arch.defaultPooling?.(config, this.hfConfig);
     this.config = pooling ? { ...config, pooling } : config;
-    if (this.config.heads % this.config.kvHeads !== 0) throw new Error(`${dir}: num_attention_heads ${this.config.heads} is not a multiple of num_key_value_heads ${this.config.kvHeads}`);
+    if (this.config.heads % this.config.kvHeads !== 0)
+      throw new Error(`${dir}: num_attention_heads ${this.config.heads} is not a multiple of num_key_value_heads ${this.config.kvHeads}`);
     this.store = SafetensorsStore.open(abs);
     const prefix = arch.prefixes.find((p) => this.store.has(p + arch.probe));
-    if (prefix === undefined) throw new Error(`${dir}: no ${arch.probe} tensor under any of the prefixes ${arch.prefixes.map((p) => JSON.stringify(p)).join(', ')}`);
+    if (prefix === undefined)
+      throw new Error(`${dir}: no ${arch.probe} tensor under any of the prefixes ${arch.prefixes.map((p) => JSON.stringify(p)).join(', ')}`);
     this.prefix = prefix;
     this.id = `hf:${abs}`;
     this.source = abs;
@@ -74,8 +91,8 @@ export class HfCheckpoint implements TransformerCheckpoint {
 
   private readSource(s: TensorSource): FloatTensor {
     const full = this.fullName(s.name);
-    let t: FloatTensor = s.row !== undefined ? this.store.readRows(full, s.row, s.row + 1)
-      : s.rows ? this.store.readRows(full, s.rows[0], s.rows[1]) : this.store.read(full);
+    let t: FloatTensor =
+      s.row !== undefined ? this.store.readRows(full, s.row, s.row + 1) : s.rows ? this.store.readRows(full, s.rows[0], s.rows[1]) : this.store.read(full);
     if (s.row !== undefined) t = { ...t, dims: t.dims.slice(1) };
     if (s.plus !== undefined) t = { ...t, data: t.data.map((v) => v + s.plus!) };
     if (s.columns) {

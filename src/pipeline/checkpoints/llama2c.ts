@@ -51,7 +51,10 @@ export class Llama2cCheckpoint implements TransformerCheckpoint {
     if (h.some((v, i) => (i === 5 ? v === 0 : v <= 0)) || dim % nHeads !== 0 || nHeads % nKvHeads !== 0) {
       throw new Error(`${file}: not a llama2.c checkpoint (header ${h.join(', ')})`);
     }
-    const V = this.header.vocabSize, L = nLayers, hs = dim / nHeads, kvDim = nKvHeads * hs;
+    const V = this.header.vocabSize,
+      L = nLayers,
+      hs = dim / nHeads,
+      kvDim = nKvHeads * hs;
     let off = 28;
     const seg = (name: string, count: number) => {
       this.offsets.set(name, [off, count]);
@@ -72,9 +75,31 @@ export class Llama2cCheckpoint implements TransformerCheckpoint {
     if (!this.header.sharedClassifier) seg('wcls', V * dim);
     if (off !== size) throw new Error(`${file}: ${size} bytes, but the header (${h.join(', ')}) implies ${off}`);
     this.config = {
-      arch: 'llama', layers: L, hidden: dim, heads: nHeads, kvHeads: nKvHeads, headDim: hs, ffn: hiddenDim, vocab: V, maxPositions: seqLen,
-      positionOffset: 0, norm: 'rms', eps: 1e-5, postNorm: false, act: 'silu', gated: true, positions: 'rope', ropeTheta: 10000,
-      causal: true, finalNorm: true, embedNorm: false, tokenTypes: false, tiedEmbeddings: this.header.sharedClassifier, bosId: 1, eosId: 2, padId: 0,
+      arch: 'llama',
+      layers: L,
+      hidden: dim,
+      heads: nHeads,
+      kvHeads: nKvHeads,
+      headDim: hs,
+      ffn: hiddenDim,
+      vocab: V,
+      maxPositions: seqLen,
+      positionOffset: 0,
+      norm: 'rms',
+      eps: 1e-5,
+      postNorm: false,
+      act: 'silu',
+      gated: true,
+      positions: 'rope',
+      ropeTheta: 10000,
+      causal: true,
+      finalNorm: true,
+      embedNorm: false,
+      tokenTypes: false,
+      tiedEmbeddings: this.header.sharedClassifier,
+      bosId: 1,
+      eosId: 2,
+      padId: 0,
     };
   }
 
@@ -96,23 +121,36 @@ export class Llama2cCheckpoint implements TransformerCheckpoint {
   }
 
   tensor(name: string): FloatTensorValue | undefined {
-    const c = this.config, D = c.hidden, F = c.ffn, kvDim = c.kvHeads * c.headDim;
+    const c = this.config,
+      D = c.hidden,
+      F = c.ffn,
+      kvDim = c.kvHeads * c.headDim;
     if (name === 'embed.tokens') return { dims: [c.vocab, D], data: this.read('tok', 0, c.vocab * D) };
     if (name === 'final_norm.weight') return { dims: [D], data: this.read('rms_final', 0, D) };
     const m = /^blocks\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
     if (!m || m[3] === 'bias') return undefined;
     const i = Number(m[1]);
     switch (m[2]) {
-      case 'attn_norm': return { dims: [D], data: this.read('rms_att', i * D, D) };
-      case 'ffn_norm': return { dims: [D], data: this.read('rms_ffn', i * D, D) };
-      case 'attn.q': return this.layerMatrix('wq', i, D, D, c.heads);
-      case 'attn.k': return this.layerMatrix('wk', i, kvDim, D, c.kvHeads);
-      case 'attn.v': return this.layerMatrix('wv', i, kvDim, D);
-      case 'attn.o': return this.layerMatrix('wo', i, D, D);
-      case 'ffn.gate': return this.layerMatrix('w1', i, F, D);
-      case 'ffn.down': return this.layerMatrix('w2', i, D, F);
-      case 'ffn.up': return this.layerMatrix('w3', i, F, D);
-      default: return undefined;
+      case 'attn_norm':
+        return { dims: [D], data: this.read('rms_att', i * D, D) };
+      case 'ffn_norm':
+        return { dims: [D], data: this.read('rms_ffn', i * D, D) };
+      case 'attn.q':
+        return this.layerMatrix('wq', i, D, D, c.heads);
+      case 'attn.k':
+        return this.layerMatrix('wk', i, kvDim, D, c.kvHeads);
+      case 'attn.v':
+        return this.layerMatrix('wv', i, kvDim, D);
+      case 'attn.o':
+        return this.layerMatrix('wo', i, D, D);
+      case 'ffn.gate':
+        return this.layerMatrix('w1', i, F, D);
+      case 'ffn.down':
+        return this.layerMatrix('w2', i, D, F);
+      case 'ffn.up':
+        return this.layerMatrix('w3', i, F, D);
+      default:
+        return undefined;
     }
   }
 

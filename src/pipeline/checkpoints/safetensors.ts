@@ -58,7 +58,8 @@ export function readSafetensorsHeader(file: string): { tensors: Map<string, Tens
       const count = e.shape.reduce((a, c) => a * c, 1);
       const width = BYTES[e.dtype];
       if (width === undefined) throw new Error(`${file}: tensor ${name} has unsupported dtype ${e.dtype}`);
-      if (en - b !== count * width || base + en > size) throw new Error(`${file}: tensor ${name} has inconsistent offsets [${b}, ${en}] for ${e.dtype} [${e.shape}]`);
+      if (en - b !== count * width || base + en > size)
+        throw new Error(`${file}: tensor ${name} has inconsistent offsets [${b}, ${en}] for ${e.dtype} [${e.shape}]`);
       tensors.set(name, { name, dtype: e.dtype, shape: e.shape, begin: base + b, end: base + en, file });
     }
     return { tensors, metadata };
@@ -160,7 +161,10 @@ export class SafetensorsStore {
   /** Bytes read from tensor data so far (for memory/IO accounting in tests). */
   bytesRead = 0;
 
-  private constructor(readonly tensors: Map<string, TensorEntry>, readonly files: string[]) {}
+  private constructor(
+    readonly tensors: Map<string, TensorEntry>,
+    readonly files: string[],
+  ) {}
 
   /** Open `model.safetensors`, a `*.safetensors.index.json`, or a directory holding either. */
   static open(path: string): SafetensorsStore {

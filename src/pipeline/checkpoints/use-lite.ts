@@ -140,7 +140,9 @@ export function loadUseLiteCheckpoint(dir: string = resolveUseLiteDir()): UseLit
   const { config, blocks, tokenEmbedding, timingInvTimescales, pooler } = mapWeights(raw, modelJsonPath);
   const vocabulary = loadUseLiteVocabulary(vocabPath);
   if (vocabulary.length > config.vocabRows) {
-    throw new Error(`use-lite: vocabulary ${vocabPath} has ${vocabulary.length} pieces but the embedding table in ${modelJsonPath} has only ${config.vocabRows} rows`);
+    throw new Error(
+      `use-lite: vocabulary ${vocabPath} has ${vocabulary.length} pieces but the embedding table in ${modelJsonPath} has only ${config.vocabRows} rows`,
+    );
   }
   return { id: USE_LITE_ID, dir: root, modelJsonPath, vocabPath, config, tokenEmbedding, timingInvTimescales, blocks, pooler, vocabulary };
 }
@@ -221,7 +223,9 @@ function readWeightGroups(groups: ManifestGroup[], root: string, modelJsonPath: 
       const last = i === paths.length - 1;
       const want = last ? expectedTotal - shardSize * (paths.length - 1) : shardSize;
       if (sizes[i] !== want || want <= 0) {
-        throw new Error(`use-lite: weight shard ${p} is ${sizes[i]} bytes, expected ${want} (the weights listed in ${modelJsonPath} need ${expectedTotal} bytes over ${paths.length} shards)`);
+        throw new Error(
+          `use-lite: weight shard ${p} is ${sizes[i]} bytes, expected ${want} (the weights listed in ${modelJsonPath} need ${expectedTotal} bytes over ${paths.length} shards)`,
+        );
       }
     });
     const bytes = new Uint8Array(expectedTotal); // one aligned copy: Float32Array views need 4-byte alignment
@@ -306,7 +310,9 @@ function mapWeights(raw: Map<string, RawTensor>, modelJsonPath: string) {
     const d = inputWidth;
     const qkv = kernel(`${V}/MultiheadAttention/qkv_transform_single/kernel/part_0`, d, 3 * d);
     const qkvBias = vec(`${E}/MultiheadAttention/qkv_transform_single/bias/ConcatPartitions/concat`, 3 * d);
-    const out = linear(kernel(`${V}/MultiheadAttention/output_transform_single/kernel/part_0`, d, null), (w) => vec(`${E}/MultiheadAttention/output_transform_single/bias/ConcatPartitions/concat`, w));
+    const out = linear(kernel(`${V}/MultiheadAttention/output_transform_single/kernel/part_0`, d, null), (w) =>
+      vec(`${E}/MultiheadAttention/output_transform_single/bias/ConcatPartitions/concat`, w),
+    );
     const width = out.weight.dims[1]!;
     const hasDense = raw.has(`${E}/dense/kernel/ConcatPartitions/concat`);
     if (!hasDense && width !== d) throw bad(`block ${i} widens ${d} -> ${width} without a residual projection`);
@@ -323,15 +329,24 @@ function mapWeights(raw: Map<string, RawTensor>, modelJsonPath: string) {
     const [q, k, v] = splitColumns(qkv, qkvBias, 3);
     blocks.push({
       attnNorm: norm(E, 'layer_prepostprocess', d),
-      q: q!, k: k!, v: v!, out,
+      q: q!,
+      k: k!,
+      v: v!,
+      out,
       residualProjection,
       ffnNorm: norm(E, 'FFN/layer_prepostprocess', width),
-      ffnUp, ffnDown,
+      ffnUp,
+      ffnDown,
     });
     blockConfigs.push({
-      inputWidth: d, attentionWidth: d, width, heads, headDim,
+      inputWidth: d,
+      attentionWidth: d,
+      width,
+      heads,
+      headDim,
       attentionScale: scalar(`${S}/MultiheadAttention/mul/y`),
-      ffnSize, residualProjection: hasDense,
+      ffnSize,
+      residualProjection: hasDense,
     });
     inputWidth = width;
   }
@@ -341,8 +356,15 @@ function mapWeights(raw: Map<string, RawTensor>, modelJsonPath: string) {
     bias: vec('module/Encoder_en/hidden_layers/tanh_layer_0/bias', null),
   };
   const config: UseLiteConfig = {
-    vocabRows, embedDim, embeddingScale: 2, maxLength, layerNormEps, maskBias, l2Eps,
-    outputWidth: pooler.weight.dims[1]!, blocks: blockConfigs,
+    vocabRows,
+    embedDim,
+    embeddingScale: 2,
+    maxLength,
+    layerNormEps,
+    maskBias,
+    l2Eps,
+    outputWidth: pooler.weight.dims[1]!,
+    blocks: blockConfigs,
   };
   return { config, blocks, tokenEmbedding, timingInvTimescales: timing.data, pooler };
 

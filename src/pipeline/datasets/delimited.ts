@@ -105,11 +105,7 @@ export function parseDelimited(text: string, delimiter: string, source: string):
   return records.slice(1).map(({ fields, line }) => {
     if (fields.length !== header.fields.length) {
       const hint = fields.length > header.fields.length && delimiter === ',' ? '; quote fields that contain commas' : '';
-      throw new DatasetError(
-        source,
-        `expected ${header.fields.length} ${kind} fields as in the header, found ${fields.length}${hint}`,
-        line,
-      );
+      throw new DatasetError(source, `expected ${header.fields.length} ${kind} fields as in the header, found ${fields.length}${hint}`, line);
     }
     const label = fields[labelColumn]!.trim();
     if (label === '') throw new DatasetError(source, 'empty label', line);

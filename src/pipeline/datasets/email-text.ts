@@ -101,9 +101,7 @@ function decodeTransfer(part: MimePart, contentType: string): string {
     return decodeCharset(Buffer.from(part.body.replace(/[^A-Za-z0-9+/=]/g, ''), 'base64'), charset);
   }
   if (encoding === 'quoted-printable') {
-    const latin1 = part.body
-      .replace(/=[ \t]*\n/g, '')
-      .replace(/=([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    const latin1 = part.body.replace(/=[ \t]*\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
     // Only a string of byte values can be re-read in its charset.
     // eslint-disable-next-line no-control-regex -- the range is every byte value, U+0000 included, on purpose
     return /[^\u0000-\u00ff]/.test(latin1) ? latin1 : decodeCharset(Buffer.from(latin1, 'latin1'), charset);
@@ -124,12 +122,13 @@ function decodeEncodedWords(value: string): string {
   return value
     .replace(/(\?=)\s+(=\?)/g, '$1$2') // whitespace between adjacent encoded words is not text
     .replace(/=\?([^?]+)\?([bBqQ])\?([^?]*)\?=/g, (_, charset: string, kind: string, data: string) => {
-      const bytes = kind.toLowerCase() === 'b'
-        ? Buffer.from(data, 'base64')
-        : Buffer.from(
-            data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
-            'latin1',
-          );
+      const bytes =
+        kind.toLowerCase() === 'b'
+          ? Buffer.from(data, 'base64')
+          : Buffer.from(
+              data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+              'latin1',
+            );
       return decodeCharset(bytes, charset.split('*')[0]!);
     });
 }
@@ -137,9 +136,30 @@ function decodeEncodedWords(value: string): string {
 const INLINE_TAGS = 'a|b|i|u|em|strong|font|span|small|big|sup|sub|abbr|code|tt|s|strike';
 
 const NAMED_ENTITIES: Record<string, string> = {
-  nbsp: ' ', amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", copy: '©', reg: '®', trade: '™',
-  hellip: '…', mdash: '—', ndash: '–', lsquo: '‘', rsquo: '’', ldquo: '“', rdquo: '”', bull: '•',
-  middot: '·', euro: '€', pound: '£', cent: '¢', yen: '¥', deg: '°', times: '×',
+  nbsp: ' ',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  copy: '©',
+  reg: '®',
+  trade: '™',
+  hellip: '…',
+  mdash: '—',
+  ndash: '–',
+  lsquo: '‘',
+  rsquo: '’',
+  ldquo: '“',
+  rdquo: '”',
+  bull: '•',
+  middot: '·',
+  euro: '€',
+  pound: '£',
+  cent: '¢',
+  yen: '¥',
+  deg: '°',
+  times: '×',
 };
 
 /** Visible text of an HTML body: no comments, scripts, styles or head; inline tags vanish, block tags become spaces. */
@@ -160,5 +180,8 @@ export function htmlToText(html: string): string {
 
 /** One space for any run of whitespace; ASCII rules (=====, -----) shortened, as they waste tokens. */
 function collapseWhitespace(text: string): string {
-  return text.replace(/([^\p{L}\p{N}\s])\1{3,}/gu, '$1$1$1').replace(/\s+/g, ' ').trim();
+  return text
+    .replace(/([^\p{L}\p{N}\s])\1{3,}/gu, '$1$1$1')
+    .replace(/\s+/g, ' ')
+    .trim();
 }

@@ -35,7 +35,10 @@ export function parseJsonl(text: string, source: string): Example[] {
 
 function jsonlField(record: Record<string, unknown>, field: 'text' | 'label', source: string, line: number): string {
   if (!(field in record)) {
-    const keys = Object.keys(record).map((k) => JSON.stringify(k)).join(', ') || 'none';
+    const keys =
+      Object.keys(record)
+        .map((k) => JSON.stringify(k))
+        .join(', ') || 'none';
     throw new DatasetError(source, `missing field "${field}"; the object has keys: ${keys}`, line);
   }
   const value = record[field];

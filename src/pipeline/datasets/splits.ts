@@ -23,11 +23,7 @@ export function labelCounts(examples: readonly Example[]): Record<string, number
  * seeded shuffle makes the split depend only on the data and the seed; both halves keep the
  * file's order, so the trainer's own shuffle is the only reordering.
  */
-export function splitDataset(
-  examples: readonly Example[],
-  fraction: number,
-  seed: number,
-): { train: Example[]; val: Example[] } {
+export function splitDataset(examples: readonly Example[], fraction: number, seed: number): { train: Example[]; val: Example[] } {
   if (!(fraction > 0 && fraction < 1)) {
     throw new RangeError(`the validation fraction must be between 0 and 1 (exclusive), got ${fraction}`);
   }

@@ -9,10 +9,7 @@ export function checkTrainingSet(examples: Example[], source: string): void {
   if (examples.length === 0) throw new DatasetError(source, 'no training examples');
   const labels = labelSet(examples);
   if (labels.length < 2) {
-    throw new DatasetError(
-      source,
-      `the training data has a single class (${JSON.stringify(labels[0])}); a classifier needs at least two`,
-    );
+    throw new DatasetError(source, `the training data has a single class (${JSON.stringify(labels[0])}); a classifier needs at least two`);
   }
 }
 

@@ -21,8 +21,7 @@ export function decodeUtf8(bytes: Uint8Array, source: string): string {
     const byte = bytes[offset]!.toString(16).toUpperCase().padStart(2, '0');
     throw new DatasetError(
       source,
-      `not valid UTF-8: byte 0x${byte} at byte offset ${offset}; convert the file to UTF-8 ` +
-        '(e.g. iconv -f WINDOWS-1252 -t UTF-8)',
+      `not valid UTF-8: byte 0x${byte} at byte offset ${offset}; convert the file to UTF-8 ` + '(e.g. iconv -f WINDOWS-1252 -t UTF-8)',
       line,
       offset - lineStart + 1,
     );

@@ -113,7 +113,15 @@ export function convertFp16(model: ModelProto): ConvertFp16Summary {
     if (input.type?.tensorType?.elemType !== DataType.float32) continue;
     const inside = fresh(`${input.name}_fp16`);
     for (const nd of graph.node ?? []) nd.input = (nd.input ?? []).map((i) => (i === input.name ? inside : i));
-    head.push(onnx.NodeProto.create({ opType: 'Cast', input: [input.name!], output: [inside], name: fresh(`${input.name}_to_fp16`), attribute: castTo(DataType.float16) }));
+    head.push(
+      onnx.NodeProto.create({
+        opType: 'Cast',
+        input: [input.name!],
+        output: [inside],
+        name: fresh(`${input.name}_to_fp16`),
+        attribute: castTo(DataType.float16),
+      }),
+    );
   }
   for (const output of graph.output ?? []) {
     if (output.type?.tensorType?.elemType !== DataType.float32) continue;
@@ -122,7 +130,15 @@ export function convertFp16(model: ModelProto): ConvertFp16Summary {
       nd.output = (nd.output ?? []).map((o) => (o === output.name ? inside : o));
       nd.input = (nd.input ?? []).map((i) => (i === output.name ? inside : i));
     }
-    tail.push(onnx.NodeProto.create({ opType: 'Cast', input: [inside], output: [output.name!], name: fresh(`${output.name}_to_fp32`), attribute: castTo(DataType.float32) }));
+    tail.push(
+      onnx.NodeProto.create({
+        opType: 'Cast',
+        input: [inside],
+        output: [output.name!],
+        name: fresh(`${output.name}_to_fp32`),
+        attribute: castTo(DataType.float32),
+      }),
+    );
   }
   graph.node = [...head, ...(graph.node ?? []), ...tail];
   return { initializers, castsInserted: head.length + tail.length };

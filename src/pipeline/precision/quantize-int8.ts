@@ -27,8 +27,18 @@
 import { DataType, type ModelProto, type NodeProto, type TensorProto } from '../onnx-proto.js';
 import { onnx } from '../onnx-proto.js';
 import {
-  attrFloat, attrInt, consumerCounts, consumersOf, ensureOpset, floatInitializer, floatTensor, initializerMap, makeTensor, nameAllocator,
-  type IAttributeProto, type INodeProto,
+  attrFloat,
+  attrInt,
+  consumerCounts,
+  consumersOf,
+  ensureOpset,
+  floatInitializer,
+  floatTensor,
+  initializerMap,
+  makeTensor,
+  nameAllocator,
+  type IAttributeProto,
+  type INodeProto,
 } from './onnx-edit.js';
 
 export interface QuantizeInt8Options {
@@ -250,7 +260,7 @@ export function quantizeInt8(model: ModelProto, options: QuantizeInt8Options = {
     }
   }
 
-  graph.node = (graph.node ?? []).flatMap((nd) => (removedNodes.has(nd) ? [] : replaced.get(nd) ?? [nd]));
+  graph.node = (graph.node ?? []).flatMap((nd) => (removedNodes.has(nd) ? [] : (replaced.get(nd) ?? [nd])));
   // Drop float weights nothing reads any more; keep the rest (biases are still read).
   const stillRead = new Set<string>();
   for (const nd of graph.node) for (const i of nd.input ?? []) stillRead.add(i);

@@ -6,7 +6,16 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { evaluate } from '../evaluation.js';
-import { MANIFEST_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, readManifest, writeVariant, type Manifest, type ManifestDraft } from '../model-writer.js';
+import {
+  MANIFEST_FILE,
+  ONNX_FILE,
+  TOKENIZER_CONFIG_FILE,
+  TOKENIZER_FILE,
+  readManifest,
+  writeVariant,
+  type Manifest,
+  type ManifestDraft,
+} from '../model-writer.js';
 import { PRECISIONS, type Precision } from '../../manifest.js';
 import { decodeModel, encodeModel } from './onnx-edit.js';
 import { quantizeInt8, type QuantizeInt8Options } from './quantize-int8.js';
@@ -22,7 +31,8 @@ export function parsePrecisions(text: string | undefined): Precision[] {
   if (text === undefined) return [...DEFAULT_PRECISIONS];
   const list = text.split(',').map((p) => p.trim());
   for (const p of list) {
-    if (!PRECISIONS.includes(p as Precision)) throw new Error(`--precision: unknown precision ${JSON.stringify(p)} (use a comma-separated list of ${PRECISIONS.join(', ')})`);
+    if (!PRECISIONS.includes(p as Precision))
+      throw new Error(`--precision: unknown precision ${JSON.stringify(p)} (use a comma-separated list of ${PRECISIONS.join(', ')})`);
   }
   if (new Set(list).size !== list.length) throw new Error(`--precision has a repeated precision (${text})`);
   if (!list.includes('fp32')) throw new Error('--precision must include fp32: the int8 and fp16 variants are converted from it and measured against it');
@@ -81,7 +91,10 @@ export async function evaluateOnnx(
           mask[b * seq + s] = 1n;
         }),
       );
-      const out = await session.run({ input_ids: new ort.Tensor('int64', ids, [rows.length, seq]), attention_mask: new ort.Tensor('int64', mask, [rows.length, seq]) });
+      const out = await session.run({
+        input_ids: new ort.Tensor('int64', ids, [rows.length, seq]),
+        attention_mask: new ort.Tensor('int64', mask, [rows.length, seq]),
+      });
       const logits = out.logits!.data as Float32Array;
       const n = labels.length;
       for (let b = 0; b < rows.length; b++) {
@@ -90,7 +103,11 @@ export async function evaluateOnnx(
         predicted.push(labels[best]!);
       }
     }
-    const report = evaluate(examples.map((e) => labels[e.label]!), predicted, labels);
+    const report = evaluate(
+      examples.map((e) => labels[e.label]!),
+      predicted,
+      labels,
+    );
     return { accuracy: report.accuracy, macroF1: report.macroF1 };
   } finally {
     await session.release();
@@ -127,7 +144,8 @@ export async function writePrecisionVariant(
   const dir = resolve(fp32Dir);
   // From a directory: the manifest is checked against the file (sha256) before converting it.
   const source = fromBuild?.manifest ?? (await readManifest(dir, { verifyOnnx: true }));
-  if ((source.precision ?? 'fp32') !== 'fp32') throw new Error(`${join(dir, MANIFEST_FILE)}: variant ${source.variant} is ${source.precision}; convert from a float32 variant`);
+  if ((source.precision ?? 'fp32') !== 'fp32')
+    throw new Error(`${join(dir, MANIFEST_FILE)}: variant ${source.variant} is ${source.precision}; convert from a float32 variant`);
   const [fp32Onnx, tokenizer, tokenizerConfig] = await Promise.all([
     fromBuild?.onnx ?? readFile(join(dir, ONNX_FILE)).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)),
     readFile(join(dir, TOKENIZER_FILE), 'utf8'),

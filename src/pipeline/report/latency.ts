@@ -56,9 +56,8 @@ export async function measureLatency(
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   };
-  const session = typeof onnxFile === 'string'
-    ? await ort.InferenceSession.create(onnxFile, sessionOptions)
-    : await ort.InferenceSession.create(onnxFile, sessionOptions);
+  const session =
+    typeof onnxFile === 'string' ? await ort.InferenceSession.create(onnxFile, sessionOptions) : await ort.InferenceSession.create(onnxFile, sessionOptions);
   try {
     const results: LatencyMeasurement[] = [];
     for (const batch of batches) {

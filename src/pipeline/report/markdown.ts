@@ -17,7 +17,9 @@ export function renderReportMarkdown(report: DepthReport): string {
     const rec = report.recommended;
     lines.push(`**Recommended: \`${rec.variant}\`** (depth ${rec.depth}, ${rec.mode}, ${rec.precision ?? 'fp32'}): ${rec.rule}.`, '');
   }
-  lines.push('| variant | depth | training | precision | accuracy % | macro-F1 % | params | model.onnx | batch 1 ms | batch 32 ms | train steps/s | train examples/s |');
+  lines.push(
+    '| variant | depth | training | precision | accuracy % | macro-F1 % | params | model.onnx | batch 1 ms | batch 32 ms | train steps/s | train examples/s |',
+  );
   lines.push('|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of report.results) {
     const mark = report.recommended?.variant === r.variant ? ' (recommended)' : '';
@@ -46,7 +48,13 @@ export function renderReportMarkdown(report: DepthReport): string {
 function distillationLines(results: readonly DepthResult[]): string[] {
   const students = results.filter((r) => r.distillation);
   if (students.length === 0) return [];
-  const lines = ['', '## Distillation', '', '| variant | teacher | T | alpha | transfer texts | accuracy % | without distillation % | s/epoch | s/epoch without |', '|---|---|---:|---:|---|---:|---:|---:|---:|'];
+  const lines = [
+    '',
+    '## Distillation',
+    '',
+    '| variant | teacher | T | alpha | transfer texts | accuracy % | without distillation % | s/epoch | s/epoch without |',
+    '|---|---|---:|---:|---|---:|---:|---:|---:|',
+  ];
   for (const r of students) {
     const d = r.distillation!;
     const transfer = d.transferData === null ? 'none' : `${d.transferExamples} (\`${d.transferData}\`)`;

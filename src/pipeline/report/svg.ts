@@ -43,15 +43,20 @@ export function renderReportSvg(report: DepthReport): string {
   const panelGap = 66;
   const plotWidth = width - margin.left - margin.right;
   const panels: Panel[] = [
-    { title: 'Accuracy on held-out data (higher is better)', unit: 'accuracy (%)', value: (r) => 100 * r.accuracy, label: (v) => v.toFixed(1), zeroBased: false },
+    {
+      title: 'Accuracy on held-out data (higher is better)',
+      unit: 'accuracy (%)',
+      value: (r) => 100 * r.accuracy,
+      label: (v) => v.toFixed(1),
+      zeroBased: false,
+    },
     { title: 'Latency, batch 1 (lower is better)', unit: 'median ms per batch', value: (r) => r.latencyMs.batch1, label: ms, zeroBased: true },
     { title: 'Latency, batch 32 (lower is better)', unit: 'median ms per batch', value: (r) => r.latencyMs.batch32, label: ms, zeroBased: true },
   ];
   const height = headerHeight + panels.length * (panelHeight + panelGap) + 20;
   const depths = [...new Set(report.results.map((r) => r.depth))].sort((a, b) => a - b);
   // Depths sit at even spacing (a categorical axis): 1, 2, 12 would otherwise crowd the small ones.
-  const xOf = (depth: number) =>
-    margin.left + (depths.length === 1 ? plotWidth / 2 : 30 + ((plotWidth - 60) * depths.indexOf(depth)) / (depths.length - 1));
+  const xOf = (depth: number) => margin.left + (depths.length === 1 ? plotWidth / 2 : 30 + ((plotWidth - 60) * depths.indexOf(depth)) / (depths.length - 1));
 
   const out: string[] = [];
   out.push(
@@ -96,18 +101,14 @@ export function renderReportSvg(report: DepthReport): string {
     }
     out.push(`<line x1="${margin.left}" y1="${top}" x2="${margin.left}" y2="${bottom}" stroke="#333"/>`);
     out.push(`<line x1="${margin.left}" y1="${bottom}" x2="${width - margin.right}" y2="${bottom}" stroke="#333"/>`);
-    out.push(
-      `<text transform="translate(${margin.left - 52} ${(top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="#333">${xml(panel.unit)}</text>`,
-    );
+    out.push(`<text transform="translate(${margin.left - 52} ${(top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="#333">${xml(panel.unit)}</text>`);
     // x axis: every depth gets a tick and a label.
     for (const d of depths) {
       const x = xOf(d).toFixed(1);
       out.push(`<line x1="${x}" y1="${bottom}" x2="${x}" y2="${bottom + 5}" stroke="#333"/>`);
       out.push(`<text x="${x}" y="${bottom + 18}" text-anchor="middle" fill="#333">${d}</text>`);
     }
-    out.push(
-      `<text x="${margin.left + plotWidth / 2}" y="${bottom + 34}" text-anchor="middle" fill="#333">depth (transformer layers kept)</text>`,
-    );
+    out.push(`<text x="${margin.left + plotWidth / 2}" y="${bottom + 34}" text-anchor="middle" fill="#333">depth (transformer layers kept)</text>`);
     if (report.recommended) {
       const x = xOf(report.recommended.depth).toFixed(1);
       out.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${bottom}" stroke="#777" stroke-width="1.5" stroke-dasharray="5 4"/>`);
@@ -121,9 +122,7 @@ export function renderReportSvg(report: DepthReport): string {
       const rows = report.results.filter((r) => seriesOf(r) === mode).sort((a, b) => a.depth - b.depth);
       const points = rows.map((r) => [xOf(r.depth), yOf(panel.value(r))] as const);
       if (points.length > 1) {
-        out.push(
-          `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' ')}"/>`,
-        );
+        out.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' ')}"/>`);
       }
       rows.forEach((r, k) => {
         const [x, y] = points[k]!;

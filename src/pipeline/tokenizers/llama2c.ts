@@ -18,7 +18,8 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Llama2cVo
   const b = readFileSync(file);
   let off = 4;
   const maxTokenLength = b.readInt32LE(0);
-  const pieces: string[] = [], scores: number[] = [];
+  const pieces: string[] = [],
+    scores: number[] = [];
   for (let i = 0; i < vocabSize; i++) {
     if (off + 8 > b.length) throw new Error(`${file}: ends after ${i} of ${vocabSize} pieces`);
     scores.push(b.readFloatLE(off));
@@ -52,7 +53,9 @@ export class Llama2cTokenizer {
       else for (const byte of Buffer.from(ch, 'utf8')) tokens.push(byte + 3);
     }
     for (;;) {
-      let best = -1e10, bestId = -1, bestIdx = -1;
+      let best = -1e10,
+        bestId = -1,
+        bestIdx = -1;
       for (let i = 0; i + 1 < tokens.length; i++) {
         const id = this.lookup.get(this.vocab.pieces[tokens[i]!]! + this.vocab.pieces[tokens[i + 1]!]!);
         if (id !== undefined && this.vocab.scores[id]! > best) {
@@ -96,8 +99,10 @@ export class Llama2cTokenizer {
       if (id < 3 || /^<0x[0-9A-F]{2}>$/.test(p)) return;
       const chars = [...p];
       for (let k = 1; k < chars.length; k++) {
-        const a = chars.slice(0, k).join(''), b = chars.slice(k).join('');
-        const ia = this.lookup.get(a), ib = this.lookup.get(b);
+        const a = chars.slice(0, k).join(''),
+          b = chars.slice(k).join('');
+        const ia = this.lookup.get(a),
+          ib = this.lookup.get(b);
         if (ia !== undefined && ib !== undefined && ia > 2 && ib > 2) merges.push([id, meta(a), meta(b)]);
       }
     });
@@ -111,7 +116,13 @@ export class Llama2cTokenizer {
         { id: 1, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
         { id: 2, content: '</s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
       ],
-      normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: METASPACE }, { type: 'Replace', pattern: { String: ' ' }, content: METASPACE }] },
+      normalizer: {
+        type: 'Sequence',
+        normalizers: [
+          { type: 'Prepend', prepend: METASPACE },
+          { type: 'Replace', pattern: { String: ' ' }, content: METASPACE },
+        ],
+      },
       pre_tokenizer: null,
       post_processor: null,
       decoder: {
@@ -123,11 +134,33 @@ export class Llama2cTokenizer {
           { type: 'Strip', content: ' ', start: 1, stop: 0 },
         ],
       },
-      model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: merges.map(([, a, b]) => [a, b]) },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: '<unk>',
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: true,
+        byte_fallback: true,
+        ignore_merges: false,
+        vocab,
+        merges: merges.map(([, a, b]) => [a, b]),
+      },
     };
   }
 
   tokenizerConfigJson(maxLength: number): Record<string, unknown> {
-    return { tokenizer_class: 'LlamaTokenizer', bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '<unk>', add_bos_token: false, add_eos_token: false, padding_side: 'right', model_max_length: maxLength, legacy: false };
+    return {
+      tokenizer_class: 'LlamaTokenizer',
+      bos_token: '<s>',
+      eos_token: '</s>',
+      unk_token: '<unk>',
+      pad_token: '<unk>',
+      add_bos_token: false,
+      add_eos_token: false,
+      padding_side: 'right',
+      model_max_length: maxLength,
+      legacy: false,
+    };
   }
 }

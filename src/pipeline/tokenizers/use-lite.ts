@@ -93,8 +93,12 @@ function checkVocab(raw: unknown, path: string): UseLiteVocab {
   }
   const vocab: Array<[string, number]> = [];
   raw.forEach((entry: unknown, i) => {
-    const ok = Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string' && entry[0].length > 0
-      && (entry[1] === null || (typeof entry[1] === 'number' && Number.isFinite(entry[1])));
+    const ok =
+      Array.isArray(entry) &&
+      entry.length === 2 &&
+      typeof entry[0] === 'string' &&
+      entry[0].length > 0 &&
+      (entry[1] === null || (typeof entry[1] === 'number' && Number.isFinite(entry[1])));
     if (!ok) throw new Error(`${path}: entry ${i} is ${JSON.stringify(entry)?.slice(0, 80)}; expected [piece (non-empty string), score (number or null)]`);
     const [piece, score] = entry as [string, number | null];
     // The reference adds scores with `+`, where null counts as 0.
@@ -119,7 +123,10 @@ function leadingZeroScoreChars(vocab: UseLiteVocab, path: string): string[] {
     const chars = [...piece];
     if (chars[0] !== METASPACE) continue;
     if (chars.length === 1) {
-      if (score === 0) throw new Error(`${path}: the piece '${METASPACE}' scores 0; the reference's "0 means unset" check would then change every segmentation, which no tokenizer.json can express`);
+      if (score === 0)
+        throw new Error(
+          `${path}: the piece '${METASPACE}' scores 0; the reference's "0 means unset" check would then change every segmentation, which no tokenizer.json can express`,
+        );
       continue;
     }
     const counts = byChar.get(chars[1]!) ?? { zero: 0, other: 0 };
@@ -130,7 +137,10 @@ function leadingZeroScoreChars(vocab: UseLiteVocab, path: string): string[] {
   const result: string[] = [];
   for (const [c, { zero, other }] of byChar) {
     if (zero === 0) continue;
-    if (other > 0) throw new Error(`${path}: pieces starting '${METASPACE}${c}' mix zero and non-zero scores; the reference's first-token rule for them cannot be expressed in tokenizer.json`);
+    if (other > 0)
+      throw new Error(
+        `${path}: pieces starting '${METASPACE}${c}' mix zero and non-zero scores; the reference's first-token rule for them cannot be expressed in tokenizer.json`,
+      );
     result.push(c);
   }
   return result.sort();
@@ -146,7 +156,10 @@ function checkSingleCharCoverage(vocab: UseLiteVocab, path: string): void {
   if (!singles.has(METASPACE)) throw new Error(`${path}: no '${METASPACE}' piece; every USE-lite text starts with one`);
   for (let i = USE_LITE_RESERVED_COUNT; i < vocab.length; i++) {
     for (const c of vocab[i]![0]) {
-      if (!singles.has(c)) throw new Error(`${path}: piece ${i} ${JSON.stringify(vocab[i]![0])} contains ${JSON.stringify(c)}, which is no piece by itself; unknown-character handling would differ from the reference`);
+      if (!singles.has(c))
+        throw new Error(
+          `${path}: piece ${i} ${JSON.stringify(vocab[i]![0])} contains ${JSON.stringify(c)}, which is no piece by itself; unknown-character handling would differ from the reference`,
+        );
     }
   }
 }
@@ -165,7 +178,8 @@ export function useLiteTokenizerFiles(vocab: UseLiteVocab, path = '(vocab)', voc
   checkSingleCharCoverage(vocab, path);
   const zeroLead = leadingZeroScoreChars(vocab, path);
   const pieces = vocab.map(([piece, score], i): [string, number] =>
-    i >= 1 && i < USE_LITE_RESERVED_COUNT ? [`${piece}${UNUSED_SUFFIX}`, score] : [piece, score]);
+    i >= 1 && i < USE_LITE_RESERVED_COUNT ? [`${piece}${UNUSED_SUFFIX}`, score] : [piece, score],
+  );
   const tokenizer = {
     version: '1.0',
     truncation: null,
@@ -183,13 +197,16 @@ export function useLiteTokenizerFiles(vocab: UseLiteVocab, path = '(vocab)', voc
         { type: 'Replace', pattern: { String: ' ' }, content: METASPACE },
       ],
     },
-    pre_tokenizer: zeroLead.length === 0 ? null : {
-      type: 'Split',
-      // \A, not ^: Oniguruma's ^ also matches after a newline.
-      pattern: { Regex: `\\A${METASPACE}(?=[${zeroLead.map(escapeForRegexClass).join('')}])` },
-      behavior: 'Isolated',
-      invert: false,
-    },
+    pre_tokenizer:
+      zeroLead.length === 0
+        ? null
+        : {
+            type: 'Split',
+            // \A, not ^: Oniguruma's ^ also matches after a newline.
+            pattern: { Regex: `\\A${METASPACE}(?=[${zeroLead.map(escapeForRegexClass).join('')}])` },
+            behavior: 'Isolated',
+            invert: false,
+          },
     post_processor: null,
     decoder: { type: 'Metaspace', replacement: METASPACE, prepend_scheme: 'always', split: true },
     model: { type: 'Unigram', unk_id: 0, vocab: pieces, byte_fallback: false },

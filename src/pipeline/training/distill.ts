@@ -98,7 +98,8 @@ export async function loadVariantTeacher(variantDir: string, threads = 2): Promi
   } catch (err) {
     throw new DistillError(`--distill-from ${variantDir}: not a built variant (${(err as Error).message.split('\n')[0]})`);
   }
-  if (manifest.template !== undefined) throw new DistillError(`--distill-from ${variantDir}: a prompt-template (label-words) teacher is not supported; use a pool or last-token variant`);
+  if (manifest.template !== undefined)
+    throw new DistillError(`--distill-from ${variantDir}: a prompt-template (label-words) teacher is not supported; use a pool or last-token variant`);
   const tokenizer = await loadTokenizer(dir);
   return {
     dir,
@@ -107,12 +108,18 @@ export async function loadVariantTeacher(variantDir: string, threads = 2): Promi
     async logits(texts, studentLabels) {
       const teacherLabels = manifest.labels;
       if (teacherLabels.length !== studentLabels.length || studentLabels.some((l) => !teacherLabels.includes(l))) {
-        throw new DistillError(`--distill-from ${variantDir}: the teacher's labels (${teacherLabels.join(', ')}) are not the training data's (${studentLabels.join(', ')})`);
+        throw new DistillError(
+          `--distill-from ${variantDir}: the teacher's labels (${teacherLabels.join(', ')}) are not the training data's (${studentLabels.join(', ')})`,
+        );
       }
       const column = studentLabels.map((l) => teacherLabels.indexOf(l));
       const C = studentLabels.length;
       const session = await ort.InferenceSession.create(join(dir, ONNX_FILE), {
-        intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3,
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3,
       });
       try {
         const encoded = texts.map((t) => tokenizer.encode(t).slice(0, manifest.maxLength));
@@ -120,7 +127,10 @@ export async function loadVariantTeacher(variantDir: string, threads = 2): Promi
         const out = new Float32Array(texts.length * C);
         for (let k = 0; k < order.length; k += 64) {
           const rows = order.slice(k, k + 64);
-          const batch = tokenizer.pad(rows.map((r) => encoded[r]!), { maxLength: manifest.maxLength });
+          const batch = tokenizer.pad(
+            rows.map((r) => encoded[r]!),
+            { maxLength: manifest.maxLength },
+          );
           const dims = [batch.batchSize, batch.seqLength];
           const res = await session.run({
             input_ids: new ort.Tensor('int64', batch.inputIds, dims),

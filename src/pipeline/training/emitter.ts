@@ -11,7 +11,10 @@ export class GradEmitter {
   /** Backward nodes emitted so far (for reports and tests). */
   emitted = 0;
 
-  constructor(readonly g: GraphBuilder, readonly facts: ShapeInference) {}
+  constructor(
+    readonly g: GraphBuilder,
+    readonly facts: ShapeInference,
+  ) {}
 
   op(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}, facts?: ValueFacts): string {
     this.emitted++;
@@ -23,7 +26,8 @@ export class GradEmitter {
   /** Forward facts of a value; throws with a useful message when its shape is unknown. */
   shape(x: string): Dim[] {
     const s = this.facts.get(x).shape;
-    if (!s) throw new Error(`autodiff: the shape of ${x} is unknown (its producer is an op shape inference does not cover, or its shape depends on runtime values)`);
+    if (!s)
+      throw new Error(`autodiff: the shape of ${x} is unknown (its producer is an op shape inference does not cover, or its shape depends on runtime values)`);
     return s;
   }
 
@@ -44,12 +48,18 @@ export class GradEmitter {
     const key = `${type}|${shape.join(',')}|${arr.join(',')}`;
     const hit = this.constants.get(key);
     if (hit) return hit;
-    const data = type === 'int64' ? BigInt64Array.from(arr.map((v) => BigInt(v)))
-      : type === 'float64' ? Float64Array.from(arr)
-      : type === 'float32' ? Float32Array.from(arr)
-      : type === 'int32' ? Int32Array.from(arr)
-      : type === 'bool' ? Uint8Array.from(arr)
-      : undefined;
+    const data =
+      type === 'int64'
+        ? BigInt64Array.from(arr.map((v) => BigInt(v)))
+        : type === 'float64'
+          ? Float64Array.from(arr)
+          : type === 'float32'
+            ? Float32Array.from(arr)
+            : type === 'int32'
+              ? Int32Array.from(arr)
+              : type === 'bool'
+                ? Uint8Array.from(arr)
+                : undefined;
     if (!data) throw new Error(`autodiff: no constants of type ${type}`);
     const out = this.op('Constant', [], { value: { tensor: { type, dims: shape, data } } }, { type, shape, value: arr.length <= 64 ? arr : undefined });
     this.constants.set(key, out);
@@ -131,9 +141,8 @@ export class GradEmitter {
   flattenTo2D(x: string, like: string): string {
     const s = this.shape(like);
     const last = s[s.length - 1]!;
-    const target = typeof last === 'number'
-      ? this.ints([-1, last])
-      : this.op('Concat', [this.ints([-1]), this.op('Shape', [like], { start: -1 })], { axis: 0 });
+    const target =
+      typeof last === 'number' ? this.ints([-1, last]) : this.op('Concat', [this.ints([-1]), this.op('Shape', [like], { start: -1 })], { axis: 0 });
     return this.op('Reshape', [x, target]);
   }
 }

@@ -48,17 +48,10 @@ export function modeSuffix(mode: TrainMode): string | undefined {
  * depth - N up (and block-less parameters such as a pooler or final norm) for `top:N`,
  * everything for `full`; token embeddings only for `full` with `trainEmbeddings`.
  */
-export function trainableParams(
-  specs: readonly ParamSpec[],
-  depth: number,
-  mode: TrainMode,
-  trainEmbeddings = false,
-): string[] {
+export function trainableParams(specs: readonly ParamSpec[], depth: number, mode: TrainMode, trainEmbeddings = false): string[] {
   if (mode.kind === 'head') return [];
   const first = mode.kind === 'full' ? 0 : Math.max(0, depth - mode.n);
-  return specs
-    .filter((s) => (s.kind === 'embedding' ? mode.kind === 'full' && trainEmbeddings : s.block === null || s.block >= first))
-    .map((s) => s.name);
+  return specs.filter((s) => (s.kind === 'embedding' ? mode.kind === 'full' && trainEmbeddings : s.block === null || s.block >= first)).map((s) => s.name);
 }
 
 export interface EncodedExample {
@@ -136,7 +129,10 @@ export interface PlannedBatch {
  * remainder is topped up with random training examples. Batch order is shuffled too.
  */
 export function planEpoch(lengths: readonly number[], buckets: readonly number[], batchSize: number, rng: Rng): PlannedBatch[] {
-  const order = shuffleInPlace(lengths.map((_, i) => i), rng);
+  const order = shuffleInPlace(
+    lengths.map((_, i) => i),
+    rng,
+  );
   const perBucket: number[][] = buckets.map(() => []);
   for (const i of order) perBucket[bucketIndex(lengths[i]!, buckets)]!.push(i);
   const batches: PlannedBatch[] = [];
@@ -172,7 +168,7 @@ export function inferenceBatches(examples: readonly EncodedExample[], buckets: r
   const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length || a - b);
   const seqOf = (row: number) => buckets[bucketIndex(examples[row]!.ids.length, buckets)]!;
   const out: PlannedBatch[] = [];
-  for (let k = 0; k < order.length; ) {
+  for (let k = 0; k < order.length;) {
     // Rows are sorted by length, so the last row taken sets the batch's (bucketed) length.
     let n = 1;
     while (n < size && k + n < order.length && (n + 1) * seqOf(order[k + n]!) <= maxTokens) n++;
@@ -308,14 +304,19 @@ export async function trainLoop(
       const feats = new Float32Array(batchSize * width);
       b.rows.forEach((r, i) => feats.set(trainFeatures.subarray(r * width, (r + 1) * width), i * width));
       const y = BigInt64Array.from(b.rows.map((r) => BigInt(train[r]!.label)));
-      const res = await session.step({ features: new ort.Tensor('float32', feats, [batchSize, width]), labels: new ort.Tensor('int64', y, [batchSize]) }, params);
+      const res = await session.step(
+        { features: new ort.Tensor('float32', feats, [batchSize, width]), labels: new ort.Tensor('int64', y, [batchSize]) },
+        params,
+      );
       optimizer.step(res.grads);
       return res.loss;
     };
     predictVal = async () => {
-      const W = params.get(HEAD_WEIGHT)!.data, B = params.get(HEAD_BIAS)!.data;
+      const W = params.get(HEAD_WEIGHT)!.data,
+        B = params.get(HEAD_BIAS)!.data;
       return val.map((_, i) => {
-        let best = 0, bestV = -Infinity;
+        let best = 0,
+          bestV = -Infinity;
         for (let c = 0; c < numLabels; c++) {
           let s = B[c]!;
           for (let k = 0; k < width; k++) s += valFeatures[i * width + k]! * W[k * numLabels + c]!;
@@ -334,7 +335,8 @@ export async function trainLoop(
       let s = sessions.get(seq);
       if (!s) {
         const { graph, loss, grads } = graphs.training(seq);
-        if (distill && !graph.inputs.some((i) => i.name === TEACHER_INPUTS.logProbs)) throw new Error('distillation: this architecture\'s training graph takes no teacher input');
+        if (distill && !graph.inputs.some((i) => i.name === TEACHER_INPUTS.logProbs))
+          throw new Error("distillation: this architecture's training graph takes no teacher input");
         s = await GradientSession.create(graph, { params: [...trainable], loss, grads, intraOpNumThreads: threads });
         sessions.set(seq, s);
         release.push(() => s!.release());
@@ -354,8 +356,16 @@ export async function trainLoop(
         b.rows.forEach((r, i) => tlp.set(teacherLogProbs!.subarray(r * numLabels, (r + 1) * numLabels), i * numLabels));
         const labelled = b.rows.map((r) => examplesIn[r]!.label >= 0);
         feeds[TEACHER_INPUTS.logProbs] = new ort.Tensor('float32', tlp, [batchSize, numLabels]);
-        feeds[TEACHER_INPUTS.hardWeight] = new ort.Tensor('float32', Float32Array.from(labelled, (l) => (l ? distill.alpha : 0)), [batchSize]);
-        feeds[TEACHER_INPUTS.softWeight] = new ort.Tensor('float32', Float32Array.from(labelled, (l) => (l ? 1 - distill.alpha : 1)), [batchSize]);
+        feeds[TEACHER_INPUTS.hardWeight] = new ort.Tensor(
+          'float32',
+          Float32Array.from(labelled, (l) => (l ? distill.alpha : 0)),
+          [batchSize],
+        );
+        feeds[TEACHER_INPUTS.softWeight] = new ort.Tensor(
+          'float32',
+          Float32Array.from(labelled, (l) => (l ? 1 - distill.alpha : 1)),
+          [batchSize],
+        );
       }
       const res = await session.step(feeds, params);
       optimizer.step(res.grads);
@@ -375,9 +385,17 @@ export async function trainLoop(
   }
 
   const truth = val.map((e) => labels[e.label]!);
-  const evalNow = async (): Promise<EvalReport> => evaluate(truth, (await predictVal()).map((c) => labels[c]!), labels);
+  const evalNow = async (): Promise<EvalReport> =>
+    evaluate(
+      truth,
+      (await predictVal()).map((c) => labels[c]!),
+      labels,
+    );
   let best: { report: EvalReport; params: Map<string, ParamTensor>; epoch: number } | undefined;
-  let step = 0, examples = 0, epochsRun = 0, sinceBest = 0;
+  let step = 0,
+    examples = 0,
+    epochsRun = 0,
+    sinceBest = 0;
   const trainStart = performance.now();
   try {
     if (setup.evalBeforeTraining) {
@@ -395,7 +413,9 @@ export async function trainLoop(
       }
       epochsRun = epoch;
       const report = await evalNow();
-      reporter?.log(`${label} epoch ${epoch}: train loss ${(lossSum / Math.max(1, plan.length)).toFixed(4)}, val accuracy ${report.accuracy.toFixed(4)}, macro-F1 ${report.macroF1.toFixed(4)}`);
+      reporter?.log(
+        `${label} epoch ${epoch}: train loss ${(lossSum / Math.max(1, plan.length)).toFixed(4)}, val accuracy ${report.accuracy.toFixed(4)}, macro-F1 ${report.macroF1.toFixed(4)}`,
+      );
       if (!best || report.accuracy > best.report.accuracy) {
         best = { report, params: snapshot(), epoch };
         sinceBest = 0;

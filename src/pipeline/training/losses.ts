@@ -25,28 +25,34 @@ export function softmaxCrossEntropy(g: GraphBuilder, logits: string, labels: str
   const labelType = facts.get(labels).type;
   const [batchDim, classDim] = lf.shape ?? ['?', '?'];
 
-  let logProbs = '', targets = '', batch = '';
-  const [loss] = withCustomGradient(g, [logits], () => {
-    logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
-    if (labelType === 'int64' || labelType === 'int32') {
-      const ids = labelType === 'int64' ? labels : g.op('Cast', [labels], { to: DataType.int64 });
-      const classes = typeof classDim === 'number'
-        ? constant(g, 'int64', classDim)
-        : g.op('Gather', [g.op('Shape', [logits]), constant(g, 'int64', -1)]);
-      const range = g.op('Range', [constant(g, 'int64', 0), classes, constant(g, 'int64', 1)]);
-      targets = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [ids, ints(g, [1])]), range])], { to: DataType[type] });
-    } else {
-      targets = labels;
-    }
-    batch = typeof batchDim === 'number' && isStatic([batchDim])
-      ? constant(g, type, batchDim)
-      : g.op('Cast', [g.op('Gather', [g.op('Shape', [logits]), constant(g, 'int64', 0)])], { to: DataType[type] });
-    const total = g.op('ReduceSum', [g.op('Mul', [targets, logProbs])], { keepdims: 0 });
-    return [g.op('Div', [g.op('Neg', [total]), batch], {}, opts.name ?? 'loss')];
-  }, (e, [gy]) => {
-    const scale = e.op('Div', [gy!, batch]);
-    return [e.op('Mul', [e.op('Sub', [e.op('Exp', [logProbs]), targets]), scale])];
-  });
+  let logProbs = '',
+    targets = '',
+    batch = '';
+  const [loss] = withCustomGradient(
+    g,
+    [logits],
+    () => {
+      logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
+      if (labelType === 'int64' || labelType === 'int32') {
+        const ids = labelType === 'int64' ? labels : g.op('Cast', [labels], { to: DataType.int64 });
+        const classes = typeof classDim === 'number' ? constant(g, 'int64', classDim) : g.op('Gather', [g.op('Shape', [logits]), constant(g, 'int64', -1)]);
+        const range = g.op('Range', [constant(g, 'int64', 0), classes, constant(g, 'int64', 1)]);
+        targets = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [ids, ints(g, [1])]), range])], { to: DataType[type] });
+      } else {
+        targets = labels;
+      }
+      batch =
+        typeof batchDim === 'number' && isStatic([batchDim])
+          ? constant(g, type, batchDim)
+          : g.op('Cast', [g.op('Gather', [g.op('Shape', [logits]), constant(g, 'int64', 0)])], { to: DataType[type] });
+      const total = g.op('ReduceSum', [g.op('Mul', [targets, logProbs])], { keepdims: 0 });
+      return [g.op('Div', [g.op('Neg', [total]), batch], {}, opts.name ?? 'loss')];
+    },
+    (e, [gy]) => {
+      const scale = e.op('Div', [gy!, batch]);
+      return [e.op('Mul', [e.op('Sub', [e.op('Exp', [logProbs]), targets]), scale])];
+    },
+  );
   return loss!;
 }
 
@@ -77,30 +83,41 @@ export function distillationLoss(g: GraphBuilder, logits: string, inp: Distillat
   const lf = facts.get(logits);
   const type = lf.type as FloatType;
   if (type !== 'float32' && type !== 'float64') throw new Error(`distillationLoss: logits ${logits} must be float32 or float64`);
-  if (!lf.shape || lf.shape.length !== 2 || !isStatic(lf.shape)) throw new Error(`distillationLoss: logits must be a static [batch, classes], got [${lf.shape}]`);
+  if (!lf.shape || lf.shape.length !== 2 || !isStatic(lf.shape))
+    throw new Error(`distillationLoss: logits must be a static [batch, classes], got [${lf.shape}]`);
   if (!(inp.temperature > 0)) throw new Error(`distillationLoss: temperature must be > 0 (got ${inp.temperature})`);
   const [batchDim, classDim] = lf.shape as number[];
   const T = inp.temperature;
 
-  let logProbs = '', logProbsT = '', onehot = '', teacherProbs = '', hard = '', soft = '';
-  const [loss] = withCustomGradient(g, [logits], () => {
-    logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
-    logProbsT = g.op('LogSoftmax', [g.op('Div', [logits, constant(g, type, T)])], { axis: -1 });
-    const range = g.op('Range', [constant(g, 'int64', 0), constant(g, 'int64', classDim!), constant(g, 'int64', 1)]);
-    onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [inp.labels, ints(g, [1])]), range])], { to: DataType[type] });
-    teacherProbs = g.op('Exp', [inp.teacherLogProbs]);
-    hard = g.op('Unsqueeze', [inp.hardWeight, ints(g, [1])]);
-    soft = g.op('Unsqueeze', [inp.softWeight, ints(g, [1])]);
-    // Per element: hard * (-onehot * logp) + soft * T^2 * p * (log p - log q_T), summed over rows and classes.
-    const ce = g.op('Mul', [hard, g.op('Neg', [g.op('Mul', [onehot, logProbs])])]);
-    const kl = g.op('Mul', [g.op('Mul', [soft, constant(g, type, T * T)]), g.op('Mul', [teacherProbs, g.op('Sub', [inp.teacherLogProbs, logProbsT])])]);
-    const total = g.op('ReduceSum', [g.op('Add', [ce, kl])], { keepdims: 0 });
-    return [g.op('Div', [total, constant(g, type, batchDim!)], {}, inp.name ?? 'loss')];
-  }, (e, [gy]) => {
-    const scale = e.op('Div', [gy!, e.constant(type, batchDim!)]);
-    const dHard = e.op('Mul', [hard, e.op('Sub', [e.op('Exp', [logProbs]), onehot])]);
-    const dSoft = e.op('Mul', [e.op('Mul', [soft, e.constant(type, T)]), e.op('Sub', [e.op('Exp', [logProbsT]), teacherProbs])]);
-    return [e.op('Mul', [e.op('Add', [dHard, dSoft]), scale])];
-  });
+  let logProbs = '',
+    logProbsT = '',
+    onehot = '',
+    teacherProbs = '',
+    hard = '',
+    soft = '';
+  const [loss] = withCustomGradient(
+    g,
+    [logits],
+    () => {
+      logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
+      logProbsT = g.op('LogSoftmax', [g.op('Div', [logits, constant(g, type, T)])], { axis: -1 });
+      const range = g.op('Range', [constant(g, 'int64', 0), constant(g, 'int64', classDim!), constant(g, 'int64', 1)]);
+      onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [inp.labels, ints(g, [1])]), range])], { to: DataType[type] });
+      teacherProbs = g.op('Exp', [inp.teacherLogProbs]);
+      hard = g.op('Unsqueeze', [inp.hardWeight, ints(g, [1])]);
+      soft = g.op('Unsqueeze', [inp.softWeight, ints(g, [1])]);
+      // Per element: hard * (-onehot * logp) + soft * T^2 * p * (log p - log q_T), summed over rows and classes.
+      const ce = g.op('Mul', [hard, g.op('Neg', [g.op('Mul', [onehot, logProbs])])]);
+      const kl = g.op('Mul', [g.op('Mul', [soft, constant(g, type, T * T)]), g.op('Mul', [teacherProbs, g.op('Sub', [inp.teacherLogProbs, logProbsT])])]);
+      const total = g.op('ReduceSum', [g.op('Add', [ce, kl])], { keepdims: 0 });
+      return [g.op('Div', [total, constant(g, type, batchDim!)], {}, inp.name ?? 'loss')];
+    },
+    (e, [gy]) => {
+      const scale = e.op('Div', [gy!, e.constant(type, batchDim!)]);
+      const dHard = e.op('Mul', [hard, e.op('Sub', [e.op('Exp', [logProbs]), onehot])]);
+      const dSoft = e.op('Mul', [e.op('Mul', [soft, e.constant(type, T)]), e.op('Sub', [e.op('Exp', [logProbsT]), teacherProbs])]);
+      return [e.op('Mul', [e.op('Add', [dHard, dSoft]), scale])];
+    },
+  );
   return loss!;
 }

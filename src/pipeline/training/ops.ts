@@ -11,10 +11,14 @@ export type FloatType = 'float32' | 'float64';
 export function constant(g: GraphBuilder, type: ElemType, values: number | number[], dims?: number[]): string {
   const arr = typeof values === 'number' ? [values] : values;
   const shape = dims ?? (typeof values === 'number' ? [] : [arr.length]);
-  const data = type === 'int64' ? BigInt64Array.from(arr.map((v) => BigInt(v)))
-    : type === 'float64' ? Float64Array.from(arr)
-    : type === 'bool' ? Uint8Array.from(arr)
-    : Float32Array.from(arr);
+  const data =
+    type === 'int64'
+      ? BigInt64Array.from(arr.map((v) => BigInt(v)))
+      : type === 'float64'
+        ? Float64Array.from(arr)
+        : type === 'bool'
+          ? Uint8Array.from(arr)
+          : Float32Array.from(arr);
   return g.op('Constant', [], { value: { tensor: { type, dims: shape, data } } });
 }
 
@@ -57,11 +61,24 @@ export function attentionKeyMask(g: GraphBuilder, mask: string): string {
   return g.op('Unsqueeze', [g.op('Cast', [mask], { to: DataType.bool }), ints(g, [1, 2])]);
 }
 
-export interface AttentionWeights { wq: string; bq: string; wk: string; bk: string; wv: string; bv: string; wo: string; bo: string }
+export interface AttentionWeights {
+  wq: string;
+  bq: string;
+  wk: string;
+  bk: string;
+  wv: string;
+  bv: string;
+  wo: string;
+  bo: string;
+}
 
 /** Multi-head self-attention on x [B, S, D]; keyMask bool [B, 1, 1, S] (padding keys get -1e9 before softmax). */
 export function multiHeadAttention(
-  g: GraphBuilder, type: FloatType, x: string, w: AttentionWeights, opts: { heads: number; width: number; keyMask?: string },
+  g: GraphBuilder,
+  type: FloatType,
+  x: string,
+  w: AttentionWeights,
+  opts: { heads: number; width: number; keyMask?: string },
 ): string {
   const { heads, width } = opts;
   const dh = width / heads;
@@ -85,16 +102,53 @@ export function maskedMeanPool(g: GraphBuilder, type: FloatType, x: string, mask
 }
 
 export interface EncoderBlockWeights extends AttentionWeights {
-  ln1Scale: string; ln1Bias: string; ln2Scale: string; ln2Bias: string; w1: string; b1: string; w2: string; b2: string;
+  ln1Scale: string;
+  ln1Bias: string;
+  ln2Scale: string;
+  ln2Bias: string;
+  w1: string;
+  b1: string;
+  w2: string;
+  b2: string;
 }
 
-export const ENCODER_WEIGHT_NAMES = ['ln1Scale', 'ln1Bias', 'wq', 'bq', 'wk', 'bk', 'wv', 'bv', 'wo', 'bo', 'ln2Scale', 'ln2Bias', 'w1', 'b1', 'w2', 'b2'] as const;
+export const ENCODER_WEIGHT_NAMES = [
+  'ln1Scale',
+  'ln1Bias',
+  'wq',
+  'bq',
+  'wk',
+  'bk',
+  'wv',
+  'bv',
+  'wo',
+  'bo',
+  'ln2Scale',
+  'ln2Bias',
+  'w1',
+  'b1',
+  'w2',
+  'b2',
+] as const;
 
 export function encoderBlockShapes(width: number, ffn: number): Record<keyof EncoderBlockWeights, number[]> {
   return {
-    ln1Scale: [width], ln1Bias: [width], ln2Scale: [width], ln2Bias: [width],
-    wq: [width, width], bq: [width], wk: [width, width], bk: [width], wv: [width, width], bv: [width],
-    wo: [width, width], bo: [width], w1: [width, ffn], b1: [ffn], w2: [ffn, width], b2: [width],
+    ln1Scale: [width],
+    ln1Bias: [width],
+    ln2Scale: [width],
+    ln2Bias: [width],
+    wq: [width, width],
+    bq: [width],
+    wk: [width, width],
+    bk: [width],
+    wv: [width, width],
+    bv: [width],
+    wo: [width, width],
+    bo: [width],
+    w1: [width, ffn],
+    b1: [ffn],
+    w2: [ffn, width],
+    b2: [width],
   };
 }
 
@@ -109,13 +163,11 @@ export interface EncoderBlockOptions {
 
 /** Pre-LN block: h = x + Attn(LN1(x)); y = h + W2 act(W1 LN2(h)). */
 export function encoderBlock(g: GraphBuilder, type: FloatType, x: string, w: EncoderBlockWeights, opts: EncoderBlockOptions): string {
-  const ln = (v: string, s: string, b: string) => (opts.layerNorm === 'fused'
-    ? layerNormFused(g, v, s, b, opts.eps)
-    : layerNormDecomposed(g, type, v, s, b, opts.eps));
+  const ln = (v: string, s: string, b: string) =>
+    opts.layerNorm === 'fused' ? layerNormFused(g, v, s, b, opts.eps) : layerNormDecomposed(g, type, v, s, b, opts.eps);
   const h = g.op('Add', [x, multiHeadAttention(g, type, ln(x, w.ln1Scale, w.ln1Bias), w, opts)]);
   const pre = linear(g, ln(h, w.ln2Scale, w.ln2Bias), w.w1, w.b1);
-  const act = opts.activation === 'relu' ? g.op('Relu', [pre])
-    : gelu(g, type, pre, opts.activation === 'gelu-tanh' ? 'tanh' : 'erf');
+  const act = opts.activation === 'relu' ? g.op('Relu', [pre]) : gelu(g, type, pre, opts.activation === 'gelu-tanh' ? 'tanh' : 'erf');
   return g.op('Add', [h, linear(g, act, w.w2, w.b2)]);
 }
 

@@ -68,7 +68,10 @@ export class AdamW {
   /** Updates done so far. */
   stepCount = 0;
 
-  constructor(params: Map<string, Float32Array>, readonly opts: AdamWOptions) {
+  constructor(
+    params: Map<string, Float32Array>,
+    readonly opts: AdamWOptions,
+  ) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
@@ -102,8 +105,11 @@ export class AdamW {
     const lr = this.schedule(this.stepCount);
     this.stepCount++;
     const t = this.stepCount;
-    const b1 = this.beta1, b2 = this.beta2, eps = this.eps;
-    const c1 = 1 - b1, c2 = 1 - b2;
+    const b1 = this.beta1,
+      b2 = this.beta2,
+      eps = this.eps;
+    const c1 = 1 - b1,
+      c2 = 1 - b2;
     const stepSize = lr / (1 - b1 ** t);
     const invSqrtBc2 = 1 / Math.sqrt(1 - b2 ** t);
     for (const [name, slot] of this.slots) {

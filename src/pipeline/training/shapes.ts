@@ -158,23 +158,61 @@ export class ShapeInference {
     switch (node.op) {
       case 'Identity':
         return [{ ...x }];
-      case 'Neg': case 'Sqrt': case 'Reciprocal': case 'Exp': case 'Log': case 'Tanh': case 'Relu':
-      case 'Sigmoid': case 'Erf': case 'Softmax': case 'LogSoftmax': case 'Abs': case 'Sin': case 'Cos':
-      case 'Floor': case 'Ceil': case 'Round': case 'Sign': case 'Clip': case 'CumSum': case 'Trilu':
-      case 'LeakyRelu': case 'Elu': case 'Softplus': case 'HardSigmoid':
+      case 'Neg':
+      case 'Sqrt':
+      case 'Reciprocal':
+      case 'Exp':
+      case 'Log':
+      case 'Tanh':
+      case 'Relu':
+      case 'Sigmoid':
+      case 'Erf':
+      case 'Softmax':
+      case 'LogSoftmax':
+      case 'Abs':
+      case 'Sin':
+      case 'Cos':
+      case 'Floor':
+      case 'Ceil':
+      case 'Round':
+      case 'Sign':
+      case 'Clip':
+      case 'CumSum':
+      case 'Trilu':
+      case 'LeakyRelu':
+      case 'Elu':
+      case 'Softplus':
+      case 'HardSigmoid':
         return same();
       case 'Not':
         return [{ type: 'bool', shape: x.shape }];
-      case 'IsNaN': case 'IsInf':
+      case 'IsNaN':
+      case 'IsInf':
         return [{ type: 'bool', shape: x.shape }];
       case 'Dropout':
-        return [{ type: x.type, shape: x.shape }, { type: 'bool', shape: x.shape }];
-      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Mod': case 'Max': case 'Min': case 'Sum':
-      case 'Equal': case 'Less': case 'Greater': case 'LessOrEqual': case 'GreaterOrEqual': case 'And': case 'Or': case 'Xor': {
+        return [
+          { type: x.type, shape: x.shape },
+          { type: 'bool', shape: x.shape },
+        ];
+      case 'Add':
+      case 'Sub':
+      case 'Mul':
+      case 'Div':
+      case 'Pow':
+      case 'Mod':
+      case 'Max':
+      case 'Min':
+      case 'Sum':
+      case 'Equal':
+      case 'Less':
+      case 'Greater':
+      case 'LessOrEqual':
+      case 'GreaterOrEqual':
+      case 'And':
+      case 'Or':
+      case 'Xor': {
         const ins = node.inputs.map((_, i) => this.inp(node, i));
-        const shape = ins.every((f) => f.shape)
-          ? ins.map((f) => f.shape!).reduce((a, b) => this.broadcast(a, b))
-          : undefined;
+        const shape = ins.every((f) => f.shape) ? ins.map((f) => f.shape!).reduce((a, b) => this.broadcast(a, b)) : undefined;
         const logical = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(node.op);
         return [{ type: logical ? 'bool' : x.type, shape, value: this.foldArithmetic(node.op, ins) }];
       }
@@ -230,7 +268,8 @@ export class ShapeInference {
       }
       case 'GatherElements':
         return [{ type: x.type, shape: this.inp(node, 1).shape }];
-      case 'ScatterND': case 'ScatterElements':
+      case 'ScatterND':
+      case 'ScatterElements':
         return same();
       case 'Unsqueeze': {
         const axes = attrInts(node, 'axes') ?? this.intsOf(node, 1);
@@ -246,9 +285,7 @@ export class ShapeInference {
         if (!x.shape) return [{ type: x.type }];
         const given = attrInts(node, 'axes') ?? (node.inputs[1] ? this.intsOf(node, 1) : undefined);
         if (node.inputs[1] && !given) return [{ type: x.type }];
-        const axes = given
-          ? new Set(given.map((a) => normAxis(a, x.shape!.length)))
-          : new Set(x.shape.flatMap((d, i) => (d === 1 ? [i] : [])));
+        const axes = given ? new Set(given.map((a) => normAxis(a, x.shape!.length))) : new Set(x.shape.flatMap((d, i) => (d === 1 ? [i] : [])));
         return [{ type: x.type, shape: x.shape.filter((_, i) => !axes.has(i)), value: x.value }];
       }
       case 'Reshape': {
@@ -258,7 +295,7 @@ export class ShapeInference {
           return [{ type: x.type, shape: isStatic(s) ? Array.from({ length: s[0]! }, () => this.unknownDim()) : undefined }];
         }
         const allowZero = attrInt(node, 'allowzero', 0) === 1;
-        const shape: Dim[] = target.map((d, i) => (d === 0 && !allowZero ? x.shape?.[i] ?? this.unknownDim() : d));
+        const shape: Dim[] = target.map((d, i) => (d === 0 && !allowZero ? (x.shape?.[i] ?? this.unknownDim()) : d));
         const minus = shape.indexOf(-1);
         if (minus >= 0) {
           const others = shape.filter((_, i) => i !== minus);
@@ -270,7 +307,8 @@ export class ShapeInference {
         if (!x.shape) return [{ type: x.type }];
         const axis = attrInt(node, 'axis', 1);
         const a = axis < 0 ? axis + x.shape.length : axis;
-        const lo = x.shape.slice(0, a), hi = x.shape.slice(a);
+        const lo = x.shape.slice(0, a),
+          hi = x.shape.slice(a);
         return [{ type: x.type, shape: [isStatic(lo) ? product(lo) : this.unknownDim(), isStatic(hi) ? product(hi) : this.unknownDim()] }];
       }
       case 'Transpose': {
@@ -284,7 +322,11 @@ export class ShapeInference {
         const axis = normAxis(attrInt(node, 'axis', 0), x.shape!.length);
         const sizes = ins.map((f) => f.shape![axis]!);
         const shape = [...x.shape!];
-        shape[axis] = isStatic(sizes) ? sizes.reduce((a, b) => a + b, 0) : sizes.filter((s) => s !== 0).length === 1 ? sizes.find((s) => s !== 0)! : this.unknownDim();
+        shape[axis] = isStatic(sizes)
+          ? sizes.reduce((a, b) => a + b, 0)
+          : sizes.filter((s) => s !== 0).length === 1
+            ? sizes.find((s) => s !== 0)!
+            : this.unknownDim();
         const value = ins.every((f) => f.value) && shape.length === 1 ? ins.flatMap((f) => f.value!) : undefined;
         return [{ type: x.type, shape, value }];
       }
@@ -301,7 +343,8 @@ export class ShapeInference {
       }
       case 'Slice': {
         if (!x.shape) return [{ type: x.type }];
-        const starts = this.intsOf(node, 1), ends = this.intsOf(node, 2);
+        const starts = this.intsOf(node, 1),
+          ends = this.intsOf(node, 2);
         const axes = node.inputs[3] ? this.intsOf(node, 3) : starts?.map((_, i) => i);
         const steps = node.inputs[4] ? this.intsOf(node, 4) : starts?.map(() => 1);
         if (!starts || !ends || !axes || !steps) return [{ type: x.type, shape: x.shape.map(() => this.unknownDim()) }];
@@ -313,7 +356,8 @@ export class ShapeInference {
           const range = sliceRange(d, starts[i]!, ends[i]!, steps[i]!);
           const whole = typeof d !== 'number' && steps[i] === 1 && starts[i] === 0 && ends[i]! >= BIG;
           shape[a] = range ? range.count : whole ? d : this.unknownDim();
-          if (value && range && a === 0) value = value.filter((_, k) => k >= range.start && (range.step > 0 ? k < range.end : k > range.end) && (k - range.start) % range.step === 0);
+          if (value && range && a === 0)
+            value = value.filter((_, k) => k >= range.start && (range.step > 0 ? k < range.end : k > range.end) && (k - range.start) % range.step === 0);
           else value = undefined;
         });
         return [{ type: x.type, shape, value }];
@@ -324,13 +368,23 @@ export class ShapeInference {
       }
       case 'Tile': {
         const reps = this.intsOf(node, 1);
-        return [{ type: x.type, shape: x.shape && reps ? x.shape.map((d, i) => (typeof d === 'number' ? d * reps[i]! : reps[i] === 1 ? d : this.unknownDim())) : undefined }];
+        return [
+          {
+            type: x.type,
+            shape: x.shape && reps ? x.shape.map((d, i) => (typeof d === 'number' ? d * reps[i]! : reps[i] === 1 ? d : this.unknownDim())) : undefined,
+          },
+        ];
       }
       case 'Pad': {
         const pads = this.intsOf(node, 1);
         if (!x.shape || !pads) return [{ type: x.type }];
         const r = x.shape.length;
-        return [{ type: x.type, shape: x.shape.map((d, i) => (pads[i]! + pads[i + r]! === 0 ? d : typeof d === 'number' ? d + pads[i]! + pads[i + r]! : this.unknownDim())) }];
+        return [
+          {
+            type: x.type,
+            shape: x.shape.map((d, i) => (pads[i]! + pads[i + r]! === 0 ? d : typeof d === 'number' ? d + pads[i]! + pads[i + r]! : this.unknownDim())),
+          },
+        ];
       }
       case 'MatMul': {
         const b = this.inp(node, 1);
@@ -348,8 +402,16 @@ export class ShapeInference {
         const n = attrInt(node, 'transB', 0) ? b.shape[0]! : b.shape[1]!;
         return [{ type: x.type, shape: [m, n] }];
       }
-      case 'ReduceSum': case 'ReduceMean': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceL2':
-      case 'ReduceSumSquare': case 'ReduceLogSumExp': case 'ArgMax': case 'ArgMin': {
+      case 'ReduceSum':
+      case 'ReduceMean':
+      case 'ReduceMax':
+      case 'ReduceMin':
+      case 'ReduceProd':
+      case 'ReduceL2':
+      case 'ReduceSumSquare':
+      case 'ReduceLogSumExp':
+      case 'ArgMax':
+      case 'ArgMin': {
         const type = node.op.startsWith('Arg') ? 'int64' : x.type;
         if (!x.shape) return [{ type }];
         const axes = node.op.startsWith('Arg') ? [normAxis(attrInt(node, 'axis', 0), x.shape.length)] : this.reduceAxes(node, x.shape.length);
@@ -363,7 +425,11 @@ export class ShapeInference {
         const axis = normAxis(attrInt(node, 'axis', -1), x.shape.length);
         const stat = x.shape.map((d, i) => (i >= axis ? 1 : d));
         // ONNX Runtime computes the statistics in float32 (stash_type 1) whatever the input type.
-        return [{ type: x.type, shape: x.shape }, { type: 'float32', shape: stat }, { type: 'float32', shape: stat }];
+        return [
+          { type: x.type, shape: x.shape },
+          { type: 'float32', shape: stat },
+          { type: 'float32', shape: stat },
+        ];
       }
       case 'OneHot': {
         const values = this.inp(node, 2);
@@ -387,7 +453,9 @@ export class ShapeInference {
     if (a.length !== b.length && a.length !== 1 && b.length !== 1) return undefined;
     const n = Math.max(a.length, b.length);
     const f: Record<string, (p: number, q: number) => number> = {
-      Add: (p, q) => p + q, Sub: (p, q) => p - q, Mul: (p, q) => p * q,
+      Add: (p, q) => p + q,
+      Sub: (p, q) => p - q,
+      Mul: (p, q) => p * q,
       Div: (p, q) => (ins[0]!.type === 'int64' || ins[0]!.type === 'int32' ? Math.trunc(p / q) : p / q),
     };
     const fn = f[op];

@@ -7,14 +7,32 @@
 // This file holds the USE-lite graphs; modes, batching and the training loop are loop.ts.
 import { GraphBuilder, type Dim } from '../graph.js';
 import type { UseLiteCheckpoint } from '../checkpoints/use-lite.js';
-import { addUseLiteForward, addUseLiteParameters, buildUseLiteEncoderGraph, checkDepth, useLiteParamSpecs, useLiteParamValues, USE_LITE_IO } from '../architectures/use-lite.js';
+import {
+  addUseLiteForward,
+  addUseLiteParameters,
+  buildUseLiteEncoderGraph,
+  checkDepth,
+  useLiteParamSpecs,
+  useLiteParamValues,
+  USE_LITE_IO,
+} from '../architectures/use-lite.js';
 import { addGradients } from './autodiff.js';
 import { distillationLoss, softmaxCrossEntropy } from './losses.js';
 import { TEACHER_INPUTS } from './distill.js';
 import { pruneToOutputs } from './prune.js';
 import type { ParamTensor } from './session.js';
 import { mulberry32, randomNormal } from '../random.js';
-import { HEAD_BIAS, HEAD_WEIGHT, LOGITS, trainableParams, trainLoop, type EncodedExample, type TrainMode, type TrainOptions, type TrainResult } from './loop.js';
+import {
+  HEAD_BIAS,
+  HEAD_WEIGHT,
+  LOGITS,
+  trainableParams,
+  trainLoop,
+  type EncodedExample,
+  type TrainMode,
+  type TrainOptions,
+  type TrainResult,
+} from './loop.js';
 
 /** Names of the body parameters a mode trains (head excluded). */
 export function trainableBodyParams(ckpt: UseLiteCheckpoint, depth: number, mode: TrainMode, trainEmbeddings = false): string[] {
@@ -82,15 +100,16 @@ export function buildClassifierGraph(
   g.output(g.identity(raw, LOGITS), 'float32', [batch, numLabels]);
   if (!opts.training) return { graph: pruneToOutputs(g, [LOGITS], g.name), grads: new Map() };
   const labels = g.input('labels', 'int64', [batch]);
-  const loss = opts.distillTemperature === undefined
-    ? softmaxCrossEntropy(g, raw, labels)
-    : distillationLoss(g, raw, {
-      labels,
-      teacherLogProbs: g.input(TEACHER_INPUTS.logProbs, 'float32', [batch, numLabels]),
-      hardWeight: g.input(TEACHER_INPUTS.hardWeight, 'float32', [batch]),
-      softWeight: g.input(TEACHER_INPUTS.softWeight, 'float32', [batch]),
-      temperature: opts.distillTemperature,
-    });
+  const loss =
+    opts.distillTemperature === undefined
+      ? softmaxCrossEntropy(g, raw, labels)
+      : distillationLoss(g, raw, {
+          labels,
+          teacherLogProbs: g.input(TEACHER_INPUTS.logProbs, 'float32', [batch, numLabels]),
+          hardWeight: g.input(TEACHER_INPUTS.hardWeight, 'float32', [batch]),
+          softWeight: g.input(TEACHER_INPUTS.softWeight, 'float32', [batch]),
+          temperature: opts.distillTemperature,
+        });
   const result = addGradients(g, { loss, params: [...inputs] });
   return { graph: g, grads: result.grads };
 }
@@ -124,19 +143,32 @@ export async function trainClassifier(
   }
   const trainable = new Set(params.keys());
 
-  return trainLoop({
-    t0,
-    params,
-    featureWidth: width,
-    rng,
-    graphs: {
-      features: () => pruneToOutputs(buildUseLiteEncoderGraph(ckpt, { depth, intermediates: true }).graph, [USE_LITE_IO.features]),
-      training: (seq) => {
-        const dropout = { ratio: opts.dropout ?? 0.1, seed: opts.seed * 1000 + seq };
-        const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable, batch: batchSize, seq, training: true, dropout, distillTemperature: opts.distill?.temperature });
-        return { graph, loss: 'loss', grads };
+  return trainLoop(
+    {
+      t0,
+      params,
+      featureWidth: width,
+      rng,
+      graphs: {
+        features: () => pruneToOutputs(buildUseLiteEncoderGraph(ckpt, { depth, intermediates: true }).graph, [USE_LITE_IO.features]),
+        training: (seq) => {
+          const dropout = { ratio: opts.dropout ?? 0.1, seed: opts.seed * 1000 + seq };
+          const { graph, grads } = buildClassifierGraph(ckpt, depth, numLabels, params, {
+            inputs: trainable,
+            batch: batchSize,
+            seq,
+            training: true,
+            dropout,
+            distillTemperature: opts.distill?.temperature,
+          });
+          return { graph, loss: 'loss', grads };
+        },
+        inference: () => buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable }).graph,
       },
-      inference: () => buildClassifierGraph(ckpt, depth, numLabels, params, { inputs: trainable }).graph,
     },
-  }, train, val, labels, opts);
+    train,
+    val,
+    labels,
+    opts,
+  );
 }

@@ -4,17 +4,13 @@
 // optimiser and early stopping as the USE-lite trainer (trainer.ts): both run loop.ts.
 // Training examples arrive already wrapped in the prompt template (ids = prefix ++ text ++
 // suffix); the exported graph applies the same template itself (transformer.ts addTemplate).
-import {
-  buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTensorValue, type TransformerConfig,
-} from '../architectures/transformer.js';
+import { buildTransformerGraph, HEAD_BIAS, HEAD_WEIGHT, paramSpecs, type FloatTensorValue, type TransformerConfig } from '../architectures/transformer.js';
 import { addGradients } from './autodiff.js';
 import { softmaxCrossEntropy } from './losses.js';
 import { pruneToOutputs } from './prune.js';
 import type { ParamTensor } from './session.js';
 import { mulberry32 } from '../random.js';
-import {
-  bucketsFor, LOGITS, trainableParams, trainLoop, type EncodedExample, type TrainMode, type TrainOptions, type TrainResult,
-} from './loop.js';
+import { bucketsFor, LOGITS, trainableParams, trainLoop, type EncodedExample, type TrainMode, type TrainOptions, type TrainResult } from './loop.js';
 
 /** Body parameters a mode trains (head excluded). */
 export function trainableTransformerParams(c: TransformerConfig, depth: number, mode: TrainMode, trainEmbeddings = false): string[] {
@@ -47,23 +43,29 @@ export async function trainTransformerClassifier(
   const asInputs = (n: string) => trainable.has(n);
   const head = { kind: 'classifier' as const, weight: headInit.weight, bias: headInit.bias };
 
-  return trainLoop({
-    t0,
-    params,
-    featureWidth: W,
-    rng: mulberry32(opts.seed),
-    // Epoch 0: the untrained head (for label-words, the zero-shot prompt) is a candidate too.
-    evalBeforeTraining: true,
-    graphs: {
-      // Frozen body: last-token features.
-      features: () => buildTransformerGraph(config, body, { depth, output: { kind: 'features' }, tableLength }).graph,
-      training: (seq) => {
-        const { graph: g, raw } = buildTransformerGraph(config, body, { depth, output: head, tableLength, asInputs, batch: batchSize, seq });
-        const loss = softmaxCrossEntropy(g, raw, g.input('labels', 'int64', [batchSize]));
-        const { grads } = addGradients(g, { loss, params: [...trainable] });
-        return { graph: g, loss, grads };
+  return trainLoop(
+    {
+      t0,
+      params,
+      featureWidth: W,
+      rng: mulberry32(opts.seed),
+      // Epoch 0: the untrained head (for label-words, the zero-shot prompt) is a candidate too.
+      evalBeforeTraining: true,
+      graphs: {
+        // Frozen body: last-token features.
+        features: () => buildTransformerGraph(config, body, { depth, output: { kind: 'features' }, tableLength }).graph,
+        training: (seq) => {
+          const { graph: g, raw } = buildTransformerGraph(config, body, { depth, output: head, tableLength, asInputs, batch: batchSize, seq });
+          const loss = softmaxCrossEntropy(g, raw, g.input('labels', 'int64', [batchSize]));
+          const { grads } = addGradients(g, { loss, params: [...trainable] });
+          return { graph: g, loss, grads };
+        },
+        inference: () => pruneToOutputs(buildTransformerGraph(config, body, { depth, output: head, tableLength, asInputs }).graph, [LOGITS]),
       },
-      inference: () => pruneToOutputs(buildTransformerGraph(config, body, { depth, output: head, tableLength, asInputs }).graph, [LOGITS]),
     },
-  }, train, val, labels, opts);
+    train,
+    val,
+    labels,
+    opts,
+  );
 }

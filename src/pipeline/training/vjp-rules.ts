@@ -46,11 +46,16 @@ function swapLastTwo(e: GradEmitter, x: string, rank: number): string {
   return e.op('Transpose', [x], { perm });
 }
 
-const unaryFromOutput = (f: (e: GradEmitter, gy: string, y: string, x: string) => string): VjpRule =>
+const unaryFromOutput =
+  (f: (e: GradEmitter, gy: string, y: string, x: string) => string): VjpRule =>
   (e, node, [gy]) => [f(e, gy!, output(node), input(node, 0))];
 
 /** Elementwise binary ops with broadcasting: each operand's gradient is summed back to its shape. */
-const binary = (fa: ((e: GradEmitter, gy: string, node: GraphNode) => string) | undefined, fb: ((e: GradEmitter, gy: string, node: GraphNode) => string) | undefined): VjpRule =>
+const binary =
+  (
+    fa: ((e: GradEmitter, gy: string, node: GraphNode) => string) | undefined,
+    fb: ((e: GradEmitter, gy: string, node: GraphNode) => string) | undefined,
+  ): VjpRule =>
   (e, node, [gy], wants) => {
     const ys = e.shape(output(node));
     return [
@@ -64,11 +69,23 @@ const reshapeBack: VjpRule = (e, node, [gy]) => [e.op('Reshape', [gy!, e.shapeOf
 export const VJP_RULES: Record<string, VjpRule> = {
   Identity: (_e, _node, [gy]) => [gy],
   Neg: (e, _node, [gy]) => [e.op('Neg', [gy!])],
-  Add: binary((_e, gy) => gy, (_e, gy) => gy),
-  Sub: binary((_e, gy) => gy, (e, gy) => e.op('Neg', [gy])),
-  Mul: binary((e, gy, n) => e.op('Mul', [gy, input(n, 1)]), (e, gy, n) => e.op('Mul', [gy, input(n, 0)])),
+  Add: binary(
+    (_e, gy) => gy,
+    (_e, gy) => gy,
+  ),
+  Sub: binary(
+    (_e, gy) => gy,
+    (e, gy) => e.op('Neg', [gy]),
+  ),
+  Mul: binary(
+    (e, gy, n) => e.op('Mul', [gy, input(n, 1)]),
+    (e, gy, n) => e.op('Mul', [gy, input(n, 0)]),
+  ),
   // d(a/b)/db = -a/b^2 = -y/b
-  Div: binary((e, gy, n) => e.op('Div', [gy, input(n, 1)]), (e, gy, n) => e.op('Neg', [e.op('Div', [e.op('Mul', [gy, output(n)]), input(n, 1)])])),
+  Div: binary(
+    (e, gy, n) => e.op('Div', [gy, input(n, 1)]),
+    (e, gy, n) => e.op('Neg', [e.op('Div', [e.op('Mul', [gy, output(n)]), input(n, 1)])]),
+  ),
   Sum: (e, node, [gy], wants) => node.inputs.map((x, i) => (wants[i] ? e.unbroadcast(gy!, e.shape(output(node)), x) : undefined)),
   Pow: binary(
     (e, gy, n) => {
@@ -90,7 +107,8 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Relu: unaryFromOutput((e, gy, _y, x) => e.op('Where', [e.op('Greater', [x, e.scalar(x, 0)]), gy, e.scalar(x, 0)])),
   // d erf(x)/dx = 2/sqrt(pi) exp(-x^2)
   Erf: unaryFromOutput((e, gy, _y, x) =>
-    e.op('Mul', [gy, e.op('Mul', [e.scalar(x, 2 / Math.sqrt(Math.PI)), e.op('Exp', [e.op('Neg', [e.op('Mul', [x, x])])])])])),
+    e.op('Mul', [gy, e.op('Mul', [e.scalar(x, 2 / Math.sqrt(Math.PI)), e.op('Exp', [e.op('Neg', [e.op('Mul', [x, x])])])])]),
+  ),
   Cast: (e, node, [gy]) => {
     const from = e.facts.get(input(node, 0)).type;
     if (from === 'float32' || from === 'float64' || from === 'float16') {
@@ -152,7 +170,11 @@ export const VJP_RULES: Record<string, VjpRule> = {
     const sizes: Dim[] = node.inputs.map((x) => e.shape(x)[axis]!);
     const split = sizes.every((s) => typeof s === 'number')
       ? e.ints(sizes as number[])
-      : e.op('Concat', node.inputs.map((x) => e.op('Gather', [e.op('Shape', [x]), e.ints([axis])])), { axis: 0 });
+      : e.op(
+          'Concat',
+          node.inputs.map((x) => e.op('Gather', [e.op('Shape', [x]), e.ints([axis])])),
+          { axis: 0 },
+        );
     const parts = e.g.node('Split', [gy!, split], { axis }, node.inputs.length);
     e.emitted++;
     return parts.map((p, i) => (wants[i] ? p : undefined));
@@ -191,11 +213,17 @@ export const VJP_RULES: Record<string, VjpRule> = {
     if (axis === 0) return [e.op('ScatterND', [e.zerosLike(data), idx, gy!], { reduction: 'add' }), undefined];
     // Other axes: move the gathered axis to the front, scatter there, move it back.
     const perm = [axis, ...[...Array(r).keys()].filter((i) => i !== axis)];
-    const gyPerm = [...Array(q).keys()].map((i) => axis + i)
-      .concat([...Array(axis).keys()], [...Array(r - axis - 1).keys()].map((i) => axis + q + i));
+    const gyPerm = [...Array(q).keys()]
+      .map((i) => axis + i)
+      .concat(
+        [...Array(axis).keys()],
+        [...Array(r - axis - 1).keys()].map((i) => axis + q + i),
+      );
     const dtShape = e.op('Gather', [e.shapeOf(data), e.ints(perm)]);
     const type = e.dtype(data);
-    const zeros = e.op('ConstantOfShape', [dtShape], { value: { tensor: { type, dims: [1], data: type === 'float64' ? Float64Array.from([0]) : Float32Array.from([0]) } } });
+    const zeros = e.op('ConstantOfShape', [dtShape], {
+      value: { tensor: { type, dims: [1], data: type === 'float64' ? Float64Array.from([0]) : Float32Array.from([0]) } },
+    });
     const scattered = e.op('ScatterND', [zeros, idx, e.op('Transpose', [gy!], { perm: gyPerm })], { reduction: 'add' });
     const inverse = new Array<number>(r);
     perm.forEach((p, i) => (inverse[p] = i));
@@ -224,9 +252,9 @@ export const VJP_RULES: Record<string, VjpRule> = {
     const c = node.inputs[2];
     const alpha = attrFloat(node, 'alpha', 1);
     const beta = attrFloat(node, 'beta', 1);
-    const tA = attrInt(node, 'transA', 0), tB = attrInt(node, 'transB', 0);
-    const gemm = (x: string, y: string, trans: Record<string, number>) =>
-      e.op('Gemm', [x, y], alpha === 1 ? trans : { ...trans, alpha: { float: alpha } });
+    const tA = attrInt(node, 'transA', 0),
+      tB = attrInt(node, 'transB', 0);
+    const gemm = (x: string, y: string, trans: Record<string, number>) => e.op('Gemm', [x, y], alpha === 1 ? trans : { ...trans, alpha: { float: alpha } });
     let ga: string | undefined, gb: string | undefined;
     if (wants[0]) {
       // dA' = gy B'^T; dA = dA'^T when A was transposed.
@@ -272,11 +300,7 @@ export const VJP_RULES: Record<string, VjpRule> = {
       const inner = e.op('Sub', [e.op('Sub', [gxhat, mean(gxhat)]), e.op('Mul', [xhat, mean(e.op('Mul', [gxhat, xhat]))])]);
       gx = e.op('Mul', [invStd, inner]);
     }
-    return [
-      gx,
-      wants[1] ? e.unbroadcast(e.op('Mul', [gy!, xhat]), xs, scale) : undefined,
-      bias && wants[2] ? e.unbroadcast(gy!, xs, bias) : undefined,
-    ];
+    return [gx, wants[1] ? e.unbroadcast(e.op('Mul', [gy!, xhat]), xs, scale) : undefined, bias && wants[2] ? e.unbroadcast(gy!, xs, bias) : undefined];
   },
   Dropout: (e, node, [gy]) => {
     const x = input(node, 0);
@@ -285,9 +309,7 @@ export const VJP_RULES: Record<string, VjpRule> = {
     while (node.outputs.length < 2) node.outputs.push('');
     if (node.outputs[1] === '') node.outputs[1] = e.g.fresh('dropout_mask');
     const ratioValue = node.inputs[1] ? e.facts.get(node.inputs[1]).value?.[0] : 0.5;
-    let keepScale = typeof ratioValue === 'number'
-      ? e.scalar(x, 1 / (1 - ratioValue))
-      : e.op('Reciprocal', [e.op('Sub', [e.scalar(x, 1), node.inputs[1]!])]);
+    let keepScale = typeof ratioValue === 'number' ? e.scalar(x, 1 / (1 - ratioValue)) : e.op('Reciprocal', [e.op('Sub', [e.scalar(x, 1), node.inputs[1]!])]);
     // A runtime training flag: in inference mode Dropout is the identity (mask all ones, no scaling).
     if (!training) keepScale = e.op('Where', [node.inputs[2], keepScale, e.scalar(x, 1)]);
     return [e.op('Mul', [e.op('Mul', [gy!, e.cast(node.outputs[1]!, e.dtype(x))]), keepScale])];
@@ -296,7 +318,29 @@ export const VJP_RULES: Record<string, VjpRule> = {
 
 /** Ops whose outputs carry no gradient even when an input does. */
 export const NON_DIFFERENTIABLE = new Set([
-  'Shape', 'Size', 'Floor', 'Ceil', 'Round', 'Sign', 'ConstantOfShape', 'Range', 'ArgMax', 'ArgMin',
-  'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf',
-  'RandomNormalLike', 'RandomUniformLike', 'OneHot', 'NonZero',
+  'Shape',
+  'Size',
+  'Floor',
+  'Ceil',
+  'Round',
+  'Sign',
+  'ConstantOfShape',
+  'Range',
+  'ArgMax',
+  'ArgMin',
+  'Equal',
+  'Less',
+  'Greater',
+  'LessOrEqual',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Xor',
+  'IsNaN',
+  'IsInf',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'OneHot',
+  'NonZero',
 ]);

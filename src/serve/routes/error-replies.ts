@@ -178,7 +178,7 @@ export const hfErrorBodySchema = {
 export const teiErrorBodySchema = {
   $id: 'TeiErrorBody',
   type: 'object',
-  description: 'Text Embeddings Inference error: `error` is the message, `error_type` TEI\'s class of error; `code` is the slimserve catalogue code.',
+  description: "Text Embeddings Inference error: `error` is the message, `error_type` TEI's class of error; `code` is the slimserve catalogue code.",
   required: ['error', 'error_type', 'code'],
   properties: {
     ...messageErrorProperties,

@@ -29,7 +29,8 @@ export function feedbackRoutes(app: FastifyInstance, core: ServeCore): void {
       const token = core.config.feedbackToken;
       if (token !== null) requireBearer(request, token, 'feedback');
       const { request_id: id, label, labels } = request.body;
-      if ((label === undefined) === (labels === undefined)) throw new CoreError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
+      if ((label === undefined) === (labels === undefined))
+        throw new CoreError('INVALID_REQUEST', 'send exactly one of "label" (one input) or "labels" (one per input)');
       const result = await core.feedback(id, labels ?? [label!], clientKey(request.ip));
       request.notes.model = result.model;
       const variants = new Set(result.results.map((r) => r.variant));

@@ -19,10 +19,7 @@ const hfRequestSchema = {
   properties: {
     inputs: {
       description: 'One text, or a list of texts',
-      oneOf: [
-        { type: 'string' },
-        { type: 'array', items: { type: 'string' }, minItems: 1 },
-      ],
+      oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }],
     },
     parameters: {
       type: 'object',
@@ -101,7 +98,7 @@ export function hfRoutes(app: FastifyInstance, core: ServeCore): void {
     summary,
     description:
       'Hugging Face text-classification request ({inputs, parameters: {top_k, function_to_apply}}) and answer ' +
-      '([[{label, score}]], one list per input). Texts longer than the variant\'s maxLength are truncated.',
+      "([[{label, score}]], one list per input). Texts longer than the variant's maxLength are truncated.",
     ...(params ? { params } : {}),
     body: hfRequestSchema,
     response: { 200: hfResponseSchema, ...errorResponses([400, 404, 413, 415, 429, 500, 503, 504], hfErrorRef) },

@@ -23,7 +23,13 @@ const accuracyEstimate = {
   description:
     'Over the last feedback.window outcomes of this variant; ci95 is the Wilson score interval. clients: how many distinct client addresses (IPv6: /64) those outcomes came from -- ' +
     'an estimate fed by one or two clients says more about them than about the variant.',
-  properties: { n: { type: 'integer' }, correct: { type: 'integer' }, accuracy: { type: 'number', nullable: true }, ci95: interval, clients: { type: 'integer' } },
+  properties: {
+    n: { type: 'integer' },
+    correct: { type: 'integer' },
+    accuracy: { type: 'number', nullable: true },
+    ci95: interval,
+    clients: { type: 'integer' },
+  },
 } as const;
 
 export const routingStatusSchema = {
@@ -103,7 +109,11 @@ export const routingStatusSchema = {
         threshold: { type: 'number' },
         escalations: {
           type: 'array',
-          items: { type: 'object', required: ['from', 'to', 'count'], properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } } },
+          items: {
+            type: 'object',
+            required: ['from', 'to', 'count'],
+            properties: { from: { type: 'string' }, to: { type: 'string' }, count: { type: 'integer' } },
+          },
         },
       },
     },

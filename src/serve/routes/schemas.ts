@@ -23,7 +23,7 @@ export const classifyRequestSchema = {
     model: { type: 'string', minLength: 1, description: 'Model name; may be omitted when one model is served.' },
     variant: { type: 'string', minLength: 1, description: 'Variant (k<depth>[-suffix]); routed when omitted.' },
     key: { type: 'string', description: 'Client key for sticky routing (also the x-slim-key header).' },
-    truncate: { type: 'boolean', default: true, description: 'Cut texts longer than the variant\'s maxLength; false answers 422 instead.' },
+    truncate: { type: 'boolean', default: true, description: "Cut texts longer than the variant's maxLength; false answers 422 instead." },
   },
 } as const;
 
@@ -42,7 +42,8 @@ export const classifyResultSchema = {
     depth: { type: 'integer', description: 'Its depth.' },
     truncated: {
       type: 'boolean',
-      description: 'This input had more tokens than the variant\'s maxLength and only its first maxLength were classified (truncate: true, the default). x-slim-truncated-inputs counts them.',
+      description:
+        "This input had more tokens than the variant's maxLength and only its first maxLength were classified (truncate: true, the default). x-slim-truncated-inputs counts them.",
     },
   },
 } as const;
@@ -57,7 +58,8 @@ export const classifyResponseSchema = {
     depth: { type: 'integer' },
     request_id: {
       type: 'string',
-      description: 'Id for POST /feedback, issued by the server (never the client\'s x-request-id): a random id, or with feedbackSecret a signed id carrying model, variant and predicted labels.',
+      description:
+        "Id for POST /feedback, issued by the server (never the client's x-request-id): a random id, or with feedbackSecret a signed id carrying model, variant and predicted labels.",
     },
     routing: { type: 'string', enum: ['explicit', 'cascade', 'sticky', 'weighted', 'default'], description: 'How the variant was chosen.' },
     results: { type: 'array', items: { $ref: 'ClassifyResult#' }, description: 'One per input, in input order.' },
@@ -93,7 +95,10 @@ export const variantInfoSchema = {
     version: { type: 'string', description: 'Version of the build tool that made the variant.' },
     loadMs: { type: 'number' },
     warmupMs: { type: 'number' },
-    lastReloadError: { $ref: 'ReloadFailure#', description: 'Hot reload found this variant\'s directory changed and could not load it: the version shown keeps serving.' },
+    lastReloadError: {
+      $ref: 'ReloadFailure#',
+      description: "Hot reload found this variant's directory changed and could not load it: the version shown keeps serving.",
+    },
   },
 } as const;
 

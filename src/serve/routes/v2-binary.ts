@@ -69,7 +69,8 @@ export function decodeBinaryRequest(body: Buffer, headerLengthText: string | und
     if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || at + size > body.length) {
       throw bad(`input ${JSON.stringify(input.name)}: binary_data_size ${JSON.stringify(size)} does not fit the ${body.length - at} bytes left`);
     }
-    if (input.datatype !== 'BYTES') throw bad(`input ${JSON.stringify(input.name)}: binary data is read for BYTES inputs only, got ${JSON.stringify(input.datatype)}`);
+    if (input.datatype !== 'BYTES')
+      throw bad(`input ${JSON.stringify(input.name)}: binary data is read for BYTES inputs only, got ${JSON.stringify(input.datatype)}`);
     input.data = decodeBytesTensor(body.subarray(at, at + size));
     const { binary_data_size: _dropped, ...rest } = input.parameters!;
     input.parameters = rest;
@@ -91,7 +92,10 @@ interface JsonOutput {
  * The answer with the named outputs moved to binary: their `data` becomes bytes after the JSON
  * header and `parameters.binary_data_size` says how many. Returns the body and the header length.
  */
-export function encodeBinaryResponse(answer: { outputs: JsonOutput[] } & Record<string, unknown>, binary: ReadonlySet<string>): { body: Buffer; headerLength: number } {
+export function encodeBinaryResponse(
+  answer: { outputs: JsonOutput[] } & Record<string, unknown>,
+  binary: ReadonlySet<string>,
+): { body: Buffer; headerLength: number } {
   const blobs: Buffer[] = [];
   const outputs = answer.outputs.map((o) => {
     if (!binary.has(o.name)) return o;

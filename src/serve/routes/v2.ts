@@ -60,7 +60,8 @@ function flatten(data: unknown[]): unknown[] {
     }
     const v = top.items[top.at++];
     if (!Array.isArray(v)) out.push(v);
-    else if (stack.length >= MAX_DATA_NESTING) throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}": data nested deeper than ${MAX_DATA_NESTING} levels`);
+    else if (stack.length >= MAX_DATA_NESTING)
+      throw new CoreError('INVALID_REQUEST', `input "${V2_INPUT}": data nested deeper than ${MAX_DATA_NESTING} levels`);
     else stack.push({ items: v, at: 0 });
   }
   return out;
@@ -157,7 +158,10 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     const model = core.model(request.params.model);
     return modelMetadata(model, request.params.version);
   };
-  for (const [url, params] of [['/v2/models/:model', modelParams], ['/v2/models/:model/versions/:version', versionParams]] as const) {
+  for (const [url, params] of [
+    ['/v2/models/:model', modelParams],
+    ['/v2/models/:model/versions/:version', versionParams],
+  ] as const) {
     app.get<{ Params: V2Params }>(
       url,
       {
@@ -180,7 +184,10 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     if (refused) throw refused;
     return { name: model.name, ready: true };
   };
-  for (const [url, params] of [['/v2/models/:model/ready', modelParams], ['/v2/models/:model/versions/:version/ready', versionParams]] as const) {
+  for (const [url, params] of [
+    ['/v2/models/:model/ready', modelParams],
+    ['/v2/models/:model/versions/:version/ready', versionParams],
+  ] as const) {
     app.get<{ Params: V2Params }>(
       url,
       {
@@ -196,7 +203,10 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     );
   }
 
-  const infer = async (request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>, reply: FastifyReply): Promise<V2InferenceResponseBody | FastifyReply> => {
+  const infer = async (
+    request: FastifyRequest<{ Params: V2Params; Body: V2InferBody }>,
+    reply: FastifyReply,
+  ): Promise<V2InferenceResponseBody | FastifyReply> => {
     const body = request.body;
     const texts = textsOf(body);
     const outputs = requestedOutputs(body);
@@ -255,7 +265,10 @@ export function v2Routes(app: FastifyInstance, core: ServeCore, serverVersion: s
     if (request.headers[HEADER_LENGTH] !== undefined) request.headers['content-type'] = BINARY_CONTENT_TYPE;
     else if (request.headers['content-type'] === undefined) request.headers['content-type'] = 'application/json';
   };
-  for (const [url, params] of [['/v2/models/:model/infer', modelParams], ['/v2/models/:model/versions/:version/infer', versionParams]] as const) {
+  for (const [url, params] of [
+    ['/v2/models/:model/infer', modelParams],
+    ['/v2/models/:model/versions/:version/infer', versionParams],
+  ] as const) {
     app.post<{ Params: V2Params; Body: V2InferBody }>(
       url,
       {

@@ -55,7 +55,13 @@ export function clusterView(model: ServedModel, counters: ModelSnapshot, feedbac
     const c = counters.variants[v.name] ?? { requests: 0, inputs: 0 };
     const f = feedback[v.name];
     const online = f?.online ?? { n: 0, correct: 0, accuracy: null, ci95: wilson(0, 0), clients: 0 };
-    variants.set(v.name, { requests: c.requests, inputs: c.inputs, correct: f?.correct ?? 0, incorrect: f?.incorrect ?? 0, window: { estimate: () => online } });
+    variants.set(v.name, {
+      requests: c.requests,
+      inputs: c.inputs,
+      correct: f?.correct ?? 0,
+      incorrect: f?.incorrect ?? 0,
+      window: { estimate: () => online },
+    });
   }
   return { variants, shadow: new Map(Object.entries(counters.shadow)), escalations: new Map(Object.entries(counters.escalations)) };
 }

@@ -70,7 +70,12 @@ const single = (reason: RoutingReason, variant: string): Decision => ({ reason, 
  * The decision for a request (spec order): explicit variant > cascade > sticky hash of the key
  * > weighted random. `table` null: the model has no routing, its default variant answers.
  */
-export function decide(table: RoutingTable | null, defaultVariant: string, request: { variant?: string; key?: string }, random: () => number = Math.random): Decision {
+export function decide(
+  table: RoutingTable | null,
+  defaultVariant: string,
+  request: { variant?: string; key?: string },
+  random: () => number = Math.random,
+): Decision {
   if (request.variant !== undefined) return single('explicit', request.variant);
   if (!table) return single('default', defaultVariant);
   if (table.cascade) return { reason: 'cascade', stages: table.cascade.order, threshold: table.cascade.threshold };

@@ -19,7 +19,12 @@ export class FeedbackLedger {
   }
 
   count(claim: FeedbackClaim, client: string): FeedbackResult {
-    return countClaim(claim, (key, index) => this.answered.markAnswered(key, index), (variant) => this.tally(claim.model, variant), client);
+    return countClaim(
+      claim,
+      (key, index) => this.answered.markAnswered(key, index),
+      (variant) => this.tally(claim.model, variant),
+      client,
+    );
   }
 
   /** What a model's variants got (only variants with feedback). */

@@ -137,7 +137,11 @@ export class FeedbackIds {
   resolve(id: string): ResolvedFeedbackId {
     if (!this.secret) {
       const record = this.records.get(id);
-      if (!record) throw new CoreError('REQUEST_ID_NOT_FOUND', `no answered request ${JSON.stringify(id.slice(0, 64))} within the last ${this.options.ttlMs} ms on this server`);
+      if (!record)
+        throw new CoreError(
+          'REQUEST_ID_NOT_FOUND',
+          `no answered request ${JSON.stringify(id.slice(0, 64))} within the last ${this.options.ttlMs} ms on this server`,
+        );
       return { record, key: id, signed: false };
     }
     const parts = id.split('.');

@@ -87,6 +87,12 @@ export class OutcomeWindow {
 
   estimate(): AccuracyEstimate {
     const n = this.filled;
-    return { n, correct: this.correctInWindow, accuracy: n > 0 ? this.correctInWindow / n : null, ci95: wilson(this.correctInWindow, n), clients: this.perClient.size };
+    return {
+      n,
+      correct: this.correctInWindow,
+      accuracy: n > 0 ? this.correctInWindow / n : null,
+      ci95: wilson(this.correctInWindow, n),
+      clients: this.perClient.size,
+    };
   }
 }

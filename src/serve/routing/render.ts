@@ -14,7 +14,10 @@ export type RoutingStatus = RoutingStatusBody;
 /** Normalised weights per variant of the table in force (the default table when there is none). */
 export function routingShares(state: Pick<TableState, 'model' | 'table'>): [string, number][] {
   const { model, table } = state;
-  return shares(table ?? defaultTable(model.defaultVariant), model.variants.map((v) => v.name));
+  return shares(
+    table ?? defaultTable(model.defaultVariant),
+    model.variants.map((v) => v.name),
+  );
 }
 
 /** What GET /routing reads of a model's statistics: this process's (ModelStats), or the sum over processes (cluster-stats.ts). */
@@ -107,7 +110,8 @@ export function routingCounters(statistics: RoutingStatistics): RoutingCounters 
       for (const o of ['agree', 'disagree', 'dropped'] as const) t[o] += c[o];
       byShadow.set(shadow, t);
     }
-    for (const [variant, t] of byShadow) for (const o of ['agree', 'disagree', 'dropped'] as const) out.shadow.push({ model, variant, agreement: o, value: t[o] });
+    for (const [variant, t] of byShadow)
+      for (const o of ['agree', 'disagree', 'dropped'] as const) out.shadow.push({ model, variant, agreement: o, value: t[o] });
     for (const [k, value] of e.escalations) {
       const [from, to] = k.split('\u0000') as [string, string];
       out.escalations.push({ model, from, to, value });

@@ -54,7 +54,8 @@ export class RoutingStatistics {
     e.model = model;
     for (const name of [...e.variants.keys()]) if (!model.variants.some((v) => v.name === name)) e.variants.delete(name);
     for (const v of model.variants) {
-      if (!e.variants.has(v.name)) e.variants.set(v.name, { requests: 0, inputs: 0, correct: 0, incorrect: 0, window: new OutcomeWindow(this.options.feedbackWindow) });
+      if (!e.variants.has(v.name))
+        e.variants.set(v.name, { requests: 0, inputs: 0, correct: 0, incorrect: 0, window: new OutcomeWindow(this.options.feedbackWindow) });
     }
     this.models.set(model.name, e);
   }
@@ -132,7 +133,8 @@ export class RoutingStatistics {
     }
     const known = e.model.variants.find((v) => v.name === record.variants[0])?.labels ?? e.model.variants[0]!.labels;
     labels.forEach((l, i) => {
-      if (l !== null && !known.includes(l)) throw new CoreError('UNKNOWN_LABEL', `labels[${i}]: "${l}" is not a label of ${record.model} (labels: ${known.join(', ')})`);
+      if (l !== null && !known.includes(l))
+        throw new CoreError('UNKNOWN_LABEL', `labels[${i}]: "${l}" is not a label of ${record.model} (labels: ${known.join(', ')})`);
     });
     const outcomes: FeedbackOutcome[] = [];
     labels.forEach((label, i) => {
@@ -143,7 +145,12 @@ export class RoutingStatistics {
 
   /** Count checked feedback in this process; an input that already had feedback is not counted again. */
   countFeedback(claim: FeedbackClaim, client = ''): FeedbackResult {
-    return countClaim(claim, (key, index) => this.feedback.markAnswered(key, index), (variant) => this.models.get(claim.model)?.variants.get(variant), client);
+    return countClaim(
+      claim,
+      (key, index) => this.feedback.markAnswered(key, index),
+      (variant) => this.models.get(claim.model)?.variants.get(variant),
+      client,
+    );
   }
 }
 

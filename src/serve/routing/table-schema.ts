@@ -17,7 +17,8 @@ export const routingDocumentShape = {
   properties: {
     variants: {
       type: 'object',
-      description: 'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the default variant (GET /models/{model} defaultVariant).',
+      description:
+        'Variant -> {"weight": number >= 0}; shares are weight / sum. Absent: everything to the default variant (GET /models/{model} defaultVariant).',
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
@@ -25,7 +26,11 @@ export const routingDocumentShape = {
         properties: { weight: { type: 'number', minimum: 0 } },
       },
     },
-    sticky: { type: 'boolean', default: true, description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).' },
+    sticky: {
+      type: 'boolean',
+      default: true,
+      description: 'Requests with a key (body "key" or x-slim-key) go to the variant the key hashes to (weighted rendezvous hashing).',
+    },
     shadow: {
       type: 'object',
       nullable: true,

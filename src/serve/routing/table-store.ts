@@ -92,7 +92,11 @@ export class RoutingTables {
     const e = this.entries.get(model.name);
     if (!e) return { table: parseRoutingTable(model.name, routingFile, model.variants, model.defaultVariant), fileText: textOf(routingFile), fromFile: true };
     try {
-      return { table: parseRoutingTable(model.name, e.table ? tableToJson(e.table) : null, model.variants, model.defaultVariant), fileText: e.fileText, fromFile: false };
+      return {
+        table: parseRoutingTable(model.name, e.table ? tableToJson(e.table) : null, model.variants, model.defaultVariant),
+        fileText: e.fileText,
+        fromFile: false,
+      };
     } catch (err) {
       const text = textOf(routingFile);
       if (text === e.fileText || e.writing) throw err;

@@ -47,13 +47,19 @@ export function defaultTable(defaultVariant: string): RoutingTable {
  * mixing label sets. `null` and `undefined` mean "no table": the default applies. A table
  * without "variants" sends everything to `defaultVariant`.
  */
-export function parseRoutingTable(model: string, raw: unknown, variants: readonly RoutableVariant[], defaultVariant: string = variants[0]!.name): RoutingTable | null {
+export function parseRoutingTable(
+  model: string,
+  raw: unknown,
+  variants: readonly RoutableVariant[],
+  defaultVariant: string = variants[0]!.name,
+): RoutingTable | null {
   if (raw === null || raw === undefined) return null;
   const doc = checkRoutingDocument(model, raw);
   const where = `routing of ${model}`;
   const names = variants.map((v) => v.name);
   const known = (name: string, field: string): void => {
-    if (!names.includes(name)) throw new RoutingTableError(`${where}: ${field} names "${name}", which is not a variant of ${model} (variants: ${names.join(', ')})`);
+    if (!names.includes(name))
+      throw new RoutingTableError(`${where}: ${field} names "${name}", which is not a variant of ${model} (variants: ${names.join(', ')})`);
   };
 
   let weights: Record<string, { weight: number }>;
@@ -67,7 +73,9 @@ export function parseRoutingTable(model: string, raw: unknown, variants: readonl
     for (const [name, { weight }] of entries) {
       known(name, `variants.${name}`);
       if (weight !== 0 && !(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) {
-        throw new RoutingTableError(`${where}: variants.${name}.weight must be 0 or between ${MIN_WEIGHT} and ${MAX_WEIGHT} (weights are relative), got ${weight}`);
+        throw new RoutingTableError(
+          `${where}: variants.${name}.weight must be 0 or between ${MIN_WEIGHT} and ${MAX_WEIGHT} (weights are relative), got ${weight}`,
+        );
       }
       weights[name] = Object.freeze({ weight });
       total += weight;
