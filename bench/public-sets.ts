@@ -280,7 +280,8 @@ function writeReport(): void {
   const rerun = new Set(rows.map(key));
   const all = [...previous.filter((r) => !rerun.has(key(r))), ...rows];
   const modeOrder = ['full', 'distilled', 'head', 'tfidf+lr'];
-  const order = (r: Row) => PLANS.findIndex((p) => p.title === r.dataset) * 10000 + (r.seed ?? 42) * 10 + modeOrder.indexOf(r.mode) * 3 + r.depth;
+  const order = (r: Row) =>
+    PLANS.findIndex((p) => p.title === r.dataset) * 10000 + (r.seed ?? 42) * 10 + modeOrder.indexOf(r.mode) * 3 + r.depth + (precisionOf(r) ? 0.5 : 0);
   all.sort((a, b) => order(a) - order(b));
   mkdirSync(resolve(reportPath, '..'), { recursive: true });
   writeFileSync(`${reportPath}.json`, JSON.stringify({ startedAt: started.toISOString(), rows: all }, null, 2) + '\n');
@@ -299,7 +300,7 @@ function writeReport(): void {
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...all.map(
       (r) =>
-        `| ${r.dataset} | ${r.mode} | ${r.depth ? `k${r.depth}` : ''} | ${r.seed ?? 42} | ${pct(r.testAccuracy)} | ${pct(r.testMacroF1)} | ${pct(r.valAccuracy)} | ${r.bestEpoch ?? ''}${r.epochsRun ? ` / ${r.epochsRun}` : ''} | ${r.secondsPerEpoch?.toFixed(0) ?? ''} | ${r.examplesPerSecond?.toFixed(0) ?? ''} | ${r.buildSeconds.toFixed(0)} |`,
+        `| ${r.dataset} | ${r.mode} | ${depthCell(r)} | ${r.seed ?? 42} | ${pct(r.testAccuracy)} | ${pct(r.testMacroF1)} | ${pct(r.valAccuracy)} | ${r.bestEpoch ?? ''}${r.epochsRun ? ` / ${r.epochsRun}` : ''} | ${r.secondsPerEpoch?.toFixed(0) ?? ''} | ${r.examplesPerSecond?.toFixed(0) ?? ''} | ${r.buildSeconds.toFixed(0)} |`,
     ),
     '',
     ...seedSpread(all),
@@ -317,7 +318,7 @@ function writeReport(): void {
 function seedSpread(all: readonly Row[]): string[] {
   const groups = new Map<string, Row[]>();
   for (const r of all) {
-    const k = `${r.dataset} | ${r.mode} | ${r.depth ? `k${r.depth}` : ''}`;
+    const k = `${r.dataset} | ${r.mode} | ${depthCell(r)}`;
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   const multi = [...groups].filter(([, rs]) => new Set(rs.map((r) => r.seed ?? 42)).size > 1);
@@ -334,4 +335,16 @@ function seedSpread(all: readonly Row[]): string[] {
     }),
     '',
   ];
+}
+
+/** The precision of a row's variant when it is not float32 (k1-int8 -> int8), else undefined. */
+function precisionOf(r: Row): string | undefined {
+  return /-(int8|fp16)$/.exec(r.variant)?.[1];
+}
+
+/** Depth column: k1, or k1-int8 for a build's int8 sibling (the builds write both). */
+function depthCell(r: Row): string {
+  if (!r.depth) return '';
+  const p = precisionOf(r);
+  return p ? `k${r.depth}-${p}` : `k${r.depth}`;
 }
