@@ -341,6 +341,6 @@ describe('models, docs, OpenAPI', () => {
     for (const path of ['/classify', '/models', '/models/{model}', '/health/live', '/health/ready', '/v2/models/{model}/versions/{version}/infer']) {
       assert.ok(doc.paths[path], `${path} documented`);
     }
-    assert.deepEqual(Object.keys(doc.paths['/classify'].post.responses).sort(), ['200', '400', '404', '413', '422', '429', '503', '504']);
+    assert.deepEqual(Object.keys(doc.paths['/classify'].post.responses).sort(), ['200', '400', '404', '413', '415', '422', '429', '500', '503', '504']);
   });
 });
