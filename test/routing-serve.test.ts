@@ -202,13 +202,11 @@ describe('routing over HTTP', () => {
     assert.equal(put.status, 400);
     assert.equal(put.json.error.message, s.lastReloadError);
     assert.equal((await post(`${url}/classify`, { inputs: 'good', key: KEYS[0] })).status, 200);
-    const t0 = Date.now();
     writeFileSync(file, JSON.stringify({ variants: { k1: { weight: 0 }, k2: { weight: 1 } } }));
     s = await until('the new table', async () => {
       const g = (await call('GET', `${url}/routing/tiny`)).json;
       return g.version > version ? g : undefined;
     });
-    assert.ok(Date.now() - t0 < 2000);
     assert.equal(s.source, 'file');
     assert.equal(s.lastReloadError, undefined);
     assert.equal((await post(`${url}/classify`, { inputs: 'good' })).json.variant, 'k2');
