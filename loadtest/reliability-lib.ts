@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './lib/free-port.js';
+import { sendOnSchedule } from './lib/open-loop.js';
 import { RawHttpClient } from './lib/raw-http.js';
 import { percentile } from './lib/stats.js';
 
@@ -121,17 +122,16 @@ export class LoadClient {
     let allSent = false;
     let done: () => void = () => {};
     const finished = new Promise<void>((r) => (done = r));
-    let sent = 0;
-    while (performance.now() - t0 < ms) {
-      const due = Math.floor(((performance.now() - t0) / 1000) * rate);
-      for (; sent < due; sent++) {
-        outstanding++;
-        void this.send(t0 + (sent / rate) * 1000, t0, out).then(() => {
-          if (--outstanding === 0 && allSent) done();
-        });
-      }
-      await sleep(1);
-    }
+    // The schedule of lib/open-loop.ts; `scheduled` and `lag` count from each request's intended time.
+    await sendOnSchedule(rate, Math.floor((rate * ms) / 1000), (intended) => {
+      outstanding++;
+      void this.send(intended, t0, out).then(() => {
+        if (--outstanding === 0 && allSent) done();
+      });
+    });
+    // The phase lasts `ms` even at low rates, where the last request is due up to 1/rate before its end.
+    const rest = t0 + ms - performance.now();
+    if (rest > 0) await sleep(rest);
     allSent = true;
     if (outstanding === 0) done();
     if (opts.abandonAtEnd && outstanding > 0) {
