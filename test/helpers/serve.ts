@@ -14,9 +14,9 @@ export interface TestServer {
 
 /**
  * Start a server with the test defaults under `overrides` (which name the models directory) and
- * wait until it is ready. The server is pushed onto `track` (the file's list to close).
+ * wait until it is ready. The server is pushed onto `track` (the file's list to close), if given.
  */
-export async function startTestServer(overrides: Record<string, unknown>, track: RunningServer[], opts: BuildOptions = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Record<string, unknown>, track: RunningServer[] = [], opts: BuildOptions = {}): Promise<TestServer> {
   const batches: BatchFact[] = [];
   const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', workers: 1, ...overrides } });
   const server = await startServer(config, { logger: false, ...opts, observers: [...(opts.observers ?? []), { onBatch: (f) => batches.push(f) }] });
