@@ -24,7 +24,8 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { fmt as n, LoadClient, rssMB, startServerProcess, summarize, type Sample } from './reliability-lib.js';
+import { rssMB, startServerProcess } from './lib/server-process.js';
+import { fmt as n, LoadClient, summarize, type Sample } from './reliability-lib.js';
 import { generateTexts } from './texts.js';
 
 const { values: args } = parseArgs({

@@ -1,62 +1,11 @@
-// Shared by loadtest/overload.ts and loadtest/soak.ts: the server under test as its own process
-// (so its RSS is its own), an HTTP load generator (lib/raw-http.ts: cheap enough to flood a
+// Shared by loadtest/overload.ts and loadtest/soak.ts (which start the server under test as its own
+// process with lib/server-process.ts startServerProcess): an HTTP load generator (lib/raw-http.ts: cheap enough to flood a
 // server on the same 2 cores) with open- and closed-loop modes whose latencies count from the
 // scheduled send time (no coordinated omission), and summaries.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { freePort } from './lib/free-port.js';
+import { sendOnSchedule } from './lib/open-loop.js';
 import { RawHttpClient } from './lib/raw-http.js';
 import { percentile } from './lib/stats.js';
-
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
-
-export interface ServerUnderTest {
-  child: ChildProcess;
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** `node dist/src/serve/main.js --port <free> ...flags`, resolved once /health/ready is 200. */
-export async function startServerProcess(flags: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerUnderTest> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [MAIN, '--port', String(port), '--log-level', 'warn', ...flags], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, ...env },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  };
-  const end = Date.now() + 300_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode}`);
-    if (Date.now() > end) {
-      await stop();
-      throw new Error('the server was not ready within 300 s');
-    }
-    try {
-      if ((await fetch(`${url}/health/ready`)).status === 200) return { child, url, stop };
-    } catch {
-      /* not listening yet */
-    }
-    await sleep(200);
-  }
-}
-
-/** Resident memory of a process, from /proc (Linux). */
-export function rssMB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 // One percentile definition for all load tests (nearest rank): soak and the reliability runs report the same p99 as run.ts.
 export { percentile };
@@ -121,17 +70,16 @@ export class LoadClient {
     let allSent = false;
     let done: () => void = () => {};
     const finished = new Promise<void>((r) => (done = r));
-    let sent = 0;
-    while (performance.now() - t0 < ms) {
-      const due = Math.floor(((performance.now() - t0) / 1000) * rate);
-      for (; sent < due; sent++) {
-        outstanding++;
-        void this.send(t0 + (sent / rate) * 1000, t0, out).then(() => {
-          if (--outstanding === 0 && allSent) done();
-        });
-      }
-      await sleep(1);
-    }
+    // The schedule of lib/open-loop.ts; `scheduled` and `lag` count from each request's intended time.
+    await sendOnSchedule(rate, Math.floor((rate * ms) / 1000), (intended) => {
+      outstanding++;
+      void this.send(intended, t0, out).then(() => {
+        if (--outstanding === 0 && allSent) done();
+      });
+    });
+    // The phase lasts `ms` even at low rates, where the last request is due up to 1/rate before its end.
+    const rest = t0 + ms - performance.now();
+    if (rest > 0) await sleep(rest);
     allSent = true;
     if (outstanding === 0) done();
     if (opts.abandonAtEnd && outstanding > 0) {

@@ -19,7 +19,8 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { fmt as n, LoadClient, percentile, rssMB, scrapeMetrics, startServerProcess, type Sample } from './reliability-lib.js';
+import { rssMB, startServerProcess } from './lib/server-process.js';
+import { fmt as n, LoadClient, percentile, scrapeMetrics, type Sample } from './reliability-lib.js';
 import { generateTexts } from './texts.js';
 
 const { values: args } = parseArgs({

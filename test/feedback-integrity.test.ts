@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { loadConfig } from '../src/serve/config.js';
 import { FeedbackIds } from '../src/serve/routing/feedback.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
 const servers: RunningServer[] = [];
@@ -19,11 +20,7 @@ after(async () => {
 });
 
 async function serve(overrides: Record<string, unknown>): Promise<string> {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, ...overrides } });
-  const server = await startServer(config, { logger: false });
-  servers.push(server);
-  await server.ready;
-  return server.url;
+  return (await startTestServer({ models: repo.dir, ...overrides }, servers)).server.url;
 }
 
 /** POST JSON from a chosen loopback source address. */

@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evalCommand, evaluateCascade } from '../src/pipeline/eval-command.js';
-import { loadConfig } from '../src/serve/config.js';
 import { rendezvous } from '../src/serve/routing/decide.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call as callWith, post, until } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const call = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => callWith(method, url, body, { headers });
 
@@ -47,14 +47,7 @@ const servers: RunningServer[] = [];
 let url: string;
 
 async function serve(overrides: Record<string, unknown>): Promise<RunningServer> {
-  const config = loadConfig({
-    env: {},
-    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'batching.maxQueueDelayMs': 0, ...overrides },
-  });
-  const server = await startServer(config, { logger: false });
-  servers.push(server);
-  await server.ready;
-  return server;
+  return (await startTestServer({ models: repo.dir, 'batching.maxQueueDelayMs': 0, ...overrides }, servers)).server;
 }
 
 const TEXTS = Array.from({ length: 60 }, (_, i) => fixtureText(2 + ((i * 5) % 20), 500 + i));
@@ -202,13 +195,11 @@ describe('routing over HTTP', () => {
     assert.equal(put.status, 400);
     assert.equal(put.json.error.message, s.lastReloadError);
     assert.equal((await post(`${url}/classify`, { inputs: 'good', key: KEYS[0] })).status, 200);
-    const t0 = Date.now();
     writeFileSync(file, JSON.stringify({ variants: { k1: { weight: 0 }, k2: { weight: 1 } } }));
     s = await until('the new table', async () => {
       const g = (await call('GET', `${url}/routing/tiny`)).json;
       return g.version > version ? g : undefined;
     });
-    assert.ok(Date.now() - t0 < 2000);
     assert.equal(s.source, 'file');
     assert.equal(s.lastReloadError, undefined);
     assert.equal((await post(`${url}/classify`, { inputs: 'good' })).json.variant, 'k2');

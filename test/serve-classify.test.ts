@@ -5,13 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadConfig } from '../src/serve/config.js';
 import { similarLength } from '../src/serve/batcher.js';
-import type { BatchFact } from '../src/serve/observer.js';
 import { formatOpenApi, OPENAPI_FILE } from '../src/serve/openapi.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call } from './helpers/http.js';
+import { startTestServer, type TestServer } from './helpers/serve.js';
 
 /** A string body is sent as it is (malformed JSON tests). */
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) => call('POST', url, body, { headers, raw: typeof body === 'string' });
@@ -30,14 +29,7 @@ interface ErrorBody {
 let repo: FixtureRepository;
 const servers: RunningServer[] = [];
 
-async function serve(overrides: Record<string, unknown>, models = repo.dir): Promise<{ server: RunningServer; batches: BatchFact[] }> {
-  const batches: BatchFact[] = [];
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models, workers: 1, ...overrides } });
-  const server = await startServer(config, { logger: false, observers: [{ onBatch: (f) => batches.push(f) }] });
-  servers.push(server);
-  await server.ready;
-  return { server, batches };
-}
+const serve = (overrides: Record<string, unknown>, models = repo.dir): Promise<TestServer> => startTestServer({ models, ...overrides }, servers);
 
 /** Texts of 1..30 words: lengths 2..31 tokens with [CLS]. */
 const TEXTS = Array.from({ length: 24 }, (_, i) => fixtureText(1 + ((i * 7) % 30), 100 + i, i % 3 === 0));

@@ -7,10 +7,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InferenceClient } from '@huggingface/inference';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureLogits, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call, post } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const LABELS = ['negative', 'neutral', 'positive'];
 let repo: FixtureRepository;
@@ -18,9 +18,7 @@ let server: RunningServer;
 
 before(async () => {
   repo = createFixtureRepository([{ name: 'tiny', variants: ['k2'], labels: LABELS }]);
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  ({ server } = await startTestServer({ models: repo.dir }));
 });
 after(async () => {
   await server?.close();

@@ -10,18 +10,16 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../src/serve/errors.js';
 import { loadConfig } from '../src/serve/config.js';
-import { buildApp, startServer, type RunningServer } from '../src/serve/server.js';
+import { buildApp, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, FIXTURE_WORDS } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ADMIN = 'admin-token-for-tests';
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
 let server: RunningServer;
 let port: number;
 before(async () => {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, adminToken: ADMIN } });
-  server = await startServer(config, { logger: false });
-  await server.ready;
-  port = Number(new URL(server.url).port);
+  ({ server, port } = await startTestServer({ models: repo.dir, adminToken: ADMIN }));
 });
 after(async () => {
   await server.close();

@@ -8,10 +8,10 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/serve/config.js';
-import type { BatchFact } from '../src/serve/observer.js';
-import { buildApp, startServer, type RunningServer } from '../src/serve/server.js';
+import { buildApp, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 import { call, until as untilValue } from './helpers/http.js';
+import { startTestServer, type TestServer } from './helpers/serve.js';
 
 const classify = (url: string, inputs: string[], signal?: AbortSignal) => call('POST', `${url}/classify`, { inputs }, { signal });
 const until = (what: string, cond: () => boolean, timeoutMs = 5000) => untilValue(what, cond, timeoutMs, 5);
@@ -23,17 +23,8 @@ after(async () => {
   repo.cleanup();
 });
 
-async function serve(overrides: Record<string, unknown>, delayMs: number): Promise<{ server: RunningServer; batches: BatchFact[] }> {
-  const batches: BatchFact[] = [];
-  const config = loadConfig({
-    env: {},
-    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, 'batching.maxQueueDelayMs': 0, ...overrides },
-  });
-  const server = await startServer(config, { logger: false, testWorkerDelayMs: delayMs, observers: [{ onBatch: (f) => batches.push(f) }] });
-  servers.push(server);
-  await server.ready;
-  return { server, batches };
-}
+const serve = (overrides: Record<string, unknown>, delayMs: number): Promise<TestServer> =>
+  startTestServer({ models: repo.dir, 'batching.maxQueueDelayMs': 0, ...overrides }, servers, { testWorkerDelayMs: delayMs });
 
 test('429 with Retry-After once a variant holds maxQueued inputs; the accepted ones are answered', async () => {
   const { server } = await serve({ 'batching.maxBatchSize': 2, 'batching.maxQueued': 4, maxInputs: 4 }, 300);

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig } from '../src/serve/config.js';
 import { clientKey } from '../src/serve/connection-limit.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { startTestServer, type TestServer } from './helpers/serve.js';
 
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
 const servers: RunningServer[] = [];
@@ -22,13 +22,7 @@ after(async () => {
   repo.cleanup();
 });
 
-async function serve(overrides: Record<string, unknown>): Promise<{ server: RunningServer; port: number }> {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, ...overrides } });
-  const server = await startServer(config, { logger: false });
-  servers.push(server);
-  await server.ready;
-  return { server, port: Number(new URL(server.url).port) };
-}
+const serve = (overrides: Record<string, unknown>): Promise<TestServer> => startTestServer({ models: repo.dir, ...overrides }, servers);
 
 async function open(port: number, localAddress = '127.0.0.1'): Promise<Socket> {
   const s = connect({ port, host: '127.0.0.1', localAddress });

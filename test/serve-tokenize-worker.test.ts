@@ -12,15 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadTokenizer, tokenizersLoadedInThisThread } from '../src/tokenizer.js';
-import { loadConfig } from '../src/serve/config.js';
 import { Batcher, type BatchRunner, type BatchTarget } from '../src/serve/batcher.js';
 import { CoreError } from '../src/serve/errors.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { encodeBatch, estimateTokens, textSize } from '../src/serve/tokenize.js';
 import type { BatchOutput, BatchTexts } from '../src/serve/worker-pool.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
 import { call } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 import { TOKENIZER_KIND, tokenizerFixture, writeTokenizerFixture, type FixtureKind } from './helpers/tokenizer-fixtures.js';
 
 const MAX_LENGTH = 16;
@@ -41,9 +41,7 @@ interface Answer {
 describe('a served variant is tokenized in the workers', () => {
   let server: RunningServer;
   before(async () => {
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-    server = await startServer(config, { logger: false });
-    await server.ready;
+    ({ server } = await startTestServer({ models: repo.dir }));
   });
   after(() => server.close());
 

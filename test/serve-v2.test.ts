@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../src/serve/config.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
+import { call, type JsonAnswer } from './helpers/http.js';
 import { SHARED } from './helpers/paths.js';
 
 const SPEC_FILE = resolve(SHARED, 'specs/open_inference_rest.yaml');
@@ -19,15 +20,8 @@ let server: RunningServer;
 let url: string;
 let schema: (name: string) => ValidateFunction;
 
-async function get(path: string): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${url}${path}`);
-  return { status: res.status, json: await res.json() };
-}
-
-async function post(path: string, body: unknown): Promise<{ status: number; json: any; headers: Headers }> {
-  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, json: await res.json(), headers: res.headers };
-}
+const get = (path: string): Promise<JsonAnswer> => call('GET', `${url}${path}`);
+const post = (path: string, body: unknown): Promise<JsonAnswer> => call('POST', `${url}${path}`, body);
 
 function assertValid(name: string, value: unknown): void {
   const validate = schema(name);

@@ -58,14 +58,36 @@ function headerNumber(head: string | undefined, name: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/**
+ * The one open-loop scheduler of the load tests: calls `send(intended, now, i)` for i = 0..total-1,
+ * request i due at t0 + i/rate, and resolves once the last is sent (not answered). Timers fire
+ * late by a millisecond or more, so one tick may owe several requests; each still gets its own
+ * intended time, from which its latency counts.
+ */
+export function sendOnSchedule(rate: number, total: number, send: (intended: number, now: number, i: number) => void): Promise<void> {
+  const interval = 1000 / rate;
+  const t0 = performance.now();
+  let sent = 0;
+  return new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && t0 + sent * interval <= now) {
+        send(t0 + sent * interval, now, sent);
+        sent++;
+      }
+      if (sent >= total) return resolve();
+      setTimeout(tick, Math.max(0, t0 + sent * interval - performance.now()));
+    };
+    tick();
+  });
+}
+
 async function schedule(o: OpenLoopOptions, client: RawHttpClient, seconds: number, tally: Tally | null): Promise<void> {
   const requests = o.bodies.map((b) => client.postBytes(o.path ?? '/classify', b));
-  const interval = 1000 / o.rate;
   const total = Math.max(1, Math.floor(o.rate * seconds));
   const maxOutstanding = o.maxOutstanding ?? 4096;
   const timeoutMs = o.drainMs ?? 10_000;
   let outstanding = 0;
-  let sent = 0;
   let onIdle: (() => void) | null = null;
   const send = (intended: number, now: number, bytes: Buffer) => {
     if (outstanding >= maxOutstanding) {
@@ -99,21 +121,7 @@ async function schedule(o: OpenLoopOptions, client: RawHttpClient, seconds: numb
       if (outstanding === 0 && onIdle) onIdle();
     });
   };
-  const t0 = performance.now();
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      // Send everything that is due: timers fire late by a millisecond or more, so one tick may
-      // owe several requests; each still counts its latency from its own intended time.
-      while (sent < total && t0 + sent * interval <= now) {
-        send(t0 + sent * interval, now, requests[sent % requests.length]!);
-        sent++;
-      }
-      if (sent >= total) return resolve();
-      setTimeout(tick, Math.max(0, t0 + sent * interval - performance.now()));
-    };
-    tick();
-  });
+  await sendOnSchedule(o.rate, total, (intended, now, i) => send(intended, now, requests[i % requests.length]!));
   if (tally) tally.lastAnswerAt = Math.max(tally.lastAnswerAt, performance.now());
   if (outstanding > 0) {
     // Every request ends by its timeout (drainMs) at the latest, answered or counted an error.

@@ -1,7 +1,13 @@
-// Parent side of the server-under-test child (see server-child.ts for why it is a child): start
-// it, wait until it answers, reset and read its counters around each measured run, stop it.
-import { fork, type ChildProcess } from 'node:child_process';
+// The server under test as its own process (so its CPU and RSS are its own), two ways:
+//   - ServerProcess: the instrumented child (see server-child.ts for why it is a child): start it,
+//     wait until it answers, reset and read its counters around each measured run, stop it;
+//   - startServerProcess: the real CLI (`slim serve`'s main.js with flags) for the reliability runs
+//     (overload, soak), which need its signals, its flags and its own RSS, not counters.
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
 import type { ProfileSummary } from './cpu-profile.js';
 
 export type ChildSpec =
@@ -156,5 +162,53 @@ export class ServerProcess {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
     await this.exited;
     clearTimeout(timer);
+  }
+}
+
+const MAIN = fileURLToPath(new URL('../../src/serve/main.js', import.meta.url));
+
+export interface ServerUnderTest {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** `node dist/src/serve/main.js --port <free> ...flags`, resolved once /health/ready is 200. */
+export async function startServerProcess(flags: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerUnderTest> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [MAIN, '--port', String(port), '--log-level', 'warn', ...flags], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  const end = Date.now() + 300_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode}`);
+    if (Date.now() > end) {
+      await stop();
+      throw new Error('the server was not ready within 300 s');
+    }
+    try {
+      if ((await fetch(`${url}/health/ready`)).status === 200) return { child, url, stop };
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(200);
+  }
+}
+
+/** Resident memory of a process, from /proc (Linux). */
+export function rssMB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
   }
 }
