@@ -20,6 +20,7 @@ import {
   type TransformerCheckpoint,
   type TransformerConfig,
 } from './architectures/transformer.js';
+import { gpt2 } from './architectures/gpt2.js';
 import { mulberry32, randomNormal } from './random.js';
 import { EXTERNAL_DATA_THRESHOLD, moveToExternalData } from './onnx-external.js';
 
@@ -205,30 +206,8 @@ export function exportRandomGpt2Classifier(o: RandomGpt2ClassifierOptions): Expo
     V = o.vocab ?? 50257,
     L = o.numLabels ?? 2,
     P = o.maxPositions ?? 1024;
-  const config: TransformerConfig = {
-    arch: 'gpt2',
-    layers: o.layers,
-    hidden: W,
-    heads: H,
-    kvHeads: H,
-    headDim: W / H,
-    ffn: 4 * W,
-    vocab: V,
-    maxPositions: P,
-    positionOffset: 0,
-    norm: 'layer',
-    eps: 1e-5,
-    postNorm: false,
-    act: 'gelu_tanh',
-    gated: false,
-    positions: 'learned',
-    ropeTheta: 0,
-    causal: true,
-    finalNorm: true,
-    embedNorm: false,
-    tokenTypes: false,
-    tiedEmbeddings: true,
-  };
+  // GPT-2's own config reader, fed the HF keys, so this model is what `slim build` makes of such a checkpoint.
+  const config = gpt2.config({ n_embd: W, n_head: H, n_layer: o.layers, vocab_size: V, n_positions: P });
   const tensors = new Map<string, FloatTensorValue>();
   const seed = o.seed ?? 7;
   paramSpecs(config, o.layers).forEach((s) => {
