@@ -2,7 +2,7 @@
 // any idle worker can take any batch; the batcher decides what runs, the pool only says who is
 // free and carries texts there and probabilities (with the token counts the worker found) back.
 import { Worker } from 'node:worker_threads';
-import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
+import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, RunResult, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
 import type { GraphOptimizationLevel } from './config.js';
 
 export interface PoolOptions {
@@ -55,22 +55,8 @@ export class WorkerFailedError extends Error {
   }
 }
 
-export interface BatchOutput {
-  /** rows x numLabels, row-major. */
-  probabilities: Float32Array;
-  /** rows x numLabels, row-major: the model's raw output, before the softmax. */
-  logits: Float32Array;
-  numLabels: number;
-  /** Per row: the text's token count, -1 for "more than maxLength". */
-  tokenCounts: Int32Array;
-  /** The length every row was padded to. */
-  paddedLength: number;
-  tokenizeMs: number;
-  inferenceMs: number;
-  /** epochMs() when the worker started the batch (it may have waited behind another). */
-  startedAt: number;
-  workerIndex: number;
-}
+/** A batch's answer as the pool hands it on: the worker's result, and which worker ran it. */
+export type BatchOutput = Omit<RunResult, 'type' | 'jobId'> & { workerIndex: number };
 
 interface Job {
   resolve: (out: BatchOutput) => void;
@@ -261,8 +247,8 @@ export class WorkerPool {
       worker.jobs.delete(msg.jobId);
       this.arm(worker); // the next batch, if any, starts now
       if (msg.type === 'result') {
-        const { probabilities, logits, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt } = msg;
-        job.resolve({ probabilities, logits, numLabels, tokenCounts, paddedLength, tokenizeMs, inferenceMs, startedAt, workerIndex: index });
+        const { type: _type, jobId: _jobId, ...output } = msg;
+        job.resolve({ ...output, workerIndex: index });
       } else if (msg.type === 'run-expired') {
         job.reject(new BatchExpiredError());
       } else {

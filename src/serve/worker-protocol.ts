@@ -73,26 +73,31 @@ export interface DropSessionsRequest {
 
 export type MainToWorker = RunRequest | CloseRequest | AddSessionsRequest | DropSessionsRequest;
 
+/** A batch's answer. */
+export interface RunResult {
+  type: 'result';
+  jobId: number;
+  /** rows x numLabels, row-major. */
+  probabilities: Float32Array;
+  /** The model's raw logits, same layout (HF function_to_apply none/sigmoid, TEI raw_scores). */
+  logits: Float32Array;
+  numLabels: number;
+  /** Per row: the text's token count, or -1 for "more than maxLength" (too long to count in full). */
+  tokenCounts: Int32Array;
+  /** The length every row was padded to. */
+  paddedLength: number;
+  /** Tokenizing and padding the batch, ms. */
+  tokenizeMs: number;
+  /** session.run, ms. */
+  inferenceMs: number;
+  /** epochMs() when the worker started the batch (it may have waited behind another). */
+  startedAt: number;
+}
+
 export type WorkerToMain =
   | { type: 'loaded'; sessions: LoadedSession[] }
   | { type: 'load-failed'; message: string }
-  | {
-      type: 'result';
-      jobId: number;
-      probabilities: Float32Array;
-      /** The model's raw logits, same layout (HF function_to_apply none/sigmoid, TEI raw_scores). */
-      logits: Float32Array;
-      numLabels: number;
-      /** Per row: the text's token count, or -1 for "more than maxLength" (too long to count in full). */
-      tokenCounts: Int32Array;
-      /** The length every row was padded to. */
-      paddedLength: number;
-      /** Tokenizing and padding the batch, ms. */
-      tokenizeMs: number;
-      /** session.run, ms. */
-      inferenceMs: number;
-      startedAt: number;
-    }
+  | RunResult
   | { type: 'run-failed'; jobId: number; message: string }
   | { type: 'run-expired'; jobId: number }
   | { type: 'sessions-loaded'; requestId: number; sessions: LoadedSession[] }
