@@ -13,12 +13,11 @@ import * as ort from 'onnxruntime-node';
 import { buildCommand } from '../src/pipeline/build-command.js';
 import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { readManifest } from '../src/pipeline/model-writer.js';
-import { loadConfig } from '../src/serve/config.js';
 import { readVariant } from '../src/serve/model-repository.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 import { SHARED_MODELS } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ADMIN = 'external-data-admin';
 const TEXTS = ['a gorgeous , witty , seductive movie .', 'the plot is nothing but boilerplate clichés', 'it is a film'];
@@ -90,10 +89,8 @@ test('slim build past --external-data-threshold writes model.onnx.data beside mo
 });
 
 test("slim serve and hot reload load variants with external data; their scores are the model's", async () => {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo, workers: 1, adminToken: ADMIN } });
-  const server: RunningServer = await startServer(config, { logger: false });
+  const { server } = await startTestServer({ models: repo, adminToken: ADMIN });
   try {
-    await server.ready;
     const classify = async (model: string) => {
       const res = await fetch(`${server.url}/classify`, {
         method: 'POST',

@@ -14,11 +14,10 @@ import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { validateBuildFlags, UsageError } from '../src/pipeline/build-options.js';
 import { writeRandomHfCheckpoint } from '../src/pipeline/checkpoints/random-hf.js';
 import { onnx, DataType } from '../src/pipeline/onnx-proto.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer } from '../src/serve/server.js';
 import { dataSlices } from './helpers/build-run.js';
 import { tokenizerFixture, writeTokenizerFixture } from './helpers/tokenizer-fixtures.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
+import { startTestServer } from './helpers/serve.js';
 
 let work = '',
   trainFile = '',
@@ -122,10 +121,8 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
   const evaluated = await evaluateVariant(halfDir, valFile, { threads: 1 });
   assert.equal(evaluated.accuracy, manifest.eval.accuracy, 'slim eval gives the accuracy the build measured');
 
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models, workers: 1 } });
-  const server = await startServer(config, { logger: false });
+  const { server } = await startTestServer({ models });
   try {
-    await server.ready;
     const classify = async (model: string) => {
       const res = await fetch(`${server.url}/classify`, {
         method: 'POST',

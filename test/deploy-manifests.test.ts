@@ -25,9 +25,10 @@ import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/serve/config.js';
 import { parseRoutingTable } from '../src/serve/routing/table.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 import { REPO_ROOT } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const K8S = resolve(REPO_ROOT, 'deploy/k8s');
 const KSERVE = resolve(REPO_ROOT, 'deploy/kserve');
@@ -382,16 +383,12 @@ describe('deploy manifests', () => {
     // report that recommends k2 (not the shallowest, so following it is visible).
     const repo = createFixtureRepository([{ name: 'spam', labels: ['ham', 'spam'] }]);
     const routing = mkdtempSync(join(tmpdir(), 'slim-deploy-routing-'));
-    let server: RunningServer | undefined;
+    const servers: RunningServer[] = [];
     try {
       writeFileSync(join(repo.dir, 'spam', 'report.json'), JSON.stringify({ recommended: { variant: 'k2' } }));
       mkdirSync(join(routing, 'spam'));
       writeFileSync(join(routing, 'spam', 'routing.json'), byKind('ConfigMap').data['spam.json']);
-      server = await startServer(
-        loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, routingDir: routing, workers: 1 } }),
-        { logger: false },
-      );
-      await server.ready;
+      const { server } = await startTestServer({ models: repo.dir, routingDir: routing }, servers);
       const res = await fetch(`${server.url}/classify`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -400,7 +397,7 @@ describe('deploy manifests', () => {
       assert.equal(res.status, 200);
       assert.equal(((await res.json()) as { variant: string }).variant, 'k2');
     } finally {
-      await server?.close();
+      for (const s of servers) await s.close();
       repo.cleanup();
       rmSync(routing, { recursive: true, force: true });
     }

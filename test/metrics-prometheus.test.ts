@@ -10,11 +10,11 @@ import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { REPO_ROOT } from './helpers/paths.js';
 import { freePort, prometheusQueries, type Sample } from './helpers/prometheus.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ALERTS = resolve(REPO_ROOT, 'deploy/prometheus/alerts.yml');
 const DASHBOARD = resolve(REPO_ROOT, 'deploy/grafana/slimserve.json');
@@ -78,9 +78,7 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
   before(async () => {
     assert.deepEqual(missing, [], `CI=true and ${missing.join(', ')} not on PATH: apt-get install -y --no-install-recommends prometheus`);
     repo = createFixtureRepository([{ name: 'tiny' }]);
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-    server = await startServer(config, { logger: false });
-    await server.ready;
+    server = (await startTestServer({ models: repo.dir })).server;
 
     dir = mkdtempSync(join(tmpdir(), 'slim-prometheus-'));
     const target = new URL(server.url).host;

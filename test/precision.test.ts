@@ -14,11 +14,10 @@ import { float16Bits, float16Value, toFloat16Array, FP16_INFINITY_STANDIN } from
 import { quantizeColumns, quantizeRows } from '../src/pipeline/precision/quantize-int8.js';
 import { parsePrecisions } from '../src/pipeline/precision/variants.js';
 import { loadTokenizer } from '../src/tokenizer.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer } from '../src/serve/server.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
 import { rng } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 describe('fp16 conversion', () => {
   test('float16Bits rounds to the nearest float16 (ties to even), checked against its neighbours', () => {
@@ -188,10 +187,8 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
 
   test('the server answers with int8 variants and labels the precision in /models and slim_variant_info', async () => {
     await writeFile(join(out, 'routing.json'), JSON.stringify({ variants: { 'k1-head': { weight: 50 }, 'k1-head-int8': { weight: 50 } } }));
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: join(dir, 'models'), workers: 1 } });
-    const server = await startServer(config, { logger: false });
+    const { server } = await startTestServer({ models: join(dir, 'models') });
     try {
-      await server.ready;
       const models = (await (await fetch(`${server.url}/models/spam`)).json()) as { variants: { name: string; precision: string }[] };
       const precisionByName = Object.fromEntries(models.variants.map((v) => [v.name, v.precision]));
       assert.equal(precisionByName['k1-head'], 'fp32');

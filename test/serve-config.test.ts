@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, OPTIONS } from '../src/serve/config.js';
 import { ERROR_CODES } from '../src/serve/errors.js';
-import { startServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'slim-config-'));
@@ -188,10 +188,10 @@ describe('repository and devices at start', () => {
     const repo = createFixtureRepository([{ name: 'tiny' }]);
     const lines: string[] = [];
     try {
-      const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', models: repo.dir, workers: 2, device: 'cuda', logLevel: 'warn' } });
-      const server = await startServer(config, { logStream: { write: (l: string) => void lines.push(l) } });
+      const { server } = await startTestServer({ models: repo.dir, workers: 2, device: 'cuda', logLevel: 'warn' }, [], {
+        logStream: { write: (l: string) => void lines.push(l) },
+      });
       try {
-        await server.ready;
         const m = await (await fetch(`${server.url}/models/tiny`)).json();
         if (m.variants[0].device === 'cuda') return t.skip('CUDA is available on this machine: nothing falls back');
         for (const v of m.variants) {

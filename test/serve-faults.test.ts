@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 import { post, until as untilValue, type JsonAnswer } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const classify = (url: string, body: unknown) => post(`${url}/classify`, body);
 const until = (what: string, cond: () => boolean, timeoutMs = 15_000) => untilValue(what, cond, timeoutMs);
@@ -24,25 +24,12 @@ after(() => repo.cleanup());
 /** A server on loopback whose worker 0 carries the fault `spec`; log lines are collected. */
 async function faultyServer(spec: string, overrides: Record<string, unknown> = {}): Promise<{ server: RunningServer; log: any[] }> {
   const log: any[] = [];
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      port: 0,
-      host: '127.0.0.1',
-      models: repo.dir,
-      workers: 2,
-      'threads.intraOp': 1,
-      logLevel: 'info',
-      'batching.maxQueueDelayMs': 0,
-      ...overrides,
-    },
-  });
+  const settings = { models: repo.dir, workers: 2, 'threads.intraOp': 1, logLevel: 'info', 'batching.maxQueueDelayMs': 0, ...overrides };
   // Workers copy the environment when they are spawned: set it for the start only.
   process.env.SLIM_FAULT_INJECT = spec;
   let server: RunningServer;
   try {
-    server = await startServer(config, { logStream: { write: (l: string) => void log.push(JSON.parse(l)) } });
-    await server.ready;
+    ({ server } = await startTestServer(settings, [], { logStream: { write: (l: string) => void log.push(JSON.parse(l)) } }));
   } finally {
     delete process.env.SLIM_FAULT_INJECT;
   }

@@ -13,10 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/serve/config.js';
 import { ADMIN_OPERATIONS } from '../src/serve/openapi.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, type FixtureRepository } from './helpers/fixture-model.js';
+import { call } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const TOKEN = 'operator-token-1';
@@ -31,12 +32,7 @@ before(async () => {
   mkdirSync(join(routingDir, 'spam'));
   // The routing directory says k2; the model directory's own routing.json (k1) must be ignored.
   writeFileSync(join(routingDir, 'spam', 'routing.json'), JSON.stringify({ variants: { k2: { weight: 1 } } }));
-  const config = loadConfig({
-    env: {},
-    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, routingDir, adminToken: TOKEN },
-  });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: repo.dir, routingDir, adminToken: TOKEN })).server;
 });
 after(async () => {
   await server?.close();
@@ -44,14 +40,7 @@ after(async () => {
   if (routingDir) rmSync(routingDir, { recursive: true, force: true });
 });
 
-async function send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const send = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => call(method, `${server.url}${path}`, body, { headers });
 
 test('slim serve --models /nonexistent: exit 2 with one line, before the port is bound', async () => {
   // Hold a port: a server that tried to bind it would fail differently (exit 1, "could not listen").

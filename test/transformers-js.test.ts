@@ -11,10 +11,10 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { env, pipeline } from '@huggingface/transformers';
 import { buildCommand } from '../src/pipeline/build-command.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 import { SHARED_MODELS } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const MAX_LENGTH = 16;
 const TEXTS = [
@@ -61,9 +61,7 @@ before(async () => {
     const { value: code, stderr } = await capture(() => buildCommand([...args, '--max-length', String(MAX_LENGTH), '--quiet']));
     assert.equal(code, 0, stderr);
   }
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: join(work, 'models'), workers: 1 } });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: join(work, 'models') })).server;
 });
 after(async () => {
   await server?.close();
