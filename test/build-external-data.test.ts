@@ -16,6 +16,7 @@ import { readManifest } from '../src/pipeline/model-writer.js';
 import { readVariant } from '../src/serve/model-repository.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { capture, dataSlices } from './helpers/build-run.js';
+import { post } from './helpers/http.js';
 import { SHARED_MODELS } from './helpers/paths.js';
 import { startTestServer } from './helpers/serve.js';
 
@@ -92,13 +93,9 @@ test("slim serve and hot reload load variants with external data; their scores a
   const { server } = await startTestServer({ models: repo, adminToken: ADMIN });
   try {
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model, inputs: TEXTS }),
-      });
+      const res = await post(`${server.url}/classify`, { model, inputs: TEXTS });
       assert.equal(res.status, 200);
-      return ((await res.json()) as { results: { scores: Record<string, number> }[] }).results;
+      return (res.json as { results: { scores: Record<string, number> }[] }).results;
     };
     // Reference: onnxruntime in this process, the model loaded from its path, one text at a time.
     const dir = join(repo, 'ext', 'k1');

@@ -17,6 +17,7 @@ import { onnx, DataType } from '../src/pipeline/onnx-proto.js';
 import { dataSlices } from './helpers/build-run.js';
 import { tokenizerFixture, writeTokenizerFixture } from './helpers/tokenizer-fixtures.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
+import { post } from './helpers/http.js';
 import { startTestServer } from './helpers/serve.js';
 
 let work = '',
@@ -124,13 +125,9 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
   const { server } = await startTestServer({ models });
   try {
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model, inputs: ['a gripping, funny film', 'dull and far too long'] }),
-      });
+      const res = await post(`${server.url}/classify`, { model, inputs: ['a gripping, funny film', 'dull and far too long'] });
       assert.equal(res.status, 200);
-      return (await res.json()) as { variant: string; results: { label: string; score: number }[] };
+      return res.json as { variant: string; results: { label: string; score: number }[] };
     };
     const [ref, half] = [await classify('ref'), await classify('half')];
     assert.equal(half.variant, 'k1-head-fp16');

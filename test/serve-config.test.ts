@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, OPTIONS } from '../src/serve/config.js';
 import { ERROR_CODES } from '../src/serve/errors.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { post } from './helpers/http.js';
 import { startTestServer } from './helpers/serve.js';
 
 const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
@@ -199,7 +200,7 @@ describe('repository and devices at start', () => {
           assert.equal(v.device, 'cpu');
           assert.equal(typeof v.fallbackReason, 'string');
         }
-        const r = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":"good"}' });
+        const r = await post(`${server.url}/classify`, { inputs: 'good' });
         assert.equal(r.status, 200);
       } finally {
         await server.close();

@@ -13,6 +13,7 @@ import { env, pipeline } from '@huggingface/transformers';
 import { buildCommand } from '../src/pipeline/build-command.js';
 import type { RunningServer } from '../src/serve/server.js';
 import { capture, dataSlices } from './helpers/build-run.js';
+import { post } from './helpers/http.js';
 import { SHARED_MODELS } from './helpers/paths.js';
 import { startTestServer } from './helpers/serve.js';
 
@@ -74,13 +75,9 @@ interface Scored {
 }
 
 async function classifyOnServer(model: string, variant: string): Promise<{ label: string; scores: Record<string, number> }[]> {
-  const res = await fetch(`${server!.url}/classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, variant, inputs: TEXTS }),
-  });
+  const res = await post(`${server!.url}/classify`, { model, variant, inputs: TEXTS });
   assert.equal(res.status, 200);
-  return ((await res.json()) as { results: { label: string; scores: Record<string, number> }[] }).results;
+  return (res.json as { results: { label: string; scores: Record<string, number> }[] }).results;
 }
 
 for (const [model, variant] of [
