@@ -6,14 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, OPTIONS } from '../src/serve/config.js';
 import { ERROR_CODES } from '../src/serve/errors.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 import { post } from './helpers/http.js';
 import { startTestServer } from './helpers/serve.js';
+import { SERVE_MAIN } from './helpers/serve-process.js';
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'slim-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -174,7 +173,7 @@ describe('config: refusals name the key', () => {
   });
 
   test('slim serve exits 2 and names the key on stderr', () => {
-    const r = spawnSync(process.execPath, [MAIN, '--max-queue-delay-ms', 'soon'], {
+    const r = spawnSync(process.execPath, [SERVE_MAIN, '--max-queue-delay-ms', 'soon'], {
       encoding: 'utf8',
       env: { ...process.env, SLIM_PORT: '0' },
       timeout: 30_000,
