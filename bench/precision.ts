@@ -19,6 +19,7 @@ import { readManifest } from '../src/pipeline/model-writer.js';
 import { convertOnnx, writePrecisionVariant } from '../src/pipeline/precision/variants.js';
 import { decodeModel, initializerBytes } from '../src/pipeline/precision/onnx-edit.js';
 import { loadTokenizer } from '../src/tokenizer.js';
+import { median } from '../loadtest/lib/stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -109,8 +110,7 @@ for (const dir of args.variant.map((v) => resolve(v))) {
       }
     }
     forms.forEach((f, i) => {
-      const sorted = times[i]!.sort((a, b) => a - b);
-      const med = sorted[Math.floor(sorted.length / 2)]!;
+      const med = median(times[i]!);
       speed.push({ form: f.form, batch, medianMs: med, inputsPerSec: (1000 * batch) / med });
     });
   }

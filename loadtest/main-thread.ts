@@ -22,6 +22,7 @@ import { closedLoop } from './lib/closed-loop.js';
 import { describeProfile, type ProfileSummary } from './lib/cpu-profile.js';
 import { commandLine, machine, mdTable, n, today, writeResult } from './lib/report.js';
 import { ServerProcess, type ChildSpec } from './lib/server-process.js';
+import { median } from './lib/stats.js';
 import { classifyBodies, loadTextSets } from './lib/text-sources.js';
 
 const { values: args } = parseArgs({
@@ -159,10 +160,6 @@ for (let round = 1; round <= rounds; round++) {
   }
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const summary = builds.map((b) => {
   const mine = rows.filter((r) => r.build === b.name);
   return {

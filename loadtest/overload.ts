@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { rssMB, startServerProcess } from './lib/server-process.js';
-import { fmt as n, LoadClient, summarize, type Sample } from './reliability-lib.js';
+import { fmt as n, LoadClient, summarizeSamples, type Sample } from './lib/load-client.js';
 import { generateTexts } from './texts.js';
 
 const { values: args } = parseArgs({
@@ -113,7 +113,7 @@ try {
   const newcomer = new LoadClient(url, bodies, HUNG_MS, best.connections);
   await newcomer.closedLoop(best.connections, recoverySeconds * 1000, (s) => recovery.push(s));
   newcomer.close();
-  const floodSummary = summarize(flood, seconds * 1000);
+  const floodSummary = summarizeSamples(flood, seconds * 1000);
 
   // 3. Recovery: 500 ms windows of answered closed-loop requests.
   const windows: number[] = [];
@@ -141,7 +141,7 @@ try {
     probe: { maxRatePerSec: maxRate, runs: probes },
     flood: { ratePerSec: rate, ...floodSummary },
     rssMB: { beforeFlood: rssBeforeFlood, maxDuringFlood: Math.max(...floodRss), afterRecovery: rssMB(pid) },
-    recovery: { windowsPerSec: windows, recoveryMs, threshold: 0.9 * maxRate, ...summarize(recovery, recoverySeconds * 1000) },
+    recovery: { windowsPerSec: windows, recoveryMs, threshold: 0.9 * maxRate, ...summarizeSamples(recovery, recoverySeconds * 1000) },
   };
   const md = [
     `# Overload (${result.date.slice(0, 10)})`,

@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { rssMB, startServerProcess } from './lib/server-process.js';
-import { fmt as n, LoadClient, percentile, scrapeMetrics, type Sample } from './reliability-lib.js';
+import { fmt as n, LoadClient, scrapeMetrics, tail, type Sample } from './lib/load-client.js';
 import { generateTexts } from './texts.js';
 
 const { values: args } = parseArgs({
@@ -151,17 +151,14 @@ try {
       const key = s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
       byStatus[key] = (byStatus[key] ?? 0) + 1;
     }
-    const ok = slice
-      .filter((s) => s.status === 200)
-      .map((s) => s.done - s.at)
-      .sort((x, y) => x - y);
+    const ok = tail(slice.filter((s) => s.status === 200).map((s) => s.done - s.at));
     const loop = await scrapeMetrics(url, ['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_min_seconds']);
     const row = {
       endS: Math.round(end),
       requests: slice.length,
       byStatus,
-      p50Ms: percentile(ok, 50),
-      p99Ms: percentile(ok, 99),
+      p50Ms: ok.p50,
+      p99Ms: ok.p99,
       rssMB: rssMB(pid),
       // prom-client samples the delay with a 100 ms timer and its figures include that interval
       // (idle p99 ~106 ms): the delay beyond it is p99 minus the window's minimum.

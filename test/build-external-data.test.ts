@@ -13,12 +13,12 @@ import * as ort from 'onnxruntime-node';
 import { buildCommand } from '../src/pipeline/build-command.js';
 import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { readManifest } from '../src/pipeline/model-writer.js';
-import { loadConfig } from '../src/serve/config.js';
 import { readVariant } from '../src/serve/model-repository.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { capture, dataSlices } from './helpers/build-run.js';
+import { post } from './helpers/http.js';
 import { SHARED_MODELS } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ADMIN = 'external-data-admin';
 const TEXTS = ['a gorgeous , witty , seductive movie .', 'the plot is nothing but boilerplate clichés', 'it is a film'];
@@ -90,18 +90,12 @@ test('slim build past --external-data-threshold writes model.onnx.data beside mo
 });
 
 test("slim serve and hot reload load variants with external data; their scores are the model's", async () => {
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo, workers: 1, adminToken: ADMIN } });
-  const server: RunningServer = await startServer(config, { logger: false });
+  const { server } = await startTestServer({ models: repo, adminToken: ADMIN });
   try {
-    await server.ready;
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model, inputs: TEXTS }),
-      });
+      const res = await post(`${server.url}/classify`, { model, inputs: TEXTS });
       assert.equal(res.status, 200);
-      return ((await res.json()) as { results: { scores: Record<string, number> }[] }).results;
+      return (res.json as { results: { scores: Record<string, number> }[] }).results;
     };
     // Reference: onnxruntime in this process, the model loaded from its path, one text at a time.
     const dir = join(repo, 'ext', 'k1');

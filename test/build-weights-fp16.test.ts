@@ -14,11 +14,11 @@ import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { validateBuildFlags, UsageError } from '../src/pipeline/build-options.js';
 import { writeRandomHfCheckpoint } from '../src/pipeline/checkpoints/random-hf.js';
 import { onnx, DataType } from '../src/pipeline/onnx-proto.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer } from '../src/serve/server.js';
 import { dataSlices } from './helpers/build-run.js';
 import { tokenizerFixture, writeTokenizerFixture } from './helpers/tokenizer-fixtures.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
+import { post } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 let work = '',
   trainFile = '',
@@ -122,18 +122,12 @@ test('--weights-dtype fp16: fp16 initializers, probabilities within 1e-3 of the 
   const evaluated = await evaluateVariant(halfDir, valFile, { threads: 1 });
   assert.equal(evaluated.accuracy, manifest.eval.accuracy, 'slim eval gives the accuracy the build measured');
 
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models, workers: 1 } });
-  const server = await startServer(config, { logger: false });
+  const { server } = await startTestServer({ models });
   try {
-    await server.ready;
     const classify = async (model: string) => {
-      const res = await fetch(`${server.url}/classify`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model, inputs: ['a gripping, funny film', 'dull and far too long'] }),
-      });
+      const res = await post(`${server.url}/classify`, { model, inputs: ['a gripping, funny film', 'dull and far too long'] });
       assert.equal(res.status, 200);
-      return (await res.json()) as { variant: string; results: { label: string; score: number }[] };
+      return res.json as { variant: string; results: { label: string; score: number }[] };
     };
     const [ref, half] = [await classify('ref'), await classify('half')];
     assert.equal(half.variant, 'k1-head-fp16');

@@ -18,32 +18,24 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/serve/config.js';
 import { parseRoutingTable } from '../src/serve/routing/table.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
-import { REPO_ROOT } from './helpers/paths.js';
+import { post } from './helpers/http.js';
+import { REPO_ROOT, which } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const K8S = resolve(REPO_ROOT, 'deploy/k8s');
 const KSERVE = resolve(REPO_ROOT, 'deploy/kserve');
 const inCi = process.env.CI === 'true';
 
-function onPath(bin: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    if (!dir) return false;
-    try {
-      accessSync(join(dir, bin), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
+const onPath = (bin: string): boolean => which(bin) !== null;
 
 type Obj = Record<string, any>;
 
@@ -382,25 +374,17 @@ describe('deploy manifests', () => {
     // report that recommends k2 (not the shallowest, so following it is visible).
     const repo = createFixtureRepository([{ name: 'spam', labels: ['ham', 'spam'] }]);
     const routing = mkdtempSync(join(tmpdir(), 'slim-deploy-routing-'));
-    let server: RunningServer | undefined;
+    const servers: RunningServer[] = [];
     try {
       writeFileSync(join(repo.dir, 'spam', 'report.json'), JSON.stringify({ recommended: { variant: 'k2' } }));
       mkdirSync(join(routing, 'spam'));
       writeFileSync(join(routing, 'spam', 'routing.json'), byKind('ConfigMap').data['spam.json']);
-      server = await startServer(
-        loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, routingDir: routing, workers: 1 } }),
-        { logger: false },
-      );
-      await server.ready;
-      const res = await fetch(`${server.url}/classify`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{"inputs": ["free money"], "key": "user-1"}',
-      });
+      const { server } = await startTestServer({ models: repo.dir, routingDir: routing }, servers);
+      const res = await post(`${server.url}/classify`, { inputs: ['free money'], key: 'user-1' });
       assert.equal(res.status, 200);
-      assert.equal(((await res.json()) as { variant: string }).variant, 'k2');
+      assert.equal((res.json as { variant: string }).variant, 'k2');
     } finally {
-      await server?.close();
+      for (const s of servers) await s.close();
       repo.cleanup();
       rmSync(routing, { recursive: true, force: true });
     }

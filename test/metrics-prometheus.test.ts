@@ -5,34 +5,23 @@
 // the test skips locally and fails in CI (CI=true).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
-import { REPO_ROOT } from './helpers/paths.js';
-import { freePort, prometheusQueries, type Sample } from './helpers/prometheus.js';
+import { REPO_ROOT, which } from './helpers/paths.js';
+import { post } from './helpers/http.js';
+import { prometheusQueries, startPrometheus, type PrometheusProcess, type Sample } from './helpers/prometheus.js';
+import { stopProcess } from './helpers/serve-process.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ALERTS = resolve(REPO_ROOT, 'deploy/prometheus/alerts.yml');
 const DASHBOARD = resolve(REPO_ROOT, 'deploy/grafana/slimserve.json');
 
-function onPath(bin: string): boolean {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, bin), constants.X_OK);
-      return true;
-    } catch {
-      // not here
-    }
-  }
-  return false;
-}
-
-const missing = ['prometheus', 'promtool'].filter((b) => !onPath(b));
+const missing = ['prometheus', 'promtool'].filter((b) => which(b) === null);
 const inCi = process.env.CI === 'true';
 const skip =
   missing.length > 0 && !inCi
@@ -46,26 +35,19 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
   let repo: FixtureRepository;
   let server: RunningServer;
   let dir: string;
-  let prom: ChildProcess | null = null;
-  let promLog = '';
-  let promUrl = '';
+  let prom: PrometheusProcess | undefined;
 
   const { query, waitFor } = prometheusQueries(
-    () => promUrl,
-    () => promLog,
+    () => prom!.url,
+    () => prom?.log() ?? '',
     15_000,
   );
 
   const byVariant = (r: Sample[]): Record<string, number> => Object.fromEntries(r.map((s) => [s.metric.variant ?? '', Number(s.value[1])]));
 
   async function classify(variant: 'k1' | 'k2', i: number): Promise<void> {
-    const res = await fetch(`${server.url}/classify`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ inputs: fixtureText(3 + (i % 9), 500 + i), variant }),
-    });
+    const res = await post(`${server.url}/classify`, { inputs: fixtureText(3 + (i % 9), 500 + i), variant });
     assert.equal(res.status, 200);
-    await res.arrayBuffer();
   }
 
   async function send(k1: number, k2: number, offset: number): Promise<void> {
@@ -78,14 +60,13 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
   before(async () => {
     assert.deepEqual(missing, [], `CI=true and ${missing.join(', ')} not on PATH: apt-get install -y --no-install-recommends prometheus`);
     repo = createFixtureRepository([{ name: 'tiny' }]);
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-    server = await startServer(config, { logger: false });
-    await server.ready;
+    server = (await startTestServer({ models: repo.dir })).server;
 
     dir = mkdtempSync(join(tmpdir(), 'slim-prometheus-'));
     const target = new URL(server.url).host;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
+    prom = await startPrometheus(
+      'prometheus',
+      dir,
       [
         'global:',
         '  scrape_interval: 1s',
@@ -100,46 +81,11 @@ describe('metrics: real Prometheus scrapes /metrics', { skip }, () => {
         '',
       ].join('\n'),
     );
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prom = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prom.stdout!.on('data', (d: Buffer) => (promLog += d.toString()));
-    prom.stderr!.on('data', (d: Buffer) => (promLog += d.toString()));
-    const exited = new Promise<number | null>((r) => prom!.once('exit', (code) => r(code)));
-
-    const until = Date.now() + 20_000;
-    for (;;) {
-      const early = await Promise.race([exited, sleep(200).then(() => 'running' as const)]);
-      if (early !== 'running') assert.fail(`prometheus exited (${early}):\n${promLog.slice(-2000)}`);
-      const ready = await fetch(`${promUrl}/-/ready`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ready) break;
-      if (Date.now() > until) assert.fail(`prometheus not ready after 20 s:\n${promLog.slice(-2000)}`);
-    }
     await waitFor('up{job="slimserve"}', (r) => r.length === 1 && r[0]!.value[1] === '1');
   });
 
   after(async () => {
-    if (prom && prom.exitCode === null && prom.signalCode === null) {
-      const gone = new Promise((r) => prom!.once('exit', r));
-      prom.kill('SIGTERM');
-      const stopped = await Promise.race([gone.then(() => true), sleep(5000).then(() => false)]);
-      if (!stopped) {
-        prom.kill('SIGKILL');
-        await gone;
-      }
-    }
+    await stopProcess(prom?.child, 'SIGTERM', 5000);
     await server?.close();
     repo?.cleanup();
     if (dir) rmSync(dir, { recursive: true, force: true });

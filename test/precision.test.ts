@@ -14,11 +14,11 @@ import { float16Bits, float16Value, toFloat16Array, FP16_INFINITY_STANDIN } from
 import { quantizeColumns, quantizeRows } from '../src/pipeline/precision/quantize-int8.js';
 import { parsePrecisions } from '../src/pipeline/precision/variants.js';
 import { loadTokenizer } from '../src/tokenizer.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer } from '../src/serve/server.js';
 import { capture, dataSlices } from './helpers/build-run.js';
 import { sampleSentences } from './helpers/dataset-sample.js';
+import { post } from './helpers/http.js';
 import { rng } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 describe('fp16 conversion', () => {
   test('float16Bits rounds to the nearest float16 (ties to even), checked against its neighbours', () => {
@@ -188,23 +188,21 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
 
   test('the server answers with int8 variants and labels the precision in /models and slim_variant_info', async () => {
     await writeFile(join(out, 'routing.json'), JSON.stringify({ variants: { 'k1-head': { weight: 50 }, 'k1-head-int8': { weight: 50 } } }));
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: join(dir, 'models'), workers: 1 } });
-    const server = await startServer(config, { logger: false });
+    const { server } = await startTestServer({ models: join(dir, 'models') });
     try {
-      await server.ready;
       const models = (await (await fetch(`${server.url}/models/spam`)).json()) as { variants: { name: string; precision: string }[] };
       const precisionByName = Object.fromEntries(models.variants.map((v) => [v.name, v.precision]));
       assert.equal(precisionByName['k1-head'], 'fp32');
       assert.equal(precisionByName['k1-head-int8'], 'int8');
       assert.equal(precisionByName['k2-head-fp16'], 'fp16');
       const classify = async (variant: string) => {
-        const res = await fetch(`${server.url}/classify`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'spam', variant, inputs: ['WINNER!! claim your free prize now', 'see you at lunch tomorrow'] }),
+        const res = await post(`${server.url}/classify`, {
+          model: 'spam',
+          variant,
+          inputs: ['WINNER!! claim your free prize now', 'see you at lunch tomorrow'],
         });
         assert.equal(res.status, 200);
-        return (await res.json()) as { variant: string; results: { label: string; score: number }[] };
+        return res.json as { variant: string; results: { label: string; score: number }[] };
       };
       const [fp32, int8] = [await classify('k2-head'), await classify('k2-head-int8')];
       assert.equal(int8.variant, 'k2-head-int8');
@@ -216,12 +214,8 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
       // Routing splits traffic between k1-head and its int8 sibling (A/B).
       const seen = new Set<string>();
       for (let i = 0; i < 20 && seen.size < 2; i++) {
-        const r = await fetch(`${server.url}/classify`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'spam', inputs: [`hello ${i}`] }),
-        });
-        seen.add(((await r.json()) as { variant: string }).variant);
+        const r = await post(`${server.url}/classify`, { model: 'spam', inputs: [`hello ${i}`] });
+        seen.add((r.json as { variant: string }).variant);
       }
       assert.deepEqual([...seen].sort(), ['k1-head', 'k1-head-int8']);
       const metrics = await (await fetch(`${server.url}/metrics`)).text();

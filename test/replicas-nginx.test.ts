@@ -17,30 +17,18 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
-import { freePort, prometheusQueries } from './helpers/prometheus.js';
+import { untilAnswers } from './helpers/http.js';
+import { which } from './helpers/paths.js';
+import { freePort, prometheusQueries, startPrometheus, type PrometheusProcess } from './helpers/prometheus.js';
+import { SERVE_MAIN, stopProcess } from './helpers/serve-process.js';
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const SECRET = 'replicas-test-secret-0123456789abcdef';
 const MODEL = 'tiny';
-
-function which(bin: string, extra: string[] = []): string | null {
-  for (const dir of [...(process.env.PATH ?? '').split(delimiter), ...extra]) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, bin), constants.X_OK);
-      return join(dir, bin);
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
 const NGINX = which('nginx', ['/usr/sbin']);
 const PROMETHEUS = which('prometheus');
@@ -99,9 +87,7 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
   let nginx: ChildProcess | null = null;
   let nginxLog = '';
   let lb = '';
-  let prom: ChildProcess | null = null;
-  let promLog = '';
-  let promUrl = '';
+  let prom: PrometheusProcess | undefined;
   /** key -> variant, from the sticky test (used to pick keys that must move). */
   const keyVariant = new Map<string, string>();
 
@@ -125,8 +111,8 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
   const classify = (base: string, key: string, i: number): Promise<Answer> => post(base, '/classify', { inputs: fixtureText(4 + (i % 6), 900 + i), key });
 
   const { query, waitFor } = prometheusQueries(
-    () => promUrl,
-    () => promLog,
+    () => prom!.url,
+    () => prom?.log() ?? '',
     20_000,
   );
 
@@ -134,7 +120,7 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
     const port = await freePort();
     const child = spawn(
       process.execPath,
-      [MAIN, '--models', repo.dir, '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--intra-op-threads', '1', '--log-level', 'warn'],
+      [SERVE_MAIN, '--models', repo.dir, '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--intra-op-threads', '1', '--log-level', 'warn'],
       {
         // Every batch takes >= 15 ms, so requests are in flight when a replica is stopped.
         // routing.json is re-read at the default interval (routingReloadMs 1000).
@@ -148,19 +134,7 @@ describe('replicas behind nginx, scraped by Prometheus', { skip }, () => {
     return r;
   }
 
-  async function waitReady(r: Replica): Promise<void> {
-    const until = Date.now() + 60_000;
-    for (;;) {
-      if (r.child.exitCode !== null) assert.fail(`${r.name} exited ${r.child.exitCode}:\n${r.log.slice(-2000)}`);
-      const ok = await fetch(`${r.url}/health/ready`).then(
-        (res) => res.ok,
-        () => false,
-      );
-      if (ok) return;
-      if (Date.now() > until) assert.fail(`${r.name} not ready after 60 s:\n${r.log.slice(-2000)}`);
-      await sleep(200);
-    }
-  }
+  const waitReady = (r: Replica): Promise<void> => untilAnswers(r.name, `${r.url}/health/ready`, r.child, () => r.log, 60_000);
 
   before(async () => {
     assert.deepEqual(missing, [], `CI=true and ${missing.join(', ')} missing: apt-get install -y --no-install-recommends nginx-light prometheus`);
@@ -245,24 +219,12 @@ ${servers}
     nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
     nginx.stdout!.on('data', (d: Buffer) => (nginxLog += d.toString()));
     nginx.stderr!.on('data', (d: Buffer) => (nginxLog += d.toString()));
-    const nginxUntil = Date.now() + 10_000;
-    for (;;) {
-      if (nginx.exitCode !== null) assert.fail(`nginx exited ${nginx.exitCode}:\n${nginxLog}\n${readFileSync(join(dir, 'error.log'), 'utf8')}`);
-      if (
-        await fetch(`${lb}/health/ready`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      if (Date.now() > nginxUntil) assert.fail(`nginx not answering after 10 s:\n${nginxLog}`);
-      await sleep(100);
-    }
+    const errorLog = join(dir, 'error.log');
+    await untilAnswers('nginx', `${lb}/health/ready`, nginx, () => `${nginxLog}\n${existsSync(errorLog) ? readFileSync(errorLog, 'utf8') : ''}`, 10_000, 100);
 
-    const promPort = await freePort();
-    promUrl = `http://127.0.0.1:${promPort}`;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
+    prom = await startPrometheus(
+      PROMETHEUS!,
+      dir,
       [
         'global:',
         '  scrape_interval: 1s',
@@ -273,47 +235,13 @@ ${servers}
         '',
       ].join('\n'),
     );
-    prom = spawn(
-      PROMETHEUS!,
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'prom-data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prom.stdout!.on('data', (d: Buffer) => (promLog += d.toString()));
-    prom.stderr!.on('data', (d: Buffer) => (promLog += d.toString()));
-    const promUntil = Date.now() + 20_000;
-    for (;;) {
-      if (prom.exitCode !== null) assert.fail(`prometheus exited ${prom.exitCode}:\n${promLog.slice(-2000)}`);
-      if (
-        await fetch(`${promUrl}/-/ready`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      if (Date.now() > promUntil) assert.fail(`prometheus not ready after 20 s:\n${promLog.slice(-2000)}`);
-      await sleep(200);
-    }
     await waitFor('sum(up{job="slimserve"})', (r) => r.length === 1 && r[0]!.value[1] === '3');
   });
 
   after(async () => {
-    const stop = async (p: ChildProcess | null, signal: NodeJS.Signals): Promise<void> => {
-      if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      const gone = once(p, 'exit');
-      p.kill(signal);
-      if (!(await Promise.race([gone.then(() => true), sleep(10_000).then(() => false)]))) {
-        p.kill('SIGKILL');
-        await gone;
-      }
-    };
-    await stop(prom, 'SIGTERM');
-    await stop(nginx, 'SIGQUIT');
-    await Promise.all(replicas.map((r) => stop(r.child, 'SIGTERM')));
+    await stopProcess(prom?.child, 'SIGTERM');
+    await stopProcess(nginx, 'SIGQUIT');
+    await Promise.all(replicas.map((r) => stopProcess(r.child, 'SIGTERM')));
     repo?.cleanup();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

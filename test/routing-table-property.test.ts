@@ -10,44 +10,24 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { call as callWith } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const ADMIN = 'admin-token-for-tests';
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
 let server: RunningServer;
 before(async () => {
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      port: 0,
-      host: '127.0.0.1',
-      logLevel: 'silent',
-      models: repo.dir,
-      workers: 1,
-      adminToken: ADMIN,
-      routingReloadMs: 20,
-      'feedback.rateLimit': 0,
-    },
-  });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: repo.dir, adminToken: ADMIN, routingReloadMs: 20, 'feedback.rateLimit': 0 })).server;
 });
 after(async () => {
   await server.close();
   repo.cleanup();
 });
 
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : null };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+  callWith(method, `${server.url}${path}`, body, { headers });
 const put = (table: unknown) => call('PUT', '/routing/tiny', table, { authorization: `Bearer ${ADMIN}` });
 
 const number = fc.oneof(

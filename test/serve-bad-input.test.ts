@@ -13,11 +13,11 @@ import { connect } from 'node:net';
 import { existsSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { loadConfig } from '../src/serve/config.js';
 import { ERRORS } from '../src/serve/errors.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { encodeBounded, loadTextTokenizer } from '../src/serve/tokenize.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { startTestServer } from './helpers/serve.js';
 
 // A real full GC in this process (node --test gives no --expose-gc): the documented V8 flag,
 // then the gc function from a fresh context.
@@ -30,10 +30,10 @@ let big: RunningServer; // bodyLimit 4 MiB: 1 MB texts reach the tokenizer
 const agent = new Agent({ keepAlive: true, maxSockets: 4 });
 
 before(async () => {
-  const base = { host: '127.0.0.1', port: 0, models: repo.dir, workers: 1, logLevel: 'silent', 'threads.intraOp': 1 };
-  server = await startServer(loadConfig({ env: {}, overrides: base }), { logger: false });
-  big = await startServer(loadConfig({ env: {}, overrides: { ...base, bodyLimit: 4 * 1024 * 1024 } }), { logger: false });
-  await Promise.all([server.ready, big.ready]);
+  const base = { models: repo.dir, 'threads.intraOp': 1 };
+  const [plain, large] = await Promise.all([startTestServer(base), startTestServer({ ...base, bodyLimit: 4 * 1024 * 1024 })]);
+  server = plain.server;
+  big = large.server;
 });
 after(async () => {
   agent.destroy();
@@ -445,24 +445,13 @@ describe('per-route rate limits (@fastify/rate-limit), off by default', () => {
   });
 
   test('a per-route limit answers 429 RATE_LIMITED with Retry-After; other routes and health are not counted', async () => {
-    const limited = await startServer(
-      loadConfig({
-        env: {},
-        overrides: {
-          host: '127.0.0.1',
-          port: 0,
-          models: repo.dir,
-          workers: 1,
-          logLevel: 'silent',
-          'rateLimit.max': 5,
-          'rateLimit.windowMs': 60_000,
-          'rateLimit.routes': { '/classify': 3, 'GET /models/:model': 0 },
-        },
-      }),
-      { logger: false },
-    );
+    const { server: limited } = await startTestServer({
+      models: repo.dir,
+      'rateLimit.max': 5,
+      'rateLimit.windowMs': 60_000,
+      'rateLimit.routes': { '/classify': 3, 'GET /models/:model': 0 },
+    });
     try {
-      await limited.ready;
       const statuses: number[] = [];
       let last: Reply | null = null;
       for (let i = 0; i < 5; i++) {

@@ -6,13 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, OPTIONS } from '../src/serve/config.js';
 import { ERROR_CODES } from '../src/serve/errors.js';
-import { startServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { post } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
+import { SERVE_MAIN } from './helpers/serve-process.js';
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'slim-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -173,7 +173,7 @@ describe('config: refusals name the key', () => {
   });
 
   test('slim serve exits 2 and names the key on stderr', () => {
-    const r = spawnSync(process.execPath, [MAIN, '--max-queue-delay-ms', 'soon'], {
+    const r = spawnSync(process.execPath, [SERVE_MAIN, '--max-queue-delay-ms', 'soon'], {
       encoding: 'utf8',
       env: { ...process.env, SLIM_PORT: '0' },
       timeout: 30_000,
@@ -188,10 +188,10 @@ describe('repository and devices at start', () => {
     const repo = createFixtureRepository([{ name: 'tiny' }]);
     const lines: string[] = [];
     try {
-      const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', models: repo.dir, workers: 2, device: 'cuda', logLevel: 'warn' } });
-      const server = await startServer(config, { logStream: { write: (l: string) => void lines.push(l) } });
+      const { server } = await startTestServer({ models: repo.dir, workers: 2, device: 'cuda', logLevel: 'warn' }, [], {
+        logStream: { write: (l: string) => void lines.push(l) },
+      });
       try {
-        await server.ready;
         const m = await (await fetch(`${server.url}/models/tiny`)).json();
         if (m.variants[0].device === 'cuda') return t.skip('CUDA is available on this machine: nothing falls back');
         for (const v of m.variants) {
@@ -199,7 +199,7 @@ describe('repository and devices at start', () => {
           assert.equal(v.device, 'cpu');
           assert.equal(typeof v.fallbackReason, 'string');
         }
-        const r = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":"good"}' });
+        const r = await post(`${server.url}/classify`, { inputs: 'good' });
         assert.equal(r.status, 200);
       } finally {
         await server.close();

@@ -12,6 +12,7 @@ import { ERROR_CODES } from '../src/serve/errors.js';
 import { loadConfig } from '../src/serve/config.js';
 import { buildApp, type RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, FIXTURE_WORDS } from './helpers/fixture-model.js';
+import { post } from './helpers/http.js';
 import { startTestServer } from './helpers/serve.js';
 
 const ADMIN = 'admin-token-for-tests';
@@ -161,23 +162,15 @@ test("a routing table that cannot be persisted: the answer names the failure, no
 
 test('an input over maxLength is cut and the answer says so: results[].truncated and x-slim-truncated-inputs', async () => {
   const long = Array.from({ length: 80 }, (_, i) => FIXTURE_WORDS[i % FIXTURE_WORDS.length]).join(' '); // 80 tokens > maxLength 32
-  const res = await fetch(`${server.url}/classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: ['good film', long] }),
-  });
-  const body = (await res.json()) as any;
+  const res = await post(`${server.url}/classify`, { inputs: ['good film', long] });
+  const body = res.json;
   assert.equal(res.status, 200);
   assert.deepEqual(
     body.results.map((r: any) => r.truncated),
     [false, true],
   );
   assert.equal(res.headers.get('x-slim-truncated-inputs'), '1');
-  const strict = await fetch(`${server.url}/classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: long, truncate: false }),
-  });
+  const strict = await post(`${server.url}/classify`, { inputs: long, truncate: false });
   assert.equal(strict.status, 422);
-  assert.equal(((await strict.json()) as any).error.code, 'TEXT_TOO_LONG');
+  assert.equal(strict.json.error.code, 'TEXT_TOO_LONG');
 });

@@ -8,41 +8,27 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
 import { post, until as untilValue, type JsonAnswer } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
+import { SERVE_MAIN } from './helpers/serve-process.js';
 
 const classify = (url: string, body: unknown) => post(`${url}/classify`, body);
 const until = (what: string, cond: () => boolean, timeoutMs = 15_000) => untilValue(what, cond, timeoutMs);
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
 after(() => repo.cleanup());
 
 /** A server on loopback whose worker 0 carries the fault `spec`; log lines are collected. */
 async function faultyServer(spec: string, overrides: Record<string, unknown> = {}): Promise<{ server: RunningServer; log: any[] }> {
   const log: any[] = [];
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      port: 0,
-      host: '127.0.0.1',
-      models: repo.dir,
-      workers: 2,
-      'threads.intraOp': 1,
-      logLevel: 'info',
-      'batching.maxQueueDelayMs': 0,
-      ...overrides,
-    },
-  });
+  const settings = { models: repo.dir, workers: 2, 'threads.intraOp': 1, logLevel: 'info', 'batching.maxQueueDelayMs': 0, ...overrides };
   // Workers copy the environment when they are spawned: set it for the start only.
   process.env.SLIM_FAULT_INJECT = spec;
   let server: RunningServer;
   try {
-    server = await startServer(config, { logStream: { write: (l: string) => void log.push(JSON.parse(l)) } });
-    await server.ready;
+    ({ server } = await startTestServer(settings, [], { logStream: { write: (l: string) => void log.push(JSON.parse(l)) } }));
   } finally {
     delete process.env.SLIM_FAULT_INJECT;
   }
@@ -117,7 +103,7 @@ describe('a worker that fails is replaced; its batch gets 503, nothing hangs', (
 
 describe('a truncated model file stops the start, naming the file', () => {
   function serveOnce(models: string): { status: number | null; stderr: string } {
-    const r = spawnSync(process.execPath, [MAIN, '--models', models, '--port', '0', '--workers', '1', '--log-level', 'silent'], {
+    const r = spawnSync(process.execPath, [SERVE_MAIN, '--models', models, '--port', '0', '--workers', '1', '--log-level', 'silent'], {
       encoding: 'utf8',
       timeout: 60_000,
       env: { ...process.env, SLIM_FAULT_INJECT: '' },

@@ -98,7 +98,7 @@ test('503 NOT_READY until every variant is loaded; liveness answers meanwhile', 
     assert.equal(ready.status, 503);
     assert.equal((await ready.json()).error.code, 'NOT_READY');
     assert.equal((await fetch(`${url}/v2/health/ready`)).status, 503);
-    const v2 = await fetch(`${url}/v2/models/tiny/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const v2 = await call('POST', `${url}/v2/models/tiny/infer`, {});
     assert.equal(v2.status, 503, 'readiness is checked before the body');
     assert.equal((await fetch(`${url}/health/live`)).status, 200);
     assert.deepEqual(await (await fetch(`${url}/models`)).json(), { ready: false, models: [] });

@@ -11,14 +11,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/serve/config.js';
 import { ADMIN_OPERATIONS } from '../src/serve/openapi.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, type FixtureRepository } from './helpers/fixture-model.js';
+import { call, post, until } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
+import { SERVE_MAIN, spawnServe } from './helpers/serve-process.js';
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const TOKEN = 'operator-token-1';
 
 let repo: FixtureRepository;
@@ -31,12 +30,7 @@ before(async () => {
   mkdirSync(join(routingDir, 'spam'));
   // The routing directory says k2; the model directory's own routing.json (k1) must be ignored.
   writeFileSync(join(routingDir, 'spam', 'routing.json'), JSON.stringify({ variants: { k2: { weight: 1 } } }));
-  const config = loadConfig({
-    env: {},
-    overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1, routingDir, adminToken: TOKEN },
-  });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: repo.dir, routingDir, adminToken: TOKEN })).server;
 });
 after(async () => {
   await server?.close();
@@ -44,14 +38,7 @@ after(async () => {
   if (routingDir) rmSync(routingDir, { recursive: true, force: true });
 });
 
-async function send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const send = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => call(method, `${server.url}${path}`, body, { headers });
 
 test('slim serve --models /nonexistent: exit 2 with one line, before the port is bound', async () => {
   // Hold a port: a server that tried to bind it would fail differently (exit 1, "could not listen").
@@ -60,7 +47,7 @@ test('slim serve --models /nonexistent: exit 2 with one line, before the port is
   await once(holder, 'listening');
   const port = (holder.address() as { port: number }).port;
   try {
-    const child = spawn(process.execPath, [MAIN, '--models', '/nonexistent/models', '--port', String(port), '--host', '127.0.0.1'], {
+    const child = spawn(process.execPath, [SERVE_MAIN, '--models', '/nonexistent/models', '--port', String(port), '--host', '127.0.0.1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '',
@@ -77,34 +64,12 @@ test('slim serve --models /nonexistent: exit 2 with one line, before the port is
 });
 
 test('--log-format pretty --access-log: readable lines, one per request, on the real entry point', async () => {
-  const child = spawn(
-    process.execPath,
-    [MAIN, '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'pretty', '--access-log'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = once(child, 'exit');
+  const server = await spawnServe(['--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-format', 'pretty', '--access-log']);
+  const { url, lines } = server;
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        lines.push(line);
-        const m = /ready on (http:\/\/\S+)/.exec(line);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`server exited ${code} before ready: ${stderr}`)));
-    });
-    const res = await fetch(`${url}/classify`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"inputs": ["free money now", "team meeting"]}',
-    });
-    assert.equal(res.status, 200);
+    assert.equal((await post(`${url}/classify`, { inputs: ['free money now', 'team meeting'] })).status, 200);
     assert.equal((await fetch(`${url}/models/nope`)).status, 404);
-    for (let i = 0; i < 100 && lines.filter((l) => l.includes('/models/nope')).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await until('the access line of GET /models/nope', () => lines.some((l) => l.includes('/models/nope')), 2000);
     for (const line of lines) assert.throws(() => JSON.parse(line), `not a JSON line: ${line}`);
     const access = lines.filter((l) => /(POST|GET) \//.test(l));
     assert.equal(access.length, 2, lines.join('\n'));
@@ -112,8 +77,8 @@ test('--log-format pretty --access-log: readable lines, one per request, on the 
     assert.match(access[0]!, /"?variant"?: ?"k\d"/);
     assert.match(access[1]!, /GET \/models\/nope 404 [\d.]+ ms.*"?errorCode"?: ?"MODEL_NOT_FOUND"/);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    server.child.kill('SIGTERM');
+    await server.exited;
   }
 });
 

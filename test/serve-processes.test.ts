@@ -14,12 +14,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { SERVE_MAIN, spawnServe } from './helpers/serve-process.js';
 
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
 const ADMIN = 'admin-token-for-tests';
 
 /** The server's environment: without node --test's NODE_TEST_CONTEXT, which makes forked cluster processes hang silently. */
@@ -87,35 +85,44 @@ interface Running {
   waitLog(what: string, ok: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
 }
 
+/** A JSON log line, or undefined for any other line. */
+function logLine(line: string): LogLine | undefined {
+  try {
+    return JSON.parse(line) as LogLine;
+  } catch {
+    return undefined; // not a log line
+  }
+}
+
 async function startCluster(args: string[], env: Record<string, string> = {}): Promise<Running> {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: serverEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogLine);
-    } catch {
-      /* not a log line */
-    }
+  const { child, url, stderr, exited } = await spawnServe(args, {
+    env: serverEnv(env),
+    onLine: (line) => {
+      const l = logLine(line);
+      if (l) logs.push(l);
+    },
+    ready: (line) => {
+      const l = logLine(line);
+      return l?.role === 'primary' && l.msg.startsWith('ready on') ? l.url : undefined;
+    },
+    timeoutMs: 90_000,
   });
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
   const waitLog = async (what: string, ok: (l: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> => {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const hit = logs.find(ok);
       if (hit) return hit;
-      if (child.exitCode !== null) assert.fail(`server exited (${child.exitCode}) while waiting for ${what}: ${stderr}`);
-      assert.ok(Date.now() < end, `timed out waiting for ${what}; stderr: ${stderr}`);
+      if (child.exitCode !== null) assert.fail(`server exited (${child.exitCode}) while waiting for ${what}: ${stderr()}`);
+      assert.ok(Date.now() < end, `timed out waiting for ${what}; stderr: ${stderr()}`);
       await sleep(10);
     }
   };
-  const ready = await waitLog('the primary ready line', (l) => l.role === 'primary' && l.msg.startsWith('ready on'), 90_000);
   return {
     child,
     logs,
-    stderr: () => stderr,
-    url: ready.url!,
+    stderr,
+    url,
     exited,
     waitLog,
     servedBy: async (id) => (await waitLog(`access log of ${id}`, (l) => l.reqId === id && l.msg.includes(' ms'), 5_000)).pid,
@@ -312,7 +319,7 @@ test('--processes 2: a port in use or a missing model repository fails fast, wit
   const port = (blocker.address() as { port: number }).port;
   try {
     const run = async (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-      const child = spawn(process.execPath, [MAIN, '--processes', '2', '--workers', '1', '--host', '127.0.0.1', ...args], {
+      const child = spawn(process.execPath, [SERVE_MAIN, '--processes', '2', '--workers', '1', '--host', '127.0.0.1', ...args], {
         env: serverEnv(),
         stdio: ['ignore', 'pipe', 'pipe'],
       });

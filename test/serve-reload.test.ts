@@ -11,10 +11,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call as callWith, until } from './helpers/http.js';
+import { startTestServer } from './helpers/serve.js';
 
 const call = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => callWith(method, url, body, { headers });
 
@@ -63,21 +63,11 @@ before(async () => {
   repo = createFixtureRepository([{ name: 'tiny', variants: ['k1', 'k2'] }]);
   staging = mkdtempSync(join(tmpdir(), 'slim-reload-staging-'));
   trash = mkdtempSync(join(tmpdir(), 'slim-reload-trash-'));
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      port: 0,
-      host: '127.0.0.1',
-      logLevel: 'info',
-      models: repo.dir,
-      workers: 2,
-      adminToken: ADMIN,
-      'batching.maxBatchSize': 4,
-      'batching.maxQueueDelayMs': 0,
-    },
-  });
-  server = await startServer(config, { testWorkerDelayMs: DELAY_MS, logStream: { write: (line: string) => void logs.push(line) } });
-  await server.ready;
+  ({ server } = await startTestServer(
+    { logLevel: 'info', models: repo.dir, workers: 2, adminToken: ADMIN, 'batching.maxBatchSize': 4, 'batching.maxQueueDelayMs': 0 },
+    [],
+    { testWorkerDelayMs: DELAY_MS, logStream: { write: (line: string) => void logs.push(line) } },
+  ));
   url = server.url;
 });
 after(async () => {
@@ -253,10 +243,8 @@ describe('hot reload over HTTP', () => {
 describe('hot reload by polling (modelReloadMs)', () => {
   test('a new model directory is picked up without a request', async () => {
     const own = createFixtureRepository([{ name: 'alpha', variants: ['k1'] }]);
-    const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: own.dir, workers: 1, modelReloadMs: 100 } });
-    const s = await startServer(config, { logger: false });
+    const { server: s } = await startTestServer({ models: own.dir, modelReloadMs: 100 });
     try {
-      await s.ready;
       const dir = mkdtempSync(join(staging, 'm-'));
       createFixtureRepository([{ name: 'beta', variants: ['k1', 'k2'], labels: ['ham', 'spam'] }], dir);
       renameSync(join(dir, 'beta'), join(own.dir, 'beta'));
@@ -286,16 +274,11 @@ describe('hot reload by polling (modelReloadMs)', () => {
 describe('hot reload and worker replacement', () => {
   test('a worker that replaces a crashed one loads the variants added by reload', async () => {
     const own = createFixtureRepository([{ name: 'gamma', variants: ['k1'] }]);
-    const config = loadConfig({
-      env: {},
-      overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: own.dir, workers: 1, adminToken: ADMIN, 'batching.maxQueueDelayMs': 0 },
-    });
     // Worker 0 as started exits on its 2nd k1 batch; workers copy the environment when spawned.
     process.env.SLIM_FAULT_INJECT = 'crash:k1:2';
     let s: RunningServer | undefined;
     try {
-      s = await startServer(config, { logger: false });
-      await s.ready;
+      ({ server: s } = await startTestServer({ models: own.dir, adminToken: ADMIN, 'batching.maxQueueDelayMs': 0 }));
     } finally {
       delete process.env.SLIM_FAULT_INJECT;
     }

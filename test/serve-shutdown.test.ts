@@ -5,53 +5,18 @@
 // shutdownTimeoutMs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { createFixtureRepository } from './helpers/fixture-model.js';
-
-const MAIN = fileURLToPath(new URL('../src/serve/main.js', import.meta.url));
+import { spawnServe, type ServeProcess } from './helpers/serve-process.js';
 
 test('SIGTERM during load: every accepted request gets its answer, then exit 0', async () => {
   const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
-  const child = spawn(
-    process.execPath,
-    [
-      MAIN,
-      '--models',
-      repo.dir,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--workers',
-      '1',
-      '--max-batch-size',
-      '2',
-      '--max-queue-delay-ms',
-      '0',
-      '--log-level',
-      'info',
-    ],
-    { env: { ...process.env, SLIM_TEST_WORKER_DELAY_MS: '150' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const logs: { msg: string; url?: string; time: number }[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const ready = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg: string; url?: string; time: number };
-      logs.push(entry);
-      if (entry.msg.startsWith('ready on')) resolve(entry.url!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code} before ready: ${stderr}`)));
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+  let server: ServeProcess | undefined;
   try {
-    const url = await ready;
+    server = await spawnServer(repo.dir, ['--max-batch-size', '2', '--max-queue-delay-ms', '0'], { ...process.env, SLIM_TEST_WORKER_DELAY_MS: '150' });
+    const { child, url } = server;
     const answeredAt: number[] = [];
     const requests = Array.from({ length: 24 }, (_, i) =>
       fetch(`${url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: `text number ${i}` }) }).then(
@@ -87,37 +52,22 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
       'every accepted request answered',
     );
     assert.ok(answeredAt.filter((t) => t > signalledAt).length >= 10, 'most answers came after the signal: the drain waited for them');
-    const [code] = await exited;
-    assert.equal(code, 0, stderr);
+    const [code] = await server.exited;
+    assert.equal(code, 0, server.stderr());
+    const logs = server.lines.map((l) => JSON.parse(l) as { msg: string; time: number });
     const exitLog = logs.find((l) => l.msg === 'stopped');
     assert.ok(exitLog, 'logged "stopped"');
     assert.ok(exitLog.time >= Math.max(...answeredAt) - 50, 'stopped only after the last answer');
     assert.ok(logs.some((l) => l.msg.startsWith('shutting down')));
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (server && server.child.exitCode === null) server.child.kill('SIGKILL');
     repo.cleanup();
   }
 });
 
-/** The server in a child process; resolves with its URL once it logged "ready on". */
-async function spawnServer(
-  repoDir: string,
-  flags: string[],
-): Promise<{ child: ReturnType<typeof spawn>; url: string; exited: Promise<[number | null, string | null]>; stderr: () => string }> {
-  const child = spawn(process.execPath, [MAIN, '--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
-  const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg: string; url?: string };
-      if (entry.msg.startsWith('ready on')) resolve(entry.url!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code} before ready: ${stderr}`)));
-  });
-  return { child, url, exited, stderr: () => stderr };
+/** The server in a child process on a free port, one worker, JSON logs at info; resolves once it logged "ready on". */
+function spawnServer(repoDir: string, flags: string[], env?: NodeJS.ProcessEnv): Promise<ServeProcess> {
+  return spawnServe(['--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags], { env });
 }
 
 test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upload', async () => {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { clientKey } from '../src/serve/connection-limit.js';
 import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository } from './helpers/fixture-model.js';
+import { post } from './helpers/http.js';
 import { startTestServer, type TestServer } from './helpers/serve.js';
 
 const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
@@ -74,11 +75,7 @@ test('headers that never end are cut after receiveTimeoutMs too; a prompt reques
   clearInterval(drip);
   assert.equal(r.closed, true, `still open after ${r.afterMs.toFixed(0)} ms`);
   assert.match(r.text, /^HTTP\/1\.1 408 /);
-  const ok = await fetch(`http://127.0.0.1:${port}/classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{"inputs":"good film"}',
-  });
+  const ok = await post(`http://127.0.0.1:${port}/classify`, { inputs: 'good film' });
   assert.equal(ok.status, 200);
 });
 

@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { createFixtureRepository, fixtureText, type FixtureRepository } from './helpers/fixture-model.js';
 import { call, type JsonAnswer } from './helpers/http.js';
 import { SHARED } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const SPEC_FILE = resolve(SHARED, 'specs/open_inference_rest.yaml');
 
@@ -43,9 +43,7 @@ before(async () => {
     return compiled.get(name)!;
   };
   repo = createFixtureRepository([{ name: 'tiny' }]);
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: repo.dir, workers: 1 } });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: repo.dir })).server;
   url = server.url;
 });
 

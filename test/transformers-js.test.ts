@@ -11,10 +11,11 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { env, pipeline } from '@huggingface/transformers';
 import { buildCommand } from '../src/pipeline/build-command.js';
-import { loadConfig } from '../src/serve/config.js';
-import { startServer, type RunningServer } from '../src/serve/server.js';
+import type { RunningServer } from '../src/serve/server.js';
 import { capture, dataSlices } from './helpers/build-run.js';
+import { post } from './helpers/http.js';
 import { SHARED_MODELS } from './helpers/paths.js';
+import { startTestServer } from './helpers/serve.js';
 
 const MAX_LENGTH = 16;
 const TEXTS = [
@@ -61,9 +62,7 @@ before(async () => {
     const { value: code, stderr } = await capture(() => buildCommand([...args, '--max-length', String(MAX_LENGTH), '--quiet']));
     assert.equal(code, 0, stderr);
   }
-  const config = loadConfig({ env: {}, overrides: { port: 0, host: '127.0.0.1', logLevel: 'silent', models: join(work, 'models'), workers: 1 } });
-  server = await startServer(config, { logger: false });
-  await server.ready;
+  server = (await startTestServer({ models: join(work, 'models') })).server;
 });
 after(async () => {
   await server?.close();
@@ -76,13 +75,9 @@ interface Scored {
 }
 
 async function classifyOnServer(model: string, variant: string): Promise<{ label: string; scores: Record<string, number> }[]> {
-  const res = await fetch(`${server!.url}/classify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, variant, inputs: TEXTS }),
-  });
+  const res = await post(`${server!.url}/classify`, { model, variant, inputs: TEXTS });
   assert.equal(res.status, 200);
-  return ((await res.json()) as { results: { label: string; scores: Record<string, number> }[] }).results;
+  return (res.json as { results: { label: string; scores: Record<string, number> }[] }).results;
 }
 
 for (const [model, variant] of [

@@ -1,5 +1,9 @@
-// What serving tests do over HTTP and with time: call an endpoint and read its JSON, and wait
-// until a condition holds. One copy here instead of one per test file.
+// What serving tests do over HTTP and with time: call an endpoint and read its JSON, wait until a
+// condition holds, and wait until a process they started answers. One copy here instead of one
+// per test file.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface JsonAnswer {
   status: number;
@@ -40,5 +44,24 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
     if (v !== undefined && v !== false) return v;
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/**
+ * Poll GET `url` until it answers 2xx (a readiness endpoint of a process the test started). Fails
+ * with the process's log (`log()`, its last 2000 characters) when `child` exits first, or when
+ * it is not ready after timeoutMs.
+ */
+export async function untilAnswers(what: string, url: string, child: ChildProcess, log: () => string, timeoutMs: number, everyMs = 200): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) assert.fail(`${what} exited ${child.exitCode ?? child.signalCode}:\n${log().slice(-2000)}`);
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > end) assert.fail(`${what} not ready after ${timeoutMs / 1000} s:\n${log().slice(-2000)}`);
+    await sleep(everyMs);
   }
 }

@@ -1,14 +1,15 @@
-// Shared by loadtest/overload.ts and loadtest/soak.ts (which start the server under test as its own
-// process with lib/server-process.ts startServerProcess): an HTTP load generator (lib/raw-http.ts: cheap enough to flood a
-// server on the same 2 cores) with open- and closed-loop modes whose latencies count from the
-// scheduled send time (no coordinated omission), and summaries.
+// The reliability runs' load generator (overload.ts, soak.ts; they start the server under test as
+// its own process with server-process.ts startServerProcess): every request kept as a Sample
+// (status, catalogue code, hung or abandoned, when it was scheduled, written and answered), on
+// raw-http.ts (cheap enough to flood a server on the same 2 cores). Its open loop is
+// open-loop.ts's schedule, its latencies count from the scheduled send time (no coordinated
+// omission), and its percentiles are stats.ts's. The closed loop here is for warm-up and for
+// recovery windows, which need each request's time and status: closed-loop.ts (autocannon) only
+// gives totals.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sendOnSchedule } from './lib/open-loop.js';
-import { RawHttpClient } from './lib/raw-http.js';
-import { percentile } from './lib/stats.js';
-
-// One percentile definition for all load tests (nearest rank): soak and the reliability runs report the same p99 as run.ts.
-export { percentile };
+import { sendOnSchedule } from './open-loop.js';
+import { RawHttpClient } from './raw-http.js';
+import { summarize } from './stats.js';
 
 export interface Sample {
   /** ms since the phase started: scheduled send (open loop) or send (closed loop). */
@@ -70,7 +71,7 @@ export class LoadClient {
     let allSent = false;
     let done: () => void = () => {};
     const finished = new Promise<void>((r) => (done = r));
-    // The schedule of lib/open-loop.ts; `scheduled` and `lag` count from each request's intended time.
+    // The schedule of open-loop.ts; `scheduled` and `lag` count from each request's intended time.
     await sendOnSchedule(rate, Math.floor((rate * ms) / 1000), (intended) => {
       outstanding++;
       void this.send(intended, t0, out).then(() => {
@@ -104,19 +105,20 @@ export class LoadClient {
   }
 }
 
-export function summarize(samples: Sample[], ms: number) {
+/** p50, p99 and max of latencies (ms) by stats.ts's percentile (nearest rank). */
+export function tail(ms: readonly number[]): { p50: number; p99: number; max: number } {
+  const s = summarize(ms);
+  return { p50: s.p50Ms, p99: s.p99Ms, max: s.maxMs };
+}
+
+/** What a run's samples came to: statuses, admitted rate, and latencies of the 200s. */
+export function summarizeSamples(samples: Sample[], ms: number) {
   const count = (pred: (s: Sample) => boolean): number => samples.filter(pred).length;
-  const ok = samples
-    .filter((s) => s.status === 200)
-    .map((s) => s.done - s.at)
-    .sort((a, b) => a - b);
+  const ok = samples.filter((s) => s.status === 200).map((s) => s.done - s.at);
   // From the moment the request was on the wire: what the server (and the kernel's buffers in front
   // of it) made it wait, without the time it queued in the generator for a free socket.
-  const okSent = samples
-    .filter((s) => s.status === 200)
-    .map((s) => s.done - s.sent)
-    .sort((a, b) => a - b);
-  const lags = samples.map((s) => s.lag).sort((a, b) => a - b);
+  const okSent = samples.filter((s) => s.status === 200).map((s) => s.done - s.sent);
+  const lags = tail(samples.map((s) => s.lag));
   const byStatus: Record<string, number> = {};
   for (const s of samples) {
     const key = s.status === -2 ? 'abandoned' : s.status === -1 ? 'hung' : s.status === 0 ? 'error' : s.code ? `${s.status} ${s.code}` : String(s.status);
@@ -127,13 +129,13 @@ export function summarize(samples: Sample[], ms: number) {
     byStatus,
     share429: count((s) => s.status === 429) / Math.max(1, samples.length),
     admittedPerSec: ok.length / (ms / 1000),
-    admittedLatencyMs: { p50: percentile(ok, 50), p99: percentile(ok, 99), max: ok.at(-1) ?? NaN },
-    admittedFromWriteMs: { p50: percentile(okSent, 50), p99: percentile(okSent, 99), max: okSent.at(-1) ?? NaN },
+    admittedLatencyMs: tail(ok),
+    admittedFromWriteMs: tail(okSent),
     hung: count((s) => s.status === -1),
     /** Hung without ever getting a socket: they queued in the generator, not in the server. */
     hungUnsent: count((s) => s.status === -1 && Number.isNaN(s.sent)),
     serverErrors: count((s) => s.status >= 500),
-    clientLagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99) },
+    clientLagMs: { p50: lags.p50, p99: lags.p99 },
   };
 }
 
