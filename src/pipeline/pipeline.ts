@@ -17,6 +17,7 @@ import type { BuildBase } from './bases/base.js';
 import { BUILD_VERSION, type BuildOptions } from './build-options.js';
 import { buildPrecisionSiblings } from './precision/variants.js';
 import { convertFp16 } from './precision/convert-fp16.js';
+import { collectGarbage } from './collect-garbage.js';
 import { findPlainSibling, loadVariantTeacher, readTransferTexts, type VariantTeacher } from './training/distill.js';
 import type { DistillationRecord } from './report/index.js';
 
@@ -57,8 +58,12 @@ export interface DepthState {
   readonly depth: number;
   /** The variant's directory name, k<depth>[-mode]. */
   readonly variant: string;
+  /** Its params (the trained weights) are emptied once the variant is written, like `exported`. */
   trained?: TrainResult;
-  /** model.onnx as pieces (views of the weights, onnx-pieces.ts), and its external data when the weights are past --external-data-threshold. */
+  /**
+   * model.onnx as pieces (views of the weights, onnx-pieces.ts), and its external data when the
+   * weights are past --external-data-threshold; let go once written unless precision siblings need it.
+   */
   exported?: { model: ModelProto; onnx: Uint8Array[]; onnxData?: Uint8Array[]; params: number };
   written?: { dir: string; manifest: Manifest };
   latencyMs?: { batch1: number; batch32: number };
@@ -179,18 +184,34 @@ const write: DepthStep = {
       tokenizer: ctx.base.tokenizerFiles.tokenizer,
       tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig,
     });
+    // The int8/fp16 siblings convert from the export's bytes: kept for the precisions step then.
+    if (o.precisions.every((p) => p === 'fp32')) releaseWeights(ctx, d);
   },
 };
+
+/**
+ * The variant is on disk: the export's pieces (views of the body's float32 weights), the trained
+ * weights and the body the base read for this depth are let go, so that the onnxruntime sessions
+ * over the written variant (latency, siblings) do not run beside them: they are the peak of a
+ * build (docs/checkpoints.md). V8 frees them at its next collection (collectGarbage).
+ */
+function releaseWeights(ctx: BuildContext, d: DepthState): void {
+  d.exported = undefined;
+  if (d.trained) d.trained = { ...d.trained, params: new Map() };
+  ctx.base.releaseDepth(d.depth);
+}
 
 const measure: DepthStep = {
   name: 'measure',
   async run(ctx, d) {
     const o = ctx.options,
-      res = need(d.trained, 'measure', 'trained weights'),
-      exp = need(d.exported, 'measure', 'exported model');
+      res = need(d.trained, 'measure', 'trained weights');
     const { dir, manifest } = need(d.written, 'measure', 'written variant');
     const seqs = ctx.latencySequences,
       pad = ctx.base.padId;
+    // What write let go of is freed now, before the session's allocations (a collection here, not
+    // in write, whose frame still holds the export).
+    collectGarbage();
     // From the written file, as the server loads it (external data is found beside it).
     const [b1, b32] = await measureLatency(join(dir, ONNX_FILE), [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)], {
       threads: o.threads,
@@ -205,7 +226,7 @@ const measure: DepthStep = {
       precision: ctx.options.weightsDtype,
       accuracy: res.eval.accuracy,
       macroF1: res.eval.macroF1,
-      params: exp.params,
+      params: manifest.params,
       fileBytes: (await stat(join(dir, ONNX_FILE))).size + (manifest.externalData ?? []).reduce((n, e) => n + e.bytes, 0),
       latencyMs: d.latencyMs,
       train: {
@@ -245,6 +266,8 @@ const precisions: DepthStep = {
       manifest: need(d.written, 'precisions', 'written variant').manifest,
       onnx: new Uint8Array(Buffer.concat(need(d.exported, 'precisions', 'exported model').onnx)),
     };
+    releaseWeights(ctx, d);
+    collectGarbage();
     const siblings = await buildPrecisionSiblings(
       dir,
       o.precisions,

@@ -44,5 +44,11 @@ export interface BuildBase {
   train(depth: number, train: readonly EncodedExample[], val: readonly EncodedExample[], opts: BaseTrainOptions): Promise<TrainResult>;
   /** The self-contained depth-k classifier with the trained values, and its parameter count. */
   exportModel(depth: number, trained: TrainResult): { model: ModelProto; params: number };
+  /**
+   * The depth-k variant is written: let go of what train and exportModel kept for it (the body
+   * read from the checkpoint), so that the steps after the write (latency: an onnxruntime session
+   * over the written file) do not run beside it. A later depth reads its own body.
+   */
+  releaseDepth(depth: number): void;
   close(): void;
 }

@@ -176,6 +176,9 @@ async function prepare(o: BuildOptions, labels: readonly string[], ckpt: Transfo
       });
       return { model, params: countParams(values) + weight.data.length + bias.data.length };
     },
+    releaseDepth(depth) {
+      if (body?.depth === depth) body = undefined;
+    },
     close() {
       body = undefined;
       ckpt.close?.();

@@ -50,6 +50,7 @@ export async function openUseLiteBase(o: BuildOptions, labels: readonly string[]
       });
       return { model, params };
     },
+    releaseDepth() {},
     close() {},
   };
 }
