@@ -9,10 +9,13 @@
 // profiled run's busy time by category.
 //
 //   node dist/loadtest/main-thread.js --models DIR [--base /path/to/other/checkout] [--model spam]
-//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--out loadtest/results]
+//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--floor] [--out loadtest/results]
 //
 // --base is a checkout whose dist/ is built (e.g. main's, copied to a temporary directory);
-// without it only this build is measured.
+// without it only this build is measured. --floor adds two servers under the same load with no
+// model and no serving code (lib/floor-server.ts): a bare node:http server and a one-route
+// fastify app, both answering a real /classify answer captured from this build, with its
+// headers: what Node's HTTP stack and fastify alone cost per request on this CPU.
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,6 +37,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    floor: { type: 'boolean', default: false },
     out: { type: 'string' },
     name: { type: 'string', default: 'main-thread' },
   },
@@ -71,14 +75,6 @@ function serverPid(): number {
   return Number(mine[0]);
 }
 
-type Starter = (spec: ChildSpec) => Promise<ServerProcess>;
-const builds: { name: string; start: Starter }[] = [];
-if (args.base) {
-  const other = (await import(pathToFileURL(join(resolve(args.base), 'dist/loadtest/lib/server-process.js')).href)) as { ServerProcess: typeof ServerProcess };
-  builds.push({ name: `base (${args.base})`, start: (spec) => other.ServerProcess.start(spec) });
-}
-builds.push({ name: 'this build', start: (spec) => ServerProcess.start(spec) });
-
 const spec: ChildSpec = {
   kind: 'slim',
   models,
@@ -93,6 +89,29 @@ const spec: ChildSpec = {
 };
 const short = (await loadTextSets(undefined))[0]!;
 const bodies = classifyBodies(short.texts, { model: args.model, variant: args.variant });
+
+const builds: { name: string; start: () => Promise<ServerProcess> }[] = [];
+if (args.base) {
+  const other = (await import(pathToFileURL(join(resolve(args.base), 'dist/loadtest/lib/server-process.js')).href)) as { ServerProcess: typeof ServerProcess };
+  builds.push({ name: `base (${args.base})`, start: () => other.ServerProcess.start(spec) });
+}
+builds.push({ name: 'this build', start: () => ServerProcess.start(spec) });
+if (args.floor) {
+  // One real answer of this build, body and x-* headers, for the floor servers to send.
+  const server = await ServerProcess.start(spec);
+  let captured: { answer: string; headers: Record<string, string> };
+  try {
+    const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bodies[0] });
+    if (res.status !== 200) throw new Error(`capturing an answer: HTTP ${res.status}`);
+    const headers = Object.fromEntries([...res.headers].filter(([k]) => k.startsWith('x-')));
+    captured = { answer: await res.text(), headers };
+  } finally {
+    await server.close();
+  }
+  log(`floor answer: ${captured.answer.length} bytes, headers ${Object.keys(captured.headers).join(', ')}`);
+  builds.push({ name: 'floor: node:http', start: () => ServerProcess.start({ kind: 'floor', server: 'http', ...captured }) });
+  builds.push({ name: 'floor: fastify', start: () => ServerProcess.start({ kind: 'floor', server: 'fastify', ...captured }) });
+}
 
 interface Row {
   build: string;
@@ -115,7 +134,7 @@ const loadBefore = loadavg()[0]!;
 for (let round = 1; round <= rounds; round++) {
   for (const build of builds) {
     log(`round ${round}: ${build.name}`);
-    const server = await build.start(spec);
+    const server = await build.start();
     try {
       const pid = serverPid();
       let cpuBefore = 0;
@@ -182,6 +201,12 @@ const md = [
   '',
   `${args.model}/${args.variant}, one short text per request (${short.description}), ${connections} closed-loop clients (autocannon, in the parent process),`,
   `${seconds} s measured after ${warmupSeconds} s warm-up, one worker, 1 intra-op thread, maxBatchSize 32, maxQueueDelayMs 2; builds alternate, ${rounds} rounds.`,
+  ...(args.floor
+    ? [
+        'Floor rows: no model, no workers, no slimserve code: a bare node:http server (reads the body, JSON.parse, writes the answer) and a one-route fastify app',
+        '(body schema, response schema), both answering a real /classify answer of this build with its x-* headers (loadtest/lib/floor-server.ts).',
+      ]
+    : []),
   `Machine: ${JSON.stringify(machine())}; load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadAfter.toFixed(1)} at the end`,
   '(a shared machine: other engineers load it; compare the builds within this run only).',
   '',
