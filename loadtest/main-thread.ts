@@ -90,7 +90,8 @@ const spec: ChildSpec = {
 const short = (await loadTextSets(undefined))[0]!;
 const bodies = classifyBodies(short.texts, { model: args.model, variant: args.variant });
 
-const builds: { name: string; start: () => Promise<ServerProcess> }[] = [];
+/** atThisBuildsRate: the load capped at the requests/s this build reached in the same round. */
+const builds: { name: string; start: () => Promise<ServerProcess>; atThisBuildsRate?: boolean }[] = [];
 if (args.base) {
   const other = (await import(pathToFileURL(join(resolve(args.base), 'dist/loadtest/lib/server-process.js')).href)) as { ServerProcess: typeof ServerProcess };
   builds.push({ name: `base (${args.base})`, start: () => other.ServerProcess.start(spec) });
@@ -111,6 +112,18 @@ if (args.floor) {
   log(`floor answer: ${captured.answer.length} bytes, headers ${Object.keys(captured.headers).join(', ')}`);
   builds.push({ name: 'floor: node:http', start: () => ServerProcess.start({ kind: 'floor', server: 'http', ...captured }) });
   builds.push({ name: 'floor: fastify', start: () => ServerProcess.start({ kind: 'floor', server: 'fastify', ...captured }) });
+  // At a few thousand requests/s the floors read several requests per loop turn; capped at this
+  // build's rate they pay each turn per request, as this build does.
+  builds.push({
+    name: "floor: node:http, at this build's rate",
+    start: () => ServerProcess.start({ kind: 'floor', server: 'http', ...captured }),
+    atThisBuildsRate: true,
+  });
+  builds.push({
+    name: "floor: fastify, at this build's rate",
+    start: () => ServerProcess.start({ kind: 'floor', server: 'fastify', ...captured }),
+    atThisBuildsRate: true,
+  });
 }
 
 interface Row {
@@ -138,7 +151,9 @@ for (let round = 1; round <= rounds; round++) {
     try {
       const pid = serverPid();
       let cpuBefore = 0;
+      const rate = build.atThisBuildsRate ? rows.filter((r) => r.build === 'this build' && r.round === round).at(-1)?.requestsPerSec : undefined;
       const run = await closedLoop({
+        ...(rate !== undefined ? { overallRate: Math.round(rate) } : {}),
         url: server.url,
         path: '/classify',
         bodies,
@@ -169,7 +184,16 @@ for (let round = 1; round <= rounds; round++) {
       if (round === rounds) {
         // One more short run under the sampling profiler (it slows the thread; not in the figures above).
         await server.profileStart();
-        await closedLoop({ url: server.url, path: '/classify', bodies, connections, seconds: Math.min(seconds, 5), warmupSeconds: 0 });
+        const rate = build.atThisBuildsRate ? rows.at(-1)!.requestsPerSec : undefined;
+        await closedLoop({
+          url: server.url,
+          path: '/classify',
+          bodies,
+          connections,
+          seconds: Math.min(seconds, 5),
+          warmupSeconds: 0,
+          ...(rate !== undefined ? { overallRate: Math.round(rate) } : {}),
+        });
         profiles.push({ build: build.name, summary: await server.profileStop() });
       }
     } finally {
@@ -204,7 +228,8 @@ const md = [
   ...(args.floor
     ? [
         'Floor rows: no model, no workers, no slimserve code: a bare node:http server (reads the body, JSON.parse, writes the answer) and a one-route fastify app',
-        '(body schema, response schema), both answering a real /classify answer of this build with its x-* headers (loadtest/lib/floor-server.ts).',
+        '(body schema, response schema), both answering a real /classify answer of this build with its x-* headers (loadtest/lib/floor-server.ts);',
+        '"at this build\'s rate": the same clients capped (autocannon overallRate) at the requests/s this build reached in the same round.',
       ]
     : []),
   `Machine: ${JSON.stringify(machine())}; load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadAfter.toFixed(1)} at the end`,

@@ -147,8 +147,7 @@ async function profileStop() {
 }
 
 async function main(): Promise<void> {
-  const running =
-    spec.kind === 'slim' ? await startSlim(spec) : spec.kind === 'floor' ? await startFloor(spec) : await startTransformers(spec);
+  const running = spec.kind === 'slim' ? await startSlim(spec) : spec.kind === 'floor' ? await startFloor(spec) : await startTransformers(spec);
   process.on('message', (raw: ParentToChild) => {
     if (raw.type === 'reset') {
       counters = freshCounters();
