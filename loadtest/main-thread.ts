@@ -9,13 +9,16 @@
 // profiled run's busy time by category.
 //
 //   node dist/loadtest/main-thread.js --models DIR [--base /path/to/other/checkout] [--model spam]
-//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--floor] [--out loadtest/results]
+//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--rate N] [--floor] [--out loadtest/results]
 //
 // --base is a checkout whose dist/ is built (e.g. main's, copied to a temporary directory);
 // without it only this build is measured. --floor adds two servers under the same load with no
 // model and no serving code (lib/floor-server.ts): a bare node:http server and a one-route
 // fastify app, both answering a real /classify answer captured from this build, with its
-// headers: what Node's HTTP stack and fastify alone cost per request on this CPU.
+// headers: what Node's HTTP stack and fastify alone cost per request on this CPU, once as fast as
+// they answer and once capped at the requests/s this build reached. --rate N caps every server's
+// load at N requests/s instead: per-request CPU falls as the rate rises (more requests share a
+// loop turn), so builds that reach different rates on a shared machine compare best at one rate.
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -37,6 +40,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    rate: { type: 'string' },
     floor: { type: 'boolean', default: false },
     out: { type: 'string' },
     name: { type: 'string', default: 'main-thread' },
@@ -48,6 +52,8 @@ const seconds = Number(args.seconds);
 const warmupSeconds = Number(args.warmup);
 const rounds = Number(args.rounds);
 const connections = Number(args.connections);
+/** --rate N: every server's load capped at N requests/s, so that builds compare at the same rate. */
+const rateCap = args.rate !== undefined ? Number(args.rate) : undefined;
 const log = (msg: string): void => console.log(`[main-thread ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
 const TICK_MS = 10; // USER_HZ = 100 on Linux
@@ -97,10 +103,12 @@ if (args.base) {
   builds.push({ name: `base (${args.base})`, start: () => other.ServerProcess.start(spec) });
 }
 builds.push({ name: 'this build', start: () => ServerProcess.start(spec) });
+type FloorAnswer = { answer: string; headers: Record<string, string> };
+let floorAnswer: FloorAnswer | undefined;
 if (args.floor) {
   // One real answer of this build, body and x-* headers, for the floor servers to send.
   const server = await ServerProcess.start(spec);
-  let captured: { answer: string; headers: Record<string, string> };
+  let captured: FloorAnswer;
   try {
     const res = await fetch(`${server.url}/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bodies[0] });
     if (res.status !== 200) throw new Error(`capturing an answer: HTTP ${res.status}`);
@@ -109,11 +117,15 @@ if (args.floor) {
   } finally {
     await server.close();
   }
+  floorAnswer = captured;
   log(`floor answer: ${captured.answer.length} bytes, headers ${Object.keys(captured.headers).join(', ')}`);
   builds.push({ name: 'floor: node:http', start: () => ServerProcess.start({ kind: 'floor', server: 'http', ...captured }) });
   builds.push({ name: 'floor: fastify', start: () => ServerProcess.start({ kind: 'floor', server: 'fastify', ...captured }) });
   // At a few thousand requests/s the floors read several requests per loop turn; capped at this
-  // build's rate they pay each turn per request, as this build does.
+  // build's rate they pay each turn per request, as this build does. (With --rate every row is capped.)
+}
+if (args.floor && rateCap === undefined) {
+  const captured = floorAnswer!;
   builds.push({
     name: "floor: node:http, at this build's rate",
     start: () => ServerProcess.start({ kind: 'floor', server: 'http', ...captured }),
@@ -151,7 +163,7 @@ for (let round = 1; round <= rounds; round++) {
     try {
       const pid = serverPid();
       let cpuBefore = 0;
-      const rate = build.atThisBuildsRate ? rows.filter((r) => r.build === 'this build' && r.round === round).at(-1)?.requestsPerSec : undefined;
+      const rate = rateCap ?? (build.atThisBuildsRate ? rows.filter((r) => r.build === 'this build' && r.round === round).at(-1)?.requestsPerSec : undefined);
       const run = await closedLoop({
         ...(rate !== undefined ? { overallRate: Math.round(rate) } : {}),
         url: server.url,
@@ -184,7 +196,7 @@ for (let round = 1; round <= rounds; round++) {
       if (round === rounds) {
         // One more short run under the sampling profiler (it slows the thread; not in the figures above).
         await server.profileStart();
-        const rate = build.atThisBuildsRate ? rows.at(-1)!.requestsPerSec : undefined;
+        const rate = rateCap ?? (build.atThisBuildsRate ? rows.at(-1)!.requestsPerSec : undefined);
         await closedLoop({
           url: server.url,
           path: '/classify',
@@ -225,6 +237,7 @@ const md = [
   '',
   `${args.model}/${args.variant}, one short text per request (${short.description}), ${connections} closed-loop clients (autocannon, in the parent process),`,
   `${seconds} s measured after ${warmupSeconds} s warm-up, one worker, 1 intra-op thread, maxBatchSize 32, maxQueueDelayMs 2; builds alternate, ${rounds} rounds.`,
+  ...(rateCap !== undefined ? [`Every server's load capped at ${rateCap} requests/s (autocannon overallRate over the ${connections} clients).`] : []),
   ...(args.floor
     ? [
         'Floor rows: no model, no workers, no slimserve code: a bare node:http server (reads the body, JSON.parse, writes the answer) and a one-route fastify app',
