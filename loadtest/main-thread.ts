@@ -23,6 +23,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { closedLoop } from './lib/closed-loop.js';
 import { describeProfile, type ProfileSummary } from './lib/cpu-profile.js';
@@ -144,6 +145,10 @@ interface Row {
   requestsPerSec: number;
   ok: number;
   mainThreadCpuMsPerRequest: number;
+  /** The main thread's CPU ms per second with no load (after the warm-up): timers, the harness's event-loop-delay monitor. */
+  idleMainThreadCpuMsPerSecond: number;
+  /** mainThreadCpuMsPerRequest less the idle rate over the measured seconds: what the requests themselves cost. */
+  netMainThreadCpuMsPerRequest: number;
   /** Event-loop utilisation x wall time / requests: counts time the thread waited for a core. */
   mainThreadBusyMsPerRequest: number;
   processCpuMsPerRequest: number;
@@ -153,7 +158,8 @@ interface Row {
   loadAverage1m: number;
 }
 const rows: Row[] = [];
-const profiles: { build: string; summary: ProfileSummary }[] = [];
+const profiles: { build: string; summary: ProfileSummary; requests: number }[] = [];
+const IDLE_SECONDS = 3;
 const loadBefore = loadavg()[0]!;
 
 for (let round = 1; round <= rounds; round++) {
@@ -163,6 +169,7 @@ for (let round = 1; round <= rounds; round++) {
     try {
       const pid = serverPid();
       let cpuBefore = 0;
+      let idleMsPerSecond = 0;
       const rate = rateCap ?? (build.atThisBuildsRate ? rows.filter((r) => r.build === 'this build' && r.round === round).at(-1)?.requestsPerSec : undefined);
       const run = await closedLoop({
         ...(rate !== undefined ? { overallRate: Math.round(rate) } : {}),
@@ -173,6 +180,11 @@ for (let round = 1; round <= rounds; round++) {
         seconds,
         warmupSeconds,
         beforeMeasure: async () => {
+          // The idle cost first: every row pays it per second, whatever its rate (with the
+          // harness's 1 ms event-loop-delay monitor, about 1000 wake-ups a second).
+          const idleStart = threadCpuMs(pid, pid);
+          await sleep(IDLE_SECONDS * 1000);
+          idleMsPerSecond = (threadCpuMs(pid, pid) - idleStart) / IDLE_SECONDS;
           await server.reset();
           cpuBefore = threadCpuMs(pid, pid);
         },
@@ -185,6 +197,8 @@ for (let round = 1; round <= rounds; round++) {
         requestsPerSec: run.requestsPerSec,
         ok: run.ok,
         mainThreadCpuMsPerRequest: mainCpuMs / run.ok,
+        idleMainThreadCpuMsPerSecond: idleMsPerSecond,
+        netMainThreadCpuMsPerRequest: (mainCpuMs - idleMsPerSecond * run.seconds) / run.ok,
         mainThreadBusyMsPerRequest: (s.eventLoopUtilization * s.wallMs) / run.ok,
         processCpuMsPerRequest: s.cpuMs / run.ok,
         eventLoopUtilization: s.eventLoopUtilization,
@@ -192,12 +206,14 @@ for (let round = 1; round <= rounds; round++) {
         meanBatchSize: s.batches > 0 ? s.batchInputs / s.batches : 0,
         loadAverage1m: loadavg()[0]!,
       });
-      log(`  ${n(rows.at(-1)!.mainThreadCpuMsPerRequest)} main-thread CPU ms/request, ${n(run.requestsPerSec)} requests/s`);
+      log(
+        `  ${n(rows.at(-1)!.mainThreadCpuMsPerRequest)} main-thread CPU ms/request (${n(rows.at(-1)!.netMainThreadCpuMsPerRequest)} net of idle), ${n(run.requestsPerSec)} requests/s`,
+      );
       if (round === rounds) {
         // One more short run under the sampling profiler (it slows the thread; not in the figures above).
         await server.profileStart();
         const rate = rateCap ?? (build.atThisBuildsRate ? rows.at(-1)!.requestsPerSec : undefined);
-        await closedLoop({
+        const profiled = await closedLoop({
           url: server.url,
           path: '/classify',
           bodies,
@@ -206,7 +222,7 @@ for (let round = 1; round <= rounds; round++) {
           warmupSeconds: 0,
           ...(rate !== undefined ? { overallRate: Math.round(rate) } : {}),
         });
-        profiles.push({ build: build.name, summary: await server.profileStop() });
+        profiles.push({ build: build.name, summary: await server.profileStop(), requests: profiled.ok });
       }
     } finally {
       await server.close();
@@ -223,6 +239,8 @@ const summary = builds.map((b) => {
   return {
     build: b.name,
     mainThreadCpuMsPerRequest: median(mine.map((r) => r.mainThreadCpuMsPerRequest)),
+    netMainThreadCpuMsPerRequest: median(mine.map((r) => r.netMainThreadCpuMsPerRequest)),
+    idleMainThreadCpuMsPerSecond: median(mine.map((r) => r.idleMainThreadCpuMsPerSecond)),
     mainThreadBusyMsPerRequest: median(mine.map((r) => r.mainThreadBusyMsPerRequest)),
     processCpuMsPerRequest: median(mine.map((r) => r.processCpuMsPerRequest)),
     eventLoopDelayP99Ms: median(mine.map((r) => r.eventLoopDelayP99Ms)),
@@ -245,6 +263,7 @@ const md = [
         '"at this build\'s rate": the same clients capped (autocannon overallRate) at the requests/s this build reached in the same round.',
       ]
     : []),
+  `Net of idle: the main thread's CPU over ${IDLE_SECONDS} s with no load (after the warm-up; timers and the harness's 1 ms event-loop-delay monitor) is charged per second of the run and taken off.`,
   `Machine: ${JSON.stringify(machine())}; load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadAfter.toFixed(1)} at the end`,
   '(a shared machine: other engineers load it; compare the builds within this run only).',
   '',
@@ -254,6 +273,8 @@ const md = [
     [
       'build',
       'main-thread CPU ms / request',
+      'net of idle',
+      'idle main-thread CPU ms / s',
       'main-thread busy (ELU x wall) ms / request',
       'process CPU ms / request',
       'event-loop delay p99 ms',
@@ -262,6 +283,8 @@ const md = [
     summary.map((s) => [
       s.build,
       n(s.mainThreadCpuMsPerRequest),
+      n(s.netMainThreadCpuMsPerRequest),
+      n(s.idleMainThreadCpuMsPerSecond),
       n(s.mainThreadBusyMsPerRequest),
       n(s.processCpuMsPerRequest),
       n(s.eventLoopDelayP99Ms),
@@ -276,6 +299,8 @@ const md = [
       'build',
       'round',
       'main-thread CPU ms / request',
+      'net of idle',
+      'idle ms / s',
       'busy ms / request',
       'process CPU ms / request',
       'event-loop utilisation',
@@ -288,6 +313,8 @@ const md = [
       r.build,
       r.round,
       n(r.mainThreadCpuMsPerRequest),
+      n(r.netMainThreadCpuMsPerRequest),
+      n(r.idleMainThreadCpuMsPerSecond),
       n(r.mainThreadBusyMsPerRequest),
       n(r.processCpuMsPerRequest),
       n(r.eventLoopUtilization),
@@ -300,7 +327,12 @@ const md = [
   '',
   '## Main-thread profile (one extra run per build, under the sampling profiler)',
   '',
-  ...profiles.flatMap((p) => [`### ${p.build}`, '', describeProfile(p.summary), '']),
+  ...profiles.flatMap((p) => [
+    `### ${p.build}`,
+    '',
+    `${describeProfile(p.summary)}; ${p.requests} requests answered, ${n(p.summary.busyMs / p.requests)} ms busy per request`,
+    '',
+  ]),
 ].join('\n');
 const outDir = args.out ?? join('.tmp', 'loadtest-results');
 const files = writeResult(
