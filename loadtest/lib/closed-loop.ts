@@ -38,6 +38,8 @@ export interface ClosedLoopOptions {
   connections: number;
   seconds: number;
   warmupSeconds: number;
+  /** Requests per second over all connections, at most (autocannon's overallRate); default: as fast as answered. */
+  overallRate?: number;
   /** Called between warm-up and the measured run (reset counters, scrape metrics). */
   beforeMeasure?: () => Promise<void>;
 }
@@ -62,11 +64,14 @@ export async function closedLoop(o: ClosedLoopOptions): Promise<RunResult> {
     headers: { 'content-type': 'application/json' },
     setupRequest: (req) => ({ ...req, body: o.bodies[n++ % o.bodies.length]! }),
   };
-  if (o.warmupSeconds > 0) await run({ url: o.url, connections: o.connections, duration: o.warmupSeconds, requests: [request] });
+  const rate = o.overallRate !== undefined ? { overallRate: o.overallRate } : {};
+  if (o.warmupSeconds > 0) await run({ url: o.url, connections: o.connections, duration: o.warmupSeconds, requests: [request], ...rate });
   await o.beforeMeasure?.();
   const latencies: number[] = [];
   const started = performance.now();
-  const result = await run({ url: o.url, connections: o.connections, duration: o.seconds, requests: [request], timeout: 60 }, (ms) => latencies.push(ms));
+  const result = await run({ url: o.url, connections: o.connections, duration: o.seconds, requests: [request], timeout: 60, ...rate }, (ms) =>
+    latencies.push(ms),
+  );
   const seconds = (performance.now() - started) / 1000;
   const ok = result['2xx'];
   return {

@@ -124,6 +124,11 @@ async function startTransformers(s: Extract<ChildSpec, { kind: 'transformers' }>
   });
 }
 
+async function startFloor(s: Extract<ChildSpec, { kind: 'floor' }>): Promise<{ url: string; close(): Promise<void> }> {
+  const { startFloorServer } = await import('./floor-server.js');
+  return startFloorServer(s, () => counters.handled++);
+}
+
 // A V8 CPU profile of this (main) thread over the measured window only, on request.
 let inspector: Session | null = null;
 async function profileStart(): Promise<void> {
@@ -142,7 +147,7 @@ async function profileStop() {
 }
 
 async function main(): Promise<void> {
-  const running = spec.kind === 'slim' ? await startSlim(spec) : await startTransformers(spec);
+  const running = spec.kind === 'slim' ? await startSlim(spec) : spec.kind === 'floor' ? await startFloor(spec) : await startTransformers(spec);
   process.on('message', (raw: ParentToChild) => {
     if (raw.type === 'reset') {
       counters = freshCounters();

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
 import type { ProfileSummary } from './cpu-profile.js';
+import type { FloorServerSpec } from './floor-server.js';
 
 export type ChildSpec =
   | {
@@ -33,7 +34,11 @@ export type ChildSpec =
       modelDir: string;
       intraOp: number;
       interOp: number;
-    };
+    }
+  | ({
+      /** No model: a bare node:http or fastify server with a fixed answer (floor-server.ts). */
+      kind: 'floor';
+    } & FloorServerSpec);
 
 /** What the child counted since the last reset. */
 export interface ChildStats {

@@ -58,19 +58,24 @@ export class ObserverSet implements Required<ServeObserver> {
     };
   }
 
+  // try/catch in the loop, not a closure per observer and fact: this runs for every request.
   onBatch(fact: BatchFact): void {
-    for (const o of this.observers) safely(() => o.onBatch?.(fact));
+    for (const o of this.observers) {
+      try {
+        o.onBatch?.(fact);
+      } catch {
+        // An observer's bug is its own; the request goes on.
+      }
+    }
   }
 
   onRequest(fact: RequestFact): void {
-    for (const o of this.observers) safely(() => o.onRequest?.(fact));
-  }
-}
-
-function safely(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // An observer's bug is its own; the request goes on.
+    for (const o of this.observers) {
+      try {
+        o.onRequest?.(fact);
+      } catch {
+        // An observer's bug is its own; the request goes on.
+      }
+    }
   }
 }

@@ -25,6 +25,14 @@ export async function registerRateLimit(app: FastifyInstance, config: ServeConfi
   const anyLimit = config.max > 0 || [...Object.values(config.routes), ...Object.values(defaults)].some((n) => n > 0);
   if (!anyLimit) return;
   const limitOf = (req: FastifyRequest): number => routeLimit(config, req.method, req.routeOptions.url, defaults);
+  // A route's limit depends on its method and pattern only: a route that no method of it limits
+  // gets no rate-limit hook at all (the plugin skips config.rateLimit === false), instead of a
+  // per-request key, allow-list check and three request.routeOptions objects (issue 17).
+  // Before the plugin: its own onRoute hook runs after this one.
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (methods.every((m) => routeLimit(config, m, route.url, defaults) === 0)) route.config = { ...route.config, rateLimit: false };
+  });
   await app.register(rateLimit, {
     global: true,
     timeWindow: config.windowMs,

@@ -36,7 +36,7 @@ export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
       });
       setInferenceHeaders(request, reply, outcome);
       const labels = outcome.variant.labels;
-      const cut = new Set(outcome.truncated);
+      const cut = outcome.truncated.length > 0 ? new Set(outcome.truncated) : null;
       return {
         model: outcome.model.name,
         variant: outcome.variant.name,
@@ -45,10 +45,12 @@ export function classifyRoutes(app: FastifyInstance, core: ServeCore): void {
         routing: outcome.routing,
         results: outcome.probabilities.map((p, n) => {
           const best = argmax(p);
-          // fromEntries defines properties, so a label such as "__proto__" stays a plain key.
-          const scores = Object.fromEntries(labels.map((label, i) => [label, p[i]!]));
+          // No prototype, so a label such as "__proto__" stays a plain key (as fromEntries would
+          // make it, without its array of pairs per result).
+          const scores: Record<string, number> = Object.create(null) as Record<string, number>;
+          for (let i = 0; i < labels.length; i++) scores[labels[i]!] = p[i]!;
           const decidedBy = outcome.decidedBy[n]!;
-          return { label: labels[best]!, score: p[best]!, scores, variant: decidedBy.name, depth: decidedBy.depth, truncated: cut.has(n) };
+          return { label: labels[best]!, score: p[best]!, scores, variant: decidedBy.name, depth: decidedBy.depth, truncated: cut !== null && cut.has(n) };
         }),
       };
     },

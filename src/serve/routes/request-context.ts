@@ -1,11 +1,14 @@
 // Per-request facts the routes note down for the response hooks (timing headers, observers),
 // and the helpers inference routes share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import { epochMs } from '../clock.js';
 import type { ClientGone } from '../batcher.js';
 import type { ClassifyResult } from '../core.js';
 
 export interface RequestNotes {
+  /** The matched route's pattern (read once in onRequest; undefined when no route matched). */
+  endpoint?: string;
   model?: string;
   variant?: string;
   inputs?: number;
@@ -25,31 +28,35 @@ declare module 'fastify' {
 }
 
 /**
- * Fires when the client goes away before the answer is written. One 'close' listener and a
- * plain object per request: an AbortController with its EventTarget cost more (main-thread profile).
+ * Fires when the client goes away before the answer is written. One 'close' listener and one
+ * small object per request: an AbortController with its EventTarget cost more (main-thread
+ * profile); a class, not an object literal with a getter and closures (issue 17).
  */
+class ResponseGone implements ClientGone {
+  aborted = false;
+  private listeners: (() => void)[] = [];
+
+  constructor(res: ServerResponse) {
+    // 'close' is emitted once: on(), not once() and its wrapper.
+    res.on('close', () => {
+      if (res.writableEnded) return;
+      this.aborted = true;
+      const now = this.listeners;
+      this.listeners = [];
+      for (const fn of now) fn();
+    });
+  }
+
+  onAbort(fn: () => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((x) => x !== fn);
+    };
+  }
+}
+
 export function clientGone(reply: FastifyReply): ClientGone {
-  const res = reply.raw;
-  let aborted = false;
-  let listeners: (() => void)[] = [];
-  res.once('close', () => {
-    if (res.writableEnded) return;
-    aborted = true;
-    const now = listeners;
-    listeners = [];
-    for (const fn of now) fn();
-  });
-  return {
-    get aborted() {
-      return aborted;
-    },
-    onAbort(fn) {
-      listeners.push(fn);
-      return () => {
-        listeners = listeners.filter((x) => x !== fn);
-      };
-    },
-  };
+  return new ResponseGone(reply.raw);
 }
 
 /** epochMs() time at which this request's deadline passes (counted from its arrival). */

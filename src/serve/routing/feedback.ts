@@ -17,7 +17,7 @@
 // another last character or appended padding for the same bytes) -- and "already answered" is
 // keyed by that fixed-length MAC, so neither respellings nor long ids can count twice or grow
 // memory.
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { CoreError } from '../errors.js';
 
 /** One answered request, as feedback needs it. */
@@ -97,7 +97,8 @@ export interface ResolvedFeedbackId {
 }
 
 export class FeedbackIds {
-  private readonly secret: Buffer | null;
+  /** The feedbackSecret as a key object, imported once instead of on every HMAC (issue 17). */
+  private readonly secret: KeyObject | null;
   private readonly now: () => number;
   /** Without a secret: request id -> record (the source of truth, this replica only). */
   private readonly records: BoundedTtlMap<ServedRecord>;
@@ -105,7 +106,7 @@ export class FeedbackIds {
   private readonly answered: BoundedTtlMap<Set<number>>;
 
   constructor(readonly options: FeedbackOptions) {
-    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : null;
+    this.secret = options.secret ? createSecretKey(Buffer.from(options.secret, 'utf8')) : null;
     this.now = options.now ?? Date.now;
     this.records = new BoundedTtlMap(options.capacity, options.ttlMs, this.now);
     this.answered = new BoundedTtlMap(options.capacity, options.ttlMs, this.now);
