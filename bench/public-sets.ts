@@ -116,7 +116,8 @@ const previous: Row[] = existsSync(`${reportPath}.json`) ? (JSON.parse(readFileS
 const NOTES_MARKER = '<!-- notes below are hand-written; the bench keeps them -->';
 
 const threadFlags = args.threads !== undefined ? ['--threads', args.threads] : [];
-const shown = (s: string) => s.replaceAll(dataRoot, '../shared/data');
+// Commands are shown relative to the checkout (and the data root as ../shared/data), as a reader reruns them.
+const shown = (s: string) => s.replaceAll(dataRoot, '../shared/data').replaceAll(`${process.cwd()}/`, '');
 
 /** Run `slim <flags>` (or reuse its earlier output); returns the build's report and wall seconds. */
 function build(flags: string[], out: string): { results: VariantReport[]; buildSeconds: number; command: string } {
