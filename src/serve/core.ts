@@ -247,46 +247,25 @@ export class ServeCore {
     let queueMs = 0;
     let inferenceMs = 0;
     let truncated: number[] = [];
-    let probabilities: Float32Array[];
-    let logits: Float32Array[];
-    let decidedBy: ServedVariant[];
-    let variant: ServedVariant;
-    if (stages.length === 1) {
-      // A one-stage cascade (most requests): what runCascade does for it -- the stage decides
-      // every input -- without its per-input bookkeeping arrays and closures (issue 17).
-      const only = stages[0]!;
-      let r: StageRun;
-      try {
-        r = await this.runStage(batcher, only, inputs, request.truncate, request);
-      } finally {
-        release();
-      }
-      if (r.probabilities.length !== inputs.length) throw new Error(`cascade stage ${only.name} answered ${r.probabilities.length} of ${inputs.length} inputs`);
-      ({ queueMs, inferenceMs, truncated, probabilities, logits } = r);
-      decidedBy = new Array<ServedVariant>(inputs.length).fill(only);
-      variant = only;
-    } else {
-      // An input runs stages 0..d and stage d decides it, so the last logits written are the decider's.
-      const written = new Array<Float32Array>(inputs.length);
-      const cascade = await runCascade(stages, decision.threshold, inputs.length, async (_stage, s, indices) => {
-        const r = await this.runStage(batcher, stages[s]!, s === 0 ? inputs : indices.map((i) => inputs[i]!), request.truncate, request);
-        queueMs += r.queueMs;
-        inferenceMs += r.inferenceMs;
-        if (s === 0) truncated = r.truncated;
-        indices.forEach((input, j) => (written[input] = r.logits[j]!));
-        return r.probabilities;
-      }).finally(release);
-      probabilities = cascade.probabilities as Float32Array[];
-      logits = written;
-      decidedBy = cascade.decidedBy.map((s) => stages[s]!);
-      // The deepest variant the request needed: what x-slim-variant and "variant" report.
-      variant = stages[Math.max(...cascade.decidedBy)]!;
-      for (const [from, to, n] of escalations(stages, cascade)) this.statistics.recordEscalation(model.name, from, to, n);
-    }
+    // An input runs stages 0..d and stage d decides it, so the last logits written are the decider's.
+    const logits = new Array<Float32Array>(inputs.length);
+    const cascade = await runCascade(stages, decision.threshold, inputs.length, async (_stage, s, indices) => {
+      const r = await this.runStage(batcher, stages[s]!, s === 0 ? inputs : indices.map((i) => inputs[i]!), request.truncate, request);
+      queueMs += r.queueMs;
+      inferenceMs += r.inferenceMs;
+      if (s === 0) truncated = r.truncated;
+      indices.forEach((input, j) => (logits[input] = r.logits[j]!));
+      return r.probabilities;
+    }).finally(release);
+    const probabilities = cascade.probabilities as Float32Array[];
+    const decidedBy = cascade.decidedBy.map((s) => stages[s]!);
     const labels = probabilities.map((p, i) => decidedBy[i]!.labels[argmax(p)]!);
+    // The deepest variant the request needed: what x-slim-variant and "variant" report.
+    const variant = stages[Math.max(...cascade.decidedBy)]!;
 
-    // Record (escalations above, with the cascade).
+    // Record.
     const variants = decidedBy.map((v) => v.name);
+    for (const [from, to, n] of escalations(stages, cascade)) this.statistics.recordEscalation(model.name, from, to, n);
     this.statistics.recordServed(model.name, variant.name, variants);
     const requestId = this.statistics.issueId({ trace: request.requestId, model: model.name, variants, labels, time: Date.now() });
     const job = shadowJob(this.tables.table(model.name), model.name, inputs, variants, labels, request.truncate);
