@@ -7,7 +7,6 @@ import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchFact, RequestFact, ServeObserver } from './observer.js';
 import type { ServeCore } from './core.js';
-import type { Catalogue } from './catalogue.js';
 import { precisionOf } from '../manifest.js';
 
 export const UNKNOWN = '_unknown';
@@ -21,10 +20,6 @@ export const BATCH_SIZE_BUCKETS = Array.from({ length: 11 }, (_, i) => 2 ** i);
 export const BATCH_TOKEN_BUCKETS = Array.from({ length: 15 }, (_, i) => 8 * 2 ** i);
 
 const MAX_ENDPOINT_LENGTH = 128;
-/** Label sets kept by ServeMetrics.cachedLabels before it starts over. */
-const LABEL_CACHE_MAX = 1024;
-/** One value of a label-cache key, unambiguous whatever the value holds: length-prefixed, "-" for undefined. */
-const part = (v: string | undefined): string => (v === undefined ? '-' : `${v.length}:${v}`);
 
 const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -247,49 +242,20 @@ export class ServeMetrics {
     return { model, variant: served.variants.some((v) => v.name === variant) ? variant : UNKNOWN };
   }
 
-  /**
-   * The label objects of each fact's label values, made once and reused (prom-client keeps a
-   * reference, never changes them): per request, a lookup instead of the served-model search, two
-   * spreads and a String(code) (main-thread profile, issue 17). Dropped when the catalogue
-   * changes (labels() depends on it) and when it grows past LABEL_CACHE_MAX (values from requests).
-   */
-  private labelCache = new Map<string, Record<string, string>>();
-  private labelCacheOf: Catalogue | null = null;
-
-  private cachedLabels(key: string, make: () => Record<string, string>): Record<string, string> {
-    const catalogue = this.core.catalogue;
-    if (catalogue !== this.labelCacheOf || this.labelCache.size >= LABEL_CACHE_MAX) {
-      this.labelCache = new Map();
-      this.labelCacheOf = catalogue;
-    }
-    let labels = this.labelCache.get(key);
-    if (labels === undefined) {
-      labels = make();
-      this.labelCache.set(key, labels);
-    }
-    return labels;
-  }
-
   private onBatch(fact: BatchFact): void {
-    const key = `b${part(fact.model)}${part(fact.variant)}`;
-    const labels = this.cachedLabels(key, () => this.labels(fact.model, fact.variant));
-    const withDevice = this.cachedLabels(key + part(fact.device), () => ({ ...labels, device: fact.device }));
+    const labels = this.labels(fact.model, fact.variant);
     for (const q of fact.queueMs) this.queueDuration.observe(labels, q / 1000);
-    this.inferenceDuration.observe(withDevice, fact.inferenceMs / 1000);
+    this.inferenceDuration.observe({ ...labels, device: fact.device }, fact.inferenceMs / 1000);
     this.batchSize.observe(labels, fact.size);
     this.batchTokens.observe(labels, fact.tokens);
     if (fact.ok) this.inputs.inc(labels, fact.size);
   }
 
   private onRequest(fact: RequestFact): void {
-    const key = `r${part(fact.model)}${part(fact.variant)}${part(fact.endpoint)}`;
-    const labels = this.cachedLabels(key, () => ({
-      ...this.labels(fact.model, fact.variant),
-      endpoint: fact.endpoint.length <= MAX_ENDPOINT_LENGTH ? fact.endpoint : UNKNOWN,
-    }));
-    const withCode = this.cachedLabels(`${key}${fact.code}`, () => ({ ...labels, code: String(fact.code) }));
-    this.requestDuration.observe(labels, fact.durationMs / 1000);
-    this.requests.inc(withCode);
+    const labels = this.labels(fact.model, fact.variant);
+    const endpoint = fact.endpoint.length <= MAX_ENDPOINT_LENGTH ? fact.endpoint : UNKNOWN;
+    this.requestDuration.observe({ ...labels, endpoint }, fact.durationMs / 1000);
+    this.requests.inc({ ...labels, endpoint, code: String(fact.code) });
   }
 }
 
