@@ -9,7 +9,7 @@
 // profiled run's busy time by category.
 //
 //   node dist/loadtest/main-thread.js --models DIR [--base /path/to/other/checkout] [--model spam]
-//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--rate N] [--floor] [--out loadtest/results]
+//        [--variant k1] [--seconds 8] [--warmup 2] [--rounds 2] [--connections 32] [--intra-op 1] [--rate N] [--floor] [--out loadtest/results]
 //
 // --base is a checkout whose dist/ is built (e.g. main's, copied to a temporary directory);
 // without it only this build is measured. --floor adds two servers under the same load with no
@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    'intra-op': { type: 'string', default: '1' },
     rate: { type: 'string' },
     floor: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -87,7 +88,7 @@ const spec: ChildSpec = {
   kind: 'slim',
   models,
   workers: 1,
-  intraOp: 1,
+  intraOp: Number(args['intra-op']),
   interOp: 1,
   maxBatchSize: 32,
   maxBatchTokens: 8192,
@@ -251,7 +252,7 @@ const md = [
   `\`${commandLine('dist/loadtest/main-thread.js')}\``,
   '',
   `${args.model}/${args.variant}, one short text per request (${short.description}), ${connections} closed-loop clients (autocannon, in the parent process),`,
-  `${seconds} s measured after ${warmupSeconds} s warm-up, one worker, 1 intra-op thread, maxBatchSize 32, maxQueueDelayMs 2; builds alternate, ${rounds} rounds.`,
+  `${seconds} s measured after ${warmupSeconds} s warm-up, one worker, ${args['intra-op']} intra-op thread(s), maxBatchSize 32, maxQueueDelayMs 2; builds alternate, ${rounds} rounds.`,
   ...(rateCap !== undefined ? [`Every server's load capped at ${rateCap} requests/s (autocannon overallRate over the ${connections} clients).`] : []),
   ...(args.floor
     ? [
