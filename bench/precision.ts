@@ -1,8 +1,12 @@
 // fp32 vs int8 (and fp16) side by side in one run, for built float32 variants: held-out
 // accuracy through `slim eval`'s own code, model size (whole file and the transformer layers'
 // weights), and onnxruntime session.run inputs/s at batch 1 and 32 on the same texts, the
-// sessions timed in alternation so that this shared machine's drift hits every precision alike.
-// The int8 kernel forms are compared too (DynamicQuantizeMatMul vs MatMulInteger).
+// sessions timed in alternating blocks so that this shared machine's drift hits every precision
+// alike. (Blocks, not single runs: each session has its own intra-op pool whose threads spin
+// after a run, and a session run right after another one shared the cores with those spinning
+// threads: single-run alternation measured fp32 k2 at batch 1 4x slower than alone.)
+// The int8 forms are compared too: weights stored as int8 or uint8 (int8-weights.ts: which
+// kernel MLAS runs), DynamicQuantizeMatMul vs MatMulInteger.
 //
 //   npm run build && node dist/bench/precision.js --variant models/sst2/k1 --variant models/sst2/k2
 //        --data ../shared/data/sst2/dev.jsonl [--rounds 5] [--threads 2] [--out loadtest/results/NAME]
@@ -18,6 +22,7 @@ import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { readManifest } from '../src/pipeline/model-writer.js';
 import { convertOnnx, writePrecisionVariant } from '../src/pipeline/precision/variants.js';
 import { decodeModel, initializerBytes } from '../src/pipeline/precision/onnx-edit.js';
+import { cpuInt8Weights, int8WeightsOf } from '../src/pipeline/precision/int8-weights.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { median } from '../loadtest/lib/stats.js';
 
@@ -74,9 +79,10 @@ for (const dir of args.variant.map((v) => resolve(v))) {
   const layers = (name: string) => name.startsWith('blocks.');
   const forms: { form: string; bytes: Uint8Array }[] = [
     { form: 'fp32', bytes: fp32Bytes },
-    { form: 'int8 (DynamicQuantizeMatMul, uint8 weights)', bytes: int8.onnx },
-    { form: 'int8 (MatMulInteger, uint8 weights)', bytes: convertOnnx(fp32Bytes, 'int8', { kernel: 'matmul-integer' }) },
-    { form: 'int8 (DynamicQuantizeMatMul, int8 7-bit weights)', bytes: convertOnnx(fp32Bytes, 'int8', { weightType: 'int8' }) },
+    { form: `int8 as built (${int8WeightsOf(decodeModel(int8.onnx))} weights)`, bytes: int8.onnx },
+    { form: 'int8 (DynamicQuantizeMatMul, int8 weights)', bytes: convertOnnx(fp32Bytes, 'int8', { weightType: 'int8' }) },
+    { form: 'int8 (DynamicQuantizeMatMul, uint8 weights)', bytes: convertOnnx(fp32Bytes, 'int8', { weightType: 'uint8' }) },
+    { form: 'int8 (MatMulInteger, int8 weights)', bytes: convertOnnx(fp32Bytes, 'int8', { weightType: 'int8', kernel: 'matmul-integer' }) },
     { form: 'fp16 (CPU: casts inserted)', bytes: fp16Bytes },
   ];
   const sessions = await Promise.all(
@@ -101,12 +107,15 @@ for (const dir of args.variant.map((v) => resolve(v))) {
     const feeds = { input_ids: new ort.Tensor('int64', ids, [batch, seq]), attention_mask: new ort.Tensor('int64', mask, [batch, seq]) };
     for (const s of sessions) for (let w = 0; w < 2; w++) await s.run(feeds);
     const times: number[][] = forms.map(() => []);
-    const reps = batch === 1 ? rounds * 6 : rounds;
-    for (let r = 0; r < reps; r++) {
+    const block = batch === 1 ? 6 : 2;
+    for (let r = 0; r < rounds; r++) {
       for (let f = 0; f < forms.length; f++) {
-        const t0 = performance.now();
-        await sessions[f]!.run(feeds);
-        times[f]!.push(performance.now() - t0);
+        await sessions[f]!.run(feeds); // untimed: the other sessions' threads stop spinning meanwhile
+        for (let i = 0; i < block; i++) {
+          const t0 = performance.now();
+          await sessions[f]!.run(feeds);
+          times[f]!.push(performance.now() - t0);
+        }
       }
     }
     forms.forEach((f, i) => {
@@ -136,7 +145,10 @@ for (const dir of args.variant.map((v) => resolve(v))) {
 
 const pct = (x: number) => (100 * x).toFixed(1);
 const lines: string[] = [];
-lines.push(`Data: \`${data}\`; ${threads} intra-op thread(s); session.run medians over ${rounds * 6} (batch 1) / ${rounds} (batch 32) alternating runs.`, '');
+lines.push(
+  `Data: \`${data}\`; ${threads} intra-op thread(s); session.run medians over ${rounds * 6} (batch 1) / ${rounds * 2} (batch 32) runs in alternating blocks; this CPU: ${cpuInt8Weights().why}.`,
+  '',
+);
 lines.push(
   '| variant | held-out acc fp32 | int8 | delta (points) | macro-F1 fp32 | int8 | model.onnx fp32 | int8 | ratio | transformer layers fp32 | int8 | ratio | fp16 file ratio |',
 );

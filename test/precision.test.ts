@@ -12,6 +12,8 @@ import { evalCommand, evaluateCascade, evaluateVariant } from '../src/pipeline/e
 import { readManifest, validateManifest } from '../src/pipeline/model-writer.js';
 import { float16Bits, float16Value, toFloat16Array, FP16_INFINITY_STANDIN } from '../src/pipeline/precision/convert-fp16.js';
 import { quantizeColumns, quantizeRows } from '../src/pipeline/precision/quantize-int8.js';
+import { cpuInt8Weights, int8WeightsOf, setInt8Weights } from '../src/pipeline/precision/int8-weights.js';
+import { decodeModel, encodeModel } from '../src/pipeline/precision/onnx-edit.js';
 import { parsePrecisions } from '../src/pipeline/precision/variants.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { capture, dataSlices } from './helpers/build-run.js';
@@ -70,6 +72,16 @@ describe('int8 weight quantization', () => {
     const rows = quantizeRows(Float32Array.of(0, 0, 1, -2), 2, 2);
     assert.deepEqual(Array.from(rows.q), [0, 0, 64, -127]);
     assert.equal(rows.scales[0], 1, 'an all-zero row keeps scale 1');
+  });
+
+  test('the int8 weight storage follows the CPU: int8 with VNNI, uint8 on x86 without it, as written elsewhere', () => {
+    const cpu = (flags: string) => `processor\t: 0\nflags\t\t: fpu sse2 ${flags}\n`;
+    assert.equal(cpuInt8Weights(cpu('avx avx2 avx512f avx512_vnni'), 'x64').weights, 'int8');
+    assert.equal(cpuInt8Weights(cpu('avx avx2 avx_vnni'), 'x64').weights, 'int8');
+    assert.equal(cpuInt8Weights(cpu('avx avx2 fma'), 'x64').weights, 'uint8');
+    assert.equal(cpuInt8Weights(cpu('avx avx2 avx512f avx512bw'), 'x64').weights, 'uint8', 'AVX-512 without VNNI still saturates in int16');
+    assert.equal(cpuInt8Weights(cpu('asimd asimddp'), 'arm64').weights, undefined);
+    assert.equal(cpuInt8Weights('', 'x64').weights, undefined, 'no flags line: run as written');
   });
 
   test('--precision parsing: fp32 required, known names, no repeats', () => {
@@ -169,6 +181,31 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
     }
   });
 
+  test('int8 weight storage: written for this CPU, rewritten both ways losslessly, the same probabilities', async () => {
+    const file = join(out, 'k2-head-int8', 'model.onnx');
+    const bytes = new Uint8Array(await readFile(file));
+    const written = int8WeightsOf(decodeModel(bytes));
+    assert.equal(written, cpuInt8Weights().weights ?? 'int8', 'the build stores the weights as this CPU runs them best');
+    const other = written === 'int8' ? 'uint8' : 'int8';
+    const model = decodeModel(bytes);
+    const there = setInt8Weights(model, other);
+    assert.ok(there.rewritten >= 12, `${there.rewritten} matrices rewritten`);
+    assert.deepEqual(there.kept, []);
+    assert.equal(int8WeightsOf(model), other);
+    const otherBytes = encodeModel(model);
+    const back = decodeModel(otherBytes);
+    setInt8Weights(back, written!);
+    assert.deepEqual(encodeModel(back), encodeModel(decodeModel(bytes)), 'there and back gives the same model');
+    // uint8 weights run the u8u8 kernel, exact on every x86 CPU: the reference. The storage this
+    // CPU picks must give the same probabilities (on x86 without VNNI it is uint8 itself).
+    const texts = sampleSentences(25).slice(0, 200);
+    const asBuilt = await probabilities(join(out, 'k2-head-int8'), texts);
+    const rewritten = await probabilities(join(out, 'k2-head-int8'), texts, otherBytes);
+    let worst = 0;
+    asBuilt.forEach((p, i) => p.forEach((x, c) => (worst = Math.max(worst, Math.abs(x - rewritten[i]![c]!)))));
+    assert.ok(worst <= 1e-5, `${written} vs ${other} weights: probabilities differ by up to ${worst}`);
+  });
+
   test('slim eval and the cascade run on int8 variants', async () => {
     const single = await capture(() => evalCommand(['--model', join(out, 'k1-head-int8'), '--data', valFile]));
     assert.equal(single.value, 0, single.stderr);
@@ -227,6 +264,31 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
     }
   });
 
+  test('the server rewrites int8 weights to the storage it is told (--int8-weights), answers unchanged', async () => {
+    const built = int8WeightsOf(decodeModel(new Uint8Array(await readFile(join(out, 'k2-head-int8', 'model.onnx')))))!;
+    const other = built === 'int8' ? 'uint8' : 'int8';
+    const answers: Record<string, { score: number }[]> = {};
+    for (const mode of ['as-written', other] as const) {
+      const { server } = await startTestServer({ models: join(dir, 'models'), int8Weights: mode });
+      try {
+        const info = (await (await fetch(`${server.url}/models/spam`)).json()) as { variants: { name: string; int8Weights?: { file: string; run: string } }[] };
+        const byName = new Map(info.variants.map((v) => [v.name, v]));
+        assert.deepEqual(byName.get('k2-head-int8')!.int8Weights, { file: built, run: mode === 'as-written' ? built : other });
+        assert.equal(byName.get('k2-head')!.int8Weights, undefined, 'fp32 variants have no int8 storage');
+        const res = await post(`${server.url}/classify`, {
+          model: 'spam',
+          variant: 'k2-head-int8',
+          inputs: ['WINNER!! claim your free prize now', 'see you at lunch tomorrow'],
+        });
+        assert.equal(res.status, 200);
+        answers[mode] = (res.json as { results: { score: number }[] }).results;
+      } finally {
+        await server.close();
+      }
+    }
+    answers['as-written']!.forEach((r, i) => assert.ok(Math.abs(r.score - answers[other]![i]!.score) <= 1e-5, `${r.score} vs ${answers[other]![i]!.score}`));
+  });
+
   test('manifests whose name and precision disagree are refused', async () => {
     const m = JSON.parse(await readFile(join(out, 'k1-head-int8', 'manifest.json'), 'utf8'));
     assert.throws(() => validateManifest({ ...m, precision: 'fp32' }, 'x'), /named int8 but precision is fp32/);
@@ -235,10 +297,12 @@ describe('a built USE-lite model with int8 and fp16 siblings', () => {
   });
 });
 
-async function probabilities(variantDir: string, texts: string[]): Promise<number[][]> {
+/** Softmax of the variant's logits on texts (its model.onnx, or `onnx` bytes in its place). */
+async function probabilities(variantDir: string, texts: string[], onnx?: Uint8Array): Promise<number[][]> {
   const manifest = await readManifest(variantDir);
   const tokenizer = await loadTokenizer(variantDir);
-  const session = await ort.InferenceSession.create(join(variantDir, 'model.onnx'), { intraOpNumThreads: 2, logSeverityLevel: 3 });
+  const options = { intraOpNumThreads: 2, logSeverityLevel: 3 } as const;
+  const session = onnx ? await ort.InferenceSession.create(onnx, options) : await ort.InferenceSession.create(join(variantDir, 'model.onnx'), options);
   try {
     const out: number[][] = [];
     for (let k = 0; k < texts.length; k += 50) {

@@ -44,6 +44,7 @@ const SAMPLES: Record<string, [unknown, string]> = {
   'threads.intraOp': [3, '3'],
   'threads.interOp': [2, '2'],
   graphOptimization: ['basic', 'basic'],
+  int8Weights: ['uint8', 'uint8'],
   processes: [3, '3'],
   workers: [5, '5'],
   'batching.maxBatchSize': [7, '7'],

@@ -23,6 +23,8 @@ export interface ServedVariant {
   readonly device: Device;
   /** Why the requested device is not used, when it is not. */
   readonly fallbackReason?: string;
+  /** int8 variants: the weight storage of the file and the one the sessions run (rewritten to suit this CPU). */
+  readonly int8Weights?: { readonly file: 'int8' | 'uint8'; readonly run: 'int8' | 'uint8' };
   readonly loadMs: number;
   readonly warmupMs: number;
 }

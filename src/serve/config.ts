@@ -10,6 +10,8 @@ export type Device = (typeof DEVICES)[number];
 
 export const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
+export const INT8_WEIGHTS_MODES = ['auto', 'int8', 'uint8', 'as-written'] as const;
+export type Int8WeightsMode = (typeof INT8_WEIGHTS_MODES)[number];
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -27,6 +29,8 @@ export interface ServeConfig {
   devices: Record<string, Device>;
   threads: { intraOp: number; interOp: number };
   graphOptimization: GraphOptimizationLevel;
+  /** int8 variants' weight storage in the sessions (src/pipeline/precision/int8-weights.ts): auto picks this CPU's fast exact kernel. */
+  int8Weights: Int8WeightsMode;
   /** Server processes on the one port (node:cluster), each with its own inference workers (1: no cluster). */
   processes: number;
   workers: number;
@@ -227,6 +231,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     parse: oneOf(GRAPH_OPTIMIZATION_LEVELS),
     defaultText: 'all',
     description: 'onnxruntime graph optimisation level',
+  },
+  {
+    key: 'int8Weights',
+    flag: '--int8-weights',
+    env: 'SLIM_INT8_WEIGHTS',
+    parse: oneOf(INT8_WEIGHTS_MODES),
+    defaultText: 'auto',
+    description:
+      "int8 variants' weight storage in memory: auto = int8 on x86 with VNNI (exact, fastest), uint8 on x86 without it (int8 would saturate there), as written elsewhere; int8/uint8 force one; as-written never rewrites (the answers are the same either way)",
   },
   {
     key: 'processes',
@@ -495,6 +508,7 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     devices: {},
     threads: { intraOp: Math.max(1, Math.floor(cores / (workers * processes))), interOp: 1 },
     graphOptimization: 'all',
+    int8Weights: 'auto',
     processes,
     workers,
     batching: { maxBatchSize: 32, maxBatchTokens: 8192, maxQueueDelayMs: 2, maxQueued: 1024 },

@@ -145,6 +145,7 @@ export class ServeCore {
         intraOpThreads: this.config.threads.intraOp,
         interOpThreads: this.config.threads.interOp,
         graphOptimization: this.config.graphOptimization,
+        int8Weights: this.config.int8Weights,
         testDelayMs: this.options.testWorkerDelayMs ?? Number(process.env.SLIM_TEST_WORKER_DELAY_MS ?? 0),
         batchTimeoutMs: this.config.batchTimeoutMs,
         onWorkerEvent: (e) => (e.kind === 'replaced' ? this.log.info(e, 'inference worker replaced') : this.log.error(e, 'inference worker failed')),

@@ -17,6 +17,7 @@
 import type { ReloadFailure, ReloadReport } from './routes/reload-schemas.js';
 import { existsSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
+import { precisionOf } from '../manifest.js';
 import type { BatchTarget } from './batcher.js';
 import { EMPTY_CATALOGUE, freezeModel, pickDefaultVariant, type Catalogue, type ServedModel, type ServedVariant } from './catalogue.js';
 import type { Device, ServeConfig } from './config.js';
@@ -236,6 +237,7 @@ export class ModelStore<Plan> {
     const spec: SessionSpec = {
       key,
       onnxPath: entry.onnxPath,
+      precision: precisionOf(entry.manifest),
       device: requestedDevice,
       numLabels: entry.manifest.labels.length,
       tokenizerDir: entry.dir,
@@ -256,6 +258,7 @@ export class ModelStore<Plan> {
       requestedDevice,
       device: loaded?.device ?? requestedDevice,
       ...(loaded?.fallbackReason !== undefined ? { fallbackReason: loaded.fallbackReason } : {}),
+      ...(loaded?.int8Weights !== undefined ? { int8Weights: loaded.int8Weights } : {}),
       loadMs: loaded?.loadMs ?? 0,
       warmupMs: loaded?.warmupMs ?? 0,
     };

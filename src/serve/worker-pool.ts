@@ -3,7 +3,7 @@
 // free and carries texts there and probabilities (with the token counts the worker found) back.
 import { Worker } from 'node:worker_threads';
 import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, RunResult, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
-import type { GraphOptimizationLevel } from './config.js';
+import type { GraphOptimizationLevel, Int8WeightsMode } from './config.js';
 
 export interface PoolOptions {
   size: number;
@@ -11,6 +11,8 @@ export interface PoolOptions {
   intraOpThreads: number;
   interOpThreads: number;
   graphOptimization: GraphOptimizationLevel;
+  /** int8 variants' weight storage (default auto). */
+  int8Weights?: Int8WeightsMode;
   /** Test-only slowdown per batch (SLIM_TEST_WORKER_DELAY_MS). */
   testDelayMs?: number;
   /**
@@ -366,6 +368,7 @@ function spawnWorker(opts: PoolOptions, index: number, generation = 0): { thread
     intraOpThreads: opts.intraOpThreads,
     interOpThreads: opts.interOpThreads,
     graphOptimization: opts.graphOptimization,
+    int8Weights: opts.int8Weights ?? 'auto',
     testDelayMs: opts.testDelayMs ?? 0,
     generation,
   };

@@ -2,13 +2,16 @@
 // A batch travels as its texts: the worker tokenizes them (tokenization is off the event loop)
 // and pads them into the tensors itself. Results travel as transferred ArrayBuffers, never copied
 // or serialised element by element.
-import type { Device, GraphOptimizationLevel } from './config.js';
+import type { Precision } from '../manifest.js';
+import type { Device, GraphOptimizationLevel, Int8WeightsMode } from './config.js';
 
 /** One variant a worker opens a session for. */
 export interface SessionSpec {
   /** "<model>/<variant>": the key batches name. */
   key: string;
   onnxPath: string;
+  /** The manifest's precision: an int8 variant may be rewritten to this CPU's int8 weight storage. */
+  precision: Precision;
   device: Device;
   numLabels: number;
   /** The variant directory: the worker loads its tokenizer (tokenizer.json + tokenizer_config.json) from here. */
@@ -26,6 +29,8 @@ export interface WorkerInit {
   intraOpThreads: number;
   interOpThreads: number;
   graphOptimization: GraphOptimizationLevel;
+  /** int8 variants' weight storage: auto (this CPU's fast exact kernel), int8, uint8, or as-written. */
+  int8Weights: Int8WeightsMode;
   /** Test-only: sleep this long before every run, to make queues observable. */
   testDelayMs: number;
   /** 0 for the workers started with the server, +1 for each replacement of a dead one. */
@@ -39,6 +44,8 @@ export interface LoadedSession {
   device: Device;
   /** Why the requested device was not used, when it was not. */
   fallbackReason?: string;
+  /** int8 variants: the weight storage of the file and the one the session runs (int8-weights.ts). */
+  int8Weights?: { file: 'int8' | 'uint8'; run: 'int8' | 'uint8' };
   loadMs: number;
   warmupMs: number;
 }

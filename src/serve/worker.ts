@@ -4,7 +4,10 @@
 // at a time as the pool sends them: texts in, tokenized and padded here, probabilities out.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { readFile } from 'node:fs/promises';
 import { softmaxRows } from '../probabilities.js';
+import { decodeModel, encodeModel } from '../pipeline/precision/onnx-edit.js';
+import { cpuInt8Weights, int8WeightsOf, setInt8Weights, type Int8Weights } from '../pipeline/precision/int8-weights.js';
 import { epochMs } from './clock.js';
 import { encodeBatch, loadTextTokenizer, type TextTokenizer } from './tokenize.js';
 import type { Device } from './config.js';
@@ -102,16 +105,39 @@ async function runSession(key: string, rows: number, cols: number, ids: BigInt64
   return { logits: raw, probabilities: softmaxRows(raw, rows, entry.numLabels) };
 }
 
+/** The int8 weight storage this worker runs (--int8-weights; auto: the one this CPU runs fastest exactly). */
+const int8Target: Int8Weights | undefined =
+  init.int8Weights === 'auto' ? cpuInt8Weights().weights : init.int8Weights === 'as-written' ? undefined : init.int8Weights;
+
+/**
+ * What a session opens: the file itself, or for an int8 variant whose weights are stored the
+ * other way than this CPU wants (int8-weights.ts), the model rewritten to that storage in
+ * memory: the same integers, so the same answers, on the kernel that is fast and exact here.
+ */
+async function sessionSource(spec: SessionSpec): Promise<{ source: string | Uint8Array; int8Weights?: LoadedSession['int8Weights'] }> {
+  if (spec.precision !== 'int8') return { source: spec.onnxPath };
+  const bytes = await readFile(spec.onnxPath);
+  const model = decodeModel(bytes);
+  const written = int8WeightsOf(model);
+  if (!written || !int8Target || written === int8Target) return { source: spec.onnxPath, ...(written ? { int8Weights: { file: written, run: written } } : {}) };
+  const { rewritten, kept } = setInt8Weights(model, int8Target);
+  if (rewritten === 0 || kept.length > 0) return { source: spec.onnxPath, int8Weights: { file: written, run: written } };
+  return { source: encodeModel(model), int8Weights: { file: written, run: int8Target } };
+}
+
 async function openSession(spec: SessionSpec): Promise<LoadedSession> {
   const started = performance.now();
   // The tokenizer first: a broken tokenizer.json fails the variant before a session is opened.
   const tokenizer = await loadTextTokenizer(spec.tokenizerDir);
+  const { source, int8Weights } = await sessionSource(spec);
+  const create = (options: ort.InferenceSession.SessionOptions) =>
+    typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options);
   let device = spec.device;
   let fallbackReason = unavailable.get(device);
   let session: ort.InferenceSession | undefined;
   if (device !== 'cpu' && fallbackReason === undefined) {
     try {
-      session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions(device));
+      session = await create(sessionOptions(device));
     } catch (err) {
       fallbackReason = (err as Error).message.split('\n')[0]!.slice(0, 300);
       unavailable.set(device, fallbackReason);
@@ -120,7 +146,7 @@ async function openSession(spec: SessionSpec): Promise<LoadedSession> {
   if (!session) {
     device = 'cpu';
     try {
-      session = await ort.InferenceSession.create(spec.onnxPath, sessionOptions('cpu'));
+      session = await create(sessionOptions('cpu'));
     } catch (err) {
       // onnxruntime's message (a truncated or corrupt file) does not always say which file.
       const why = (err as Error).message;
@@ -144,6 +170,7 @@ async function openSession(spec: SessionSpec): Promise<LoadedSession> {
     requested: spec.device,
     device,
     ...(device !== spec.device ? { fallbackReason: fallbackReason ?? 'unknown' } : {}),
+    ...(int8Weights ? { int8Weights } : {}),
     loadMs: loaded - started,
     warmupMs: performance.now() - loaded,
   };

@@ -12,12 +12,11 @@
 // `kernel: 'matmul-integer'` for bench/precision.ts; onnxruntime fuses it back into nearly the
 // same kernels, and the two timed alike here (within this shared machine's noise).
 //
-// Why uint8 weights (zero point 128) by default: on x86 CPUs without VNNI (this machine has
-// AVX2 only) MLAS's u8s8 kernel adds pairs of uint8 x int8 products in int16 (VPMADDUBSW),
-// which saturates; measured on a USE-lite k2 classifier, int8 weights at 8 bits moved
-// probabilities by up to 0.085, at 7 bits (onnxruntime's `reduce_range`) by 0.024, and uint8
-// weights at 8 bits (the u8u8 kernel, no saturation) by 0.022 with a smaller mean error and the
-// same speed. `weightType: 'int8'` is there for VNNI and ARM machines.
+// Weight storage (int8 with zero point 0, or the same integers + 128 as uint8 with zero point
+// 128) picks MLAS's kernel, and which one is fast and exact depends on the CPU: int8-weights.ts
+// says which, and the build passes its own CPU's choice. 7-bit weights (onnxruntime's
+// `reduce_range`) stay as an option: they avoid the int16 saturation of int8 weights on x86
+// without VNNI, but lose a bit; the server's lossless rewrite to uint8 does better there.
 //
 // Token embedding tables (a 2-D float32 weight read only by Gather on axis 0) become int8 with
 // one scale per row by default: the table is half of a k1 USE-lite file, a gather costs no
@@ -42,9 +41,9 @@ import {
 } from './onnx-edit.js';
 
 export interface QuantizeInt8Options {
-  /** Bits per weight: 8 (default for uint8) or 7 (default for int8: no int16 saturation without VNNI). */
+  /** Bits per weight: 8 (default) or 7 (onnxruntime's reduce_range). */
   weightBits?: 7 | 8;
-  /** Storage of the 8-bit weights: uint8 (default; zero point 128, MLAS's u8u8 kernel) or int8 (zero point 0). */
+  /** Storage of the 8-bit weights: int8 (default; zero point 0, MLAS's u8s8 kernel) or uint8 (+128, zero point 128, u8u8). */
   weightType?: 'int8' | 'uint8';
   /** One scale per output column (default) or one per matrix. */
   perChannel?: boolean;
@@ -116,8 +115,8 @@ function node(opType: string, input: string[], output: string[], name: string, d
  * The inputs, outputs and their dtypes are unchanged, so a caller sees the same interface.
  */
 export function quantizeInt8(model: ModelProto, options: QuantizeInt8Options = {}): QuantizeInt8Summary {
-  const unsigned = (options.weightType ?? 'uint8') === 'uint8';
-  const qmax = (options.weightBits ?? (unsigned ? 8 : 7)) === 7 ? 63 : 127;
+  const unsigned = (options.weightType ?? 'int8') === 'uint8';
+  const qmax = (options.weightBits ?? 8) === 7 ? 63 : 127;
   const perChannel = options.perChannel ?? true;
   const kernel = options.kernel ?? 'dynamic-quantize-matmul';
   const graph = model.graph;

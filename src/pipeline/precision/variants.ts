@@ -19,6 +19,7 @@ import {
 import { PRECISIONS, type Precision } from '../../manifest.js';
 import { decodeModel, encodeModel } from './onnx-edit.js';
 import { quantizeInt8, type QuantizeInt8Options } from './quantize-int8.js';
+import { cpuInt8Weights } from './int8-weights.js';
 import { convertFp16 } from './convert-fp16.js';
 
 export { PRECISIONS, type Precision };
@@ -44,11 +45,14 @@ export function precisionVariantName(variant: string, precision: Precision): str
   return precision === 'fp32' ? variant : `${variant}-${precision}`;
 }
 
-/** Convert float32 ONNX bytes to the given precision. */
+/**
+ * Convert float32 ONNX bytes to the given precision. int8 weights are stored the way this
+ * machine's CPU runs them fastest and exactly (int8-weights.ts) unless `int8.weightType` says.
+ */
 export function convertOnnx(bytes: Uint8Array, precision: Precision, int8?: QuantizeInt8Options): Uint8Array {
   if (precision === 'fp32') return bytes;
   const model = decodeModel(bytes);
-  if (precision === 'int8') quantizeInt8(model, int8);
+  if (precision === 'int8') quantizeInt8(model, { weightType: cpuInt8Weights().weights ?? 'int8', ...int8 });
   else convertFp16(model);
   return encodeModel(model);
 }

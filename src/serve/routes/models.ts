@@ -17,6 +17,7 @@ export function variantInfo(core: ServeCore, v: ServedVariant): VariantInfoBody 
     device: v.device,
     requestedDevice: v.requestedDevice,
     ...(v.fallbackReason !== undefined ? { fallbackReason: v.fallbackReason } : {}),
+    ...(v.int8Weights !== undefined ? { int8Weights: { ...v.int8Weights } } : {}),
     ready: core.ready,
     queueDepth: core.queueDepth(v.model, v.name),
     running: core.runningInputs(v.model, v.name),

@@ -80,6 +80,14 @@ export const variantInfoSchema = {
     device: { type: 'string', description: 'Device the variant runs on (cpu when the requested one was unavailable).' },
     requestedDevice: { type: 'string' },
     fallbackReason: { type: 'string' },
+    int8Weights: {
+      type: 'object',
+      required: ['file', 'run'],
+      additionalProperties: false,
+      description:
+        'int8 variants: how the weights are stored in model.onnx and in the running sessions. The server rewrites them (exactly: same integers, same answers) to the storage whose kernel is fast and exact on this CPU (--int8-weights).',
+      properties: { file: { type: 'string', enum: ['int8', 'uint8'] }, run: { type: 'string', enum: ['int8', 'uint8'] } },
+    },
     ready: { type: 'boolean' },
     queueDepth: { type: 'integer', description: 'Inputs waiting for a batch.' },
     running: { type: 'integer', description: 'Inputs in batches running now.' },
