@@ -8,9 +8,13 @@
 //   3. wrk (loadtest/wrk/classify.lua) against POST /classify for each variant, single-text and
 //      32-text requests, a short warm-up then a fixed duration;
 //   4. server inputs/s / ceiling, printed and written to loadtest/results/<date>-wrk-throughput.{md,json}.
+// --mixed adds single-text requests that name the variants in turn (A/B or cascade traffic: a
+// worker's batches alternate between sessions; its ceiling is the harmonic mean of theirs).
+// --compare-spinning runs steps 2-3 three times, `--intra-op-spinning run`, `always`, `off`, side by side.
 //
 //   npm run build && node dist/loadtest/wrk-throughput.js [--models models] [--model spam]
-//        [--variants k1,k2] [--duration 15] [--connections 32] [--wrk-threads 1] [-- <slim serve flags>]
+//        [--variants k1,k2] [--duration 15] [--connections 32] [--wrk-threads 1] [--mixed]
+//        [--compare-spinning] [--out DIR] [--name wrk-throughput] [-- <slim serve flags>]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -39,6 +43,9 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     'wrk-threads': { type: 'string', default: '1' },
     'ceiling-seconds': { type: 'string', default: '3' },
+    mixed: { type: 'boolean', default: false },
+    name: { type: 'string', default: 'wrk-throughput' },
+    'compare-spinning': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -91,9 +98,9 @@ function runWrk(url: string, bodiesFile: string, seconds: number): Promise<WrkRe
 }
 
 /** `slim serve` as a user starts it, on a free port; resolves once /health/ready answers 200. */
-async function startServe(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+async function startServe(extraArgs: string[]): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
   const port = await freePort();
-  const argv = [SLIM, 'serve', '--models', models, '--port', String(port), '--host', '127.0.0.1', ...serveArgs];
+  const argv = [SLIM, 'serve', '--models', models, '--port', String(port), '--host', '127.0.0.1', ...serveArgs, ...extraArgs];
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -124,6 +131,8 @@ async function startServe(): Promise<{ url: string; child: ChildProcess; stop():
 }
 
 interface Scenario {
+  /** The flags this run added to the server's (--compare-spinning), or ''. */
+  serverFlags: string;
   variant: string;
   inputsPerRequest: number;
   wrk: WrkResult;
@@ -154,14 +163,29 @@ try {
       `wrk-throughput: ceiling ${variant} (session.run, batch 32, ${cores} threads): ${n(ceilings[variant].best.inferenceInputsPerSec)} inputs/s\n`,
     );
   }
-  // 2-3. One server for every scenario, as a user runs it.
-  const server = await startServe();
-  try {
-    for (const variant of variants) {
-      for (const size of REQUEST_SIZES) {
+  // 2-3. One server for every scenario, as a user runs it (three with --compare-spinning).
+  const serverRuns = args['compare-spinning']
+    ? [
+        ['--intra-op-spinning', 'run'],
+        ['--intra-op-spinning', 'always'],
+        ['--intra-op-spinning', 'off'],
+      ]
+    : [[]];
+  const cases: { variant: string; size: number; bodyVariant: (j: number) => string; ceiling: number }[] = [];
+  for (const variant of variants) {
+    for (const size of REQUEST_SIZES) cases.push({ variant, size, bodyVariant: () => variant, ceiling: ceilings[variant]!.best.inferenceInputsPerSec });
+  }
+  if (args.mixed && variants.length > 1) {
+    const harmonic = variants.length / variants.reduce((a, v) => a + 1 / ceilings[v]!.best.inferenceInputsPerSec, 0);
+    cases.push({ variant: variants.join('+'), size: 1, bodyVariant: (j) => variants[j % variants.length]!, ceiling: harmonic });
+  }
+  for (const extra of serverRuns) {
+    const server = await startServe(extra);
+    try {
+      for (const { variant, size, bodyVariant, ceiling } of cases) {
         const bodies = Array.from({ length: Math.max(64, Math.ceil(texts.length / size)) }, (_, j) => {
           const slice = Array.from({ length: size }, (_, i) => texts[(j * size + i) % texts.length]!);
-          return JSON.stringify({ inputs: size === 1 ? slice[0] : slice, model: args.model, variant });
+          return JSON.stringify({ inputs: size === 1 ? slice[0] : slice, model: args.model, variant: bodyVariant(j) });
         });
         const file = join(work, `${variant}-${size}.jsonl`);
         writeFileSync(file, bodies.join('\n') + '\n');
@@ -169,8 +193,8 @@ try {
         const r = await runWrk(server.url, file, duration);
         const seconds = r.durationUs / 1e6;
         const ok = r.requests - r.errors.status;
-        const ceiling = ceilings[variant]!.best.inferenceInputsPerSec;
         const s: Scenario = {
+          serverFlags: extra.join(' '),
           variant,
           inputsPerRequest: size,
           wrk: r,
@@ -182,12 +206,12 @@ try {
         };
         scenarios.push(s);
         process.stderr.write(
-          `wrk-throughput: ${variant} ${size}-text requests: ${n(s.inputsPerSec)} inputs/s, server/ceiling ${s.ratio.toFixed(2)}, p99 ${n(r.latencyUs.p99 / 1000)} ms, load ${s.loadAverage1m}\n`,
+          `wrk-throughput: ${s.serverFlags ? `[${s.serverFlags}] ` : ''}${variant} ${size}-text requests: ${n(s.inputsPerSec)} inputs/s, server/ceiling ${s.ratio.toFixed(2)}, p99 ${n(r.latencyUs.p99 / 1000)} ms, load ${s.loadAverage1m}\n`,
         );
       }
+    } finally {
+      await server.stop();
     }
-  } finally {
-    await server.stop();
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -197,6 +221,7 @@ const date = today();
 const command = commandLine('dist/loadtest/wrk-throughput.js');
 const table = mdTable(
   [
+    ...(args['compare-spinning'] ? ['server flags'] : []),
     'variant',
     'texts/request',
     'requests/s',
@@ -210,6 +235,7 @@ const table = mdTable(
     'load avg 1m',
   ],
   scenarios.map((s) => [
+    ...(args['compare-spinning'] ? [s.serverFlags] : []),
     s.variant,
     s.inputsPerRequest,
     n(s.okRequestsPerSec),
@@ -235,7 +261,7 @@ const md = [
 console.log(md);
 const files = writeResult(
   args.out ?? join('loadtest', 'results'),
-  `${date}-wrk-throughput`,
+  `${date}-${args.name}`,
   { date, command, serveArgs, machine: machine(), ceilings, scenarios },
   md,
 );

@@ -43,6 +43,7 @@ const SAMPLES: Record<string, [unknown, string]> = {
   devices: [{ spam: 'webgpu' }, 'spam=webgpu'],
   'threads.intraOp': [3, '3'],
   'threads.interOp': [2, '2'],
+  'threads.spinning': ['always', 'always'],
   graphOptimization: ['basic', 'basic'],
   int8Weights: ['uint8', 'uint8'],
   processes: [3, '3'],

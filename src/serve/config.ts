@@ -10,6 +10,8 @@ export type Device = (typeof DEVICES)[number];
 
 export const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
+export const SPINNING_MODES = ['run', 'always', 'off'] as const;
+export type SpinningMode = (typeof SPINNING_MODES)[number];
 export const INT8_WEIGHTS_MODES = ['auto', 'int8', 'uint8', 'as-written'] as const;
 export type Int8WeightsMode = (typeof INT8_WEIGHTS_MODES)[number];
 
@@ -27,7 +29,13 @@ export interface ServeConfig {
   device: Device;
   /** Per-model device overrides: model name -> device. */
   devices: Record<string, Device>;
-  threads: { intraOp: number; interOp: number };
+  /**
+   * onnxruntime threads per session. spinning: when a session's intra-op threads busy-wait for
+   * work: `run` during a run only (they stop when it returns), `always` also after it
+   * (onnxruntime's default), `off` never. A worker holds one session per variant and runs them in
+   * turn; with `always`, one session's spinning threads slowed the next session's run 1.7-2.2x.
+   */
+  threads: { intraOp: number; interOp: number; spinning: SpinningMode };
   graphOptimization: GraphOptimizationLevel;
   /** int8 variants' weight storage in the sessions (src/pipeline/precision/int8-weights.ts): auto picks this CPU's fast exact kernel. */
   int8Weights: Int8WeightsMode;
@@ -223,6 +231,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     parse: integer(1, 256),
     defaultText: '1',
     description: 'onnxruntime inter-op threads per session',
+  },
+  {
+    key: 'threads.spinning',
+    flag: '--intra-op-spinning',
+    env: 'SLIM_INTRA_OP_SPINNING',
+    parse: oneOf(SPINNING_MODES),
+    defaultText: 'run',
+    description:
+      "when a session's intra-op threads busy-wait for work: run = during a run only (stopped when it returns, so they do not slow the next variant's run or the HTTP thread), always = also after it (onnxruntime's default), off = never",
   },
   {
     key: 'graphOptimization',
@@ -506,7 +523,7 @@ export function defaultConfig(cores = availableParallelism()): ServeConfig {
     models: 'models',
     device: 'cpu',
     devices: {},
-    threads: { intraOp: Math.max(1, Math.floor(cores / (workers * processes))), interOp: 1 },
+    threads: { intraOp: Math.max(1, Math.floor(cores / (workers * processes))), interOp: 1, spinning: 'run' },
     graphOptimization: 'all',
     int8Weights: 'auto',
     processes,

@@ -144,6 +144,7 @@ export class ServeCore {
         sessions: [],
         intraOpThreads: this.config.threads.intraOp,
         interOpThreads: this.config.threads.interOp,
+        spinning: this.config.threads.spinning,
         graphOptimization: this.config.graphOptimization,
         int8Weights: this.config.int8Weights,
         testDelayMs: this.options.testWorkerDelayMs ?? Number(process.env.SLIM_TEST_WORKER_DELAY_MS ?? 0),

@@ -3,13 +3,15 @@
 // free and carries texts there and probabilities (with the token counts the worker found) back.
 import { Worker } from 'node:worker_threads';
 import type { AddSessionsRequest, LoadedSession, MainToWorker, RunRequest, RunResult, SessionSpec, WorkerInit, WorkerToMain } from './worker-protocol.js';
-import type { GraphOptimizationLevel, Int8WeightsMode } from './config.js';
+import type { GraphOptimizationLevel, Int8WeightsMode, SpinningMode } from './config.js';
 
 export interface PoolOptions {
   size: number;
   sessions: SessionSpec[];
   intraOpThreads: number;
   interOpThreads: number;
+  /** When intra-op threads busy-wait (default run: during a run only). */
+  spinning?: SpinningMode;
   graphOptimization: GraphOptimizationLevel;
   /** int8 variants' weight storage (default auto). */
   int8Weights?: Int8WeightsMode;
@@ -367,6 +369,7 @@ function spawnWorker(opts: PoolOptions, index: number, generation = 0): { thread
     sessions: opts.sessions,
     intraOpThreads: opts.intraOpThreads,
     interOpThreads: opts.interOpThreads,
+    spinning: opts.spinning ?? 'run',
     graphOptimization: opts.graphOptimization,
     int8Weights: opts.int8Weights ?? 'auto',
     testDelayMs: opts.testDelayMs ?? 0,

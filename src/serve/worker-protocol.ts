@@ -3,7 +3,7 @@
 // and pads them into the tensors itself. Results travel as transferred ArrayBuffers, never copied
 // or serialised element by element.
 import type { Precision } from '../manifest.js';
-import type { Device, GraphOptimizationLevel, Int8WeightsMode } from './config.js';
+import type { Device, GraphOptimizationLevel, Int8WeightsMode, SpinningMode } from './config.js';
 
 /** One variant a worker opens a session for. */
 export interface SessionSpec {
@@ -28,6 +28,8 @@ export interface WorkerInit {
   sessions: SessionSpec[];
   intraOpThreads: number;
   interOpThreads: number;
+  /** When intra-op threads busy-wait (--intra-op-spinning): a worker runs its sessions in turn, and one session's spinning threads slow the next. */
+  spinning: SpinningMode;
   graphOptimization: GraphOptimizationLevel;
   /** int8 variants' weight storage: auto (this CPU's fast exact kernel), int8, uint8, or as-written. */
   int8Weights: Int8WeightsMode;

@@ -73,6 +73,10 @@ function sessionOptions(device: Device): ort.InferenceSession.SessionOptions {
     interOpNumThreads: init.interOpThreads,
     graphOptimizationLevel: init.graphOptimization,
     executionMode: 'sequential',
+    // `run` (default): threads spin during a run and stop when it returns (force_spinning_stop),
+    // so this session's threads do not take the cores from the next session's run or the
+    // HTTP thread; onnxruntime's default keeps them spinning for a while after the run.
+    extra: { session: { intra_op: { allow_spinning: init.spinning === 'off' ? '0' : '1' }, force_spinning_stop: init.spinning === 'run' ? '1' : '0' } },
   };
 }
 
