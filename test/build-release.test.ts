@@ -3,9 +3,9 @@
 // siblings) do not run beside them: the peak of a whole build from a large checkpoint
 // (docs/checkpoints.md). Checked on a tiny random llama checkpoint with the build's own steps and
 // probes between them: after `write` the export's pieces and the trained weights are gone and the
-// base was told to drop that depth's body (with --precision int8: after `precisions`, which
-// converts from the export's bytes); a depth built after another is the same file as when built
-// alone.
+// base was told to drop that depth's body, with --precision int8 too (the siblings read the
+// written file back, external data included); a depth built after another is the same file as
+// when built alone.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -106,10 +106,18 @@ test('after write, a depth holds neither its export nor its trained weights, and
   assert.equal(await sha256(join(out, 'k2-head', 'model.onnx')), await sha256(join(alone, 'k2-head', 'model.onnx')));
 });
 
-test('with an int8 sibling the export is kept through write and let go in precisions, after the siblings are converted from it', async () => {
-  const { seen, released } = await probedBuild(join(work, 'int8'), ['--depths', '1', '--precision', 'fp32,int8']);
-  assert.equal(at(seen, 'write', 1).exported, true);
-  assert.equal(at(seen, 'measure', 1).exported, true);
+test('with an int8 sibling too the export is let go in write; the sibling is converted from the written file, external data included', async () => {
+  const inline = join(work, 'int8');
+  const { seen, released } = await probedBuild(inline, ['--depths', '1', '--precision', 'fp32,int8']);
+  assert.deepEqual(at(seen, 'write', 1), { step: 'write', depth: 1, exported: false, trainedParams: 0 });
   assert.deepEqual(at(seen, 'precisions', 1), { step: 'precisions', depth: 1, exported: false, trainedParams: 0 });
   assert.deepEqual(released, [1]);
+  // The same build with its float32 weights in model.onnx.data: the same int8 file.
+  const external = join(work, 'int8-external');
+  await probedBuild(external, ['--depths', '1', '--precision', 'fp32,int8', '--external-data-threshold', '1000']);
+  const fp32 = JSON.parse(await readFile(join(external, 'k1-head', 'manifest.json'), 'utf8')) as { externalData?: unknown[] };
+  assert.ok((fp32.externalData?.length ?? 0) > 0, 'the float32 variant has external data');
+  const int8 = JSON.parse(await readFile(join(external, 'k1-head-int8', 'manifest.json'), 'utf8')) as { externalData?: unknown[] };
+  assert.equal(int8.externalData, undefined, 'the int8 sibling is one file');
+  assert.equal(await sha256(join(external, 'k1-head-int8', 'model.onnx')), await sha256(join(inline, 'k1-head-int8', 'model.onnx')));
 });

@@ -2,6 +2,8 @@
 // initializers in a file beside model.onnx (location relative to the model file, offset,
 // length), and onnxruntime reads them from there when the model is loaded from its path.
 
+import { open, readFile } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { onnx, type ModelProto } from './onnx-proto.js';
 
 /** Initializer bytes above which weights go to external data: under protobuf's 2 GiB with room for the graph. */
@@ -44,4 +46,44 @@ export function moveToExternalData(model: ModelProto, location: string, threshol
     offset += raw.length;
   }
   return chunks;
+}
+
+/**
+ * Decode `onnxFile` with every external initializer read back into it (rawData), as if it had
+ * been written in one piece: what a converter that edits weights (src/pipeline/precision/)
+ * needs. Read tensor by tensor at its offset (a data file may pass Node's 2 GiB readFile limit).
+ */
+export async function readModelInline(onnxFile: string): Promise<ModelProto> {
+  const model = onnx.ModelProto.decode(await readFile(onnxFile));
+  const base = dirname(resolve(onnxFile));
+  const files = new Map<string, Awaited<ReturnType<typeof open>>>();
+  try {
+    for (const t of model.graph?.initializer ?? []) {
+      if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+      const entry = (key: string) => t.externalData?.find((e) => e.key === key)?.value ?? undefined;
+      const location = entry('location');
+      const file = location === undefined ? undefined : resolve(base, location);
+      if (!file || !(file === base || file.startsWith(base + sep)))
+        throw new Error(`${onnxFile}: initializer ${t.name} has external data outside the model's directory (${location})`);
+      const offset = Number(entry('offset') ?? 0);
+      const length = Number(entry('length'));
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || length < 0)
+        throw new Error(`${onnxFile}: initializer ${t.name} has no valid external offset/length`);
+      let handle = files.get(file);
+      if (!handle) files.set(file, (handle = await open(file, 'r')));
+      const raw = new Uint8Array(length);
+      for (let done = 0; done < length;) {
+        const { bytesRead } = await handle.read(raw, done, length - done, offset + done);
+        if (bytesRead === 0) throw new Error(`${join(base, location!)}: ends before initializer ${t.name}'s ${length} bytes at offset ${offset}`);
+        done += bytesRead;
+      }
+      t.rawData = raw;
+      t.externalData = [];
+      // Unset, not DEFAULT: a set field is encoded, and the model would differ from one written inline.
+      delete (t as { dataLocation?: unknown }).dataLocation;
+    }
+  } finally {
+    for (const h of files.values()) await h.close();
+  }
+  return model;
 }

@@ -184,8 +184,8 @@ const write: DepthStep = {
       tokenizer: ctx.base.tokenizerFiles.tokenizer,
       tokenizerConfig: ctx.base.tokenizerFiles.tokenizerConfig,
     });
-    // The int8/fp16 siblings convert from the export's bytes: kept for the precisions step then.
-    if (o.precisions.every((p) => p === 'fp32')) releaseWeights(ctx, d);
+    // The int8/fp16 siblings read the written file back (external data included).
+    releaseWeights(ctx, d);
   },
 };
 
@@ -260,14 +260,8 @@ const precisions: DepthStep = {
       pad = ctx.base.padId;
     const batches = [makeBatch(seqs, 1, o.maxLength, pad), makeBatch(seqs, 32, o.maxLength, pad)];
     const examples = ctx.data.val.map((e, i) => ({ ids: ctx.base.textIds(e.text), label: ctx.val[i]!.label }));
-    // The float32 bytes and manifest this build just wrote: not read back and hashed again (the
-    // converters decode one contiguous file, so the export's pieces are joined here).
-    const fromBuild = {
-      manifest: need(d.written, 'precisions', 'written variant').manifest,
-      onnx: new Uint8Array(Buffer.concat(need(d.exported, 'precisions', 'exported model').onnx)),
-    };
-    releaseWeights(ctx, d);
-    collectGarbage();
+    // The manifest this build just wrote: its model.onnx is read back but not hashed again.
+    const fromBuild = { manifest: need(d.written, 'precisions', 'written variant').manifest };
     const siblings = await buildPrecisionSiblings(
       dir,
       o.precisions,

@@ -18,6 +18,8 @@ import {
 } from '../model-writer.js';
 import { PRECISIONS, type Precision } from '../../manifest.js';
 import { decodeModel, encodeModel } from './onnx-edit.js';
+import { EXTERNAL_DATA_THRESHOLD, initializerBytes, readModelInline } from '../onnx-external.js';
+import type { ModelProto } from '../onnx-proto.js';
 import { quantizeInt8, type QuantizeInt8Options } from './quantize-int8.js';
 import { cpuInt8Weights } from './int8-weights.js';
 import { convertFp16 } from './convert-fp16.js';
@@ -52,9 +54,14 @@ export function precisionVariantName(variant: string, precision: Precision): str
 export function convertOnnx(bytes: Uint8Array, precision: Precision, int8?: QuantizeInt8Options): Uint8Array {
   if (precision === 'fp32') return bytes;
   const model = decodeModel(bytes);
+  convertModel(model, precision, int8);
+  return encodeModel(model);
+}
+
+/** Convert a decoded float32 model (every weight inline) in place. */
+export function convertModel(model: ModelProto, precision: Exclude<Precision, 'fp32'>, int8?: QuantizeInt8Options): void {
   if (precision === 'int8') quantizeInt8(model, { weightType: cpuInt8Weights().weights ?? 'int8', ...int8 });
   else convertFp16(model);
-  return encodeModel(model);
 }
 
 /** Token ids of one evaluation example and its label's index. */
@@ -127,10 +134,9 @@ export interface PrecisionVariantResult {
   seconds: { convert: number; evaluate: number };
 }
 
-/** The float32 variant as the build just wrote it: its manifest and model.onnx bytes, so they are not read and hashed again. */
+/** The float32 variant's manifest as the build just wrote it, so that its model.onnx is not hashed again. */
 export interface Fp32Source {
   manifest: Manifest;
-  onnx: Uint8Array;
 }
 
 /**
@@ -150,17 +156,26 @@ export async function writePrecisionVariant(
   const source = fromBuild?.manifest ?? (await readManifest(dir, { verifyOnnx: true }));
   if ((source.precision ?? 'fp32') !== 'fp32')
     throw new Error(`${join(dir, MANIFEST_FILE)}: variant ${source.variant} is ${source.precision}; convert from a float32 variant`);
-  const [fp32Onnx, tokenizer, tokenizerConfig] = await Promise.all([
-    fromBuild?.onnx ?? readFile(join(dir, ONNX_FILE)).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)),
+  // Read back from the written files, external data (a variant over 1.9 GB) included: the build
+  // let go of its own copy of the weights after writing them (pipeline.ts releaseWeights).
+  const [model, tokenizer, tokenizerConfig] = await Promise.all([
+    readModelInline(join(dir, ONNX_FILE)),
     readFile(join(dir, TOKENIZER_FILE), 'utf8'),
     readFile(join(dir, TOKENIZER_CONFIG_FILE), 'utf8'),
   ]);
   const t0 = performance.now();
-  const onnx = convertOnnx(fp32Onnx, precision, int8);
+  convertModel(model, precision, int8);
+  const converted = initializerBytes(model);
+  if (converted > EXTERNAL_DATA_THRESHOLD)
+    throw new Error(
+      `${source.variant}-${precision}: ${(converted / 1e9).toFixed(2)} GB of weights after conversion, past one ONNX file's 2 GB; ` +
+        (precision === 'fp16' ? 'build the variant in float16 directly (--weights-dtype fp16)' : 'not supported'),
+    );
+  const onnx = encodeModel(model);
   const t1 = performance.now();
   const measured = await evaluateOnnx(onnx, evalData.examples, source.labels, { padId: evalData.padId, threads: evalData.threads });
   const t2 = performance.now();
-  const { onnxSha256: _sha, ...rest } = source;
+  const { onnxSha256: _sha, externalData: _external, ...rest } = source;
   const draft: ManifestDraft = {
     ...rest,
     variant: precisionVariantName(source.variant, precision),
