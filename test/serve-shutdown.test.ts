@@ -2,14 +2,14 @@
 // accepted before the signal is answered 200, nothing new is taken, and the process exits 0
 // only after the last answer; connections the kernel had queued when the signal came get an
 // answer, not a reset; a client holding a half-sent upload cannot keep the process alive past
-// shutdownTimeoutMs.
+// shutdownTimeoutMs; and `slim serve` itself (bin/slim.js) exits as soon as it has stopped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createFixtureRepository } from './helpers/fixture-model.js';
-import { spawnServe, type ServeProcess } from './helpers/serve-process.js';
+import { SLIM_CLI, spawnServe, type ServeProcess } from './helpers/serve-process.js';
 
 test('SIGTERM during load: every accepted request gets its answer, then exit 0', async () => {
   const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
@@ -88,6 +88,29 @@ test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upl
     assert.ok(tookMs < 1500 + 700, `exited ${tookMs.toFixed(0)} ms after SIGTERM (shutdownTimeoutMs 1500)`);
   } finally {
     socket.destroy();
+    if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    repo.cleanup();
+  }
+});
+
+test('`slim serve` (the command line, which does not call process.exit) exits at once after an idle SIGTERM, not at shutdownTimeoutMs', async () => {
+  const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
+  const server = await spawnServe(
+    ['serve', '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', '--shutdown-timeout-ms', '8000'],
+    {
+      entry: SLIM_CLI,
+    },
+  );
+  try {
+    const signalledAt = performance.now();
+    server.child.kill('SIGTERM');
+    const exit = await Promise.race([server.exited, sleep(7000).then(() => null)]);
+    const tookMs = performance.now() - signalledAt;
+    // A timer left pending by the shutdown kept the process for the rest of shutdownTimeoutMs.
+    assert.ok(exit !== null, 'the process still runs 7 s after SIGTERM (shutdownTimeoutMs 8000, nothing in flight)');
+    assert.equal(exit[0], 0, server.stderr());
+    assert.ok(tookMs < 3000, `exited ${tookMs.toFixed(0)} ms after SIGTERM`);
+  } finally {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
     repo.cleanup();
   }

@@ -256,7 +256,16 @@ export async function shutdown(app: FastifyInstance, core: ServeCore, connection
     );
   }
   // What follows may take what is left of shutdownTimeoutMs (at least 50 ms), no more.
-  const bounded = <T>(p: Promise<T>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, Math.max(50, deadline - performance.now())))]);
+  // The timer is cleared when p settles first: a pending one kept `slim serve` (which lets the
+  // event loop end rather than calling process.exit) alive for the rest of shutdownTimeoutMs.
+  const bounded = async <T>(p: Promise<T>): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([p, new Promise((r) => (timer = setTimeout(r, Math.max(50, deadline - performance.now()))))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   await bounded(core.close());
   if (result === 'timeout') {
     await Promise.race([connections.allClosed(), new Promise((r) => setTimeout(r, 50))]); // the SHUTTING_DOWN answers go out first

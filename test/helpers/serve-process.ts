@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 /** dist/src/serve/main.js: what `slim serve` runs. */
 export const SERVE_MAIN = fileURLToPath(new URL('../../src/serve/main.js', import.meta.url));
+/** bin/slim.js: the command line a user runs (`slim serve ...`, `slim start ...`); it lets the event loop end instead of calling process.exit. */
+export const SLIM_CLI = fileURLToPath(new URL('../../../bin/slim.js', import.meta.url));
 
 export interface ServeProcess {
   child: ChildProcessWithoutNullStreams;
@@ -34,6 +36,8 @@ export interface SpawnServeOptions {
   ready?: (line: string) => string | undefined;
   /** Give up (SIGKILL) when not ready by then; default: wait as long as the process lives. */
   timeoutMs?: number;
+  /** The script to run (default SERVE_MAIN; SLIM_CLI with args starting 'serve'). */
+  entry?: string;
 }
 
 /**
@@ -41,7 +45,7 @@ export interface SpawnServeOptions {
  * its ready line is logged; rejects with its stderr when it exits first.
  */
 export async function spawnServe(args: readonly string[], opts: SpawnServeOptions = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [SERVE_MAIN, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [opts.entry ?? SERVE_MAIN, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end();
   const lines: string[] = [];
   let stderr = '';
