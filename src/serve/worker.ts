@@ -120,9 +120,13 @@ const int8Target: Int8Weights | undefined =
  */
 async function sessionSource(spec: SessionSpec): Promise<{ source: string | Uint8Array; int8Weights?: LoadedSession['int8Weights'] }> {
   if (spec.precision !== 'int8') return { source: spec.onnxPath };
-  const bytes = await readFile(spec.onnxPath);
-  const model = decodeModel(bytes);
-  const written = int8WeightsOf(model);
+  let model;
+  try {
+    model = decodeModel(await readFile(spec.onnxPath));
+  } catch {
+    return { source: spec.onnxPath }; // unreadable here: onnxruntime opens the path and says why, naming the file
+  }
+  const written = model.graph ? int8WeightsOf(model) : undefined;
   if (!written || !int8Target || written === int8Target) return { source: spec.onnxPath, ...(written ? { int8Weights: { file: written, run: written } } : {}) };
   const { rewritten, kept } = setInt8Weights(model, int8Target);
   if (rewritten === 0 || kept.length > 0) return { source: spec.onnxPath, int8Weights: { file: written, run: written } };
