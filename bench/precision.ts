@@ -21,7 +21,8 @@ import { loadDataset } from '../src/pipeline/datasets/index.js';
 import { evaluateVariant } from '../src/pipeline/eval-command.js';
 import { readManifest } from '../src/pipeline/model-writer.js';
 import { convertOnnx, writePrecisionVariant } from '../src/pipeline/precision/variants.js';
-import { decodeModel, initializerBytes } from '../src/pipeline/precision/onnx-edit.js';
+import { decodeModel } from '../src/pipeline/precision/onnx-edit.js';
+import { initializerBytes } from '../src/pipeline/onnx-external.js';
 import { cpuInt8Weights, int8WeightsOf } from '../src/pipeline/precision/int8-weights.js';
 import { loadTokenizer } from '../src/tokenizer.js';
 import { median } from '../loadtest/lib/stats.js';
@@ -136,8 +137,8 @@ for (const dir of args.variant.map((v) => resolve(v))) {
       fp32: fp32Bytes.length,
       int8: int8.onnx.length,
       fp16: fp16Bytes.length,
-      layersFp32: initializerBytes(fp32Model.graph!, layers),
-      layersInt8: initializerBytes(int8Model.graph!, layers),
+      layersFp32: initializerBytes(fp32Model, layers),
+      layersInt8: initializerBytes(int8Model, layers),
     },
     speed,
   });

@@ -13,9 +13,11 @@ const MIN_EXTERNAL_BYTES = 1024;
 /** Each tensor starts at a multiple of this in the data file (mmap-friendly). */
 const ALIGN = 64;
 
-/** Bytes of the model's initializers. */
-export function initializerBytes(model: ModelProto): number {
-  return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.rawData?.length ?? 0), 0);
+/** Bytes of the model's initializers held in it (raw data), of those whose name passes `filter` if given. */
+export function initializerBytes(model: ModelProto, filter: (name: string) => boolean = () => true): number {
+  let sum = 0;
+  for (const t of model.graph?.initializer ?? []) if (filter(t.name!)) sum += t.rawData?.length ?? 0;
+  return sum;
 }
 
 /**

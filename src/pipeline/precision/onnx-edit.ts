@@ -93,10 +93,3 @@ export function ensureOpset(model: ModelProto, domain: string, version: number):
   if (!found) imports.push(onnx.OperatorSetIdProto.create({ domain, version }));
   else if (toNumber(found.version) < version) found.version = version;
 }
-
-/** Bytes of all initializers (what the weights cost on disk). */
-export function initializerBytes(graph: GraphProto, filter: (name: string) => boolean = () => true): number {
-  let sum = 0;
-  for (const t of graph.initializer ?? []) if (filter(t.name!)) sum += t.rawData?.length ?? 0;
-  return sum;
-}
