@@ -8,10 +8,10 @@
 // when built alone.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from '../src/command-line.js';
+import { sha256File } from '../src/sha256-file.js';
 import { BUILD_COMMAND } from '../src/pipeline/build-command.js';
 import { validateBuildFlags } from '../src/pipeline/build-options.js';
 import { DEPTH_STEPS, runBuild, type DepthStep } from '../src/pipeline/pipeline.js';
@@ -87,10 +87,6 @@ async function probedBuild(out: string, extra: string[]): Promise<{ seen: Seen[]
   return { seen, released };
 }
 
-const sha256 = async (file: string) =>
-  createHash('sha256')
-    .update(await readFile(file))
-    .digest('hex');
 const at = (seen: Seen[], step: string, depth: number) => seen.find((s) => s.step === step && s.depth === depth)!;
 
 test('after write, a depth holds neither its export nor its trained weights, and the base drops its body; a later depth is built as if alone', async () => {
@@ -103,7 +99,7 @@ test('after write, a depth holds neither its export nor its trained weights, and
   assert.deepEqual(released, [1, 2]);
   const alone = join(work, 'alone');
   await probedBuild(alone, ['--depths', '2']);
-  assert.equal(await sha256(join(out, 'k2-head', 'model.onnx')), await sha256(join(alone, 'k2-head', 'model.onnx')));
+  assert.equal(await sha256File(join(out, 'k2-head', 'model.onnx')), await sha256File(join(alone, 'k2-head', 'model.onnx')));
 });
 
 test('with an int8 sibling too the export is let go in write; the sibling is converted from the written file, external data included', async () => {
@@ -119,5 +115,5 @@ test('with an int8 sibling too the export is let go in write; the sibling is con
   assert.ok((fp32.externalData?.length ?? 0) > 0, 'the float32 variant has external data');
   const int8 = JSON.parse(await readFile(join(external, 'k1-head-int8', 'manifest.json'), 'utf8')) as { externalData?: unknown[] };
   assert.equal(int8.externalData, undefined, 'the int8 sibling is one file');
-  assert.equal(await sha256(join(external, 'k1-head-int8', 'model.onnx')), await sha256(join(inline, 'k1-head-int8', 'model.onnx')));
+  assert.equal(await sha256File(join(external, 'k1-head-int8', 'model.onnx')), await sha256File(join(inline, 'k1-head-int8', 'model.onnx')));
 });

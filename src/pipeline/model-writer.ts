@@ -3,9 +3,9 @@
 // half-written. The layout, the manifest type and its validator (shared with the server) are
 // ../manifest.ts.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { sha256File } from '../sha256-file.js';
 import { writeFileSynced } from '../atomic-write.js';
 import { jsonErrorOffset } from './datasets/index.js';
 import { TRANSFORMERS_JS_CONFIG_FILE, TRANSFORMERS_JS_ONNX_FILE, transformersJsConfig, transformersJsTokenizerConfig } from './transformers-js.js';
@@ -72,9 +72,7 @@ export async function readManifest(dir: string, options: { verifyOnnx?: boolean 
   if (options.verifyOnnx) {
     const onnxFile = join(dir, ONNX_FILE);
     try {
-      const digest = createHash('sha256')
-        .update(await readFile(onnxFile))
-        .digest('hex');
+      const digest = await sha256File(onnxFile);
       if (digest !== manifest.onnxSha256) problems.push(`onnxSha256 ${manifest.onnxSha256} does not match ${ONNX_FILE} (sha256 ${digest})`);
     } catch (err) {
       problems.push(`cannot read ${onnxFile}: ${(err as Error).message}`);
@@ -93,12 +91,6 @@ export async function readManifest(dir: string, options: { verifyOnnx?: boolean 
 }
 
 /** SHA-256 of a file of any size, streamed. */
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /** "file:line:column" of the first JSON syntax error. */
 function jsonErrorLocation(file: string, text: string): string {
   const offset = jsonErrorOffset(text);

@@ -3,9 +3,9 @@
 // and matching the directory, model.onnx matching its checksum; plus the model-level files
 // (routing.json, report.json). The model store (model-store.ts) walks the repository and calls
 // these; a broken variant fails the start, or a hot reload of it, naming the file and field.
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { sha256File } from '../sha256-file.js';
 import {
   MANIFEST_FILE,
   ManifestError,
@@ -46,12 +46,6 @@ export function validateManifest(raw: unknown, where: { file: string; model: str
     if (err instanceof ManifestError) throw new RepositoryError(`${err.file}: ${err.problems.join('; ')}`);
     throw err;
   }
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Subdirectories of `dir`, sorted, without hidden ones (a build's temporary output starts with a dot). */
