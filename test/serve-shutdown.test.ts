@@ -15,7 +15,7 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
   const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
   let server: ServeProcess | undefined;
   try {
-    server = await spawnServer(repo.dir, ['--max-batch-size', '2', '--max-queue-delay-ms', '0'], { ...process.env, SLIM_TEST_WORKER_DELAY_MS: '150' });
+    server = await spawnServer(repo.dir, ['--max-batch-size', '2', '--max-queue-delay-ms', '0'], { env: { ...process.env, SLIM_TEST_WORKER_DELAY_MS: '150' } });
     const { child, url } = server;
     const answeredAt: number[] = [];
     const requests = Array.from({ length: 24 }, (_, i) =>
@@ -66,8 +66,18 @@ test('SIGTERM during load: every accepted request gets its answer, then exit 0',
 });
 
 /** The server in a child process on a free port, one worker, JSON logs at info; resolves once it logged "ready on". */
-function spawnServer(repoDir: string, flags: string[], env?: NodeJS.ProcessEnv): Promise<ServeProcess> {
-  return spawnServe(['--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags], { env });
+/** The server in a child process: main.js, or with `cli` the command line a user runs (`slim serve`). */
+function spawnServer(repoDir: string, flags: string[], opts: { env?: NodeJS.ProcessEnv; cli?: boolean } = {}): Promise<ServeProcess> {
+  const args = ['--models', repoDir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', ...flags];
+  return opts.cli ? spawnServe(['serve', ...args], { env: opts.env, entry: SLIM_CLI }) : spawnServe(args, { env: opts.env });
+}
+
+/** SIGTERM, then wait at most waitMs for the exit: [code, signal], or null while it still runs; and how long it took. */
+async function sigterm(server: ServeProcess, waitMs: number): Promise<{ exit: [number | null, string | null] | null; tookMs: number }> {
+  const signalledAt = performance.now();
+  server.child.kill('SIGTERM');
+  const exit = await Promise.race([server.exited, sleep(waitMs).then(() => null)]);
+  return { exit, tookMs: performance.now() - signalledAt };
 }
 
 test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upload', async () => {
@@ -79,10 +89,7 @@ test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upl
     await once(socket, 'connect');
     socket.write('POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"inputs": "half');
     await sleep(200);
-    const signalledAt = performance.now();
-    server.child.kill('SIGTERM');
-    const exit = await Promise.race([server.exited, sleep(6000).then(() => null)]);
-    const tookMs = performance.now() - signalledAt;
+    const { exit, tookMs } = await sigterm(server, 6000);
     assert.ok(exit !== null, 'the process still runs 6 s after SIGTERM');
     assert.equal(exit[0], 0, server.stderr());
     assert.ok(tookMs < 1500 + 700, `exited ${tookMs.toFixed(0)} ms after SIGTERM (shutdownTimeoutMs 1500)`);
@@ -95,17 +102,9 @@ test('SIGTERM ends within shutdownTimeoutMs while a client holds a half-sent upl
 
 test('`slim serve` (the command line, which does not call process.exit) exits at once after an idle SIGTERM, not at shutdownTimeoutMs', async () => {
   const repo = createFixtureRepository([{ name: 'tiny', variants: ['k1'] }]);
-  const server = await spawnServe(
-    ['serve', '--models', repo.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info', '--shutdown-timeout-ms', '8000'],
-    {
-      entry: SLIM_CLI,
-    },
-  );
+  const server = await spawnServer(repo.dir, ['--shutdown-timeout-ms', '8000'], { cli: true });
   try {
-    const signalledAt = performance.now();
-    server.child.kill('SIGTERM');
-    const exit = await Promise.race([server.exited, sleep(7000).then(() => null)]);
-    const tookMs = performance.now() - signalledAt;
+    const { exit, tookMs } = await sigterm(server, 7000);
     // A timer left pending by the shutdown kept the process for the rest of shutdownTimeoutMs.
     assert.ok(exit !== null, 'the process still runs 7 s after SIGTERM (shutdownTimeoutMs 8000, nothing in flight)');
     assert.equal(exit[0], 0, server.stderr());
