@@ -10,11 +10,11 @@ export interface PoolOptions {
   sessions: SessionSpec[];
   intraOpThreads: number;
   interOpThreads: number;
-  /** When intra-op threads busy-wait (default run: during a run only). */
-  spinning?: SpinningMode;
+  /** When intra-op threads busy-wait (config threads.spinning). */
+  spinning: SpinningMode;
   graphOptimization: GraphOptimizationLevel;
-  /** int8 variants' weight storage (default auto). */
-  int8Weights?: Int8WeightsMode;
+  /** int8 variants' weight storage (config int8Weights). */
+  int8Weights: Int8WeightsMode;
   /** Test-only slowdown per batch (SLIM_TEST_WORKER_DELAY_MS). */
   testDelayMs?: number;
   /**
@@ -369,9 +369,9 @@ function spawnWorker(opts: PoolOptions, index: number, generation = 0): { thread
     sessions: opts.sessions,
     intraOpThreads: opts.intraOpThreads,
     interOpThreads: opts.interOpThreads,
-    spinning: opts.spinning ?? 'run',
+    spinning: opts.spinning,
     graphOptimization: opts.graphOptimization,
-    int8Weights: opts.int8Weights ?? 'auto',
+    int8Weights: opts.int8Weights,
     testDelayMs: opts.testDelayMs ?? 0,
     generation,
   };
